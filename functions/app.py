@@ -1,0 +1,153 @@
+"""The functions app: every HTTP entry on one Starlette app for the local stack.
+
+On AWS each entry runs as its own Lambda (a later step); locally ``charla up`` serves this one
+app on 127.0.0.1:8000 with uvicorn. Resources open lazily: under Mangum the lifespan does not
+run, so nothing here depends on it but the local housekeeping (migrations, audit purge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from slowapi.errors import RateLimitExceeded
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from functions.api.routes import ApiContext, chat_completions, list_models
+from functions.model_client import ModelClient, ModelServerError
+from shared.audit import purge_exchanges
+from shared.db import Database
+from shared.errors import BadRequest, CharlaError, StorageError
+from shared.http import BearerTokenBackend, BodyTooLarge, auth_error, json_error
+from shared.migrate import migrate
+from shared.ratelimit import make_limiter, rate_limit_exceeded
+from shared.settings import Settings
+from shared.tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_S = 600.0
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness plus the state of what answers depend on; 200 while this process serves."""
+    ctx: ApiContext = request.app.state.api
+    database = "not configured"
+    if ctx.db is not None:
+        try:
+            async with ctx.db.connection() as conn:
+                await conn.execute("SELECT 1")
+            database = "ok"
+        except CharlaError:
+            database = "unavailable"
+    model_server = "ok" if await ctx.model.healthy() else "unavailable"
+    degraded = "unavailable" in (database, model_server)
+    return JSONResponse({"status": "degraded" if degraded else "ok",
+                         "database": database, "model_server": model_server})
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    status = 413 if isinstance(exc, BodyTooLarge) else 400
+    return json_error(status, str(exc), "invalid_request_error")
+
+
+async def _model_server_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelServerError)
+    kind = "rate_limit_exceeded" if exc.status == 429 else (
+        "invalid_request_error" if exc.status < 500 else "server_error")
+    headers = {"Retry-After": exc.retry_after} if exc.retry_after else None
+    return json_error(exc.status, exc.message, kind, exc.code, headers=headers)
+
+
+async def _storage_error(request: Request, exc: Exception) -> Response:
+    log.error("database unavailable on %s", request.url.path)
+    return json_error(503, "the database is unavailable; try again shortly", "server_error",
+                      headers={"Retry-After": "5"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return json_error(exc.status_code, str(exc.detail), "invalid_request_error")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path)
+    return json_error(500, "internal error", "server_error")
+
+
+async def _purge_forever(db: Database, settings: Settings) -> None:
+    while True:
+        try:
+            removed = await purge_exchanges(db, retention_days=settings.audit_retention_days)
+            if removed:
+                log.info("audit retention: purged %d exchanges", removed)
+        except CharlaError:
+            log.warning("audit retention: database unavailable, will retry")
+        await asyncio.sleep(PURGE_EVERY_S)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    verifier: TokenVerifier,
+    model: ModelClient,
+    db: Database | None,
+    housekeeping: bool = True,
+) -> Starlette:
+    """The functions app. ``housekeeping`` runs migrations and the audit purge in its lifespan."""
+    ctx = ApiContext(settings=settings, db=db, model=model)
+    limiter = make_limiter(settings.rate_limit_storage, "charla-api", headers=True)
+    limit = limiter.limit(settings.api_rate_limit)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        purger: asyncio.Task[None] | None = None
+        if db is not None and housekeeping:
+            assert settings.database_url is not None
+            await migrate(settings.database_url.reveal())
+            await db.open()
+            purger = asyncio.create_task(_purge_forever(db, settings))
+        try:
+            yield
+        finally:
+            if purger is not None:
+                purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purger
+            await ctx.drain()
+            await model.close()
+            if db is not None:
+                await db.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", limit(chat_completions), methods=["POST"]),
+            Route("/v1/models", limit(list_models), methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        middleware=[
+            Middleware(AuthenticationMiddleware,
+                       backend=BearerTokenBackend(verifier, public_paths=("/healthz",)),
+                       on_error=auth_error),
+        ],
+        exception_handlers={
+            BadRequest: _bad_request,
+            ModelServerError: _model_server_error,
+            StorageError: _storage_error,
+            RateLimitExceeded: rate_limit_exceeded,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.api = ctx
+    app.state.limiter = limiter
+    return app

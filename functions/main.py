@@ -1,0 +1,34 @@
+"""Build the functions app from settings; ``python -m functions`` serves it with uvicorn."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from functions.api.auth import client_verifier
+from functions.app import create_app
+from functions.model_client import ModelClient
+from shared.db import Database, make_pool
+from shared.logs import configure_logging
+from shared.settings import Settings
+
+
+def create(settings: Settings | None = None) -> Starlette:
+    """The functions app for ``settings`` (the environment when none is given)."""
+    settings = settings or Settings.from_env()
+    db = Database(make_pool(settings)) if settings.database_url else None
+    return create_app(settings, verifier=client_verifier(settings),
+                      model=ModelClient(settings), db=db)
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    uvicorn.run(create(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level.lower(), access_log=False,
+                timeout_graceful_shutdown=10)
+
+
+if __name__ == "__main__":
+    main()

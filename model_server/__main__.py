@@ -1,0 +1,3 @@
+from model_server.main import main
+
+main()

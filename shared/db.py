@@ -1,0 +1,83 @@
+"""The Postgres connection pool (psycopg 3) with pgvector's types registered on every connection.
+
+The pool checks a connection before lending it, so after a database restart the broken
+connections are dropped and replaced instead of failing the next requests; a caller waits at
+most ``db_timeout_s`` for a connection, then gets :class:`StorageError`, never a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from shared.errors import ConfigError, StorageError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AsyncConn = psycopg.AsyncConnection[dict[str, object]]
+
+
+async def _configure(conn: psycopg.AsyncConnection[object]) -> None:
+    try:
+        await register_vector_async(conn)
+    except psycopg.ProgrammingError:
+        # Before the first migration the extension does not exist yet; the migration creates
+        # it, and connections made after that register the type.
+        log.debug("pgvector type not registered: extension not created yet")
+    # Autocommit with explicit transactions where needed: no idle-in-transaction leftovers.
+    await conn.set_autocommit(True)
+
+
+def make_pool(settings: Settings, *, open_now: bool = False) -> AsyncConnectionPool:
+    """A pool for ``DATABASE_URL``; it opens lazily on first use unless ``open_now``."""
+    if settings.database_url is None:
+        raise ConfigError("DATABASE_URL is not set (charla up sets it for the embedded server)")
+    return AsyncConnectionPool(
+        settings.database_url.reveal(),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        timeout=settings.db_timeout_s,
+        kwargs={"row_factory": dict_row, "connect_timeout": max(1, int(settings.db_timeout_s))},
+        configure=_configure,
+        check=AsyncConnectionPool.check_connection,
+        reconnect_timeout=60.0,
+        open=False,
+        name="charla",
+    )
+
+
+class Database:
+    """A lazily opened pool: Lambda containers and ASGI apps call :meth:`connection` freely."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self._opened = False
+
+    async def open(self) -> None:
+        if not self._opened:
+            self._opened = True
+            await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConn]:
+        """A pooled connection; driver errors come out as :class:`StorageError`."""
+        await self.open()
+        try:
+            async with self.pool.connection() as conn:
+                yield conn  # type: ignore[misc]
+        except PoolTimeout as exc:
+            raise StorageError("no database connection available") from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StorageError("database unavailable") from exc

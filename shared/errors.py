@@ -1,0 +1,27 @@
+"""Errors raised by the shared layer; each entry point maps them to HTTP statuses in one place."""
+
+from __future__ import annotations
+
+
+class CharlaError(Exception):
+    """Base class for every error Charla raises on purpose."""
+
+
+class ConfigError(CharlaError):
+    """A setting is missing or malformed; raised at start, never inside a request."""
+
+
+class StorageError(CharlaError):
+    """The database could not be reached or refused a statement."""
+
+
+class InvalidToken(CharlaError):
+    """A JWT is missing, malformed, expired, or signed by someone we do not trust."""
+
+
+class BadRequest(CharlaError):
+    """The caller sent something we cannot act on; the message is safe to show them."""
+
+
+class PromptTooLong(BadRequest):
+    """The messages cannot fit the model's context window even after trimming old turns."""

@@ -1,0 +1,113 @@
+"""HTTP pieces both Starlette apps use: bearer-JWT authentication, bounded bodies, JSON errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    BaseUser,
+)
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+
+from shared.errors import BadRequest, InvalidToken
+from shared.openai_schema import error_body
+from shared.tokens import Claims, TokenVerifier
+
+log = logging.getLogger(__name__)
+
+
+class TokenUser(BaseUser):
+    """The holder of a verified token."""
+
+    def __init__(self, claims: Claims) -> None:
+        self.claims = claims
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.claims.sub
+
+    @property
+    def identity(self) -> str:
+        return self.claims.sub
+
+
+class BearerTokenBackend(AuthenticationBackend):
+    """``Authorization: Bearer <JWT>`` on every path except the public ones."""
+
+    def __init__(self, verifier: TokenVerifier, public_paths: Iterable[str] = ("/healthz",)):
+        self._verifier = verifier
+        self._public = frozenset(public_paths)
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        if conn.scope["type"] != "http" or conn.url.path in self._public:
+            return None
+        header = conn.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("missing bearer token")
+        try:
+            if self._verifier.does_io:
+                claims = await asyncio.to_thread(self._verifier.verify, token.strip())
+            else:
+                claims = self._verifier.verify(token.strip())
+        except InvalidToken as exc:
+            raise AuthenticationError(str(exc)) from None
+        return AuthCredentials(["authenticated", *sorted(claims.scopes)]), TokenUser(claims)
+
+
+def auth_error(conn: HTTPConnection, exc: AuthenticationError) -> JSONResponse:
+    """401 in OpenAI's error shape, with the reason (never the token)."""
+    return JSONResponse(
+        error_body(str(exc) or "unauthorized", "invalid_request_error", "invalid_api_key"),
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="charla"'},
+    )
+
+
+def json_error(status: int, message: str, kind: str, code: str | None = None,
+               headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, kind, code), status_code=status, headers=headers)
+
+
+class BodyTooLarge(BadRequest):
+    """The request body is over the configured limit (413)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes without reading it all first."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge(f"the request body is over the {limit}-byte limit")
+        except ValueError:
+            raise BadRequest("malformed Content-Length header") from None
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def subject_of(request: Request) -> str:
+    """The verified token's subject: the key for every per-user limit."""
+    user = request.scope.get("user")
+    if isinstance(user, TokenUser):
+        return user.claims.sub
+    return "anonymous"
+
+
+SubjectKey = Callable[[Request], str]

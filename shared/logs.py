@@ -1,0 +1,46 @@
+"""Logging set-up for every entry point: quiet HTTP clients, no secrets in any line.
+
+HTTP client libraries log every request URL at INFO; Telegram's bot token is part of every Bot
+API URL, so those loggers are held at WARNING. A filter masks anything that looks like a bearer
+token or a JWT, in case a message or an exception's text carries one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+    re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+"),
+)
+
+
+def redact(text: str) -> str:
+    """Mask bearer tokens, JWTs and Telegram bot tokens in ``text``."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "**********", text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message with :func:`redact` applied."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "httpx2", "huggingface_hub", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

