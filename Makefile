@@ -21,7 +21,9 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --editable '.[test]'
 	touch $@
 
+# torch first and pinned: the CPU build; an unpinned one pulls several GB of CUDA wheels.
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
+	$(BIN)/python -m pip install 'torch==2.13.0'
 	$(BIN)/python -m pip install --editable '.[bench]'
 	touch $@
 

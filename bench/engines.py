@@ -1,0 +1,150 @@
+"""Chat throughput, gateway overhead and prompt-cache reuse, measured over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+TOPICS = ["a lighthouse keeper", "a dragon who bakes bread", "a robot gardener",
+          "a lost satellite", "a chess tournament", "a city under the sea",
+          "a talking violin", "a winter market", "a desert train", "a clockmaker's apprentice"]
+
+
+def story(i: int) -> list[dict[str, str]]:
+    return [{"role": "user",
+             "content": f"Write a long, detailed story about {TOPICS[i % len(TOPICS)]}."}]
+
+
+@dataclass
+class Throughput:
+    chats: int
+    tokens: int
+    seconds: float
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+async def _one(client: httpx.AsyncClient, url: str, headers: dict[str, str],
+               messages: list[dict[str, str]], max_tokens: int) -> int:
+    body = {"model": "smollm2-135m-instruct", "messages": messages, "max_tokens": max_tokens,
+            "temperature": 0}
+    response = await client.post(url + "/v1/chat/completions", json=body, headers=headers)
+    response.raise_for_status()
+    tokens: int = response.json()["usage"]["completion_tokens"]
+    return tokens
+
+
+async def throughput(url: str, headers: dict[str, str], chats: int, *, max_tokens: int = 128,
+                     rounds: int = 2) -> Throughput:
+    """``chats`` conversations at once, each asking for ``max_tokens``; aggregate tokens/s."""
+    async with httpx.AsyncClient(timeout=600) as client:
+        await _one(client, url, headers, story(0), 4)  # warm
+        tokens, started = 0, time.perf_counter()
+        for r in range(rounds):
+            done = await asyncio.gather(*(_one(client, url, headers, story(r * chats + i),
+                                               max_tokens) for i in range(chats)))
+            tokens += sum(done)
+        return Throughput(chats, tokens, time.perf_counter() - started)
+
+
+async def tiny_latencies(targets: dict[str, tuple[str, dict[str, str]]], n: int
+                         ) -> dict[str, list[float]]:
+    """Interleaved one-token requests against each target: per-request latency in ms."""
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "temperature": 0}
+    out: dict[str, list[float]] = {name: [] for name in targets}
+    async with httpx.AsyncClient(timeout=60) as client:
+        for _ in range(5):
+            for url, headers in targets.values():
+                await client.post(url + "/v1/chat/completions", json=body, headers=headers)
+        for _ in range(n):
+            for name, (url, headers) in targets.items():
+                started = time.perf_counter()
+                response = await client.post(url + "/v1/chat/completions", json=body,
+                                             headers=headers)
+                out[name].append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+    return out
+
+
+def conversation(nonce: str, turns: int = 9) -> list[dict[str, str]]:
+    """About 1,500 tokens of earlier conversation, unique per ``nonce`` (a cold cache)."""
+    messages = [{"role": "system",
+                 "content": f"You are Charla, a helpful assistant. Session {nonce}."}]
+    for i in range(turns):
+        topic = TOPICS[i % len(TOPICS)]
+        messages.append({"role": "user", "content": f"Tell me about {topic}, please. " * 4})
+        messages.append({"role": "assistant", "content": (
+            f"Here is what I know about {topic}. It is a subject with a long history, many "
+            "small details and a few surprises that people often overlook when they first "
+            "hear about it. The most important part is how it changes over time, how it "
+            "affects the people around it, and what we can learn from it for our own work. ")
+            * 2})
+    return messages
+
+
+async def _ttft(client: httpx.AsyncClient, url: str, headers: dict[str, str],
+                messages: list[dict[str, str]]) -> tuple[float, str, int]:
+    body = {"messages": messages, "max_tokens": 48, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    started = time.perf_counter()
+    first: float | None = None
+    parts: list[str] = []
+    prompt_tokens = 0
+    async with client.stream("POST", url + "/v1/chat/completions", json=body,
+                             headers=headers) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            data: dict[str, Any] = json.loads(line[6:])
+            for choice in data.get("choices", []):
+                text = choice["delta"].get("content")
+                if text:
+                    if first is None:
+                        first = time.perf_counter() - started
+                    parts.append(text)
+            if data.get("usage"):
+                prompt_tokens = data["usage"]["prompt_tokens"]
+    assert first is not None
+    return first * 1000, "".join(parts), prompt_tokens
+
+
+@dataclass
+class Turns:
+    prompt_tokens: int
+    first_ms: float
+    second_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.second_ms / self.first_ms
+
+
+async def second_turn(url: str, headers: dict[str, str]) -> Turns:
+    """Time to first token of a conversation's turn, cold, then of the turn after it."""
+    async with httpx.AsyncClient(timeout=600) as client:
+        messages = conversation(uuid.uuid4().hex)
+        messages.append({"role": "user", "content": "Summarise our conversation in one line."})
+        first_ms, answer, prompt_tokens = await _ttft(client, url, headers, messages)
+        messages += [{"role": "assistant", "content": answer},
+                     {"role": "user", "content": "Thanks. And which topic came first?"}]
+        second_ms, _, _ = await _ttft(client, url, headers, messages)
+    return Turns(prompt_tokens, first_ms, second_ms)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

