@@ -21,7 +21,7 @@ from shared.tokens import TokenSigner, generate_ed25519_pair
 
 PARALLEL = 8
 CTX = 32768
-REDIS = "redis://127.0.0.1:6379/4"
+REDIS = os.environ.get("CHARLA_BENCH_LIMITS", "redis://127.0.0.1:6379/4")
 
 
 def free_port() -> int:
@@ -66,21 +66,6 @@ def running(cmd: list[str], health: str, env: dict[str, str] | None = None,
             out.close()  # type: ignore[union-attr]
 
 
-def llama_server_cmd(port: int) -> list[str]:
-    """The same flags the gateway gives its child (model_server/engines/llama_server.py)."""
-    return [str(build()), "--model", str(bundled_model_path()), "--alias",
-            "smollm2-135m-instruct", "--host", "127.0.0.1", "--port", str(port),
-            "--parallel", str(PARALLEL), "--ctx-size", str(CTX), "--no-webui", "--metrics"]
-
-
-@contextmanager
-def llama_server_direct(logdir: Path) -> Iterator[str]:
-    port = free_port()
-    with running(llama_server_cmd(port), f"http://127.0.0.1:{port}/health",
-                 log=logdir / "llama-server-direct.log"):
-        yield f"http://127.0.0.1:{port}"
-
-
 @contextmanager
 def llama_cpp_python_server(logdir: Path) -> Iterator[str]:
     """llama-cpp-python's own OpenAI server on the same model file."""
@@ -102,8 +87,20 @@ class Keys:
         return self.signer.sign(sub, ttl_s=3600)
 
 
+def engine_url_of(gateway_proc: subprocess.Popen[bytes]) -> str:
+    """The loopback URL of the llama-server that a gateway process started as its child."""
+    import psutil
+
+    for child in psutil.Process(gateway_proc.pid).children(recursive=True):
+        cmd = child.cmdline()
+        if cmd and cmd[0].endswith("llama-server"):
+            return f"http://127.0.0.1:{cmd[cmd.index('--port') + 1]}"
+    raise RuntimeError("the gateway has no llama-server child")
+
+
 @contextmanager
-def gateway(keys: Keys, logdir: Path) -> Iterator[str]:
+def gateway(keys: Keys, logdir: Path) -> Iterator[tuple[str, str]]:
+    """Yields the gateway's URL and its engine's (to measure the same engine both ways)."""
     port = free_port()
     env = {
         "CHARLA_HOME": str(logdir / "gateway"),
@@ -118,8 +115,8 @@ def gateway(keys: Keys, logdir: Path) -> Iterator[str]:
         "CHARLA_LOG_LEVEL": "WARNING",
     }
     with running([sys.executable, "-m", "model_server"], f"http://127.0.0.1:{port}/healthz",
-                 env=env, log=logdir / "gateway.log"):
-        yield f"http://127.0.0.1:{port}"
+                 env=env, log=logdir / "gateway.log") as proc:
+        yield f"http://127.0.0.1:{port}", engine_url_of(proc)
 
 
 @contextmanager

@@ -50,14 +50,16 @@ def run_throughput(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
 
     print("== throughput: gateway and llama-server direct", flush=True)
     headers = {"Authorization": f"Bearer {keys.service_token()}"}
-    with procs.llama_server_direct(logdir) as direct, procs.gateway(keys, logdir) as gw:
+    # "Direct" is the gateway's own llama-server child, reached on its loopback port: the
+    # same process both ways, so the difference is the gateway alone.
+    with procs.gateway(keys, logdir) as (gw, direct):
         out["direct"] = {n: asdict(asyncio.run(engines.throughput(direct, {}, n)))
                          for n in CHATS}
         out["gateway"] = {n: asdict(asyncio.run(engines.throughput(gw, headers, n)))
                           for n in CHATS}
         print("== gateway overhead", flush=True)
         lat = asyncio.run(engines.tiny_latencies(
-            {"direct": (direct, {}), "gateway": (gw, headers)}, n=300))
+            {"direct": (direct, {}), "gateway": (gw, headers)}, n=1000))
         out["latency_ms"] = {
             name: {"p50": engines.median(v), "p90": engines.percentile(v, 0.9)}
             for name, v in lat.items()}
@@ -85,7 +87,7 @@ def run_second_turn(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None
         "bench", ttl_s=3600)
     try:
         with ExitStack() as stack:
-            gw = stack.enter_context(procs.gateway(keys, logdir))
+            gw, _engine = stack.enter_context(procs.gateway(keys, logdir))
             api = stack.enter_context(procs.functions_app(keys, gw, database_url, secret,
                                                           logdir))
             runs = [asyncio.run(engines.second_turn(api, {"Authorization": f"Bearer {token}"}))

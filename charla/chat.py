@@ -11,12 +11,14 @@ import httpx
 HELP = "Type a message and press Enter. /reset forgets the conversation, /exit leaves."
 
 
-def stream_reply(client: httpx.Client, messages: list[dict[str, str]], model: str | None
-                 ) -> Iterator[str]:
+def stream_reply(client: httpx.Client, messages: list[dict[str, str]], model: str | None,
+                 max_tokens: int | None = None) -> Iterator[str]:
     """Yield the answer's text as the API streams it; raise RuntimeError with the API's reason."""
     body: dict[str, object] = {"messages": messages, "stream": True}
     if model:
         body["model"] = model
+    if max_tokens:
+        body["max_tokens"] = max_tokens
     with client.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
             response.read()
@@ -43,7 +45,8 @@ def stream_reply(client: httpx.Client, messages: list[dict[str, str]], model: st
 
 
 def run_chat(api_url: str, token: str, *, model: str | None = None,
-             read: Callable[[str], str] = input, out: TextIO | None = None) -> int:
+             max_tokens: int | None = None, read: Callable[[str], str] = input,
+             out: TextIO | None = None) -> int:
     import sys
 
     out = out or sys.stdout
@@ -69,7 +72,7 @@ def run_chat(api_url: str, token: str, *, model: str | None = None,
             print("bot> ", end="", file=out, flush=True)
             parts: list[str] = []
             try:
-                for text in stream_reply(client, history, model):
+                for text in stream_reply(client, history, model, max_tokens):
                     parts.append(text)
                     print(text, end="", file=out, flush=True)
             except (RuntimeError, httpx.HTTPError) as exc:

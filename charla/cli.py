@@ -37,7 +37,7 @@ def _chat(args: argparse.Namespace) -> int:
     if not token:
         token = client_signer(settings).sign(args.sub, ttl_s=24 * 3600)
     url = args.url or os.environ.get("CHARLA_API_URL") or f"http://{settings.host}:{settings.port}"
-    return run_chat(url, token, model=args.model)
+    return run_chat(url, token, model=args.model, max_tokens=args.max_tokens)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -77,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="bearer token (default: a fresh development token)")
     p.add_argument("--sub", default="cli", help="subject of the development token")
     p.add_argument("--model", help="model name (default: the server's)")
+    p.add_argument("--max-tokens", type=int, help="longest answer, in tokens")
     p.set_defaults(func=_chat)
 
     p = sub.add_parser("migrate", help="apply pending database migrations to DATABASE_URL")

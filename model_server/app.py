@@ -48,6 +48,7 @@ from shared.tokens import TokenVerifier
 log = logging.getLogger(__name__)
 
 MAX_EMBEDDING_INPUTS = 2048
+BUDGET_FLUSH_S = 0.5
 
 
 @dataclass
@@ -69,10 +70,19 @@ class Gateway:
             return None
 
     def charge(self, sub: str, tokens: int) -> None:
+        self.budget.charge(sub, tokens)
+
+    async def flush_forever(self) -> None:
+        """Write collected token charges to the limit storage, off the request path."""
+        while True:
+            await asyncio.sleep(BUDGET_FLUSH_S)
+            await self.flush()
+
+    async def flush(self) -> None:
         try:
-            self.budget.charge(sub, tokens)
-        except Exception:  # noqa: BLE001
-            log.warning("token budget storage unreachable; %d tokens not charged", tokens)
+            await asyncio.to_thread(self.budget.flush)
+        except Exception:  # noqa: BLE001 - storage down: serve, and say so in the log
+            log.warning("token budget storage unreachable; charges not written")
 
 
 def _gateway(request: Request) -> Gateway:
@@ -109,9 +119,12 @@ async def chat_completions(request: Request) -> Response:
         gw.metrics.engine_enter(gw.engine.parallel)
         try:
             result = await gw.engine.complete(body, usage)
+        except BaseException:
+            _account(gw, sub, usage)
+            raise
         finally:
             gw.metrics.engine_leave(gw.engine.parallel)
-            _account(gw, sub, usage)
+        _account(gw, sub, usage)
         gw.metrics.latency.labels("chat").observe(time.perf_counter() - started)
         return JSONResponse(result)
     return await _start_stream(gw, sub, body, usage, chat.include_usage, started)
@@ -303,9 +316,14 @@ def create_app(
         if warm is not None:
             await warm()
         gateway.started = time.time()
+        flusher = asyncio.create_task(gateway.flush_forever())
         try:
             yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await gateway.flush()
             await engine.close()
             close = getattr(embedder, "close", None)
             if close is not None:

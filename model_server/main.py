@@ -42,6 +42,7 @@ def build_engine(settings: Settings) -> ChatEngine:
         parallel=settings.engine_parallel,
         ctx_size=settings.engine_ctx_size,
         threads=settings.engine_threads,
+        extra_args=settings.engine_args,
         log_path=settings.home / "logs" / "llama-server.log",
         connect_timeout_s=settings.model_connect_timeout_s,
         read_timeout_s=settings.model_timeout_s,

@@ -8,7 +8,9 @@ cache outage degrades limits instead of refusing every request.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from limits import RateLimitItem, parse
@@ -70,9 +72,19 @@ async def rate_limit_exceeded(request: Request, exc: Exception) -> Response:
 
 
 class TokenBudget:
-    """A per-subject allowance of tokens per window (e.g. ``200000/day``)."""
+    """A per-subject allowance of tokens per window (e.g. ``200000/day``).
 
-    def __init__(self, storage_uri: str, budget: str, key_prefix: str) -> None:
+    Kept off the request path: charges collect in memory and :meth:`flush` writes them to the
+    storage (call it every fraction of a second); what is left is remembered for a second per
+    subject, so a busy user costs one storage round trip a second, not one per request. Once
+    nothing is known to be left, every request asks the storage, after writing the subject's
+    own pending charges, so a spent budget is refused at once and with a true Retry-After.
+    """
+
+    FRESH_S = 1.0
+
+    def __init__(self, storage_uri: str, budget: str, key_prefix: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         try:
             self.item = parse(budget)
         except ValueError:
@@ -80,17 +92,52 @@ class TokenBudget:
         self._storage = storage_from_string(storage_uri, **_storage_options(storage_uri))
         self._limiter = FixedWindowRateLimiter(self._storage)
         self._prefix = key_prefix
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: dict[str, int] = {}
+        self._known: dict[str, tuple[float, int]] = {}  # sub -> (known until, tokens left)
 
     def retry_after(self, sub: str) -> int | None:
         """None while ``sub`` has tokens left, else seconds until the budget renews."""
-        if self._limiter.test(self.item, self._prefix, sub):
+        now = self._clock()
+        known = self._known.get(sub)
+        if known is not None and now < known[0] and known[1] > 0:
             return None
-        return retry_after_s(self._limiter, self.item, [self._prefix, sub])
+        # Stale, or spent: ask the storage, after writing this subject's own pending charges,
+        # so a refusal's Retry-After is the storage's real window, not a guess.
+        self._write(sub)
+        reset_at, left = self._limiter.get_window_stats(self.item, self._prefix, sub)
+        if len(self._known) >= 10_000:
+            self._known.clear()
+        self._known[sub] = (now + self.FRESH_S, int(left))
+        if left > 0:
+            return None
+        return max(1, math.ceil(float(reset_at) - time.time()))
 
     def charge(self, sub: str, tokens: int) -> None:
-        if tokens > 0:
+        """Count ``tokens`` against ``sub`` (written to the storage by :meth:`flush`)."""
+        if tokens <= 0:
+            return
+        with self._lock:
+            self._pending[sub] = self._pending.get(sub, 0) + tokens
+            known = self._known.get(sub)
+            if known is not None:
+                self._known[sub] = (known[0], known[1] - tokens)
+
+    def _write(self, sub: str) -> None:
+        with self._lock:
+            tokens = self._pending.pop(sub, 0)
+        if tokens:
+            self._limiter.hit(self.item, self._prefix, sub, cost=tokens)
+
+    def flush(self) -> None:
+        """Write every pending charge to the storage."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for sub, tokens in pending.items():
             self._limiter.hit(self.item, self._prefix, sub, cost=tokens)
 
     def remaining(self, sub: str) -> int:
+        self._write(sub)
         _reset, remaining = self._limiter.get_window_stats(self.item, self._prefix, sub)
         return int(remaining)

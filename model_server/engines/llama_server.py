@@ -64,6 +64,7 @@ class LlamaServerEngine:
         parallel: int = 8,
         ctx_size: int = 32768,
         threads: int = 0,
+        extra_args: tuple[str, ...] = (),
         log_path: Path | None = None,
         connect_timeout_s: float = 2.0,
         read_timeout_s: float = 120.0,
@@ -75,6 +76,7 @@ class LlamaServerEngine:
         self._model_path = model_path
         self._ctx_size = ctx_size
         self._threads = threads
+        self._extra_args = extra_args
         self._log_path = log_path
         self._start_timeout = start_timeout_s
         self._timeouts = (connect_timeout_s, read_timeout_s)
@@ -98,7 +100,7 @@ class LlamaServerEngine:
         ]
         if self._threads:
             cmd += ["--threads", str(self._threads)]
-        return cmd
+        return cmd + list(self._extra_args)
 
     async def start(self) -> None:
         if self._proc is not None:

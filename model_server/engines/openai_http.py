@@ -1,8 +1,7 @@
 """A thin proxy to an OpenAI-compatible engine on this host (llama.cpp's ``llama-server``).
 
 Streaming passes the engine's server-sent events through as they arrive, without decoding
-them: the gateway's cost per token is one bytes split, which keeps its overhead under the
-engine's own timing noise (docs/benchmarks.md). Only the final usage chunk is parsed.
+them: the gateway's cost per event is one bytes split. Only the final usage chunk is parsed.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from model_server.engines.base import (
     EngineError,
@@ -38,7 +37,12 @@ def _engine_error(response_status: int, text: str) -> EngineError:
 
 
 class OpenAIHTTPProxy:
-    """POSTs OpenAI-style bodies to ``{base_url}/v1/chat/completions``."""
+    """POSTs OpenAI-style bodies to ``{base_url}/v1/chat/completions``.
+
+    aiohttp rather than httpx for this hop: it writes a request's headers and body in one
+    send, and llama-server answers a split request about 0.9 ms later (docs/benchmarks.md).
+    Create it inside the event loop that will use it.
+    """
 
     def __init__(
         self,
@@ -49,33 +53,38 @@ class OpenAIHTTPProxy:
         api_key: str | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
+        self._base = base_url.rstrip("/")
+        self._session = aiohttp.ClientSession(
             headers=headers,
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s,
+                                          sock_read=read_timeout_s),
+            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._session.close()
 
     async def ready(self) -> bool:
         try:
-            response = await self._client.get("/health", timeout=2.0)
-        except httpx.HTTPError:
+            async with self._session.get(self._base + "/health",
+                                         timeout=aiohttp.ClientTimeout(total=2.0)) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             return False
-        return response.status_code == 200
 
     async def complete(self, body: dict[str, Any], usage: Usage) -> dict[str, Any]:
         try:
-            response = await self._client.post("/v1/chat/completions", json=body)
-        except httpx.TimeoutException as exc:
+            async with self._session.post(self._base + "/v1/chat/completions",
+                                          json=body) as response:
+                raw = await response.read()
+                status = response.status
+        except TimeoutError as exc:
             raise EngineTimeout("the engine did not answer in time") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise EngineUnavailable("the engine is not reachable") from exc
-        if response.status_code != 200:
-            raise _engine_error(response.status_code, response.text)
-        result: dict[str, Any] = response.json()
+        if status != 200:
+            raise _engine_error(status, raw.decode(errors="replace"))
+        result: dict[str, Any] = json.loads(raw)
         usage.update(result.get("usage"))
         result.pop("timings", None)
         return result
@@ -83,18 +92,19 @@ class OpenAIHTTPProxy:
     async def stream(
         self, body: dict[str, Any], usage: Usage, *, forward_usage: bool
     ) -> AsyncIterator[bytes]:
-        request = self._client.build_request("POST", "/v1/chat/completions", json=body)
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
+            response = await self._session.post(self._base + "/v1/chat/completions", json=body)
+        except TimeoutError as exc:
             raise EngineTimeout("the engine did not answer in time") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise EngineUnavailable("the engine is not reachable") from exc
+        finished = False
         try:
-            if response.status_code != 200:
-                raise _engine_error(response.status_code, (await response.aread()).decode())
+            if response.status != 200:
+                raise _engine_error(response.status,
+                                    (await response.read()).decode(errors="replace"))
             buffer = b""
-            async for chunk in response.aiter_raw():
+            async for chunk in response.content.iter_any():
                 buffer += chunk
                 if b"\n\n" not in buffer:
                     continue
@@ -109,12 +119,18 @@ class OpenAIHTTPProxy:
                     yield b"".join(out)
             if buffer.strip():
                 yield buffer + b"\n\n"
-        except httpx.TimeoutException as exc:
+            finished = True
+        except TimeoutError as exc:
             raise EngineTimeout("the engine stopped answering") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise EngineUnavailable("the engine went away mid-answer") from exc
         finally:
-            await response.aclose()
+            if finished:
+                response.release()
+            else:
+                # The client left (or the engine failed) mid-answer: drop the connection,
+                # which makes llama-server stop generating for it.
+                response.close()
 
     @staticmethod
     def _is_usage_only(event: bytes, usage: Usage) -> bool:

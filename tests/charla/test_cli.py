@@ -70,15 +70,13 @@ def test_chat_streams_and_keeps_the_history(api: Api, tmp_path: Path) -> None:
     lines = iter(["My name is Ada.", "What is my name?", "/reset", "Hello", "/exit"])
     out = tmp_path / "out.txt"
     with out.open("w") as handle:
-        code = run_chat(api.url, api.token(sub), read=lambda _prompt: next(lines), out=handle)
+        code = run_chat(api.url, api.token(sub), max_tokens=30,
+                        read=lambda _prompt: next(lines), out=handle)
     assert code == 0
     text = out.read_text()
     assert text.count("bot> ") == 3
     assert "(conversation forgotten)" in text
-    assert api.settings.database_url is not None
-    with psycopg.connect(api.settings.database_url.reveal()) as conn:
-        rows = conn.execute("SELECT request_messages, answer FROM api_exchanges "
-                            "WHERE client = %s ORDER BY id", (sub,)).fetchall()
+    rows = _exchanges(api, sub, 3)
     assert len(rows) == 3
     first, second, third = rows
     # The second question was sent with the first exchange before it...
@@ -87,6 +85,19 @@ def test_chat_streams_and_keeps_the_history(api: Api, tmp_path: Path) -> None:
     assert [m["content"] for m in third[0]] == ["Hello"]
     # What was printed is what the API answered.
     assert first[1] in text and second[1] in text
+
+
+def _exchanges(api: Api, client: str, count: int) -> list[tuple[list[dict[str, str]], str]]:
+    """The audit rows of ``client``; streamed exchanges are recorded just after the stream."""
+    assert api.settings.database_url is not None
+    deadline = time.monotonic() + 10
+    while True:
+        with psycopg.connect(api.settings.database_url.reveal()) as conn:
+            rows = conn.execute("SELECT request_messages, answer FROM api_exchanges "
+                                "WHERE client = %s ORDER BY id", (client,)).fetchall()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
 
 
 def test_chat_reports_errors_and_goes_on(api: Api, tmp_path: Path) -> None:
