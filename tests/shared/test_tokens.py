@@ -138,3 +138,18 @@ def test_cached_signer_reuses_then_renews() -> None:
     assert cached.token_for("bob") != first
     now[0] += 81  # less than a fifth of the life left
     assert cached.token_for("alice") != first
+
+
+def test_a_cached_verification_still_expires() -> None:
+    now = [NOW]
+    signer = TokenSigner(secret=SECRET, audience=AUD, issuer=ISS, clock=lambda: now[0])
+    verifier = TokenVerifier(secret=SECRET, audience=AUD, issuer=ISS, leeway_s=0,
+                             clock=lambda: now[0])
+    token = signer.sign("alice", ttl_s=60)
+    assert verifier.verify(token).sub == "alice"
+    assert verifier.verify(token).sub == "alice"  # from the cache
+    now[0] += 61
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
