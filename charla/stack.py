@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -144,6 +145,14 @@ def _start_functions(stack: Stack) -> None:
                        proc, 60, "starting the API")
 
 
+def _command() -> str:
+    """How the user can call ``charla`` from their shell."""
+    import shutil
+
+    return "charla" if shutil.which("charla") else os.path.relpath(Path(sys.prefix) / "bin" /
+                                                                  "charla")
+
+
 def _banner(stack: Stack) -> None:
     from functions.api.auth import client_signer
 
@@ -162,7 +171,8 @@ def _banner(stack: Stack) -> None:
     Development API token (30 days, sub=dev):
       {token}
 
-    Try:  charla chat
+    Try:  {_command()} chat
+          TOKEN=$({_command()} token --sub you)
           curl {api}/v1/chat/completions -H "Authorization: Bearer $TOKEN" \\
                -H 'Content-Type: application/json' \\
                -d '{{"messages":[{{"role":"user","content":"Hola"}}]}}'
