@@ -28,7 +28,7 @@ from shared.db import Database
 from shared.errors import BadRequest, CharlaError, StorageError
 from shared.http import BearerTokenBackend, BodyTooLarge, auth_error, json_error
 from shared.migrate import migrate
-from shared.ratelimit import close_limiter, make_limiter, rate_limit_exceeded
+from shared.ratelimit import make_limiter, rate_limit_exceeded
 from shared.settings import Settings
 from shared.tokens import TokenVerifier
 
@@ -123,7 +123,6 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
             await ctx.drain()
-            await asyncio.to_thread(close_limiter, limiter)
             await model.close()
             if db is not None:
                 await db.close()

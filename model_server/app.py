@@ -41,7 +41,7 @@ from shared.http import (
     subject_of,
 )
 from shared.openai_schema import parse_chat_request, parse_json_object
-from shared.ratelimit import TokenBudget, close_limiter, make_limiter, rate_limit_exceeded
+from shared.ratelimit import TokenBudget, make_limiter, rate_limit_exceeded
 from shared.settings import Settings
 from shared.tokens import TokenVerifier
 
@@ -324,7 +324,6 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
             await gateway.flush()
-            await asyncio.to_thread(close_limiter, limiter)
             await engine.close()
             close = getattr(embedder, "close", None)
             if close is not None:

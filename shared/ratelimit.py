@@ -23,8 +23,6 @@ from starlette.responses import Response
 
 from shared.errors import ConfigError
 from shared.http import json_error, subject_of
-from shared.limit_storage import PREFIX as SYNCED_PREFIX
-from shared.limit_storage import SyncedRedisStorage
 
 
 def _storage_options(uri: str) -> dict[str, Any]:
@@ -35,29 +33,16 @@ def _storage_options(uri: str) -> dict[str, Any]:
 
 
 def make_limiter(storage_uri: str, key_prefix: str, *, headers: bool = False) -> Limiter:
-    """A slowapi limiter whose key is the JWT subject (never the client's address).
-
-    Redis is used through :class:`SyncedRedisStorage`: counts in process, merged into Redis
-    every 0.2 s, so no request waits on a Redis round trip.
-    """
-    if storage_uri.startswith(("redis://", "rediss://", "unix://")):
-        storage_uri = SYNCED_PREFIX + storage_uri
+    """A slowapi limiter whose key is the JWT subject (never the client's address)."""
     return Limiter(
         key_func=subject_of,
         storage_uri=storage_uri,
-        storage_options=_storage_options(storage_uri.removeprefix(SYNCED_PREFIX)),
+        storage_options=_storage_options(storage_uri),
         strategy="fixed-window",
         key_prefix=key_prefix,
         headers_enabled=headers,
         in_memory_fallback_enabled=True,
     )
-
-
-def close_limiter(limiter: Limiter) -> None:
-    """Merge the last counts into the shared storage (at shutdown)."""
-    storage = getattr(limiter, "_storage", None)
-    if isinstance(storage, SyncedRedisStorage):
-        storage.close()
 
 
 def retry_after_s(limiter: Any, item: RateLimitItem, keys: list[str]) -> int:
