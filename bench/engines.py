@@ -108,7 +108,8 @@ async def _ttft(client: aiohttp.ClientSession, url: str, headers: dict[str, str]
     prompt_tokens = 0
     async with client.post(url + "/v1/chat/completions", json=body,
                            headers=headers) as response:
-        response.raise_for_status()
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {await response.text()}")
         async for raw in response.content:
             line = raw.decode().strip()
             if not line.startswith("data: {"):
