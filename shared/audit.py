@@ -8,8 +8,7 @@ holds long locks on a live table.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from psycopg.types.json import Jsonb
 
@@ -35,7 +34,6 @@ class Exchange:
     completion_tokens: int | None = None
     first_token_ms: int | None = None
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def record_exchange(db: Database, exchange: Exchange, *, keep_bodies: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from starlette.authentication import (
     AuthCredentials,
@@ -109,5 +109,3 @@ def subject_of(request: Request) -> str:
         return user.claims.sub
     return "anonymous"
 
-
-SubjectKey = Callable[[Request], str]
