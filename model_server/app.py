@@ -69,9 +69,6 @@ class Gateway:
             log.warning("token budget storage unreachable; not enforcing budgets")
             return None
 
-    def charge(self, sub: str, tokens: int) -> None:
-        self.budget.charge(sub, tokens)
-
     async def flush_forever(self) -> None:
         """Write collected token charges to the limit storage, off the request path."""
         while True:
@@ -119,12 +116,9 @@ async def chat_completions(request: Request) -> Response:
         gw.metrics.engine_enter(gw.engine.parallel)
         try:
             result = await gw.engine.complete(body, usage)
-        except BaseException:
-            _account(gw, sub, usage)
-            raise
         finally:
             gw.metrics.engine_leave(gw.engine.parallel)
-        _account(gw, sub, usage)
+            _account(gw, sub, usage)
         gw.metrics.latency.labels("chat").observe(time.perf_counter() - started)
         return JSONResponse(result)
     return await _start_stream(gw, sub, body, usage, chat.include_usage, started)
@@ -133,7 +127,7 @@ async def chat_completions(request: Request) -> Response:
 def _account(gw: Gateway, sub: str, usage: Usage) -> None:
     gw.metrics.tokens.labels("prompt").inc(usage.prompt_tokens)
     gw.metrics.tokens.labels("completion").inc(usage.completion_tokens)
-    gw.charge(sub, usage.prompt_tokens + usage.completion_tokens)
+    gw.budget.charge(sub, usage.prompt_tokens + usage.completion_tokens)
 
 
 async def _start_stream(
@@ -212,7 +206,7 @@ async def embeddings(request: Request) -> Response:
     tokens = gw.embedder.count_tokens(texts)
     gw.metrics.tokens.labels("embedding").inc(tokens)
     gw.metrics.latency.labels("embeddings").observe(time.perf_counter() - started)
-    gw.charge(sub, tokens)
+    gw.budget.charge(sub, tokens)
     data = [
         {"object": "embedding", "index": i,
          "embedding": _pack_base64(v) if encoding == "base64" else v}

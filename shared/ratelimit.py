@@ -45,10 +45,14 @@ def make_limiter(storage_uri: str, key_prefix: str, *, headers: bool = False) ->
     )
 
 
+def _seconds_until(reset_at: float) -> int:
+    return max(1, math.ceil(float(reset_at) - time.time()))
+
+
 def retry_after_s(limiter: Any, item: RateLimitItem, keys: list[str]) -> int:
     """Seconds until the window that refused a request resets."""
     reset_at, _remaining = limiter.get_window_stats(item, *keys)
-    return max(1, math.ceil(float(reset_at) - time.time()))
+    return _seconds_until(reset_at)
 
 
 async def rate_limit_exceeded(request: Request, exc: Exception) -> Response:
@@ -110,9 +114,7 @@ class TokenBudget:
         if len(self._known) >= 10_000:
             self._known.clear()
         self._known[sub] = (now + self.FRESH_S, int(left))
-        if left > 0:
-            return None
-        return max(1, math.ceil(float(reset_at) - time.time()))
+        return None if left > 0 else _seconds_until(reset_at)
 
     def charge(self, sub: str, tokens: int) -> None:
         """Count ``tokens`` against ``sub`` (written to the storage by :meth:`flush`)."""

@@ -115,8 +115,8 @@ class TokenVerifier:
         self._issuer = issuer
         self._leeway = leeway_s
         self._clock = clock
-        # Verified tokens, by their exact text: callers reuse a token for minutes, and a
-        # signature check costs more than the rest of a request's handling (docs/benchmarks.md).
+        # Verified tokens, by their exact text: callers reuse a token for minutes, and an
+        # Ed25519 check costs 0.1 ms alone, 0.26 ms on a loaded gateway (docs/benchmarks.md).
         self._verified: dict[str, Claims] = {}
         self._jwks: jwt.PyJWKClient | None = None
         self._key: Any
