@@ -124,7 +124,7 @@ class LlamaServerEngine:
         )
         connect, read = self._timeouts
         self._proxy = OpenAIHTTPProxy(
-            f"http://127.0.0.1:{self.port}", connect_timeout_s=connect, read_timeout_s=read
+            "127.0.0.1", self.port, connect_timeout_s=connect, read_timeout_s=read
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._start_timeout

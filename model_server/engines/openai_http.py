@@ -1,4 +1,4 @@
-"""A thin proxy to an OpenAI-compatible engine on this host (llama.cpp's ``llama-server``).
+"""A thin proxy to the OpenAI-compatible engine on this host (llama.cpp's ``llama-server``).
 
 Streaming passes the engine's server-sent events through as they arrive, without decoding
 them: the gateway's cost per event is one bytes split. Only the final usage chunk is parsed.
@@ -6,11 +6,10 @@ them: the gateway's cost per event is one bytes split. Only the final usage chun
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
-
-import aiohttp
 
 from model_server.engines.base import (
     EngineError,
@@ -19,6 +18,9 @@ from model_server.engines.base import (
     EngineUnavailable,
     Usage,
 )
+from model_server.engines.loopback_http import LoopbackHTTP, Response
+
+CHAT_PATH = "/v1/chat/completions"
 
 
 def _engine_error(response_status: int, text: str) -> EngineError:
@@ -37,53 +39,47 @@ def _engine_error(response_status: int, text: str) -> EngineError:
 
 
 class OpenAIHTTPProxy:
-    """POSTs OpenAI-style bodies to ``{base_url}/v1/chat/completions``.
+    """POSTs OpenAI-style bodies to the engine at ``host:port`` (loopback)."""
 
-    aiohttp rather than httpx for this hop: it writes a request's headers and body in one
-    send, and llama-server answers a split request about 0.9 ms later (docs/benchmarks.md).
-    Create it inside the event loop that will use it.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        connect_timeout_s: float = 2.0,
-        read_timeout_s: float = 120.0,
-        api_key: str | None = None,
-    ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._base = base_url.rstrip("/")
-        self._session = aiohttp.ClientSession(
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s,
-                                          sock_read=read_timeout_s),
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
-        )
+    def __init__(self, host: str, port: int, *, connect_timeout_s: float = 2.0,
+                 read_timeout_s: float = 120.0) -> None:
+        self._http = LoopbackHTTP(host, port, connect_timeout_s=connect_timeout_s)
+        self._read_timeout = read_timeout_s
 
     async def close(self) -> None:
-        await self._session.close()
+        self._http.close()
 
     async def ready(self) -> bool:
         try:
-            async with self._session.get(self._base + "/health",
-                                         timeout=aiohttp.ClientTimeout(total=2.0)) as response:
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
+            async with asyncio.timeout(2.0):
+                response = await self._http.request("GET", "/health")
+                await response.read()
+                response.release()
+        except (ConnectionError, OSError, TimeoutError):
             return False
+        return response.status == 200
+
+    async def _post(self, body: dict[str, Any]) -> Response:
+        try:
+            return await self._http.request("POST", CHAT_PATH, json.dumps(body).encode())
+        except (ConnectionError, OSError, TimeoutError) as exc:  # TimeoutError: connecting
+            raise EngineUnavailable("the engine is not reachable") from exc
 
     async def complete(self, body: dict[str, Any], usage: Usage) -> dict[str, Any]:
+        response: Response | None = None
         try:
-            async with self._session.post(self._base + "/v1/chat/completions",
-                                          json=body) as response:
+            async with asyncio.timeout(self._read_timeout):
+                response = await self._post(body)
                 raw = await response.read()
-                status = response.status
         except TimeoutError as exc:
             raise EngineTimeout("the engine did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise EngineUnavailable("the engine is not reachable") from exc
-        if status != 200:
-            raise _engine_error(status, raw.decode(errors="replace"))
+        except (ConnectionError, OSError) as exc:
+            raise EngineUnavailable("the engine went away mid-answer") from exc
+        finally:
+            if response is not None:
+                response.release()
+        if response.status != 200:
+            raise _engine_error(response.status, raw.decode(errors="replace"))
         result: dict[str, Any] = json.loads(raw)
         usage.update(result.get("usage"))
         result.pop("timings", None)
@@ -93,18 +89,23 @@ class OpenAIHTTPProxy:
         self, body: dict[str, Any], usage: Usage, *, forward_usage: bool
     ) -> AsyncIterator[bytes]:
         try:
-            response = await self._session.post(self._base + "/v1/chat/completions", json=body)
+            async with asyncio.timeout(self._read_timeout):
+                response = await self._post(body)
         except TimeoutError as exc:
             raise EngineTimeout("the engine did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise EngineUnavailable("the engine is not reachable") from exc
         finished = False
         try:
             if response.status != 200:
                 raise _engine_error(response.status,
                                     (await response.read()).decode(errors="replace"))
             buffer = b""
-            async for chunk in response.content.iter_any():
+            chunks = response.chunks()
+            while True:
+                # The read timeout is between events, not for the whole answer.
+                async with asyncio.timeout(self._read_timeout):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
                 buffer += chunk
                 if b"\n\n" not in buffer:
                     continue
@@ -122,7 +123,7 @@ class OpenAIHTTPProxy:
             finished = True
         except TimeoutError as exc:
             raise EngineTimeout("the engine stopped answering") from exc
-        except aiohttp.ClientError as exc:
+        except (ConnectionError, OSError) as exc:
             raise EngineUnavailable("the engine went away mid-answer") from exc
         finally:
             if finished:
