@@ -119,6 +119,30 @@ async def test_streaming_passes_tokens_through_as_they_come(
     assert arrivals[-2] - arrivals[0] > 0.02
 
 
+async def _engine_busy(gateway: Gateway, http: httpx.AsyncClient) -> float:
+    metrics = (await http.get(f"http://127.0.0.1:{gateway.engine.port}/metrics")).text
+    line = next(x for x in metrics.splitlines() if x.startswith("llamacpp:requests_processing"))
+    return float(line.split()[-1])
+
+
+async def test_a_client_leaving_mid_stream_stops_the_engine(
+    gateway: Gateway, http: httpx.AsyncClient
+) -> None:
+    body = {**CHAT, "max_tokens": 2000, "stream": True,
+            "messages": [{"role": "user", "content": "Write a very long story."}]}
+    async with http.stream("POST", gateway.url + "/v1/chat/completions", json=body,
+                           headers=gateway.headers()) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                break  # one token seen: the engine is generating for us
+    assert await _engine_busy(gateway, http) >= 1
+    # 2,000 tokens take this engine well over 10 s; it stops within a moment of the hang-up.
+    deadline = time.monotonic() + 3
+    while await _engine_busy(gateway, http) > 0:
+        assert time.monotonic() < deadline, "the engine kept generating for a client that left"
+        await asyncio.sleep(0.1)
+
+
 async def test_usage_chunk_when_asked(gateway: Gateway, http: httpx.AsyncClient) -> None:
     body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
     response = await http.post(gateway.url + "/v1/chat/completions", json=body,
