@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slowapi import Limiter
-from slowapi.errors import RateLimitExceeded
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -41,14 +39,14 @@ from shared.http import (
     subject_of,
 )
 from shared.openai_schema import parse_chat_request, parse_json_object
-from shared.ratelimit import TokenBudget, make_limiter, rate_limit_exceeded
+from shared.ratelimit import Quota
 from shared.settings import Settings
 from shared.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 
 MAX_EMBEDDING_INPUTS = 2048
-BUDGET_FLUSH_S = 0.5
+FLUSH_S = 0.5
 
 
 @dataclass
@@ -59,27 +57,40 @@ class Gateway:
     engine: ChatEngine
     embedder: Embedder
     metrics: Metrics
-    budget: TokenBudget
+    requests: Quota
+    budget: Quota
     started: float = 0.0
 
-    def budget_retry_after(self, sub: str) -> int | None:
-        try:
-            return self.budget.retry_after(sub)
-        except Exception:  # noqa: BLE001 - limit storage down: serve, and say so in the log
-            log.warning("token budget storage unreachable; not enforcing budgets")
-            return None
+    def refusal(self, sub: str) -> Response | None:
+        """429 when ``sub`` is over the request limit or out of tokens, else None."""
+        retry = self.requests.take(sub)
+        if retry is not None:
+            self.metrics.limited_requests.inc()
+            return json_error(
+                429, f"rate limit exceeded ({self.settings.model_rate_limit}); retry in "
+                f"{retry} s", "rate_limit_exceeded", "rate_limit_exceeded",
+                headers={"Retry-After": str(retry)})
+        retry = self.budget.retry_after(sub)
+        if retry is not None:
+            self.metrics.limited_tokens.inc()
+            return json_error(
+                429, f"token budget used up ({self.settings.token_budget}); retry in {retry} s",
+                "rate_limit_exceeded", "token_budget_exceeded",
+                headers={"Retry-After": str(retry)})
+        return None
 
     async def flush_forever(self) -> None:
-        """Write collected token charges to the limit storage, off the request path."""
+        """Write collected request and token charges to the limit storage, off the request path."""
         while True:
-            await asyncio.sleep(BUDGET_FLUSH_S)
+            await asyncio.sleep(FLUSH_S)
             await self.flush()
 
     async def flush(self) -> None:
-        try:
-            await asyncio.to_thread(self.budget.flush)
-        except Exception:  # noqa: BLE001 - storage down: serve, and say so in the log
-            log.warning("token budget storage unreachable; charges not written")
+        await asyncio.to_thread(self._flush)
+
+    def _flush(self) -> None:
+        self.requests.flush()
+        self.budget.flush()
 
 
 def _gateway(request: Request) -> Gateway:
@@ -91,24 +102,16 @@ async def _json_body(request: Request, gw: Gateway) -> dict[str, Any]:
     return parse_json_object(await read_body(request, gw.settings.max_body_bytes))
 
 
-def _budget_refusal(gw: Gateway, retry: int) -> Response:
-    gw.metrics.rate_limited.labels("tokens").inc()
-    return json_error(
-        429, f"token budget used up ({gw.settings.token_budget}); retry in {retry} s",
-        "rate_limit_exceeded", "token_budget_exceeded", headers={"Retry-After": str(retry)},
-    )
-
-
 async def chat_completions(request: Request) -> Response:
     gw = _gateway(request)
     sub = subject_of(request)
+    refused = gw.refusal(sub)
+    if refused is not None:
+        return refused
     chat = parse_chat_request(await _json_body(request, gw),
                               max_tokens_cap=gw.settings.max_tokens_cap)
     # One model per gateway: like TGI and llama-server, any requested name is served by it
     # (clients hard-code names such as "tgi" or "dummy"); the answer's "model" says which.
-    retry = gw.budget_retry_after(sub)
-    if retry is not None:
-        return _budget_refusal(gw, retry)
     body = chat.engine_body(gw.engine.model, chat.max_tokens or gw.settings.max_tokens_cap)
     usage = Usage()
     started = time.perf_counter()
@@ -119,14 +122,14 @@ async def chat_completions(request: Request) -> Response:
         finally:
             gw.metrics.engine_leave(gw.engine.parallel)
             _account(gw, sub, usage)
-        gw.metrics.latency.labels("chat").observe(time.perf_counter() - started)
+        gw.metrics.chat_latency.observe(time.perf_counter() - started)
         return JSONResponse(result)
     return await _start_stream(gw, sub, body, usage, chat.include_usage, started)
 
 
 def _account(gw: Gateway, sub: str, usage: Usage) -> None:
-    gw.metrics.tokens.labels("prompt").inc(usage.prompt_tokens)
-    gw.metrics.tokens.labels("completion").inc(usage.completion_tokens)
+    gw.metrics.prompt_tokens.inc(usage.prompt_tokens)
+    gw.metrics.completion_tokens.inc(usage.completion_tokens)
     gw.budget.charge(sub, usage.prompt_tokens + usage.completion_tokens)
 
 
@@ -161,7 +164,7 @@ async def _start_stream(
             yield b"data: " + json.dumps(error).encode() + b"\n\n"
         finally:
             gw.metrics.engine_leave(gw.engine.parallel)
-            gw.metrics.latency.labels("chat").observe(time.perf_counter() - started)
+            gw.metrics.chat_latency.observe(time.perf_counter() - started)
             _account(gw, sub, usage)
 
     return StreamingResponse(relay(), media_type="text/event-stream",
@@ -175,6 +178,9 @@ def _pack_base64(vector: list[float]) -> str:
 async def embeddings(request: Request) -> Response:
     gw = _gateway(request)
     sub = subject_of(request)
+    refused = gw.refusal(sub)
+    if refused is not None:
+        return refused
     body = await _json_body(request, gw)
     raw = body.get("input")
     texts = [raw] if isinstance(raw, str) else raw
@@ -198,14 +204,11 @@ async def embeddings(request: Request) -> Response:
     if dims is not None and dims != gw.embedder.dim:
         raise BadRequest(
             f"this model has {gw.embedder.dim} dimensions; 'dimensions' cannot change that")
-    retry = gw.budget_retry_after(sub)
-    if retry is not None:
-        return _budget_refusal(gw, retry)
     started = time.perf_counter()
     vectors = await gw.embedder.embed(texts, is_query=input_type == "query")
     tokens = gw.embedder.count_tokens(texts)
-    gw.metrics.tokens.labels("embedding").inc(tokens)
-    gw.metrics.latency.labels("embeddings").observe(time.perf_counter() - started)
+    gw.metrics.embedding_tokens.inc(tokens)
+    gw.metrics.embeddings_latency.observe(time.perf_counter() - started)
     gw.budget.charge(sub, tokens)
     data = [
         {"object": "embedding", "index": i,
@@ -282,8 +285,8 @@ class _CountRequests:
         try:
             await self.app(scope, receive, record)
         finally:
-            path = scope["path"] if scope["path"] in self.paths else "other"
-            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.answered(scope["path"] if scope["path"] in self.paths else "other",
+                                  status)
 
 
 def create_app(
@@ -296,12 +299,11 @@ def create_app(
 ) -> Starlette:
     """The gateway app; ``engine`` is started and closed with the app's lifespan."""
     metrics = metrics or Metrics()
-    limiter: Limiter = make_limiter(settings.rate_limit_storage, "charla-ms")
     gateway = Gateway(
         settings=settings, engine=engine, embedder=embedder, metrics=metrics,
-        budget=TokenBudget(settings.rate_limit_storage, settings.token_budget, "charla-budget"),
+        requests=Quota(settings.rate_limit_storage, settings.model_rate_limit, "charla-ms"),
+        budget=Quota(settings.rate_limit_storage, settings.token_budget, "charla-budget"),
     )
-    limit = limiter.limit(settings.model_rate_limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -324,8 +326,8 @@ def create_app(
                 await close()
 
     routes = [
-        Route("/v1/chat/completions", limit(chat_completions), methods=["POST"]),
-        Route("/v1/embeddings", limit(embeddings), methods=["POST"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -341,13 +343,11 @@ def create_app(
         exception_handlers={
             BadRequest: _bad_request,
             EngineError: _engine_error,
-            RateLimitExceeded: rate_limit_exceeded,
             HTTPException: _http_error,
             Exception: _unexpected,
         },
         lifespan=lifespan,
     )
     app.state.gateway = gateway
-    app.state.limiter = limiter
     return app
 

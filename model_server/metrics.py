@@ -41,6 +41,22 @@ class Metrics:
             "charla_rate_limited", "Requests refused by a limit, by which limit.",
             ["limit"], registry=r,
         )
+        # Labelled children looked up once: a labels() call costs more than the increment.
+        self.chat_latency = self.latency.labels("chat")
+        self.embeddings_latency = self.latency.labels("embeddings")
+        self.prompt_tokens = self.tokens.labels("prompt")
+        self.completion_tokens = self.tokens.labels("completion")
+        self.embedding_tokens = self.tokens.labels("embedding")
+        self.limited_requests = self.rate_limited.labels("requests")
+        self.limited_tokens = self.rate_limited.labels("tokens")
+        self._answers: dict[tuple[str, int], Counter] = {}
+
+    def answered(self, route: str, status: int) -> None:
+        """Count one answer; ``route`` must come from a fixed set (never a raw client path)."""
+        counter = self._answers.get((route, status))
+        if counter is None:
+            counter = self._answers[(route, status)] = self.requests.labels(route, str(status))
+        counter.inc()
 
     def engine_enter(self, slots: int) -> None:
         self.inflight.inc()

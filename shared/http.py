@@ -49,7 +49,7 @@ class BearerTokenBackend(AuthenticationBackend):
         self._public = frozenset(public_paths)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        if conn.scope["type"] != "http" or conn.url.path in self._public:
+        if conn.scope["type"] != "http" or conn.scope["path"] in self._public:
             return None
         header = conn.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")

@@ -1,12 +1,16 @@
-"""One contract for the token budget, run against each storage: memory and Redis."""
+"""One contract for quotas (request limits and token budgets), run on memory and on Redis."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
 
-from shared.ratelimit import TokenBudget
+from shared.errors import ConfigError
+from shared.ratelimit import Quota
+
+UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: every call fails fast
 
 
 @pytest.fixture(params=["memory://", "redis"])
@@ -17,52 +21,111 @@ def storage(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def budget(storage: str, amount: str = "100/hour") -> tuple[TokenBudget, list[float]]:
+def quota(storage: str, rate: str = "100/hour") -> tuple[Quota, list[float]]:
     now = [1000.0]
-    return TokenBudget(storage, amount, f"test-{uuid.uuid4().hex}", clock=lambda: now[0]), now
+    return Quota(storage, rate, f"test-{uuid.uuid4().hex}", clock=lambda: now[0]), now
 
 
-def test_a_fresh_subject_has_its_whole_budget(storage: str) -> None:
-    b, _ = budget(storage)
-    assert b.retry_after("alice") is None
-    assert b.remaining("alice") == 100
+class CountingLimiter:
+    """Wraps a quota's storage limiter to count the calls that reach it."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> object:
+        self.calls += 1
+        return getattr(self.inner, name)
+
+
+def test_a_fresh_subject_has_its_whole_allowance(storage: str) -> None:
+    q, _ = quota(storage)
+    assert q.retry_after("alice") is None
+    assert q.remaining("alice") == 100
 
 
 def test_spending_it_all_is_refused_at_once_with_a_true_retry_after(storage: str) -> None:
-    b, _ = budget(storage)
-    assert b.retry_after("alice") is None
-    b.charge("alice", 120)  # not yet written to the storage...
-    retry = b.retry_after("alice")  # ...but the next check writes it first
+    q, _ = quota(storage)
+    assert q.retry_after("alice") is None
+    q.charge("alice", 120)  # not yet written to the storage...
+    retry = q.retry_after("alice")  # ...but the next check writes it first
     assert retry is not None and 1 <= retry <= 3600
-    assert b.remaining("alice") == 0
-    assert b.retry_after("bob") is None  # per subject
+    assert q.remaining("alice") == 0
+    assert q.retry_after("bob") is None  # per subject
+
+
+def test_take_counts_requests_and_refuses_the_one_over(storage: str) -> None:
+    q, _ = quota(storage, "3/minute")
+    assert [q.take("carol") for _ in range(3)] == [None, None, None]
+    retry = q.take("carol")
+    assert retry is not None and 1 <= retry <= 60
+    assert q.remaining("carol") == 0
+    assert q.take("dave") is None
 
 
 def test_charges_are_written_by_flush(storage: str) -> None:
-    b, _ = budget(storage)
-    b.charge("carol", 30)
-    b.charge("carol", 20)
-    b.flush()
-    other = TokenBudget(storage, "100/hour", b._prefix)  # another process, same storage
+    q, _ = quota(storage)
+    q.charge("carol", 30)
+    q.charge("carol", 20)
+    q.flush()
+    other = Quota(storage, "100/hour", q._prefix)  # another process, same storage
     if storage == "memory://":
-        pytest.skip("memory storage is per process by design")
-    assert other.remaining("carol") == 50
+        assert other.remaining("carol") == 100  # memory is per process by design
+    else:
+        assert other.remaining("carol") == 50
 
 
-def test_known_headroom_skips_the_storage_for_a_second(storage: str) -> None:
-    b, now = budget(storage)
-    assert b.retry_after("dan") is None
-    b._limiter = None  # type: ignore[assignment]  # any storage call would now fail
+def test_a_share_of_known_headroom_is_used_without_the_storage(storage: str) -> None:
+    q, now = quota(storage)
+    counting = CountingLimiter(q._storage)
+    q._storage = counting  # type: ignore[assignment]
+    assert q.take("erin") is None  # asks the storage: 100 left, a quarter usable here
+    asked = counting.calls
+    for _ in range(20):
+        assert q.take("erin") is None
+    assert counting.calls == asked  # within the share: no storage call
     for _ in range(10):
-        assert b.retry_after("dan") is None
-        b.charge("dan", 5)
+        assert q.take("erin") is None
+    assert counting.calls > asked  # the share is spent: it asks again
+    asked = counting.calls
     now[0] += 2
-    with pytest.raises(AttributeError):
-        b.retry_after("dan")  # stale: it goes back to the storage
+    assert q.take("erin") is None
+    assert counting.calls > asked  # stale after FRESH_S: it asks again
+    assert q.remaining("erin") == 100 - 32
 
 
-def test_bad_budget_strings_are_config_errors() -> None:
-    from shared.errors import ConfigError
+def test_two_processes_on_one_storage_stay_near_the_limit(redis_url: str) -> None:
+    a, _ = quota(redis_url, "40/hour")
+    b = Quota(redis_url, "40/hour", a._prefix, clock=lambda: 1000.0)
+    allowed = 0
+    for _ in range(40):
+        allowed += a.take("fay") is None
+        allowed += b.take("fay") is None
+    # Each process trusts a quarter of what it last saw, so together they stop near 40.
+    assert 40 <= allowed <= 50
+    assert a.take("fay") is not None and b.take("fay") is not None
 
+
+def test_storage_down_counts_in_process_then_recovers(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    q, now = quota(UNREACHABLE, "2/hour")
+    with caplog.at_level(logging.WARNING, logger="shared.ratelimit"):
+        assert q.take("gus") is None
+        assert q.take("gus") is None
+        assert q.take("gus") is not None  # still limited, by this process's counters
+    assert "unreachable" in caplog.text
+    # When the storage is back, it is used again after RETRY_STORAGE_S.
+    from limits.storage import storage_from_string
+    from limits.strategies import FixedWindowRateLimiter
+
+    q._storage = FixedWindowRateLimiter(storage_from_string(redis_url))
+    now[0] += Quota.RETRY_STORAGE_S + 1
+    assert q.take("gus") is None
+    q.flush()
+    assert q.remaining("gus") == 1
+
+
+def test_bad_rate_strings_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="200000/day"):
-        TokenBudget("memory://", "lots", "x")
+        Quota("memory://", "lots", "x")
