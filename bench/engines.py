@@ -27,6 +27,7 @@ class Throughput:
     chats: int
     tokens: int
     seconds: float
+    cut: int = 0  # chats whose answer stopped before max_tokens without saying why
 
     @property
     def tok_s(self) -> float:
@@ -41,27 +42,45 @@ def session() -> aiohttp.ClientSession:
 
 
 async def _one(client: aiohttp.ClientSession, url: str, headers: dict[str, str],
-               messages: list[dict[str, str]], max_tokens: int) -> int:
+               messages: list[dict[str, str]], max_tokens: int, stream: bool = False
+               ) -> tuple[int, bool]:
+    """Completion tokens of one chat, and whether its stream was cut off."""
     body = {"model": "smollm2-135m-instruct", "messages": messages, "max_tokens": max_tokens,
-            "temperature": 0}
+            "temperature": 0, "stream": stream}
     async with client.post(url + "/v1/chat/completions", json=body,
                            headers=headers) as response:
         response.raise_for_status()
-        tokens: int = (await response.json())["usage"]["completion_tokens"]
-    return tokens
+        if not stream:
+            tokens: int = (await response.json())["usage"]["completion_tokens"]
+            return tokens, False
+        # One content delta per token (both servers stream token by token); a stream that
+        # breaks off (llama-cpp-python interrupts a stream when another request waits) counts
+        # the tokens that arrived.
+        chunks, finished = 0, False
+        try:
+            async for raw in response.content:
+                line = raw.strip()
+                if line.startswith(b"data: {"):
+                    for choice in json.loads(line[6:]).get("choices", []):
+                        chunks += bool((choice.get("delta") or {}).get("content"))
+                        finished = finished or bool(choice.get("finish_reason"))
+        except aiohttp.ClientPayloadError:
+            pass
+        return chunks, not finished
 
 
 async def throughput(client: aiohttp.ClientSession, url: str, headers: dict[str, str],
-                     chats: int, *, max_tokens: int = 128) -> Throughput:
+                     chats: int, *, max_tokens: int = 128, stream: bool = False) -> Throughput:
     """``chats`` conversations at once, each asking for ``max_tokens``; aggregate tokens/s.
 
     The client is long-lived, as the gateway's own is: llama-server serves new connections
     behind lingering ones, so a fresh client per round would measure its accept path."""
     await _one(client, url, headers, story(0), 4)  # warm
     started = time.perf_counter()
-    done = await asyncio.gather(*(_one(client, url, headers, story(i), max_tokens)
+    done = await asyncio.gather(*(_one(client, url, headers, story(i), max_tokens, stream)
                                   for i in range(chats)))
-    return Throughput(chats, sum(done), time.perf_counter() - started)
+    return Throughput(chats, sum(t for t, _ in done), time.perf_counter() - started,
+                      sum(cut for _, cut in done))
 
 
 async def tiny_latencies(targets: dict[str, tuple[str, dict[str, str]]], n: int

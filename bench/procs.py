@@ -67,12 +67,12 @@ def running(cmd: list[str], health: str, env: dict[str, str] | None = None,
 
 
 @contextmanager
-def llama_cpp_python_server(logdir: Path) -> Iterator[str]:
-    """llama-cpp-python's own OpenAI server on the same model file."""
+def llama_cpp_python_server(logdir: Path, *extra: str) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI server on the same model file, with its defaults."""
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_path()),
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-           "--model_alias", "smollm2-135m-instruct"]
+           "--model_alias", "smollm2-135m-instruct", *extra]
     with running(cmd, f"http://127.0.0.1:{port}/v1/models", log=logdir / "llama-cpp-python.log"):
         yield f"http://127.0.0.1:{port}"
 

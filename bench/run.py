@@ -39,21 +39,29 @@ def machine() -> str:
 ROUNDS = 4
 
 
-def _rounds(targets: dict[str, tuple[str, dict[str, str]]]) -> dict[str, dict[int, list[float]]]:
-    async def measure() -> dict[str, dict[int, list[float]]]:
-        rates: dict[str, dict[int, list[float]]] = {
-            name: {n: [] for n in CHATS} for name in targets}
+Rates = dict[str, dict[int, list[float]]]  # target -> chats at once -> tok/s per round
+MODES = ("whole", "stream")
+
+
+def _rounds(targets: dict[str, tuple[str, dict[str, str]]], stream: bool
+            ) -> tuple[Rates, dict[str, dict[int, int]]]:
+    """Interleaved rounds per target; also counts the chats whose stream was cut off."""
+    async def measure() -> tuple[Rates, dict[str, dict[int, int]]]:
+        rates: Rates = {name: {n: [] for n in CHATS} for name in targets}
+        cut = {name: dict.fromkeys(CHATS, 0) for name in targets}
         clients = {name: engines.session() for name in targets}
         try:
             for n in CHATS:
                 for _ in range(ROUNDS):
                     for name, (url, headers) in targets.items():
-                        result = await engines.throughput(clients[name], url, headers, n)
+                        result = await engines.throughput(clients[name], url, headers, n,
+                                                          stream=stream)
                         rates[name][n].append(result.tok_s)
+                        cut[name][n] += result.cut
         finally:
             for client in clients.values():
                 await client.close()
-        return rates
+        return rates, cut
 
     return asyncio.run(measure())
 
@@ -61,23 +69,40 @@ def _rounds(targets: dict[str, tuple[str, dict[str, str]]]) -> dict[str, dict[in
 def run_throughput(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
     """llama-cpp-python's server alone first (while resident it slows other engines on 2
     cores), then the gateway and its own engine in interleaved rounds, so that drift on a
-    shared machine hits both alike. Medians are reported."""
-    print("== throughput: llama-cpp-python's server", flush=True)
+    shared machine hits both alike. Whole answers and streamed ones; medians are reported.
+
+    llama-cpp-python runs as a user would start it (its defaults: one thread here, and
+    ``interrupt_requests`` on, which ends a stream when another request waits) and, streamed,
+    once more with ``--interrupt_requests False`` so that every chat gets its whole answer."""
+    rates: dict[str, Rates] = {mode: {} for mode in MODES}
+    cut: dict[str, dict[str, dict[int, int]]] = {mode: {} for mode in MODES}
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
         print("   llama-cpp-python not installed: make bench installs it", flush=True)
-        rates = {}
     else:
-        with procs.llama_cpp_python_server(logdir) as url:
-            rates = _rounds({"llama_cpp_python": (url, {})})
+        for name, extra, modes in (
+            ("llama_cpp_python", (), MODES),
+            ("llama_cpp_python_no_interrupt", ("--interrupt_requests", "False"), ("stream",)),
+        ):
+            print(f"== throughput: {name}", flush=True)
+            with procs.llama_cpp_python_server(logdir, *extra) as url:
+                for mode in modes:
+                    r, c = _rounds({name: (url, {})}, stream=mode == "stream")
+                    rates[mode] |= r
+                    cut[mode] |= c
     print("== throughput and overhead: gateway and its engine direct", flush=True)
     headers = {"Authorization": f"Bearer {keys.service_token()}"}
     with procs.gateway(keys, logdir) as (gw, direct):
-        rates |= _rounds({"direct": (direct, {}), "gateway": (gw, headers)})
+        for mode in MODES:
+            r, c = _rounds({"direct": (direct, {}), "gateway": (gw, headers)},
+                           stream=mode == "stream")
+            rates[mode] |= r
+            cut[mode] |= c
         lat = asyncio.run(engines.tiny_latencies(
             {"direct": (direct, {}), "gateway": (gw, headers)}, n=1000))
     out["throughput"] = rates
+    out["cut_streams"] = cut
     diffs = [g - d for g, d in zip(lat["gateway"], lat["direct"], strict=True)]
     out["latency_ms"] = {name: {"p50": engines.median(v), "p90": engines.percentile(v, 0.9)}
                          for name, v in lat.items()}
@@ -120,21 +145,30 @@ def run_embeddings(out: dict[str, Any]) -> None:
     out["embeddings"] = [asdict(s) for s in scores]
 
 
-def report(out: dict[str, Any]) -> str:
-    lines = [f"Machine: {out['machine']}", f"Date: {out['date']}", ""]
-    rates = out["throughput"]
+def _throughput_table(mode: str, rates: Rates, cut: dict[str, dict[int, int]]) -> list[str]:
     med = {name: {int(n): statistics.median(v) for n, v in per.items()}
            for name, per in rates.items()}
-    lcp = med.get("llama_cpp_python")
-    lines += [f"Aggregate tokens/s, median of {ROUNDS} rounds (128 tokens a chat):",
-              "", "| chats at once | llama-cpp-python server | llama-server direct | "
-              "Charla gateway | gateway / llama-cpp-python | gateway / direct |",
-              "|---|---|---|---|---|---|"]
+    names = [n for n in ("llama_cpp_python", "llama_cpp_python_no_interrupt", "direct",
+                         "gateway") if n in med]
+    title = "whole answers" if mode == "whole" else "streamed answers"
+    lines = [f"Aggregate tokens/s, {title}, median of {ROUNDS} rounds (128 tokens a chat); "
+             "(cut: chats whose stream ended early, over all rounds):", "",
+             "| chats at once | " + " | ".join(names) + " | gateway / " +
+             " | gateway / ".join(n for n in names if n != "gateway") + " |",
+             "|---" * (1 + 2 * len(names) - 1) + "|"]
     for n in CHATS:
-        g, d = med["gateway"][n], med["direct"][n]
-        c = f"{lcp[n]:.0f}" if lcp else "(not measured)"
-        ratio = f"{g / lcp[n]:.2f}x" if lcp else "-"
-        lines.append(f"| {n} | {c} | {d:.0f} | {g:.0f} | {ratio} | {g / d:.3f} |")
+        g = med["gateway"][n]
+        cells = [f"{med[name][n]:.0f}" + (f" (cut {cut[name][n]})" if cut[name][n] else "")
+                 for name in names]
+        ratios = [f"{g / med[name][n]:.2f}x" for name in names if name != "gateway"]
+        lines.append(f"| {n} | " + " | ".join(cells + ratios) + " |")
+    return [*lines, ""]
+
+
+def report(out: dict[str, Any]) -> str:
+    lines = [f"Machine: {out['machine']}", f"Date: {out['date']}", ""]
+    for mode in MODES:
+        lines += _throughput_table(mode, out["throughput"][mode], out["cut_streams"][mode])
     lat = out["latency_ms"]
     lines += ["", "| one-token request, 1,000 interleaved pairs | p50 | p90 |", "|---|---|---|",
               f"| llama-server direct | {lat['direct']['p50']:.2f} ms | "
