@@ -13,12 +13,14 @@ import re
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
-    re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+"),
+    re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+"),  # Telegram: the bot token is in every URL
+    re.compile(r"(/webhooks/[^/\s]+/)[^/\s?#\"']+"),  # Discord: the interaction token
 )
+HTTP_LOGGERS = ("httpx", "httpcore")
 
 
 def redact(text: str) -> str:
-    """Mask bearer tokens, JWTs and Telegram bot tokens in ``text``."""
+    """Mask bearer tokens, JWTs, Telegram bot tokens and Discord interaction tokens."""
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "**********", text)
     return text
@@ -35,6 +37,21 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_HTTP_FILTER = RedactingFilter()
+
+
+def protect_http_logs() -> None:
+    """Mask secrets in HTTP client loggers' own records, whatever handler gets them.
+
+    The clients whose URLs carry a secret (Telegram, Discord) call this when built, so even a
+    DEBUG log set up by someone else never shows the token.
+    """
+    for name in HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _HTTP_FILTER not in logger.filters:
+            logger.addFilter(_HTTP_FILTER)
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -42,5 +59,6 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "httpx2", "huggingface_hub", "urllib3"):
+    for noisy in (*HTTP_LOGGERS, "httpx2", "huggingface_hub", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    protect_http_logs()

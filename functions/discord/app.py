@@ -1,0 +1,73 @@
+"""``POST /discord/interactions``: verify Ed25519 → PING, /ask (deferred, queued), /reset.
+
+Discord wants an answer within 3 seconds: /ask gets a deferred response at once (the user sees
+"thinking…") and the worker edits it with the answer through the interaction's webhook, which
+lives 15 minutes. Anything that fails the signature check is refused with 401, as Discord's
+own endpoint verification requires.
+https://discord.com/developers/docs/interactions/receiving-and-responding
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from functions.discord.payload import Ask, Ignored, Ping, classify
+from functions.discord.verify import SignatureVerifier
+from functions.webhooks import ANSWER, Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
+
+log = logging.getLogger(__name__)
+
+PONG = 1
+CHANNEL_MESSAGE = 4
+DEFERRED_CHANNEL_MESSAGE = 5
+EPHEMERAL = 1 << 6
+
+FORGOTTEN = "Done: I forgot our conversation in this channel."
+UNKNOWN = "I don't know that command. Try /ask or /reset."
+
+
+def _verifier(hooks: Webhooks) -> SignatureVerifier:
+    verifier = hooks.cache.get("discord_verifier")
+    if verifier is None:
+        assert hooks.settings.discord_public_key is not None
+        verifier = SignatureVerifier(hooks.settings.discord_public_key)
+        hooks.cache["discord_verifier"] = verifier
+    assert isinstance(verifier, SignatureVerifier)
+    return verifier
+
+
+def _private(text: str) -> dict[str, Any]:
+    """A message only the person who asked can see."""
+    return {"type": CHANNEL_MESSAGE, "data": {"content": text, "flags": EPHEMERAL,
+                                              "allowed_mentions": {"parse": []}}}
+
+
+async def discord_interactions(request: Request) -> Response:
+    hooks = webhooks(request)
+    if not hooks.settings.discord_enabled:
+        return hooks.off("discord", "DISCORD_PUBLIC_KEY and DISCORD_APPLICATION_ID")
+    raw = await raw_body(request, hooks)
+    if not _verifier(hooks).is_valid(raw, request.headers.get("x-signature-timestamp"),
+                                     request.headers.get("x-signature-ed25519")):
+        return unauthorized("discord")
+    event = classify(parse_body(raw))
+    if isinstance(event, Ping):
+        return ok({"type": PONG})
+    if isinstance(event, Ignored):
+        log.debug("discord interaction ignored: %s", event.reason)
+        return ok(_private(UNKNOWN))
+    if isinstance(event, Ask):
+        inbound = event.inbound
+        assert hooks.queue is not None
+        if not await hooks.queue.enqueue(ANSWER, inbound.to_json(),
+                                         dedup=("discord", inbound.delivery_id)):
+            log.info("discord interaction %s delivered again; already accepted",
+                     inbound.delivery_id)
+        return ok({"type": DEFERRED_CHANNEL_MESSAGE})
+    assert hooks.conversations is not None
+    await hooks.conversations.forget("discord", event.conversation)
+    return ok(_private(FORGOTTEN))

@@ -1,0 +1,79 @@
+"""What every chat platform hands the worker, and what the worker asks of every platform.
+
+A platform's webhook turns a verified delivery into an :class:`Inbound` (a JSON-able job
+payload); its client turns a stored ``reply_to`` back into a :class:`ReplyChannel`. The worker
+knows only these two shapes, never which platform asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message a platform delivered that deserves an answer."""
+
+    platform: str  # "slack" | "telegram" | "discord"
+    delivery_id: str  # the platform's id for this delivery: the de-duplication key
+    conversation: str  # which stored conversation it continues (platform-specific key)
+    user: str  # the platform's id of the person asking (limits are per person)
+    text: str  # the question, with the bot's own mention removed
+    # Where the answer goes; may hold a secret (Discord's interaction token): not in reprs.
+    reply_to: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Inbound:
+        return cls(**{k: data[k] for k in ("platform", "delivery_id", "conversation", "user",
+                                           "text", "reply_to")})
+
+
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units: how Telegram counts (and, cautiously, Discord); an emoji
+    outside the Basic Multilingual Plane counts 2."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+class PlatformError(Exception):
+    """A call to a platform's API failed.
+
+    ``sent`` says whether the platform may have acted on it anyway: False when it answered
+    with an error or could not be reached (safe to send again), True when the request went out
+    and no answer came back (a timeout, a dropped connection), so sending again could post
+    twice. ``retry_after`` is the platform's own wait in seconds (a 429), when it gave one.
+    ``permanent`` says that trying again cannot help (a bad token, an unknown channel, an
+    expired interaction); by default, any 4xx status but 429.
+    """
+
+    def __init__(self, message: str, *, sent: bool = False, status: int | None = None,
+                 retry_after: float | None = None, permanent: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sent = sent
+        self.status = status
+        self.retry_after = retry_after
+        if permanent is None:
+            permanent = status is not None and 400 <= status < 500 and status != 429
+        self.permanent = permanent
+
+
+class ReplyChannel(Protocol):
+    """Where one answer goes: a Slack thread, a Telegram chat, a Discord interaction."""
+
+    max_length: int  # the most a message may hold, in the platform's own units
+
+    def length(self, text: str) -> int:
+        """``text``'s length as the platform counts it against :attr:`max_length`."""
+
+    async def typing(self) -> None:
+        """Show that an answer is being written, where the platform can (else do nothing)."""
+
+    async def post(self, text: str, part: int) -> str:
+        """Post part ``part`` (0 first) of the answer; return the platform's message id."""
+
+    async def edit(self, ref: str, text: str, part: int) -> None:
+        """Replace the text of a message this channel posted (``ref`` from :meth:`post`)."""

@@ -1,0 +1,56 @@
+"""``POST /slack/events``: verify → parse → de-duplicate and queue → answer Slack at once.
+
+Slack wants a 2xx within 3 seconds or it retries (``X-Slack-Retry-Num``); the answer itself is
+the worker's job. A retried event finds its ``event_id`` already accepted and does nothing.
+https://api.slack.com/apis/events-api#responding
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from functions.slack.payload import Ignored, UrlVerification, classify
+from functions.slack.verify import SignatureVerifier
+from functions.webhooks import ANSWER, Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
+
+log = logging.getLogger(__name__)
+
+
+def _verifier(hooks: Webhooks) -> SignatureVerifier:
+    verifier = hooks.cache.get("slack_verifier")
+    if verifier is None:
+        assert hooks.settings.slack_signing_secret is not None
+        verifier = SignatureVerifier(hooks.settings.slack_signing_secret.reveal())
+        hooks.cache["slack_verifier"] = verifier
+    assert isinstance(verifier, SignatureVerifier)
+    return verifier
+
+
+async def slack_events(request: Request) -> Response:
+    hooks = webhooks(request)
+    if not hooks.settings.slack_enabled:
+        return hooks.off("slack", "SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN")
+    raw = await raw_body(request, hooks)
+    if not _verifier(hooks).is_valid(raw, request.headers.get("x-slack-request-timestamp"),
+                                     request.headers.get("x-slack-signature")):
+        return unauthorized("slack")
+    event = classify(parse_body(raw))
+    if isinstance(event, UrlVerification):
+        return ok({"challenge": event.challenge})
+    if isinstance(event, Ignored):
+        log.debug("slack event ignored: %s", event.reason)
+        return ok()
+    inbound = event.inbound
+    assert hooks.queue is not None and hooks.conversations is not None
+    if event.needs_existing_conversation and not await hooks.conversations.exists(
+            "slack", inbound.conversation):
+        return ok()  # a thread Charla is not part of
+    accepted = await hooks.queue.enqueue(ANSWER, inbound.to_json(),
+                                         dedup=("slack", inbound.delivery_id))
+    if not accepted:
+        log.info("slack event %s delivered again (retry %s); already accepted",
+                 inbound.delivery_id, request.headers.get("x-slack-retry-num", "-"))
+    return ok()

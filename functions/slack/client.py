@@ -1,0 +1,172 @@
+"""The one client Charla uses to talk to Slack's Web API: post, update, auth.test.
+
+No automatic retries: a retried ``chat.postMessage`` can post the same answer twice, so every
+failure comes out as one :class:`~functions.messaging.PlatformError` whose ``sent`` tells the
+worker whether Slack may have acted anyway. Slack reports most errors as HTTP 200 with
+``{"ok": false, "error": "..."}``, and rate limits as HTTP 429 with ``Retry-After``.
+https://api.slack.com/web#responses, https://api.slack.com/apis/rate-limits
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+
+from functions.messaging import PlatformError
+from shared.settings import Secret
+
+log = logging.getLogger(__name__)
+
+# A section block's text holds at most 3000 characters.
+# https://api.slack.com/reference/block-kit/blocks#section
+SECTION_TEXT_LIMIT = 3000
+
+# Failures where the request cannot have reached Slack: sending again is safe.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError,
+             httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+
+# Slack's error codes that another try may cure; every other ``ok: false`` stays refused
+# (channel_not_found, not_in_channel, invalid_auth, msg_too_long ...).
+# https://api.slack.com/methods/chat.postMessage#errors
+_TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable",
+                        "request_timeout", "ratelimited", "unknown_error"})
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters as entities, so model output stays plain text.
+
+    Without this an answer containing ``<!channel>`` or ``<@U123>`` would notify people.
+    https://api.slack.com/reference/surfaces/formatting#escaping
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message_body(text: str) -> dict[str, Any]:
+    """``text`` as one mrkdwn section block, plus the same text as the notification fallback."""
+    escaped = escape(text)
+    body: dict[str, Any] = {"text": escaped}
+    if escaped.strip():
+        # A section needs at least one character; Slack answers no_text for an empty message.
+        body["blocks"] = [{"type": "section", "text": {"type": "mrkdwn", "text": escaped}}]
+    return body
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _error_code(data: Any) -> str:
+    error = data.get("error") if isinstance(data, dict) else None
+    # Slack's error codes are short snake_case words; keep anything else out of logs.
+    return error[:80] if isinstance(error, str) and error else "unknown_error"
+
+
+class SlackClient:
+    """Calls Slack's Web API as the bot, over the process's shared ``httpx.AsyncClient``."""
+
+    def __init__(self, base_url: str, bot_token: Secret, http: httpx.AsyncClient) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._token = bot_token
+        self._http = http
+
+    async def post_message(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """Post ``text`` (escaped) to ``channel``, in the thread ``thread_ts``; return its ts."""
+        payload = {"channel": channel, **message_body(text)}
+        if thread_ts:
+            payload["thread_ts"] = thread_ts
+        data = await self._call("chat.postMessage", payload)
+        ts = data.get("ts")
+        if not isinstance(ts, str) or not ts:
+            # Slack posted (ok: true) but we cannot refer to the message: do not post again.
+            raise PlatformError("Slack chat.postMessage: answer without ts", sent=True,
+                                status=200)
+        return ts
+
+    async def update(self, channel: str, ts: str, text: str) -> None:
+        """Replace the text of the bot's message ``ts`` in ``channel`` (``chat.update``)."""
+        await self._call("chat.update", {"channel": channel, "ts": ts, **message_body(text)})
+
+    async def auth_test(self) -> dict[str, Any]:
+        """Who the token belongs to: ``team_id``, ``user_id`` (the bot user), ``bot_id``..."""
+        return await self._call("auth.test", {})
+
+    def reply_channel(self, reply_to: dict[str, Any]) -> SlackReply:
+        """The :class:`~functions.messaging.ReplyChannel` for a stored ``reply_to``.
+
+        Raises ValueError when ``reply_to`` has no channel (a job not made by the Slack edge).
+        """
+        channel, thread_ts = reply_to.get("channel"), reply_to.get("thread_ts")
+        if not isinstance(channel, str) or not channel:
+            raise ValueError("Slack reply_to has no channel")
+        if thread_ts is not None and not isinstance(thread_ts, str):
+            raise ValueError("Slack reply_to has a thread_ts that is not a string")
+        return SlackReply(self, channel, thread_ts or None)
+
+    async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        headers = {
+            "Authorization": f"Bearer {self._token.reveal()}",
+            "Content-Type": "application/json; charset=utf-8",
+        }
+        content = json.dumps(payload, ensure_ascii=False).encode()
+        try:
+            response = await self._http.post(f"{self._base_url}/{method}", content=content,
+                                             headers=headers)
+        # `from None` and only the error's class name: nothing of the request goes along.
+        except _NOT_SENT as exc:
+            raise PlatformError(f"Slack {method}: could not connect ({type(exc).__name__})",
+                                sent=False) from None
+        except httpx.HTTPError as exc:
+            # ReadTimeout, RemoteProtocolError, ReadError, WriteTimeout, WriteError: the request
+            # may have reached Slack, which may have posted.
+            raise PlatformError(f"Slack {method}: no answer ({type(exc).__name__})",
+                                sent=True) from None
+        status = response.status_code
+        log.debug("slack %s answered HTTP %s", method, status)
+        if status == 429:
+            raise PlatformError(f"Slack {method}: rate limited", status=429,
+                                retry_after=_retry_after(response))
+        if not response.is_success:
+            raise PlatformError(f"Slack {method}: HTTP {status}", status=status)
+        try:
+            data = response.json()
+        except ValueError:
+            raise PlatformError(f"Slack {method}: unreadable answer", status=status) from None
+        if not isinstance(data, dict) or data.get("ok") is not True:
+            code = _error_code(data)
+            raise PlatformError(f"Slack {method}: {code}", status=status,
+                                permanent=code not in _TRANSIENT)
+        return data
+
+
+class SlackReply:
+    """One Slack thread as a :class:`~functions.messaging.ReplyChannel`."""
+
+    max_length: int = SECTION_TEXT_LIMIT
+
+    def __init__(self, client: SlackClient, channel: str, thread_ts: str | None) -> None:
+        self.client = client
+        self.channel = channel
+        self.thread_ts = thread_ts
+
+    def length(self, text: str) -> int:
+        """Length after escaping: ``&`` becomes ``&amp;``, and Slack limits what it receives."""
+        return len(escape(text))
+
+    async def typing(self) -> None:
+        """Nothing: the Web API has no typing indicator for bots."""
+
+    async def post(self, text: str, part: int) -> str:
+        """Post part ``part`` in the thread; return the message ``ts`` (the ref for edits)."""
+        return await self.client.post_message(self.channel, text, thread_ts=self.thread_ts)
+
+    async def edit(self, ref: str, text: str, part: int) -> None:
+        """Replace the text of the message ``ref`` posted by :meth:`post`."""
+        await self.client.update(self.channel, ref, text)

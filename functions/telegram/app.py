@@ -1,0 +1,84 @@
+"""``POST /telegram/webhook``: check the secret header → parse → queue, or answer a command.
+
+Telegram redelivers an update until it gets a 200, so every accepted update is recorded by its
+``update_id`` and answered once. /start, /help and /reset are answered in the webhook's own
+response (the Bot API lets a webhook reply with a method call), with no job and no extra call.
+https://core.telegram.org/bots/api#making-requests-when-getting-updates
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from functions.messaging import PlatformError
+from functions.telegram import verify
+from functions.telegram.client import TelegramClient
+from functions.telegram.payload import Command, Ignored, bot_id_from_token, classify
+from functions.webhooks import ANSWER, Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
+
+log = logging.getLogger(__name__)
+
+HELP = ("Hi! I'm Charla, this team's own assistant: what you write stays on the team's "
+        "servers. Ask me anything. In a group, mention me or reply to one of my messages.\n"
+        "/reset forgets our conversation so far.")
+FORGOTTEN = "Done: I forgot our conversation. Let's start again."
+
+
+async def _username(hooks: Webhooks) -> str | None:
+    """The bot's @username: from TELEGRAM_BOT_USERNAME, else asked once (getMe) and kept."""
+    if hooks.settings.telegram_bot_username:
+        return hooks.settings.telegram_bot_username.lstrip("@")
+    if "telegram_username" not in hooks.cache:
+        assert hooks.settings.telegram_bot_token is not None
+        client = TelegramClient(hooks.settings.telegram_api_url,
+                                hooks.settings.telegram_bot_token, hooks.client())
+        try:
+            me = await client.get_me()
+        except PlatformError as exc:
+            # Without the name, groups answer only replies to the bot and /ask; try next time.
+            log.warning("telegram getMe failed (%s); group mentions not recognised yet",
+                        exc.message)
+            return None
+        hooks.cache["telegram_username"] = me.get("username") if isinstance(me, dict) else None
+    name = hooks.cache["telegram_username"]
+    return name if isinstance(name, str) else None
+
+
+def _say(command: Command, text: str) -> dict[str, Any]:
+    reply: dict[str, Any] = {"method": "sendMessage", "chat_id": command.chat_id, "text": text}
+    if command.message_thread_id is not None:
+        reply["message_thread_id"] = command.message_thread_id
+    return reply
+
+
+async def telegram_webhook(request: Request) -> Response:
+    hooks = webhooks(request)
+    settings = hooks.settings
+    if not settings.telegram_enabled:
+        return hooks.off("telegram", "TELEGRAM_BOT_TOKEN and TELEGRAM_SECRET_TOKEN")
+    assert settings.telegram_secret_token is not None and settings.telegram_bot_token is not None
+    if not verify.is_valid(request.headers.get(verify.HEADER),
+                           settings.telegram_secret_token.reveal()):
+        return unauthorized("telegram")
+    update = parse_body(await raw_body(request, hooks))
+    event = classify(update, bot_id=bot_id_from_token(settings.telegram_bot_token.reveal()),
+                     bot_username=await _username(hooks))
+    if isinstance(event, Ignored):
+        log.debug("telegram update ignored: %s", event.reason)
+        return ok({})
+    if isinstance(event, Command):
+        if event.name == "reset":
+            assert hooks.conversations is not None
+            await hooks.conversations.forget("telegram", event.conversation)
+            return ok(_say(event, FORGOTTEN))
+        return ok(_say(event, HELP))
+    inbound = event.inbound
+    assert hooks.queue is not None
+    if not await hooks.queue.enqueue(ANSWER, inbound.to_json(),
+                                     dedup=("telegram", inbound.delivery_id)):
+        log.info("telegram update %s delivered again; already accepted", inbound.delivery_id)
+    return ok({})

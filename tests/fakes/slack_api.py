@@ -1,0 +1,183 @@
+"""Slack's Web API played by a local Starlette app, for tests of the Slack client.
+
+Slack lies outside the team's network, so tests run this fake with ``ServerThread`` and point
+the client at ``server.url``. It answers like Slack does (HTTP 200 with ``ok: false`` for
+errors, 429 with ``Retry-After`` when rate limited), records every call it receives, and can be
+told to fail the next calls in each of the ways Slack fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+BOT_TOKEN = "xoxb-1111111111-2222222222-fAkEsEcReTtOkEn0123456789"
+TEAM_ID = "T0A1B2C3D"
+BOT_USER_ID = "U07CHARLA"
+BOT_ID = "B07CHARLA"
+SECTION_TEXT_LIMIT = 3000
+
+FailureMode = Literal["ratelimited", "error", "server_error", "slow"]
+
+
+class Call(NamedTuple):
+    """One request the fake received: Web API method name, headers (lower-case), JSON body."""
+
+    method: str
+    headers: dict[str, str]
+    json: Any
+
+
+@dataclass
+class _Failure:
+    mode: FailureMode
+    error: str
+    retry_after: int
+    delay_s: float
+
+
+class FakeSlack:
+    """A Starlette app serving ``chat.postMessage``, ``chat.update`` and ``auth.test``."""
+
+    def __init__(self, token: str = BOT_TOKEN) -> None:
+        self.token = token
+        self.calls: list[Call] = []
+        # (channel, ts) -> the message as Slack would store it
+        self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self._failures: list[_Failure] = []
+        self._counter = 0
+        self._lock = threading.Lock()  # tests read and arm it from another thread
+        self.app = Starlette(routes=[
+            Route("/chat.postMessage", self._post_message, methods=["POST"]),
+            Route("/chat.update", self._update, methods=["POST"]),
+            Route("/auth.test", self._auth_test, methods=["POST"]),
+        ])
+
+    def fail_next(self, n: int = 1, *, mode: FailureMode, error: str = "channel_not_found",
+                  retry_after: int = 30, delay_s: float = 2.0) -> None:
+        """Make the next ``n`` calls fail: ``ratelimited`` (429 + Retry-After), ``error``
+        (200 with ``ok: false`` and ``error``), ``server_error`` (500) or ``slow`` (answer
+        normally after ``delay_s``, i.e. act, but later than the client waits)."""
+        with self._lock:
+            self._failures.extend(_Failure(mode, error, retry_after, delay_s) for _ in range(n))
+
+    def reset(self) -> None:
+        """Forget calls, messages and pending failures."""
+        with self._lock:
+            self.calls.clear()
+            self.messages.clear()
+            self._failures.clear()
+
+    def calls_to(self, method: str) -> list[Call]:
+        """The recorded calls of one Web API method, oldest first."""
+        return [call for call in self.calls if call.method == method]
+
+    async def _receive(self, request: Request) -> tuple[Any, Response | None]:
+        """Record the call; return its JSON body and, if it must fail, the failure answer."""
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = None
+        method = request.url.path.lstrip("/")
+        with self._lock:
+            self.calls.append(Call(method, dict(request.headers), body))
+            failure = self._failures.pop(0) if self._failures else None
+        if failure is not None:
+            if failure.mode == "ratelimited":
+                return body, JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
+                                          headers={"Retry-After": str(failure.retry_after)})
+            if failure.mode == "error":
+                return body, _error(failure.error)
+            if failure.mode == "server_error":
+                return body, PlainTextResponse("Internal Server Error", status_code=500)
+            await asyncio.sleep(failure.delay_s)  # slow: then act as usual
+        authorization = request.headers.get("authorization")
+        if not authorization:
+            return body, _error("not_authed")
+        if authorization != f"Bearer {self.token}":
+            return body, _error("invalid_auth")
+        if not isinstance(body, dict) or not request.headers.get(
+                "content-type", "").startswith("application/json"):
+            return body, _error("invalid_arguments")
+        return body, None
+
+    def _next_ts(self) -> str:
+        with self._lock:
+            self._counter += 1
+            return f"1718000000.{self._counter:06d}"
+
+    async def _post_message(self, request: Request) -> Response:
+        body, failed = await self._receive(request)
+        if failed is not None:
+            return failed
+        channel = body.get("channel")
+        if not isinstance(channel, str) or not channel:
+            return _error("channel_not_found")
+        if problem := _check_content(body):
+            return _error(problem)
+        ts = self._next_ts()
+        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts,
+                   "text": body.get("text", ""), "blocks": body.get("blocks", []),
+                   "team": TEAM_ID}
+        if body.get("thread_ts"):
+            message["thread_ts"] = body["thread_ts"]
+        self.messages[(channel, ts)] = message
+        return JSONResponse({"ok": True, "channel": channel, "ts": ts, "message": message})
+
+    async def _update(self, request: Request) -> Response:
+        body, failed = await self._receive(request)
+        if failed is not None:
+            return failed
+        channel, ts = body.get("channel"), body.get("ts")
+        if not isinstance(channel, str) or not isinstance(ts, str):
+            return _error("invalid_arguments")
+        message = self.messages.get((channel, ts))
+        if message is None:
+            return _error("message_not_found")
+        if problem := _check_content(body):
+            return _error(problem)
+        message.update(text=body.get("text", ""), blocks=body.get("blocks", []),
+                       edited={"user": BOT_USER_ID, "ts": self._next_ts()})
+        return JSONResponse({"ok": True, "channel": channel, "ts": ts,
+                             "text": message["text"], "message": message})
+
+    async def _auth_test(self, request: Request) -> Response:
+        _, failed = await self._receive(request)
+        if failed is not None:
+            return failed
+        return JSONResponse({
+            "ok": True, "url": "https://charla-test.slack.com/", "team": "Charla Test",
+            "user": "charla", "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        })
+
+
+def _error(code: str) -> JSONResponse:
+    # Slack reports method errors with HTTP 200.
+    return JSONResponse({"ok": False, "error": code})
+
+
+def _check_content(body: dict[str, Any]) -> str | None:
+    """Slack's checks on a message's text and blocks: an error code, or None when fine."""
+    text, blocks = body.get("text"), body.get("blocks")
+    if not text and not blocks:
+        return "no_text"
+    for block in blocks or []:
+        if not isinstance(block, dict) or block.get("type") != "section":
+            return "invalid_blocks"
+        inner = block.get("text")
+        content = inner.get("text") if isinstance(inner, dict) else None
+        if not isinstance(content, str):
+            return "invalid_blocks"
+        if not 1 <= len(content) <= SECTION_TEXT_LIMIT:
+            return "invalid_blocks"
+    return None
