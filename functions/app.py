@@ -22,12 +22,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from functions.api.routes import ApiContext, chat_completions, list_models
+from functions.discord.app import discord_interactions
 from functions.model_client import ModelClient, ModelServerError
+from functions.slack.app import slack_events
+from functions.telegram.app import telegram_webhook
+from functions.webhooks import Webhooks
 from shared.audit import purge_exchanges
+from shared.conversations import Conversations
 from shared.db import Database
 from shared.errors import BadRequest, CharlaError, StorageError
 from shared.http import BearerTokenBackend, BodyTooLarge, auth_error, json_error
 from shared.migrate import migrate
+from shared.queue import PgQueue
 from shared.ratelimit import make_limiter, rate_limit_exceeded
 from shared.settings import Settings
 from shared.tokens import TokenVerifier
@@ -35,6 +41,7 @@ from shared.tokens import TokenVerifier
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 600.0
+PUBLIC_PATHS = ("/healthz", "/slack/events", "/telegram/webhook", "/discord/interactions")
 
 
 async def healthz(request: Request) -> Response:
@@ -104,6 +111,9 @@ def create_app(
 ) -> Starlette:
     """The functions app. ``housekeeping`` runs migrations and the audit purge in its lifespan."""
     ctx = ApiContext(settings=settings, db=db, model=model)
+    hooks = Webhooks(settings=settings, db=db,
+                     queue=PgQueue(db, lease_s=settings.job_lease_s) if db else None,
+                     conversations=Conversations(db) if db else None)
     limiter = make_limiter(settings.rate_limit_storage, "charla-api", headers=True)
     limit = limiter.limit(settings.api_rate_limit)
 
@@ -123,6 +133,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
             await ctx.drain()
+            await hooks.close()
             await model.close()
             if db is not None:
                 await db.close()
@@ -132,10 +143,14 @@ def create_app(
             Route("/v1/chat/completions", limit(chat_completions), methods=["POST"]),
             Route("/v1/models", limit(list_models), methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            # Webhooks authenticate by the platform's signature, not by a bearer token.
+            Route("/slack/events", slack_events, methods=["POST"]),
+            Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
+            Route("/discord/interactions", discord_interactions, methods=["POST"]),
         ],
         middleware=[
             Middleware(AuthenticationMiddleware,
-                       backend=BearerTokenBackend(verifier, public_paths=("/healthz",)),
+                       backend=BearerTokenBackend(verifier, public_paths=PUBLIC_PATHS),
                        on_error=auth_error),
         ],
         exception_handlers={
@@ -149,5 +164,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.api = ctx
+    app.state.webhooks = hooks
     app.state.limiter = limiter
     return app

@@ -56,6 +56,16 @@ def _pem_or_path(value: str | None) -> Secret | None:
         raise ConfigError(f"cannot read key file {path}: {exc.strerror}") from None
 
 
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Charla, the team's own assistant. Answer clearly and briefly, in the language "
+    "of the question. If you do not know, say so."
+)
+
+
+def _base_url(value: str | None, default: str) -> str:
+    return (value or default).rstrip("/")
+
+
 class _Reader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
@@ -154,7 +164,44 @@ class Settings:
     max_tokens_cap: int = 2048
     default_max_tokens: int = 1024
 
+    # Chat platforms: each is on only when its secrets are set.
+    slack_signing_secret: Secret | None = None
+    slack_bot_token: Secret | None = None
+    slack_api_url: str = "https://slack.com/api"
+    telegram_bot_token: Secret | None = None
+    telegram_secret_token: Secret | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_bot_username: str | None = None
+    discord_public_key: str | None = None
+    discord_application_id: str | None = None
+    discord_bot_token: Secret | None = None
+    discord_api_url: str = "https://discord.com/api/v10"
+    platform_timeout_s: float = 10.0
+
+    # The bots' worker and how they answer.
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    bot_max_tokens: int = 512
+    history_turns: int = 40
+    worker_concurrency: int = 8
+    job_max_attempts: int = 6
+    job_backoff_s: float = 2.0
+    job_lease_s: float = 300.0
+    edit_interval_s: float = 1.0
+    job_retention_days: int = 7
+
     log_level: str = "INFO"
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_signing_secret and self.slack_bot_token)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token and self.telegram_secret_token)
+
+    @property
+    def discord_enabled(self) -> bool:
+        return bool(self.discord_public_key and self.discord_application_id)
 
     @property
     def context_window(self) -> int:
@@ -216,5 +263,26 @@ class Settings:
             token_budget=r.text("CHARLA_TOKEN_BUDGET", "200000/day") or "",
             max_tokens_cap=r.whole("CHARLA_MAX_TOKENS", 2048, minimum=1),
             default_max_tokens=r.whole("CHARLA_DEFAULT_MAX_TOKENS", 1024, minimum=1),
+            slack_signing_secret=r.secret("SLACK_SIGNING_SECRET"),
+            slack_bot_token=r.secret("SLACK_BOT_TOKEN"),
+            slack_api_url=_base_url(r.text("SLACK_API_URL"), "https://slack.com/api"),
+            telegram_bot_token=r.secret("TELEGRAM_BOT_TOKEN"),
+            telegram_secret_token=r.secret("TELEGRAM_SECRET_TOKEN"),
+            telegram_api_url=_base_url(r.text("TELEGRAM_API_URL"), "https://api.telegram.org"),
+            telegram_bot_username=r.text("TELEGRAM_BOT_USERNAME"),
+            discord_public_key=r.text("DISCORD_PUBLIC_KEY"),
+            discord_application_id=r.text("DISCORD_APPLICATION_ID"),
+            discord_bot_token=r.secret("DISCORD_BOT_TOKEN"),
+            discord_api_url=_base_url(r.text("DISCORD_API_URL"), "https://discord.com/api/v10"),
+            platform_timeout_s=r.number("CHARLA_PLATFORM_TIMEOUT", 10.0),
+            system_prompt=r.text("CHARLA_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT) or "",
+            bot_max_tokens=r.whole("CHARLA_BOT_MAX_TOKENS", 512, minimum=16),
+            history_turns=r.whole("CHARLA_HISTORY_TURNS", 40),
+            worker_concurrency=r.whole("CHARLA_WORKER_CONCURRENCY", 8, minimum=1),
+            job_max_attempts=r.whole("CHARLA_JOB_MAX_ATTEMPTS", 6, minimum=1),
+            job_backoff_s=r.number("CHARLA_JOB_BACKOFF", 2.0),
+            job_lease_s=r.number("CHARLA_JOB_LEASE", 300.0),
+            edit_interval_s=r.number("CHARLA_EDIT_INTERVAL", 1.0),
+            job_retention_days=r.whole("CHARLA_JOB_RETENTION_DAYS", 7, minimum=1),
             log_level=(r.text("CHARLA_LOG_LEVEL", "INFO") or "INFO").upper(),
         )

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from functions.api.overflow import overflow_scale
-from functions.api.sse import StreamRecorder
 from functions.model_client import ModelClient, ModelServerError
+from functions.sse import StreamRecorder
 from shared.audit import Exchange, record_exchange
 from shared.chat import Budget, Message, fit_messages, prompt_tokens
 from shared.db import Database

@@ -1,0 +1,85 @@
+"""What the platform webhooks share: settings, the queue, conversations, a few lazy clients.
+
+Webhook handlers are stateless: everything they need is built once per process (once per
+Lambda container) on first use, so an import or a cold start never waits on the network.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from shared.conversations import Conversations
+from shared.db import Database
+from shared.errors import BadRequest
+from shared.http import json_error, read_body
+from shared.openai_schema import parse_json_object
+from shared.queue import JobQueue
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ANSWER = "answer"  # the job kind the worker answers (functions/worker/main.py)
+
+
+@dataclass
+class Webhooks:
+    settings: Settings
+    db: Database | None
+    queue: JobQueue | None
+    conversations: Conversations | None
+    http: httpx.AsyncClient | None = None
+    _warned: set[str] = field(default_factory=set)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def client(self) -> httpx.AsyncClient:
+        if self.http is None:
+            from functions.platforms import http_client
+
+            self.http = http_client(self.settings)
+        return self.http
+
+    def off(self, platform: str, needs: str) -> Response:
+        """404 for a platform whose secrets are not set, with one clear log line."""
+        if platform not in self._warned:
+            self._warned.add(platform)
+            log.warning("%s webhook called, but %s is off: set %s", platform, platform, needs)
+        return json_error(404, f"{platform} is not configured on this server",
+                          "invalid_request_error", "platform_disabled")
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+
+
+def webhooks(request: Request) -> Webhooks:
+    hooks: Webhooks = request.app.state.webhooks
+    return hooks
+
+
+async def raw_body(request: Request, hooks: Webhooks) -> bytes:
+    return await read_body(request, hooks.settings.max_body_bytes)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a verified delivery; :class:`BadRequest` (400) if it is not one."""
+    return parse_json_object(raw)
+
+
+def unauthorized(platform: str) -> Response:
+    log.warning("%s webhook: bad or missing signature; refused", platform)
+    return json_error(401, "invalid request signature", "invalid_request_error",
+                      "invalid_signature")
+
+
+def ok(body: dict[str, Any] | None = None) -> Response:
+    return JSONResponse(body if body is not None else {"ok": True})
+
+
+__all__ = ["BadRequest", "Webhooks", "ok", "parse_body", "raw_body", "unauthorized",
+           "webhooks"]

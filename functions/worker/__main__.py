@@ -1,0 +1,3 @@
+from functions.worker.main import main
+
+main()

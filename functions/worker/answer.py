@@ -1,0 +1,161 @@
+"""Answer one message from any platform: history → model (streamed) → reply → store the turn.
+
+This is the business logic of the bots; it never knows which platform asked. The platform
+comes in as an :class:`Inbound` and a :class:`ReplyChannel`; the job runner decides, from the
+errors raised here, whether to try again later (:class:`Retry`) or give up (:class:`GiveUp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from functions.messaging import Inbound, PlatformError, ReplyChannel
+from functions.model_client import ModelClient, ModelServerError
+from functions.sse import StreamRecorder
+from functions.worker.reply import ProgressiveReply
+from shared.chat import Budget, assemble
+from shared.conversations import Conversations
+from shared.errors import PromptTooLong, StorageError
+from shared.outbox import Outbox
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "Sorry, I can't answer right now. Please try again in a few minutes."
+TOO_LONG = "That message is too long for me to answer. Could you shorten it?"
+NO_ANSWER = "I have no answer to that."
+TYPING_EVERY_S = 4.0  # Telegram shows "typing…" for 5 s per call
+
+
+class Retry(Exception):
+    """Run the job again after ``delay_s`` (unless it was the last attempt)."""
+
+    def __init__(self, reason: str, delay_s: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_s = delay_s
+
+
+class GiveUp(Exception):
+    """Do not run the job again; it is kept as failed with this reason."""
+
+
+@dataclass
+class Answerer:
+    settings: Settings
+    model: ModelClient
+    conversations: Conversations
+    outbox: Outbox
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before attempt ``attempt + 1``: doubling, with jitter, capped at a minute."""
+        base: float = self.settings.job_backoff_s * 2 ** (attempt - 1)
+        return min(60.0, base) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+
+    async def answer(self, inbound: Inbound, channel: ReplyChannel, *, attempt: int,
+                     last: bool) -> None:
+        """Answer ``inbound`` on ``channel``; raise :class:`Retry` or :class:`GiveUp`."""
+        reply = ProgressiveReply(channel, self.outbox, f"{inbound.platform}:{inbound.delivery_id}",
+                                 interval_s=self.settings.edit_interval_s)
+        try:
+            await self._answer(inbound, channel, reply)
+        except PromptTooLong:
+            await reply.finish(TOO_LONG)
+        except ModelServerError as exc:
+            if exc.code != "context_length_exceeded":
+                raise await self._verdict(exc, reply, attempt, last) from None
+            await reply.finish(TOO_LONG)
+        except (PlatformError, StorageError) as exc:
+            raise await self._verdict(exc, reply, attempt, last) from None
+
+    async def _verdict(self, exc: Exception, reply: ProgressiveReply, attempt: int,
+                       last: bool) -> Exception:
+        reason = _reason(exc)
+        if _permanent(exc):
+            return GiveUp(reason)
+        if last:
+            await self._apologize(reply)
+            return GiveUp(f"{reason} (after {attempt} attempts)")
+        return Retry(reason, max(self.backoff(attempt), _platform_wait(exc)))
+
+    async def _answer(self, inbound: Inbound, channel: ReplyChannel,
+                      reply: ProgressiveReply) -> None:
+        settings = self.settings
+        history = await self.conversations.recent(inbound.platform, inbound.conversation,
+                                                   limit=settings.history_turns)
+        messages = assemble(system_prompt=settings.system_prompt, history=history,
+                            new_message=inbound.text,
+                            budget=Budget(settings.context_window, settings.bot_max_tokens))
+        body = {"messages": messages, "max_tokens": settings.bot_max_tokens, "stream": True,
+                "stream_options": {"include_usage": True}}
+        typing = asyncio.create_task(_keep_typing(channel, reply))
+        try:
+            text = await self._stream(body, f"{inbound.platform}:{inbound.user}", reply)
+        finally:
+            typing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await typing
+        await reply.finish(text or NO_ANSWER)
+        await self.conversations.add_exchange(
+            inbound.platform, inbound.conversation, delivery_id=inbound.delivery_id,
+            author=inbound.user, question=inbound.text, answer=text or NO_ANSWER)
+
+    async def _stream(self, body: dict[str, object], sub: str, reply: ProgressiveReply) -> str:
+        recorder = StreamRecorder(forward_usage=False)
+        events: AsyncIterator[bytes] = self.model.stream(body, sub=sub)
+        async for chunk in events:
+            recorder.feed(chunk)
+            if recorder.error:
+                raise ModelServerError(502, recorder.error)
+            await reply.update(recorder.answer)
+        recorder.flush()
+        if recorder.error:
+            raise ModelServerError(502, recorder.error)
+        return recorder.answer.strip()
+
+    async def _apologize(self, reply: ProgressiveReply) -> None:
+        try:
+            await reply.finish(APOLOGY)
+        except (PlatformError, StorageError) as exc:
+            log.warning("could not send the apology either: %s", _reason(exc))
+
+
+async def _keep_typing(channel: ReplyChannel, reply: ProgressiveReply) -> None:
+    """Show "typing…" until the first words are posted."""
+    while not reply.posted:
+        try:
+            await channel.typing()
+        except PlatformError:
+            return
+        await asyncio.sleep(TYPING_EVERY_S)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ModelServerError):
+        return f"model server: {exc.status} {exc.message}"
+    if isinstance(exc, PlatformError):
+        return f"platform: {exc.message}"
+    return f"database: {exc}"
+
+
+def _permanent(exc: Exception) -> bool:
+    """Errors that another attempt cannot fix."""
+    if isinstance(exc, PlatformError):
+        return exc.permanent
+    if isinstance(exc, ModelServerError):
+        return exc.status in (400, 401, 403, 413)
+    return False
+
+
+def _platform_wait(exc: Exception) -> float:
+    if isinstance(exc, PlatformError) and exc.retry_after:
+        return float(exc.retry_after)
+    if isinstance(exc, ModelServerError) and exc.retry_after:
+        with contextlib.suppress(ValueError):
+            return float(exc.retry_after)
+    return 0.0

@@ -1,0 +1,95 @@
+"""The local worker: ``python -m functions.worker`` (``charla up`` starts it).
+
+It answers the jobs the webhooks queue: one process, up to ``CHARLA_WORKER_CONCURRENCY``
+answers at once (the engine's parallel slots are the natural figure). SIGTERM or SIGINT stop it
+cleanly: nothing new is taken, running answers get a grace period, the rest go back to the
+queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from functions.messaging import Inbound
+from functions.model_client import ModelClient
+from functions.platforms import Platforms, enabled, http_client
+from functions.worker.answer import Answerer, GiveUp
+from functions.worker.runner import Handler, Worker
+from shared.conversations import Conversations
+from shared.db import Database, make_pool
+from shared.errors import CharlaError
+from shared.logs import configure_logging
+from shared.outbox import Outbox
+from shared.queue import Job, PgQueue
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ANSWER = "answer"  # the one job kind the webhooks queue
+PURGE_EVERY_S = 600.0
+
+
+def make_handler(answerer: Answerer, platforms: Platforms) -> Handler:
+    async def handle(job: Job, last: bool) -> None:
+        if job.kind != ANSWER:
+            raise GiveUp(f"unknown job kind {job.kind!r}")
+        inbound = Inbound.from_json(job.payload)
+        try:
+            channel = platforms.channel(inbound)
+        except LookupError as exc:
+            raise GiveUp(str(exc)) from None
+        await answerer.answer(inbound, channel, attempt=job.attempts, last=last)
+
+    return handle
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    db = Database(make_pool(settings))
+    queue = PgQueue(db, lease_s=settings.job_lease_s)
+    model = ModelClient(settings)
+    platforms = Platforms(settings, http_client(settings))
+    answerer = Answerer(settings=settings, model=model, conversations=Conversations(db),
+                        outbox=Outbox(db))
+    worker = Worker(queue, make_handler(answerer, platforms),
+                    concurrency=settings.worker_concurrency,
+                    max_attempts=settings.job_max_attempts, backoff_s=settings.job_backoff_s)
+    on = [name for name, ok in enabled(settings).items() if ok]
+    log.info("worker answering for: %s", ", ".join(on) or "no platform (none configured)")
+    purger = asyncio.create_task(_purge_forever(queue, settings))
+    try:
+        await worker.run(stop)
+    finally:
+        purger.cancel()
+        await asyncio.gather(purger, return_exceptions=True)
+        await queue.close()
+        await platforms.close()
+        await model.close()
+        await db.close()
+
+
+async def _purge_forever(queue: PgQueue, settings: Settings) -> None:
+    """Forget finished jobs and old deliveries after CHARLA_JOB_RETENTION_DAYS."""
+    while True:
+        try:
+            removed = await queue.purge(older_than_days=settings.job_retention_days)
+            if removed:
+                log.info("job retention: removed %d rows", removed)
+        except CharlaError as exc:
+            log.warning("job retention: %s; will retry", exc)
+        await asyncio.sleep(PURGE_EVERY_S)
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(run())

@@ -1,0 +1,91 @@
+"""Show an answer while it is being written: post early, edit at most once a second.
+
+Every post is first claimed in the outbox (shared/outbox.py), so a job that runs again after a
+failure edits the messages it posted instead of posting them twice. The text is split at the
+platform's limit (functions/worker/split.py); while the answer grows, the last part carries a
+" …" to show that more is coming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from functions.messaging import PlatformError, ReplyChannel
+from functions.worker.split import split_message
+from shared.outbox import Outbox
+
+MORE = " …"
+
+
+class ProgressiveReply:
+    """One answer to one delivery (``delivery`` is ``platform:delivery_id``)."""
+
+    def __init__(self, channel: ReplyChannel, outbox: Outbox, delivery: str, *,
+                 interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._channel = channel
+        self._outbox = outbox
+        self._delivery = delivery
+        self._interval = interval_s
+        self._clock = clock
+        self._refs: dict[int, str | None] = {}  # part -> message id (None: posted, id unknown)
+        self._shown: dict[int, str] = {}
+        self._changed_at: dict[int, float] = {}
+
+    @property
+    def posted(self) -> bool:
+        """Whether anything of this answer is on the platform (or may be)."""
+        return bool(self._refs)
+
+    async def update(self, text: str) -> None:
+        """The answer so far; posted or edited unless the last change is under a second old."""
+        if text.strip():
+            await self._show(self._parts(text, growing=True), final=False)
+
+    async def finish(self, text: str) -> None:
+        """The whole answer: every part shown as it ends."""
+        await self._show(self._parts(text, growing=False), final=True)
+
+    def _parts(self, text: str, *, growing: bool) -> list[str]:
+        channel = self._channel
+        parts = split_message(text, channel.max_length, channel.length)
+        if growing and channel.length(parts[-1] + MORE) <= channel.max_length:
+            parts[-1] += MORE
+        return parts
+
+    async def _show(self, parts: list[str], *, final: bool) -> None:
+        for part, text in enumerate(parts):
+            if part not in self._refs and await self._post(part, text):
+                continue
+            ref = self._refs[part]
+            if ref is None or self._shown.get(part) == text:
+                continue
+            wait = self._changed_at.get(part, -1e9) + self._interval - self._clock()
+            if wait > 0:
+                if not final:
+                    continue
+                await asyncio.sleep(wait)
+            await self._channel.edit(ref, text, part)
+            self._shown[part] = text
+            self._changed_at[part] = self._clock()
+
+    async def _post(self, part: int, text: str) -> bool:
+        """Post ``part`` unless the outbox says it was posted; True if this call posted it."""
+        claim = await self._outbox.claim(self._delivery, part)
+        if not claim.new:
+            # Posted by an earlier run of this job: edit it (or, if that post's fate is
+            # unknown, leave it rather than risk a second copy).
+            self._refs[part] = claim.ref
+            return False
+        try:
+            ref = await self._channel.post(text, part)
+        except PlatformError as exc:
+            if not exc.sent:
+                await self._outbox.not_sent(self._delivery, part)
+            raise
+        await self._outbox.sent(self._delivery, part, ref)
+        self._refs[part] = ref
+        self._shown[part] = text
+        self._changed_at[part] = self._clock()
+        return True

@@ -1,0 +1,128 @@
+"""The Postgres job queue: de-duplicated enqueue, SKIP LOCKED claims, retries, leases, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.db import Database, make_pool
+from shared.queue import PgQueue
+from shared.settings import Settings
+
+
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[Database]:
+    database = Database(make_pool(Settings.from_env({"DATABASE_URL": pg_url})))
+    async with database.connection() as conn:
+        await conn.execute("DELETE FROM jobs")
+    yield database
+    await database.close()
+
+
+def kind() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+async def test_a_delivery_is_queued_once(db: Database) -> None:
+    q = PgQueue(db)
+    delivery = ("slack", f"Ev{uuid.uuid4().hex}")
+    assert await q.enqueue("answer", {"n": 1}, dedup=delivery) is True
+    assert await q.enqueue("answer", {"n": 2}, dedup=delivery) is False  # a redelivery
+    jobs = await q.claim(10)
+    assert [j.payload for j in jobs] == [{"n": 1}]
+
+
+async def test_concurrent_redeliveries_queue_one_job(db: Database) -> None:
+    q = PgQueue(db)
+    delivery = ("telegram", str(uuid.uuid4().int))
+    results = await asyncio.gather(*(q.enqueue("answer", {}, dedup=delivery) for _ in range(8)))
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(await q.claim(10)) == 1
+
+
+async def test_two_workers_never_take_the_same_job(db: Database) -> None:
+    q1, q2 = PgQueue(db), PgQueue(db)
+    for i in range(20):
+        await q1.enqueue("answer", {"i": i})
+    a, b = await asyncio.gather(q1.claim(12), q2.claim(12))
+    ids = [j.id for j in a + b]
+    assert len(ids) == len(set(ids)) == 20
+
+
+async def test_retry_waits_and_counts_attempts(db: Database) -> None:
+    q = PgQueue(db)
+    await q.enqueue("answer", {"x": 1})
+    [job] = await q.claim(1)
+    assert job.attempts == 1
+    await q.retry(job, "model down", delay_s=0.5)
+    assert await q.claim(1) == []  # not due yet
+    await asyncio.sleep(0.6)
+    [again] = await q.claim(1)
+    assert again.id == job.id and again.attempts == 2
+
+
+async def test_failed_jobs_stay_visible_and_can_be_retried(db: Database) -> None:
+    q = PgQueue(db)
+    await q.enqueue("answer", {"x": 1})
+    [job] = await q.claim(1)
+    await q.fail(job, "platform: channel_not_found")
+    failed = await q.failed()
+    assert [(str(f["id"]), f["last_error"]) for f in failed] == [
+        (job.id, "platform: channel_not_found")]
+    assert await q.claim(1) == []
+    assert await q.retry_failed(int(job.id)) is True
+    [again] = await q.claim(1)
+    assert again.id == job.id and again.attempts == 1
+
+
+async def test_a_job_whose_worker_died_is_taken_again_after_its_lease(db: Database) -> None:
+    q = PgQueue(db, lease_s=0.3)
+    await q.enqueue("answer", {"x": 1})
+    [job] = await q.claim(1)  # ...and the worker dies here
+    assert await q.claim(1) == []
+    await asyncio.sleep(0.4)
+    [again] = await q.claim(1)
+    assert again.id == job.id and again.attempts == 2
+
+
+async def test_release_puts_a_job_back_without_counting_it(db: Database) -> None:
+    q = PgQueue(db)
+    await q.enqueue("answer", {"x": 1})
+    [job] = await q.claim(1)
+    await q.release(job)
+    [again] = await q.claim(1)
+    assert again.attempts == 1
+
+
+async def test_wait_wakes_on_a_new_job(db: Database) -> None:
+    q = PgQueue(db)
+    await q.wait(0.05)  # connect the listener
+    waiter = asyncio.create_task(q.wait(5.0))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await PgQueue(db).enqueue("answer", {"x": 1})
+    await asyncio.wait_for(waiter, 5)
+    assert time.monotonic() - started < 1.0  # woken by NOTIFY, not by the 5 s timeout
+    await q.close()
+
+
+async def test_purge_removes_only_old_finished_work(db: Database) -> None:
+    q = PgQueue(db)
+    await q.enqueue("answer", {"old": True}, dedup=("slack", f"old-{uuid.uuid4().hex}"))
+    await q.enqueue("answer", {"new": True})
+    jobs = await q.claim(2)
+    for job in jobs:
+        await q.complete(job)
+    async with db.connection() as conn:
+        await conn.execute("UPDATE jobs SET finished_at = now() - interval '10 days'"
+                           " WHERE payload ? 'old'")
+        await conn.execute("UPDATE inbound_deliveries SET received_at = now() -"
+                           " interval '10 days' WHERE delivery_id LIKE 'old-%%'")
+    assert await q.purge(older_than_days=7) == 2
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT payload FROM jobs")
+        assert [r["payload"] for r in await cur.fetchall()] == [{"new": True}]
