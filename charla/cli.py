@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 
+from charla.platforms import add_commands
 from shared.errors import CharlaError
 from shared.settings import Settings
 
@@ -82,6 +83,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="apply pending database migrations to DATABASE_URL")
     p.set_defaults(func=_migrate)
+
+    add_commands(sub)
     return top
 
 

@@ -145,6 +145,30 @@ def _start_functions(stack: Stack) -> None:
                        proc, 60, "starting the API")
 
 
+def _start_worker(stack: Stack) -> None:
+    say("starting the worker (answers Slack, Telegram and Discord)")
+    stack.spawn("worker", "functions.worker")
+
+
+PLATFORM_SECRETS = {
+    "slack": ("Slack", "/slack/events", "SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"),
+    "telegram": ("Telegram", "/telegram/webhook", "TELEGRAM_BOT_TOKEN and TELEGRAM_SECRET_TOKEN"),
+    "discord": ("Discord", "/discord/interactions",
+                "DISCORD_PUBLIC_KEY and DISCORD_APPLICATION_ID"),
+}
+
+
+def _platform_lines(settings: Settings, api: str) -> str:
+    from functions.platforms import enabled
+
+    lines = []
+    for name, on in enabled(settings).items():
+        label, route, needs = PLATFORM_SECRETS[name]
+        state = f"on   POST {api}{route}" if on else f"off  (set {needs})"
+        lines.append(f"    {label:<9}{state}")
+    return "\n".join(lines)
+
+
 def _command() -> str:
     """How the user can call ``charla`` from their shell."""
     import shutil
@@ -168,6 +192,8 @@ def _banner(stack: Stack) -> None:
     API (OpenAI-compatible)  {api}/v1   model: {settings.model_name}
     Health                   {api}/healthz
     Model server             {settings.model_server_url}
+  Bots:
+{_platform_lines(settings, api)}
     Development API token (30 days, sub=dev):
       {token}
 
@@ -200,6 +226,8 @@ def up(environ: Mapping[str, str] | None = None) -> int:
             _start_model_server(stack)
         if not stack.stopping.is_set():
             _start_functions(stack)
+        if not stack.stopping.is_set():
+            _start_worker(stack)
         if not stack.stopping.is_set():
             _banner(stack)
         while not stack.stopping.wait(0.5):

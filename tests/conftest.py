@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import redis
 import uvicorn
@@ -90,6 +91,18 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
 @pytest.fixture(scope="session")
 def pg_url(postgres: EmbeddedPostgres) -> str:
     url = postgres.start()
+    asyncio.run(migrate(url))
+    return url
+
+
+def fresh_database(pg_url: str) -> str:
+    """A new, migrated database on the same server: workers of two stacks must not share a
+    queue, or one would answer the other's jobs."""
+    name = f"charla_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = pg_url.replace("/charla?", f"/{name}?", 1)
+    assert url != pg_url
     asyncio.run(migrate(url))
     return url
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -17,7 +18,13 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from functions.slack.verify import SignatureVerifier
+from tests.conftest import ServerThread, free_port
+from tests.fakes.slack_api import BOT_TOKEN as SLACK_TOKEN
+from tests.fakes.slack_api import FakeSlack
+
+EVENTS = Path(__file__).resolve().parents[1] / "events" / "slack"
+SLACK_SECRET = "up-test-signing-secret-0123456789"
 
 pytestmark = pytest.mark.slow
 
@@ -93,14 +100,26 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, llama_server_bin: Path) -> Iterator[Running]:
-    running = start(tmp_path / "charla-home", llama_server_bin)
+def fake_slack() -> Iterator[tuple[FakeSlack, str]]:
+    fake = FakeSlack()
+    server = ServerThread(fake.app).start()
+    yield fake, server.url
+    server.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, llama_server_bin: Path,
+          fake_slack: tuple[FakeSlack, str]) -> Iterator[Running]:
+    running = start(tmp_path / "charla-home", llama_server_bin,
+                    SLACK_SIGNING_SECRET=SLACK_SECRET, SLACK_BOT_TOKEN=SLACK_TOKEN,
+                    SLACK_API_URL=fake_slack[1])
     yield running
     running.close()
 
 
-def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: Running,
-                                                         llama_server_bin: Path) -> None:
+def test_up_serves_the_api_and_stops_cleanly_on_sigterm(
+    stack: Running, llama_server_bin: Path, fake_slack: tuple[FakeSlack, str]
+) -> None:
     stack.wait_for(r"Charla is up", timeout=180)
     token = stack.wait_for(r"^\s+(eyJ[\w-]+\.[\w-]+\.[\w-]+)\s*$", timeout=5).group(1)
     assert "embedded Postgres" in "".join(stack.output)
@@ -117,8 +136,29 @@ def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: Running,
     for name in ("service_ed25519.pem", "api_jwt_secret"):
         assert oct((stack.home / name).stat().st_mode)[-3:] == "600"
 
+    # The bots: Slack is configured (its API played by a fake), the others are off.
+    banner = "".join(stack.output)
+    assert re.search(r"Slack\s+on\s+POST .*/slack/events", banner)
+    assert re.search(r"Telegram\s+off\s+\(set TELEGRAM_BOT_TOKEN", banner)
+    assert httpx.post(stack.api + "/telegram/webhook", json={}).status_code == 404
+    event = json.loads((EVENTS / "app_mention_channel.json").read_text())
+    event["event"]["ts"] = event["event"]["event_ts"] = f"{time.time():.6f}"
+    raw = json.dumps(event).encode()
+    stamp = str(int(time.time()))
+    acked = httpx.post(stack.api + "/slack/events", content=raw, headers={
+        "X-Slack-Request-Timestamp": stamp, "Content-Type": "application/json",
+        "X-Slack-Signature": SignatureVerifier(SLACK_SECRET).sign(raw, stamp)})
+    assert acked.status_code == 200
+    fake = fake_slack[0]
+    deadline = time.monotonic() + 60
+    while not fake.calls_to("chat.postMessage"):
+        assert time.monotonic() < deadline, "the worker did not answer the Slack event"
+        time.sleep(0.2)
+    assert fake.calls_to("chat.postMessage")[0].json["thread_ts"] == event["event"]["ts"]
+
     children = descendants(stack.proc.pid)
     assert any("llama-server" in " ".join(p.cmdline()) for p in children)
+    assert any("functions.worker" in " ".join(p.cmdline()) for p in children)
     pgdata = stack.home / "pgdata"
     assert (pgdata / "postmaster.pid").exists()
 

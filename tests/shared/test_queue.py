@@ -12,11 +12,18 @@ import pytest
 from shared.db import Database, make_pool
 from shared.queue import PgQueue
 from shared.settings import Settings
+from tests.conftest import fresh_database
+
+
+@pytest.fixture(scope="module")
+def queue_db_url(pg_url: str) -> str:
+    # A database of its own: the bots' workers, running for other tests, take jobs too.
+    return fresh_database(pg_url)
 
 
 @pytest.fixture
-async def db(pg_url: str) -> AsyncIterator[Database]:
-    database = Database(make_pool(Settings.from_env({"DATABASE_URL": pg_url})))
+async def db(queue_db_url: str) -> AsyncIterator[Database]:
+    database = Database(make_pool(Settings.from_env({"DATABASE_URL": queue_db_url})))
     async with database.connection() as conn:
         await conn.execute("DELETE FROM jobs")
     yield database

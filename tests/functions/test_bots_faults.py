@@ -1,0 +1,91 @@
+"""Every accepted message gets exactly one reply: failed posts, lost answers, a model outage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from functions.worker.answer import APOLOGY
+from tests.conftest import Gateway, fresh_database
+from tests.functions.bots import Bots, Switch, eventually, start_bots
+from tests.functions.test_bots_slack import answered, mention, posts_in, shown
+
+
+@pytest.fixture(scope="module")
+def outage(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
+           redis_url: str) -> Iterator[tuple[Bots, Switch]]:
+    """Bots whose way to the model server can be cut; four attempts, quick backoff."""
+    target = urlsplit(gateway.url)
+    switch = Switch(target.hostname or "127.0.0.1", target.port or 80)
+    bots = start_bots(service_keys, switch.url, fresh_database(pg_url), redis_url,
+                      CHARLA_JOB_MAX_ATTEMPTS="4", CHARLA_JOB_BACKOFF="0.3")
+    yield bots, switch
+    bots.stop()
+
+
+async def test_a_post_the_platform_refused_is_posted_again_once(
+    bots: Bots, http: httpx.AsyncClient
+) -> None:
+    bots.slack.fail_next(1, mode="server_error")
+    body = mention("Say yes.")
+    await bots.slack_event(http, body)
+    [answer] = await answered(bots, body)
+    assert answer.strip()
+    ev = body["event"]
+    assert len(posts_in(bots, ev["channel"], ev["ts"])) == 2  # the refused one and the real one
+    [(state, attempts, _)] = bots.job_state("slack", body["event_id"])
+    assert (state, attempts) == ("done", 2)
+
+
+async def test_a_post_whose_answer_was_lost_is_not_posted_twice(
+    bots: Bots, http: httpx.AsyncClient
+) -> None:
+    # Slack posts, but answers after the client gave up: the post may have happened.
+    bots.slack.fail_next(1, mode="slow", delay_s=2.5)
+    body = mention("Say no.")
+    await bots.slack_event(http, body)
+    await eventually(lambda: [s for s, *_ in bots.job_state("slack", body["event_id"])]
+                     == ["done"], timeout=60)
+    await asyncio.sleep(3)  # let the slow post land
+    ev = body["event"]
+    assert len(shown(bots, ev["channel"], ev["ts"])) == 1
+    assert len(posts_in(bots, ev["channel"], ev["ts"])) == 1
+
+
+async def test_a_model_outage_is_waited_out_and_answered_once(
+    outage: tuple[Bots, Switch], http: httpx.AsyncClient
+) -> None:
+    bots, switch = outage
+    switch.on = False
+    body = mention("Say maybe.")
+    await bots.slack_event(http, body)
+    await eventually(lambda: bots.job_state("slack", body["event_id"])
+                     and bots.job_state("slack", body["event_id"])[0][1] >= 2)
+    switch.on = True
+    [answer] = await answered(bots, body)
+    assert answer != APOLOGY
+    [(state, attempts, _)] = bots.job_state("slack", body["event_id"])
+    assert state == "done" and attempts >= 2
+
+
+async def test_a_long_outage_gets_one_short_apology(
+    outage: tuple[Bots, Switch], http: httpx.AsyncClient
+) -> None:
+    bots, switch = outage
+    switch.on = False
+    try:
+        body = mention("Say perhaps.")
+        await bots.slack_event(http, body)
+        await eventually(lambda: [s for s, *_ in bots.job_state("slack", body["event_id"])]
+                         == ["failed"], timeout=60)
+    finally:
+        switch.on = True
+    ev = body["event"]
+    assert shown(bots, ev["channel"], ev["ts"]) == [APOLOGY]
+    [(_, attempts, error)] = bots.job_state("slack", body["event_id"])
+    assert attempts == 4
+    assert error is not None and "model server" in error

@@ -1,0 +1,174 @@
+"""Slack end to end: signed events → /slack/events → queue → worker → model → Slack's API."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID
+from tests.functions.bots import Bots, eventually
+
+EVENTS = Path(__file__).resolve().parents[1] / "events" / "slack"
+
+
+def sample(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return data
+
+
+def mention(text: str = "What is two plus two?", *, thread_ts: str | None = None,
+            channel: str | None = None) -> dict[str, Any]:
+    """A fresh app_mention with its own event_id, channel and ts."""
+    body = copy.deepcopy(sample("app_mention_channel"))
+    ts = f"{time.time():.6f}"
+    body["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
+    ev = body["event"]
+    ev.update(text=f"<@{BOT_USER_ID}> {text}", ts=ts, event_ts=ts,
+              channel=channel or f"C{uuid.uuid4().hex[:9].upper()}")
+    if thread_ts:
+        ev["thread_ts"] = thread_ts
+    else:
+        ev.pop("thread_ts", None)
+    return body
+
+
+def posts_in(bots: Bots, channel: str, thread: str) -> list[dict[str, Any]]:
+    return [c.json for c in bots.slack.calls_to("chat.postMessage")
+            if c.json.get("channel") == channel and c.json.get("thread_ts") == thread]
+
+
+def shown(bots: Bots, channel: str, thread: str) -> list[str]:
+    """The text of each message Slack now shows in the thread, oldest first."""
+    return [m["text"] for (ch, _), m in sorted(bots.slack.messages.items())
+            if ch == channel and m.get("thread_ts") == thread]
+
+
+async def answered(bots: Bots, body: dict[str, Any]) -> list[str]:
+    ev = body["event"]
+    channel, thread = ev["channel"], ev.get("thread_ts") or ev["ts"]
+    state = await eventually(lambda: bots.job_state("slack", body["event_id"]))
+    await eventually(lambda: bots.job_state("slack", body["event_id"])[0][0] == "done",
+                     timeout=60)
+    assert state
+    return shown(bots, channel, thread)
+
+
+async def test_a_mention_is_answered_in_its_thread_and_the_thread_goes_on(
+    bots: Bots, http: httpx.AsyncClient
+) -> None:
+    first = mention("Name a colour of the sky.")
+    started = time.monotonic()
+    response = await bots.slack_event(http, first)
+    assert response.status_code == 200
+    assert time.monotonic() - started < 3  # Slack's deadline for the acknowledgement
+    [answer] = await answered(bots, first)
+    assert answer.strip() and not answer.endswith("…")
+    channel, thread = first["event"]["channel"], first["event"]["ts"]
+    # Posted early (still growing, marked "…"), then edited into the whole answer.
+    [post] = posts_in(bots, channel, thread)
+    assert post["text"].endswith(" …")
+    assert [c.json["text"] for c in bots.slack.calls_to("chat.update")
+            if c.json["channel"] == channel][-1] == answer
+    assert bots.turns("slack", f"{TEAM_ID}:{channel}:{thread}")[0] == (
+        "user", "Name a colour of the sky.")
+
+    # A follow-up in that thread, without a mention, continues the same conversation.
+    follow = copy.deepcopy(sample("message_thread_reply"))
+    follow["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
+    follow["event"].update(channel=channel, thread_ts=thread, ts=f"{time.time():.6f}",
+                           text="And at night?")
+    assert (await bots.slack_event(http, follow)).status_code == 200
+    await eventually(lambda: len(bots.turns("slack", f"{TEAM_ID}:{channel}:{thread}")) == 4,
+                     timeout=60)
+    assert len(shown(bots, channel, thread)) == 2
+
+
+async def test_a_thread_reply_where_charla_never_spoke_is_left_alone(
+    bots: Bots, http: httpx.AsyncClient
+) -> None:
+    follow = copy.deepcopy(sample("message_thread_reply"))
+    follow["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
+    follow["event"]["channel"] = f"C{uuid.uuid4().hex[:9].upper()}"
+    assert (await bots.slack_event(http, follow)).status_code == 200
+    await asyncio.sleep(0.5)
+    assert bots.job_state("slack", follow["event_id"]) == []
+
+
+async def test_a_redelivered_event_gets_one_answer(bots: Bots, http: httpx.AsyncClient) -> None:
+    body = mention("Say hi.")
+    first, *retries = await asyncio.gather(
+        bots.slack_event(http, body),
+        *(bots.slack_event(http, body, retry=n) for n in (1, 2, 3)))
+    assert all(r.status_code == 200 for r in (first, *retries))
+    await answered(bots, body)
+    await asyncio.sleep(0.5)
+    assert len(posts_in(bots, body["event"]["channel"], body["event"]["ts"])) == 1
+    assert len(bots.job_state("slack", body["event_id"])) == 1
+
+
+@pytest.mark.parametrize("case", ["tampered", "wrong secret", "missing", "stale", "future",
+                                  "malformed timestamp", "empty timestamp"])
+async def test_bad_signatures_are_401(bots: Bots, http: httpx.AsyncClient, case: str) -> None:
+    body = mention()
+    raw = json.dumps(body).encode()
+    now = int(time.time())
+    from functions.slack.verify import SignatureVerifier
+
+    signer = SignatureVerifier("not-the-secret" if case == "wrong secret" else
+                               "8f742231b10e8888abcd99yyyzzz85a5")
+    headers = {"Content-Type": "application/json"}
+    ts = {"stale": now - 301, "future": now + 301}.get(case, now)
+    if case != "missing":
+        headers["X-Slack-Request-Timestamp"] = {"malformed timestamp": "12a45",
+                                                "empty timestamp": ""}.get(case, str(ts))
+        headers["X-Slack-Signature"] = signer.sign(raw, str(ts))
+    if case == "tampered":
+        raw = raw.replace(b"What is", b"Whatis ")
+    response = await http.post(bots.url + "/slack/events", content=raw, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_signature"
+    assert bots.job_state("slack", body["event_id"]) == []
+
+
+async def test_url_verification_echoes_the_challenge(bots: Bots, http: httpx.AsyncClient) -> None:
+    response = await bots.slack_event(http, sample("url_verification"))
+    assert response.status_code == 200
+    assert response.json() == {"challenge": sample("url_verification")["challenge"]}
+
+
+async def test_malformed_json_is_400_even_when_signed(bots: Bots, http: httpx.AsyncClient) -> None:
+    response = await bots.slack_event(http, b'{"type": "event_callback", ')
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["reaction_added", "message_bot_message", "message_from_self",
+                                  "message_changed"])
+async def test_unknown_events_and_bots_get_200_and_no_answer(
+    bots: Bots, http: httpx.AsyncClient, name: str
+) -> None:
+    body = sample(name)
+    body["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
+    response = await bots.slack_event(http, body)
+    assert response.status_code == 200
+    await asyncio.sleep(0.3)
+    assert bots.job_state("slack", body["event_id"]) == []
+
+
+async def test_unicode_and_emoji_survive_the_round_trip(bots: Bots, http: httpx.AsyncClient
+                                                        ) -> None:
+    body = mention("¿Cuál es la capital de España? 🇪🇸 Responde en español.")
+    await bots.slack_event(http, body)
+    [answer] = await answered(bots, body)
+    assert answer.strip()
+    ev = body["event"]
+    assert bots.turns("slack", f"{TEAM_ID}:{ev['channel']}:{ev['ts']}")[0][1] == (
+        "¿Cuál es la capital de España? 🇪🇸 Responde en español.")

@@ -1,0 +1,137 @@
+"""Progressive replies through the real platform clients into the platforms' fakes.
+
+No model here: the answer's text is chosen, so each platform's limit can be hit exactly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from functions.discord.client import DiscordClient
+from functions.messaging import ReplyChannel, utf16_length
+from functions.slack.client import SlackClient
+from functions.telegram.client import TelegramClient
+from functions.worker.reply import ProgressiveReply
+from shared.db import Database, make_pool
+from shared.outbox import Outbox
+from shared.settings import Secret, Settings
+from tests.conftest import ServerThread
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.fakes.telegram_api import FakeTelegram
+
+TG_TOKEN = "7000000002:AAH-reply-test-token-0123456789abcdef"
+APP, DC_TOKEN = "1300000000000000077", "bot-token-for-reply-tests"
+
+
+@dataclass
+class Fakes:
+    slack: FakeSlack
+    telegram: FakeTelegram
+    discord: FakeDiscord
+    urls: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[Fakes]:
+    slack, telegram, discord = FakeSlack(), FakeTelegram(TG_TOKEN), FakeDiscord(APP, DC_TOKEN)
+    servers = {n: ServerThread(f.app).start()
+               for n, f in (("slack", slack), ("telegram", telegram), ("discord", discord))}
+    yield Fakes(slack, telegram, discord, {n: s.url for n, s in servers.items()})
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+async def outbox(pg_url: str) -> AsyncIterator[Outbox]:
+    db = Database(make_pool(Settings.from_env({"DATABASE_URL": pg_url})))
+    yield Outbox(db)
+    await db.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        yield client
+
+
+def channel(fakes: Fakes, http: httpx.AsyncClient, platform: str) -> tuple[ReplyChannel, Any]:
+    """A reply channel on ``platform`` and a function that reads what the fake now shows."""
+    if platform == "slack":
+        chan, thread = f"C{uuid.uuid4().hex[:8]}", "1718000000.000001"
+        reply = SlackClient(fakes.urls["slack"], Secret(BOT_TOKEN), http).reply_channel(
+            {"channel": chan, "thread_ts": thread})
+        return reply, lambda: [m["text"] for (c, _), m in sorted(fakes.slack.messages.items())
+                               if c == chan]
+    if platform == "telegram":
+        chat = int(uuid.uuid4().int % 10**9)
+        reply = TelegramClient(fakes.urls["telegram"], Secret(TG_TOKEN), http).reply_channel(
+            {"chat_id": chat, "reply_to_message_id": 1})
+        return reply, lambda: [t for (c, _), t in sorted(fakes.telegram.messages.items())
+                               if c == chat]
+    token = "tok" + uuid.uuid4().hex
+    fakes.discord.open_interaction(token)
+    reply = DiscordClient(fakes.urls["discord"], APP, Secret(DC_TOKEN), http).reply_channel(
+        {"application_id": APP, "token": token})
+    return reply, lambda: [fakes.discord.original(token), *fakes.discord.followups(token)]
+
+
+LIMITS = {"slack": (3000, len), "telegram": (4096, utf16_length), "discord": (2000, utf16_length)}
+
+
+@pytest.mark.parametrize("platform", ["slack", "telegram", "discord"])
+@pytest.mark.parametrize("extra", [0, 1, 5000])
+async def test_answers_at_and_over_the_limit(fakes: Fakes, http: httpx.AsyncClient,
+                                             outbox: Outbox, platform: str, extra: int) -> None:
+    limit, length = LIMITS[platform]
+    text = ("palabra 🙂 " * limit)[:limit] if extra == 0 else (
+        "palabra 🙂 " * (limit + extra))[:limit + extra]
+    while length(text) > limit and extra == 0:
+        text = text[:-1]
+    text = text.strip()
+    reply_channel, shown = channel(fakes, http, platform)
+    reply = ProgressiveReply(reply_channel, outbox, f"test:{uuid.uuid4().hex}", interval_s=0)
+    for end in range(0, len(text), max(1, len(text) // 7)):
+        await reply.update(text[:end])
+    await reply.finish(text)
+    parts = shown()
+    assert all(length(p) <= limit for p in parts)
+    expected = {0: 1, 1: 2}.get(extra)
+    assert len(parts) == expected if expected else len(parts) >= 2
+    assert " ".join(parts).split() == text.split()  # every word, none cut, none added
+
+
+async def test_a_second_run_edits_what_the_first_posted(fakes: Fakes, http: httpx.AsyncClient,
+                                                        outbox: Outbox) -> None:
+    reply_channel, shown = channel(fakes, http, "slack")
+    delivery = f"test:{uuid.uuid4().hex}"
+    first = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0)
+    await first.update("The first try was cut")
+    # ...the job fails here and runs again, answering anew:
+    second = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0)
+    await second.finish("The second try is whole.")
+    assert shown() == ["The second try is whole."]
+
+
+async def test_edits_wait_for_the_interval(fakes: Fakes, http: httpx.AsyncClient,
+                                           outbox: Outbox) -> None:
+    now = [0.0]
+    reply_channel, shown = channel(fakes, http, "telegram")
+    reply = ProgressiveReply(reply_channel, outbox, f"test:{uuid.uuid4().hex}",
+                             interval_s=1.0, clock=lambda: now[0])
+    before = len(fakes.telegram.called("editMessageText"))
+    await reply.update("One")  # posted at once
+    for i in range(10):
+        now[0] += 0.25
+        await reply.update("One" + " more" * (i + 1))
+    edits = len(fakes.telegram.called("editMessageText")) - before
+    assert 2 <= edits <= 3  # 2.5 s of updates: one edit a second at most
+    now[0] += 5
+    await reply.finish("One more, done.")
+    assert shown() == ["One more, done."]
