@@ -7,7 +7,7 @@ knows only these two shapes, never which platform asked.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -24,7 +24,9 @@ class Inbound:
     reply_to: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"platform": self.platform, "delivery_id": self.delivery_id,
+                "conversation": self.conversation, "user": self.user, "text": self.text,
+                "reply_to": self.reply_to}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Inbound:

@@ -77,8 +77,13 @@ def unauthorized(platform: str) -> Response:
                       "invalid_signature")
 
 
+_OK = b'{"ok":true}'
+
+
 def ok(body: dict[str, Any] | None = None) -> Response:
-    return JSONResponse(body if body is not None else {"ok": True})
+    if body is None:
+        return Response(_OK, media_type="application/json")
+    return JSONResponse(body)
 
 
 __all__ = ["BadRequest", "Webhooks", "ok", "parse_body", "raw_body", "unauthorized",

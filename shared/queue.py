@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -60,6 +61,60 @@ class JobQueue(Protocol):
         """Return when a job may have arrived, or after ``timeout_s``."""
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    platform: str
+    delivery_id: str
+    kind: str
+    payload: dict[str, Any]
+
+
+class _Batcher:
+    """Deliveries that arrive while a write is in flight go together in the next one.
+
+    Under load a webhook spends more on its database round trip (a pooled connection, a
+    statement, a commit) than on everything else; sharing them among the deliveries that
+    waited keeps each one durable before it is acknowledged, at a fraction of the cost
+    (docs/benchmarks.md). A lone delivery goes at once: nothing waits for a batch to fill.
+    """
+
+    MAX = 500
+
+    def __init__(self, write: Callable[[list[_Delivery]], Awaitable[set[tuple[str, str]]]]
+                 ) -> None:
+        self._write = write
+        self._waiting: list[tuple[_Delivery, asyncio.Future[bool]]] = []
+        self._writing = False
+
+    async def submit(self, delivery: _Delivery) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery, future))
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self.MAX], self._waiting[self.MAX:]
+                try:
+                    accepted = await self._write([d for d, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every waiter gets the error
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for delivery, future in batch:
+                    key = (delivery.platform, delivery.delivery_id)
+                    new = key in accepted
+                    accepted.discard(key)  # a second copy in the same batch is a redelivery
+                    if not future.done():
+                        future.set_result(new)
+        finally:
+            self._writing = False
+
+
 class PgQueue:
     """:class:`JobQueue` on the ``jobs`` table, shared by every process that uses the database.
 
@@ -71,22 +126,38 @@ class PgQueue:
         self._db = db
         self._lease_s = lease_s
         self._listener: psycopg.AsyncConnection[Any] | None = None
+        self._batch = _Batcher(self._accept)
 
     async def enqueue(self, kind: str, payload: dict[str, Any], *,
                       dedup: tuple[str, str] | None = None) -> bool:
-        async with self._db.connection() as conn:
-            if dedup is None:
+        if dedup is None:
+            async with self._db.connection() as conn:
                 await conn.execute("INSERT INTO jobs (kind, payload) VALUES (%s, %s)",
                                    (kind, Jsonb(payload)))
-                return True
-            # One statement: the delivery is recorded and its job queued together, or neither.
+            return True
+        return await self._batch.submit(_Delivery(dedup[0], dedup[1], kind, payload))
+
+    async def _accept(self, batch: list[_Delivery]) -> set[tuple[str, str]]:
+        """Record deliveries and queue their jobs in one statement; return the keys that were
+        new. A delivery seen before (or twice in ``batch``) queues nothing more."""
+        document = [{"platform": d.platform, "delivery_id": d.delivery_id, "kind": d.kind,
+                     "payload": d.payload} for d in batch]
+        async with self._db.connection() as conn:
+            # The batch travels as one JSON document: one C-speed dump here, one parse there.
             cur = await conn.execute(
-                "WITH accepted AS (INSERT INTO inbound_deliveries (platform, delivery_id)"
-                " VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1)"
-                " INSERT INTO jobs (kind, payload) SELECT %s, %s FROM accepted RETURNING id",
-                (dedup[0], dedup[1], kind, Jsonb(payload)),
+                "WITH input AS (SELECT DISTINCT ON (platform, delivery_id) * FROM"
+                " jsonb_to_recordset(%s) AS t(platform text, delivery_id text, kind text,"
+                " payload jsonb)),"
+                " accepted AS (INSERT INTO inbound_deliveries (platform, delivery_id)"
+                " SELECT platform, delivery_id FROM input ON CONFLICT DO NOTHING"
+                " RETURNING platform, delivery_id),"
+                " queued AS (INSERT INTO jobs (kind, payload) SELECT i.kind, i.payload"
+                " FROM input i JOIN accepted a USING (platform, delivery_id))"
+                " SELECT platform, delivery_id FROM accepted",
+                (Jsonb(document),),
             )
-            return await cur.fetchone() is not None
+            rows = await cur.fetchall()
+        return {(str(r["platform"]), str(r["delivery_id"])) for r in rows}
 
     async def claim(self, limit: int) -> list[Job]:
         async with self._db.connection() as conn:

@@ -133,3 +133,31 @@ async def test_purge_removes_only_old_finished_work(db: Database) -> None:
     async with db.connection() as conn:
         cur = await conn.execute("SELECT payload FROM jobs")
         assert [r["payload"] for r in await cur.fetchall()] == [{"new": True}]
+
+
+async def test_concurrent_deliveries_share_writes_and_each_gets_its_answer(db: Database) -> None:
+    q = PgQueue(db)
+    keys = [("slack", f"Ev{uuid.uuid4().hex}") for _ in range(60)]
+    calls = [*keys, *keys[:20]]  # 20 of them delivered twice, at the same moment
+    results = await asyncio.gather(*(q.enqueue("answer", {"k": k[1]}, dedup=k) for k in calls))
+    assert sum(results) == 60
+    assert all(results[:40])  # the ones delivered once were all new
+    for k in keys[:20]:  # of each pair, exactly one was new
+        assert [r for c, r in zip(calls, results, strict=True) if c == k].count(True) == 1
+    jobs = await q.claim(200)
+    assert sorted(j.payload["k"] for j in jobs) == sorted(k[1] for k in keys)
+
+
+async def test_a_database_outage_fails_every_waiting_delivery(pg_url: str) -> None:
+    from shared.errors import StorageError
+
+    # A database that does not exist: every write fails, and each caller hears so.
+    gone = pg_url.replace("/charla?", "/no_such_database?", 1)
+    database = Database(make_pool(Settings.from_env({"DATABASE_URL": gone,
+                                                     "CHARLA_DB_TIMEOUT": "1"})))
+    q = PgQueue(database)
+    results = await asyncio.gather(
+        *(q.enqueue("answer", {}, dedup=("slack", f"Ev{i}")) for i in range(5)),
+        return_exceptions=True)
+    assert all(isinstance(r, StorageError) for r in results), results
+    await database.close()
