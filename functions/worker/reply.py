@@ -1,5 +1,8 @@
 """Show an answer while it is being written: post early, edit at most once a second.
 
+"Early" is half a second after the first words: a short answer is then usually whole and
+goes out as one message, with no edit, while a long one still starts showing at once.
+
 Every post is first claimed in the outbox (shared/outbox.py), so a job that runs again after a
 failure edits the messages it posted instead of posting them twice. The text is split at the
 platform's limit (functions/worker/split.py); while the answer grows, the last part carries a
@@ -23,12 +26,15 @@ class ProgressiveReply:
     """One answer to one delivery (``delivery`` is ``platform:delivery_id``)."""
 
     def __init__(self, channel: ReplyChannel, outbox: Outbox, delivery: str, *,
-                 interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 interval_s: float = 1.0, first_after_s: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._channel = channel
         self._outbox = outbox
         self._delivery = delivery
         self._interval = interval_s
+        self._first_after = first_after_s
         self._clock = clock
+        self._first_words_at: float | None = None
         self._refs: dict[int, str | None] = {}  # part -> message id (None: posted, id unknown)
         self._shown: dict[int, str] = {}
         self._changed_at: dict[int, float] = {}
@@ -40,8 +46,15 @@ class ProgressiveReply:
 
     async def update(self, text: str) -> None:
         """The answer so far; posted or edited unless the last change is under a second old."""
-        if text.strip():
-            await self._show(self._parts(text, growing=True), final=False)
+        if not text.strip():
+            return
+        if not self._refs:
+            now = self._clock()
+            if self._first_words_at is None:
+                self._first_words_at = now
+            if now - self._first_words_at < self._first_after:
+                return
+        await self._show(self._parts(text, growing=True), final=False)
 
     async def finish(self, text: str) -> None:
         """The whole answer: every part shown as it ends."""

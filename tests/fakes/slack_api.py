@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -34,6 +35,7 @@ class Call(NamedTuple):
     method: str
     headers: dict[str, str]
     json: Any
+    at: float = 0.0  # time.monotonic() when it arrived (the end-to-end benchmark reads it)
 
 
 @dataclass
@@ -89,7 +91,7 @@ class FakeSlack:
             body = None
         method = request.url.path.lstrip("/")
         with self._lock:
-            self.calls.append(Call(method, dict(request.headers), body))
+            self.calls.append(Call(method, dict(request.headers), body, time.monotonic()))
             failure = self._failures.pop(0) if self._failures else None
         if failure is not None:
             if failure.mode == "ratelimited":

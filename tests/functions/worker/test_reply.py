@@ -96,7 +96,8 @@ async def test_answers_at_and_over_the_limit(fakes: Fakes, http: httpx.AsyncClie
         text = text[:-1]
     text = text.strip()
     reply_channel, shown = channel(fakes, http, platform)
-    reply = ProgressiveReply(reply_channel, outbox, f"test:{uuid.uuid4().hex}", interval_s=0)
+    reply = ProgressiveReply(reply_channel, outbox, f"test:{uuid.uuid4().hex}", interval_s=0,
+                             first_after_s=0)
     for end in range(0, len(text), max(1, len(text) // 7)):
         await reply.update(text[:end])
     await reply.finish(text)
@@ -111,10 +112,10 @@ async def test_a_second_run_edits_what_the_first_posted(fakes: Fakes, http: http
                                                         outbox: Outbox) -> None:
     reply_channel, shown = channel(fakes, http, "slack")
     delivery = f"test:{uuid.uuid4().hex}"
-    first = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0)
+    first = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0, first_after_s=0)
     await first.update("The first try was cut")
     # ...the job fails here and runs again, answering anew:
-    second = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0)
+    second = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0, first_after_s=0)
     await second.finish("The second try is whole.")
     assert shown() == ["The second try is whole."]
 
@@ -126,7 +127,10 @@ async def test_edits_wait_for_the_interval(fakes: Fakes, http: httpx.AsyncClient
     reply = ProgressiveReply(reply_channel, outbox, f"test:{uuid.uuid4().hex}",
                              interval_s=1.0, clock=lambda: now[0])
     before = len(fakes.telegram.called("editMessageText"))
-    await reply.update("One")  # posted at once
+    await reply.update("On")  # the first words: held back a moment...
+    assert shown() == []
+    now[0] += 0.5
+    await reply.update("One")  # ...then posted
     for i in range(10):
         now[0] += 0.25
         await reply.update("One" + " more" * (i + 1))

@@ -1,0 +1,113 @@
+"""The bots end to end: a signed Slack event → the reply seen by Slack's API (a local fake).
+
+The whole path runs as deployed locally: the functions app and the worker as processes, the
+gateway with llama-server and the bundled model, embedded Postgres. Slack's Web API is the
+test suite's fake (tests/fakes/slack_api.py), served in this process, which notes when each
+call arrives. For each question: when the first words were posted (the answer starts to show)
+and when the last edit made it whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import statistics
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from tests.fakes.slack_api import FakeSlack
+
+EVENT = Path(__file__).resolve().parents[1] / "tests" / "events" / "slack" / \
+    "app_mention_channel.json"
+QUESTION = "What is the capital of France? Answer in one short sentence."
+
+
+class FakeSlackServer:
+    """The fake Slack Web API on a loopback port, in a thread of this process."""
+
+    def __init__(self, port: int) -> None:
+        self.fake = FakeSlack()
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(self.fake.app, host="127.0.0.1", port=port,
+                                log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@dataclass
+class Timing:
+    first_ms: float  # event sent → first post seen by Slack
+    whole_ms: float  # event sent → the last edit (the whole answer shown)
+    chars: int
+
+
+def signed(secret: str, channel: str) -> tuple[bytes, dict[str, str]]:
+    body: dict[str, Any] = json.loads(EVENT.read_text())
+    ts = f"{time.time():.6f}"
+    body["event_id"] = f"Ev{uuid.uuid4().hex[:16].upper()}"
+    body["event"].update(channel=channel, ts=ts, event_ts=ts,
+                         text=f"<@U07CHARLA> {QUESTION}")
+    raw = json.dumps(body).encode()
+    stamp = str(int(time.time()))
+    sig = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + raw, hashlib.sha256).hexdigest()
+    return raw, {"Content-Type": "application/json", "X-Slack-Request-Timestamp": stamp,
+                 "X-Slack-Signature": f"v0={sig}"}
+
+
+async def ask(http: httpx.AsyncClient, api: str, secret: str, slack: FakeSlack,
+              timeout_s: float = 120) -> Timing:
+    channel = f"C{uuid.uuid4().hex[:9].upper()}"
+    raw, headers = signed(secret, channel)
+    started = time.monotonic()
+    response = await http.post(api + "/slack/events", content=raw, headers=headers)
+    response.raise_for_status()
+    deadline = started + timeout_s
+    while time.monotonic() < deadline:
+        calls = [c for c in slack.calls if c.json.get("channel") == channel]
+        if calls and not calls[-1].json["text"].endswith(" …"):
+            first = next(c for c in calls if c.method == "chat.postMessage")
+            return Timing((first.at - started) * 1000, (calls[-1].at - started) * 1000,
+                          len(calls[-1].json["text"]))
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"no whole answer in {channel} within {timeout_s} s")
+
+
+async def measure(api: str, secret: str, slack: FakeSlack, *, alone: int,
+                  together: int, rounds: int) -> dict[str, list[Timing]]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        await ask(http, api, secret, slack)  # warm
+        single = [await ask(http, api, secret, slack) for _ in range(alone)]
+        many: list[Timing] = []
+        for _ in range(rounds):
+            many += await asyncio.gather(*(ask(http, api, secret, slack)
+                                           for _ in range(together)))
+    return {"1": single, str(together): many}
+
+
+def summary(timings: list[Timing]) -> dict[str, float]:
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    first = [t.first_ms for t in timings]
+    whole = [t.whole_ms for t in timings]
+    return {"n": len(timings), "first_p50": statistics.median(first),
+            "first_p95": pct(first, 0.95), "whole_p50": statistics.median(whole),
+            "whole_p95": pct(whole, 0.95),
+            "chars_p50": statistics.median(t.chars for t in timings)}
