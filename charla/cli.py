@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 
+from charla.jobs import add_commands as add_job_commands
 from charla.platforms import add_commands
 from shared.errors import CharlaError
 from shared.settings import Settings
@@ -85,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_migrate)
 
     add_commands(sub)
+    add_job_commands(sub)
     return top
 
 

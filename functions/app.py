@@ -26,9 +26,8 @@ from functions.discord.app import discord_interactions
 from functions.model_client import ModelClient, ModelServerError
 from functions.slack.app import slack_events
 from functions.telegram.app import telegram_webhook
-from functions.webhooks import Webhooks
+from functions.webhooks import build as build_webhooks
 from shared.audit import purge_exchanges
-from shared.conversations import Conversations
 from shared.db import Database
 from shared.errors import BadRequest, CharlaError, StorageError
 from shared.http import BearerTokenBackend, BodyTooLarge, auth_error, json_error
@@ -111,9 +110,8 @@ def create_app(
 ) -> Starlette:
     """The functions app. ``housekeeping`` runs migrations and the audit purge in its lifespan."""
     ctx = ApiContext(settings=settings, db=db, model=model)
-    hooks = Webhooks(settings=settings, db=db,
-                     queue=PgQueue(db, lease_s=settings.job_lease_s) if db else None,
-                     conversations=Conversations(db) if db else None)
+    hooks = build_webhooks(settings, db,
+                           PgQueue(db, lease_s=settings.job_lease_s) if db else None)
     limiter = make_limiter(settings.rate_limit_storage, "charla-api", headers=True)
     limit = limiter.limit(settings.api_rate_limit)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from starlette.requests import Request
@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from shared.conversations import Conversations
 from shared.db import Database
-from shared.errors import BadRequest
+from shared.errors import BadRequest, ConfigError
 from shared.http import json_error, read_body
 from shared.openai_schema import parse_json_object
 from shared.queue import JobQueue
@@ -27,12 +27,22 @@ log = logging.getLogger(__name__)
 ANSWER = "answer"  # the job kind the worker answers (functions/worker/main.py)
 
 
+class Verifier(Protocol):
+    def is_valid(self, body: bytes, timestamp: str | None, signature: str | None) -> bool:
+        """Whether a delivery's signature holds (never raises on bad input)."""
+
+
 @dataclass
 class Webhooks:
+    """Built once per process by :func:`build`; a bad platform key fails there, at start."""
+
     settings: Settings
     db: Database | None
     queue: JobQueue | None
     conversations: Conversations | None
+    slack_verifier: Verifier | None = None
+    discord_verifier: Verifier | None = None
+    telegram_bot_id: int | None = None
     http: httpx.AsyncClient | None = None
     _warned: set[str] = field(default_factory=set)
     cache: dict[str, Any] = field(default_factory=dict)
@@ -55,6 +65,32 @@ class Webhooks:
     async def close(self) -> None:
         if self.http is not None:
             await self.http.aclose()
+
+
+def build(settings: Settings, db: Database | None, queue: JobQueue | None) -> Webhooks:
+    """The webhooks' shared parts, with each enabled platform's verifier ready."""
+    hooks = Webhooks(settings=settings, db=db, queue=queue,
+                     conversations=Conversations(db) if db is not None else None)
+    if settings.slack_enabled:
+        from functions.slack.verify import SignatureVerifier as SlackVerifier
+
+        assert settings.slack_signing_secret is not None
+        hooks.slack_verifier = SlackVerifier(settings.slack_signing_secret.reveal())
+    if settings.discord_enabled:
+        from functions.discord.verify import SignatureVerifier as DiscordVerifier
+
+        assert settings.discord_public_key is not None
+        hooks.discord_verifier = DiscordVerifier(settings.discord_public_key)
+    if settings.telegram_enabled:
+        from functions.telegram.payload import bot_id_from_token
+
+        assert settings.telegram_bot_token is not None
+        try:
+            hooks.telegram_bot_id = bot_id_from_token(settings.telegram_bot_token.reveal())
+        except ValueError:
+            raise ConfigError("TELEGRAM_BOT_TOKEN is not a bot token (123456:ABC...)"
+                              ) from None
+    return hooks
 
 
 def webhooks(request: Request) -> Webhooks:

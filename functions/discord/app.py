@@ -16,8 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from functions.discord.payload import Ask, Ignored, Ping, classify
-from functions.discord.verify import SignatureVerifier
-from functions.webhooks import ANSWER, Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
+from functions.webhooks import ANSWER, ok, parse_body, raw_body, unauthorized, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +29,6 @@ FORGOTTEN = "Done: I forgot our conversation in this channel."
 UNKNOWN = "I don't know that command. Try /ask or /reset."
 
 
-def _verifier(hooks: Webhooks) -> SignatureVerifier:
-    verifier = hooks.cache.get("discord_verifier")
-    if verifier is None:
-        assert hooks.settings.discord_public_key is not None
-        verifier = SignatureVerifier(hooks.settings.discord_public_key)
-        hooks.cache["discord_verifier"] = verifier
-    assert isinstance(verifier, SignatureVerifier)
-    return verifier
-
-
 def _private(text: str) -> dict[str, Any]:
     """A message only the person who asked can see."""
     return {"type": CHANNEL_MESSAGE, "data": {"content": text, "flags": EPHEMERAL,
@@ -48,11 +37,12 @@ def _private(text: str) -> dict[str, Any]:
 
 async def discord_interactions(request: Request) -> Response:
     hooks = webhooks(request)
-    if not hooks.settings.discord_enabled:
+    verifier = hooks.discord_verifier
+    if verifier is None:
         return hooks.off("discord", "DISCORD_PUBLIC_KEY and DISCORD_APPLICATION_ID")
     raw = await raw_body(request, hooks)
-    if not _verifier(hooks).is_valid(raw, request.headers.get("x-signature-timestamp"),
-                                     request.headers.get("x-signature-ed25519")):
+    if not verifier.is_valid(raw, request.headers.get("x-signature-timestamp"),
+                               request.headers.get("x-signature-ed25519")):
         return unauthorized("discord")
     event = classify(parse_body(raw))
     if isinstance(event, Ping):

@@ -13,29 +13,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from functions.slack.payload import Ignored, UrlVerification, classify
-from functions.slack.verify import SignatureVerifier
-from functions.webhooks import ANSWER, Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
+from functions.webhooks import ANSWER, ok, parse_body, raw_body, unauthorized, webhooks
 
 log = logging.getLogger(__name__)
 
 
-def _verifier(hooks: Webhooks) -> SignatureVerifier:
-    verifier = hooks.cache.get("slack_verifier")
-    if verifier is None:
-        assert hooks.settings.slack_signing_secret is not None
-        verifier = SignatureVerifier(hooks.settings.slack_signing_secret.reveal())
-        hooks.cache["slack_verifier"] = verifier
-    assert isinstance(verifier, SignatureVerifier)
-    return verifier
-
-
 async def slack_events(request: Request) -> Response:
     hooks = webhooks(request)
-    if not hooks.settings.slack_enabled:
+    verifier = hooks.slack_verifier
+    if verifier is None:
         return hooks.off("slack", "SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN")
     raw = await raw_body(request, hooks)
-    if not _verifier(hooks).is_valid(raw, request.headers.get("x-slack-request-timestamp"),
-                                     request.headers.get("x-slack-signature")):
+    if not verifier.is_valid(raw, request.headers.get("x-slack-request-timestamp"),
+                             request.headers.get("x-slack-signature")):
         return unauthorized("slack")
     event = classify(parse_body(raw))
     if isinstance(event, UrlVerification):

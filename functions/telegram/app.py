@@ -17,7 +17,7 @@ from starlette.responses import Response
 from functions.messaging import PlatformError
 from functions.telegram import verify
 from functions.telegram.client import TelegramClient
-from functions.telegram.payload import Command, Ignored, bot_id_from_token, classify
+from functions.telegram.payload import Command, Ignored, classify
 from functions.webhooks import ANSWER, Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,14 @@ def _say(command: Command, text: str) -> dict[str, Any]:
 async def telegram_webhook(request: Request) -> Response:
     hooks = webhooks(request)
     settings = hooks.settings
-    if not settings.telegram_enabled:
+    if hooks.telegram_bot_id is None:
         return hooks.off("telegram", "TELEGRAM_BOT_TOKEN and TELEGRAM_SECRET_TOKEN")
     assert settings.telegram_secret_token is not None and settings.telegram_bot_token is not None
     if not verify.is_valid(request.headers.get(verify.HEADER),
                            settings.telegram_secret_token.reveal()):
         return unauthorized("telegram")
     update = parse_body(await raw_body(request, hooks))
-    event = classify(update, bot_id=bot_id_from_token(settings.telegram_bot_token.reveal()),
+    event = classify(update, bot_id=hooks.telegram_bot_id,
                      bot_username=await _username(hooks))
     if isinstance(event, Ignored):
         log.debug("telegram update ignored: %s", event.reason)

@@ -72,11 +72,16 @@ async def test_a_mention_is_answered_in_its_thread_and_the_thread_goes_on(
     [answer] = await answered(bots, first)
     assert answer.strip() and not answer.endswith("…")
     channel, thread = first["event"]["channel"], first["event"]["ts"]
-    # Posted early (still growing, marked "…"), then edited into the whole answer.
+    # One message: posted whole, or (a longer answer) posted early, marked "…" as still
+    # growing, and edited into the whole (the model decides the length; tests/functions/
+    # worker/test_reply.py pins the timing down).
     [post] = posts_in(bots, channel, thread)
-    assert post["text"].endswith(" …")
-    assert [c.json["text"] for c in bots.slack.calls_to("chat.update")
-            if c.json["channel"] == channel][-1] == answer
+    edits = [c.json["text"] for c in bots.slack.calls_to("chat.update")
+             if c.json["channel"] == channel]
+    if edits:
+        assert post["text"].endswith(" …") and edits[-1] == answer
+    else:
+        assert post["text"] == answer
     assert bots.turns("slack", f"{TEAM_ID}:{channel}:{thread}")[0] == (
         "user", "Name a colour of the sky.")
 
