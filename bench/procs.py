@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -85,6 +86,17 @@ class Keys:
 
     def service_token(self, sub: str = "bench") -> str:
         return self.signer.sign(sub, ttl_s=3600)
+
+
+def process_serving(url: str) -> Any:
+    """The process listening on ``url``'s port (psutil), to read its CPU time."""
+    import psutil
+
+    port = int(url.rsplit(":", 1)[1])
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            return psutil.Process(conn.pid)
+    raise RuntimeError(f"nothing listens on {url}")
 
 
 def engine_url_of(gateway_proc: subprocess.Popen[bytes]) -> str:

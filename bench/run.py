@@ -112,6 +112,49 @@ def run_throughput(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
     out["latency_ms"]["added_p50"] = engines.median(diffs)
 
 
+ONE_CHAT_ROUNDS = 8
+
+
+def run_one_chat(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    """One chat at a time, more rounds (the 1-chat throughput ratio is the noisiest), and the
+    gateway process's CPU per token, whole and streamed (psutil: user + system time, counted
+    in 10 ms ticks, so totalled over all rounds)."""
+    import psutil
+
+    print("== one chat: gateway against its engine direct, and the gateway's CPU", flush=True)
+    headers = {"Authorization": f"Bearer {keys.service_token()}"}
+
+    async def measure(gw: str, direct: str, proc: psutil.Process) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        clients = {"direct": engines.session(), "gateway": engines.session()}
+        try:
+            for mode in MODES:
+                rates: dict[str, list[float]] = {"direct": [], "gateway": []}
+                cpu = {"direct": 0.0, "gateway": 0.0}
+                tokens = {"direct": 0, "gateway": 0}
+                for _ in range(ONE_CHAT_ROUNDS):
+                    for name, url, h in (("direct", direct, {}), ("gateway", gw, headers)):
+                        before = sum(proc.cpu_times()[:2])
+                        r = await engines.throughput(clients[name], url, h, 1,
+                                                     stream=mode == "stream")
+                        rates[name].append(r.tok_s)
+                        cpu[name] += sum(proc.cpu_times()[:2]) - before
+                        tokens[name] += r.tokens
+                result[mode] = {name: {"tok_s": statistics.median(rates[name]),
+                                       "rounds": rates[name],
+                                       "gateway_cpu_us_per_token":
+                                           cpu[name] / tokens[name] * 1e6}
+                                for name in rates}
+        finally:
+            for client in clients.values():
+                await client.close()
+        return result
+
+    with procs.gateway(keys, logdir) as (gw, direct):
+        gateway_proc = procs.process_serving(gw)
+        out["one_chat"] = asyncio.run(measure(gw, direct, gateway_proc))
+
+
 def run_second_turn(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
     print("== second-turn time to first token through the API", flush=True)
     from charla.pg import EmbeddedPostgres
@@ -274,6 +317,17 @@ def report(out: dict[str, Any]) -> str:
                   f"{lat['gateway']['p50']:.2f} ms | {lat['gateway']['p90']:.2f} ms |",
                   "", f"Added by the gateway, median of the pairwise differences: "
                   f"{lat['added_p50']:.2f} ms."]
+    if "one_chat" in out:
+        lines += ["", f"One chat, {ONE_CHAT_ROUNDS} interleaved rounds (tokens/s, median) and the "
+                  "gateway process's CPU per token (over all rounds):", "",
+                  "| answers | direct | gateway | gateway / direct | gateway CPU per token "
+                  "(while direct / through it) |", "|---|---|---|---|---|"]
+        for mode, per in out["one_chat"].items():
+            d, g = per["direct"], per["gateway"]
+            lines.append(f"| {mode} | {d['tok_s']:.0f} | {g['tok_s']:.0f} | "
+                         f"{g['tok_s'] / d['tok_s']:.3f} | "
+                         f"{d['gateway_cpu_us_per_token']:.0f} µs / "
+                         f"{g['gateway_cpu_us_per_token']:.0f} µs |")
     if "second_turn" in out:
         lines += ["", "| run | prompt tokens | first turn TTFT | second turn TTFT | ratio |",
                   "|---|---|---|---|---|"]
@@ -302,7 +356,8 @@ def report(out: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-PARTS = {"throughput": run_throughput, "second_turn": run_second_turn, "ingress": run_ingress,
+PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
+         "second_turn": run_second_turn, "ingress": run_ingress,
          "bots": run_bots}
 
 
@@ -326,8 +381,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + text)
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
-    (results / "latest.json").write_text(json.dumps(out, indent=2))
-    (results / "latest.md").write_text(text)
+    # A full run is "latest"; a run of some parts does not overwrite it.
+    stem = "latest" if set(names) == {*PARTS, "embeddings"} else "latest-" + "-".join(names)
+    (results / f"{stem}.json").write_text(json.dumps(out, indent=2))
+    (results / f"{stem}.md").write_text(text)
 
 
 if __name__ == "__main__":
