@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 APOLOGY = "Sorry, I can't answer right now. Please try again in a few minutes."
 TOO_LONG = "That message is too long for me to answer. Could you shorten it?"
 NO_ANSWER = "I have no answer to that."
+LIMITED = "You have used up your share of the assistant for now. Try again in {wait}."
+LONG_WAIT_S = 60.0  # a limit that resets later than this is told to the user, not waited out
 TYPING_EVERY_S = 4.0  # Telegram shows "typing…" for 5 s per call
 
 
@@ -68,9 +70,14 @@ class Answerer:
         except PromptTooLong:
             await reply.finish(TOO_LONG)
         except ModelServerError as exc:
-            if exc.code != "context_length_exceeded":
+            wait = _platform_wait(exc)
+            if exc.status == 429 and wait > LONG_WAIT_S:
+                # The person's request limit or token budget: waiting it out could take hours.
+                await reply.finish(LIMITED.format(wait=_duration(wait)))
+            elif exc.code == "context_length_exceeded":
+                await reply.finish(TOO_LONG)
+            else:
                 raise await self._verdict(exc, reply, attempt, last) from None
-            await reply.finish(TOO_LONG)
         except (PlatformError, StorageError) as exc:
             raise await self._verdict(exc, reply, attempt, last) from None
 
@@ -151,6 +158,13 @@ def _permanent(exc: Exception) -> bool:
     if isinstance(exc, ModelServerError):
         return exc.status in (400, 401, 403, 413)
     return False
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    if minutes < 90:
+        return f"{minutes} minute{'s' if minutes > 1 else ''}"
+    return f"{round(minutes / 60)} hours"
 
 
 def _platform_wait(exc: Exception) -> float:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from functions.worker.answer import APOLOGY
-from tests.conftest import Gateway, fresh_database
+from tests.conftest import Gateway, fresh_database, gateway_env, make_settings, start_gateway
 from tests.functions.bots import Bots, Switch, eventually, start_bots
 from tests.functions.test_bots_slack import answered, mention, posts_in, shown
 
@@ -89,3 +92,37 @@ async def test_a_long_outage_gets_one_short_apology(
     [(_, attempts, error)] = bots.job_state("slack", body["event_id"])
     assert attempts == 4
     assert error is not None and "model server" in error
+
+
+@pytest.fixture(scope="module")
+def stingy(service_keys: tuple[str, str], llama_server_bin: Path, redis_url: str, pg_url: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bots]:
+    """Bots on a gateway that grants each person 40 tokens an hour."""
+    home = tmp_path_factory.mktemp("stingy")
+    settings = make_settings(**gateway_env(service_keys, llama_server_bin, redis_url, home,
+                                           CHARLA_TOKEN_BUDGET="40/hour",
+                                           CHARLA_ENGINE_PARALLEL="2",
+                                           CHARLA_ENGINE_CTX_SIZE="4096"))
+    server, _engine = start_gateway(settings, llama_server_bin)
+    bots = start_bots(service_keys, server.url, fresh_database(pg_url), redis_url)
+    yield bots
+    bots.stop()
+    server.stop()
+
+
+async def test_a_person_over_their_budget_is_told_how_long_to_wait(
+    stingy: Bots, http: httpx.AsyncClient
+) -> None:
+    first = mention("Say something.")
+    first["event"]["user"] = user = f"U{uuid.uuid4().hex[:8].upper()}"
+    await stingy.slack_event(http, first)
+    await answered(stingy, first)  # this answer spends the hour's 40 tokens
+    second = mention("And something else?")
+    second["event"]["user"] = user
+    started = time.monotonic()
+    await stingy.slack_event(http, second)
+    [told] = await answered(stingy, second)
+    assert time.monotonic() - started < 30  # told at once, not after an hour of retries
+    assert told.startswith("You have used up your share") and "minute" in told
+    [(state, attempts, _)] = stingy.job_state("slack", second["event_id"])
+    assert (state, attempts) == ("done", 1)
