@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+ANSWER_JOB = "answer"  # the job kind a webhook queues and the worker answers
+
 
 @dataclass(frozen=True)
 class Inbound:

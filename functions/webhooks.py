@@ -14,6 +14,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from functions.messaging import ANSWER_JOB, Inbound
 from shared.conversations import Conversations
 from shared.db import Database
 from shared.errors import BadRequest, ConfigError
@@ -24,7 +25,6 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ANSWER = "answer"  # the job kind the worker answers (functions/worker/main.py)
 
 
 class Verifier(Protocol):
@@ -37,7 +37,6 @@ class Webhooks:
     """Built once per process by :func:`build`; a bad platform key fails there, at start."""
 
     settings: Settings
-    db: Database | None
     queue: JobQueue | None
     conversations: Conversations | None
     slack_verifier: Verifier | None = None
@@ -54,6 +53,16 @@ class Webhooks:
             self.http = http_client(self.settings)
         return self.http
 
+    async def accept(self, inbound: Inbound) -> bool:
+        """Queue the answer to ``inbound`` unless its delivery was accepted before."""
+        assert self.queue is not None
+        accepted = await self.queue.enqueue(ANSWER_JOB, inbound.to_json(),
+                                            dedup=(inbound.platform, inbound.delivery_id))
+        if not accepted:
+            log.info("%s delivery %s came again; already accepted", inbound.platform,
+                     inbound.delivery_id)
+        return accepted
+
     def off(self, platform: str, needs: str) -> Response:
         """404 for a platform whose secrets are not set, with one clear log line."""
         if platform not in self._warned:
@@ -69,7 +78,7 @@ class Webhooks:
 
 def build(settings: Settings, db: Database | None, queue: JobQueue | None) -> Webhooks:
     """The webhooks' shared parts, with each enabled platform's verifier ready."""
-    hooks = Webhooks(settings=settings, db=db, queue=queue,
+    hooks = Webhooks(settings=settings, queue=queue,
                      conversations=Conversations(db) if db is not None else None)
     if settings.slack_enabled:
         from functions.slack.verify import SignatureVerifier as SlackVerifier

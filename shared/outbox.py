@@ -10,7 +10,6 @@ not posted again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 from shared.db import Database
 
@@ -54,13 +53,3 @@ class Outbox:
             await conn.execute(
                 "DELETE FROM outbound_messages WHERE delivery = %s AND part = %s"
                 " AND state = 'sending'", (delivery, part))
-
-    async def parts(self, delivery: str) -> dict[int, str | None]:
-        """Every part recorded for a delivery: its ref, or None if its post is in doubt."""
-        async with self._db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT part, state, ref FROM outbound_messages WHERE delivery = %s",
-                (delivery,))
-            rows = await cur.fetchall()
-        return {cast(int, r["part"]): (str(r["ref"]) if r["state"] == "sent" else None)
-                for r in rows}

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from functions.discord.payload import Ask, Ignored, Ping, classify
-from functions.webhooks import ANSWER, ok, parse_body, raw_body, unauthorized, webhooks
+from functions.webhooks import ok, parse_body, raw_body, unauthorized, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,7 @@ async def discord_interactions(request: Request) -> Response:
         log.debug("discord interaction ignored: %s", event.reason)
         return ok(_private(UNKNOWN))
     if isinstance(event, Ask):
-        inbound = event.inbound
-        assert hooks.queue is not None
-        if not await hooks.queue.enqueue(ANSWER, inbound.to_json(),
-                                         dedup=("discord", inbound.delivery_id)):
-            log.info("discord interaction %s delivered again; already accepted",
-                     inbound.delivery_id)
+        await hooks.accept(event.inbound)
         return ok({"type": DEFERRED_CHANNEL_MESSAGE})
     assert hooks.conversations is not None
     await hooks.conversations.forget("discord", event.conversation)

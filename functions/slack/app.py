@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from functions.slack.payload import Ignored, UrlVerification, classify
-from functions.webhooks import ANSWER, ok, parse_body, raw_body, unauthorized, webhooks
+from functions.webhooks import ok, parse_body, raw_body, unauthorized, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,9 @@ async def slack_events(request: Request) -> Response:
         log.debug("slack event ignored: %s", event.reason)
         return ok()
     inbound = event.inbound
-    assert hooks.queue is not None and hooks.conversations is not None
+    assert hooks.conversations is not None
     if event.needs_existing_conversation and not await hooks.conversations.exists(
             "slack", inbound.conversation):
         return ok()  # a thread Charla is not part of
-    accepted = await hooks.queue.enqueue(ANSWER, inbound.to_json(),
-                                         dedup=("slack", inbound.delivery_id))
-    if not accepted:
-        log.info("slack event %s delivered again (retry %s); already accepted",
-                 inbound.delivery_id, request.headers.get("x-slack-retry-num", "-"))
+    await hooks.accept(inbound)  # a retried event (X-Slack-Retry-Num) finds its id taken
     return ok()

@@ -18,7 +18,7 @@ from functions.messaging import PlatformError
 from functions.telegram import verify
 from functions.telegram.client import TelegramClient
 from functions.telegram.payload import Command, Ignored, classify
-from functions.webhooks import ANSWER, Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
+from functions.webhooks import Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,5 @@ async def telegram_webhook(request: Request) -> Response:
             await hooks.conversations.forget("telegram", event.conversation)
             return ok(_say(event, FORGOTTEN))
         return ok(_say(event, HELP))
-    inbound = event.inbound
-    assert hooks.queue is not None
-    if not await hooks.queue.enqueue(ANSWER, inbound.to_json(),
-                                     dedup=("telegram", inbound.delivery_id)):
-        log.info("telegram update %s delivered again; already accepted", inbound.delivery_id)
+    await hooks.accept(event.inbound)
     return ok({})

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 
-from functions.messaging import Inbound
+from functions.messaging import ANSWER_JOB, Inbound
 from functions.model_client import ModelClient
 from functions.platforms import Platforms, enabled, http_client
 from functions.worker.answer import Answerer, GiveUp
@@ -27,13 +27,12 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ANSWER = "answer"  # the one job kind the webhooks queue
 PURGE_EVERY_S = 600.0
 
 
 def make_handler(answerer: Answerer, platforms: Platforms) -> Handler:
     async def handle(job: Job, last: bool) -> None:
-        if job.kind != ANSWER:
+        if job.kind != ANSWER_JOB:
             raise GiveUp(f"unknown job kind {job.kind!r}")
         inbound = Inbound.from_json(job.payload)
         try:
