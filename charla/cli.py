@@ -8,6 +8,7 @@ import os
 import sys
 
 from charla.jobs import add_commands as add_job_commands
+from charla.kb import add_commands as add_kb_commands
 from charla.platforms import add_commands
 from shared.errors import CharlaError
 from shared.settings import Settings
@@ -87,6 +88,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     add_job_commands(sub)
+    add_kb_commands(sub)
     return top
 
 

@@ -57,3 +57,18 @@ def local_environ(environ: Mapping[str, str]) -> dict[str, str]:
     if not any(env.get(name) for name in api_sources):
         env["CHARLA_API_JWT_SECRET"] = ensure_api_secret(home).read_text().strip()
     return env
+
+
+def running_stack_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a command beside a running ``charla up`` needs: the local keys, and the database
+    (``DATABASE_URL``, else the embedded server that ``charla up`` runs, joined)."""
+    from charla.pg import EmbeddedPostgres
+    from shared.errors import ConfigError
+
+    env = local_environ(environ)
+    if not env.get("DATABASE_URL"):
+        pgdata = home_dir(env) / "pgdata"
+        if not (pgdata / "postmaster.pid").exists():
+            raise ConfigError("no database: start the stack (charla up) or set DATABASE_URL")
+        env["DATABASE_URL"] = EmbeddedPostgres(pgdata).start()  # joins the running server
+    return env

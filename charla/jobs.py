@@ -7,27 +7,14 @@ import asyncio
 import os
 from typing import Any
 
-from charla.home import home_dir
-from charla.pg import EmbeddedPostgres
+from charla.home import running_stack_environ
 from shared.db import Database, make_pool
-from shared.errors import ConfigError
 from shared.queue import PgQueue
 from shared.settings import Settings
 
 
-def _settings() -> Settings:
-    """DATABASE_URL, else the embedded server that ``charla up`` is running."""
-    environ = dict(os.environ)
-    if not environ.get("DATABASE_URL"):
-        pgdata = home_dir(environ) / "pgdata"
-        if not (pgdata / "postmaster.pid").exists():
-            raise ConfigError("no database: start the stack (charla up) or set DATABASE_URL")
-        environ["DATABASE_URL"] = EmbeddedPostgres(pgdata).start()  # joins the running one
-    return Settings.from_env(environ)
-
-
 async def _with_queue(work: Any) -> int:
-    db = Database(make_pool(_settings()))
+    db = Database(make_pool(Settings.from_env(running_stack_environ(os.environ))))
     try:
         result: int = await work(PgQueue(db))
         return result

@@ -21,8 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from functions.api import documents
 from functions.api.routes import ApiContext, chat_completions, list_models
 from functions.discord.app import discord_interactions
+from functions.knowledge import Knowledge
 from functions.model_client import ModelClient, ModelServerError
 from functions.slack.app import slack_events
 from functions.telegram.app import telegram_webhook
@@ -31,6 +33,7 @@ from shared.audit import purge_exchanges
 from shared.db import Database
 from shared.errors import BadRequest, CharlaError, StorageError
 from shared.http import BearerTokenBackend, BodyTooLarge, auth_error, json_error
+from shared.knowledge.store import KnowledgeError
 from shared.migrate import migrate
 from shared.queue import PgQueue
 from shared.ratelimit import make_limiter, rate_limit_exceeded
@@ -63,6 +66,10 @@ async def healthz(request: Request) -> Response:
 async def _bad_request(request: Request, exc: Exception) -> Response:
     status = 413 if isinstance(exc, BodyTooLarge) else 400
     return json_error(status, str(exc), "invalid_request_error")
+
+
+async def _knowledge_error(request: Request, exc: Exception) -> Response:
+    return json_error(409, str(exc), "invalid_request_error", "knowledge_conflict")
 
 
 async def _model_server_error(request: Request, exc: Exception) -> Response:
@@ -109,7 +116,9 @@ def create_app(
     housekeeping: bool = True,
 ) -> Starlette:
     """The functions app. ``housekeeping`` runs migrations and the audit purge in its lifespan."""
-    ctx = ApiContext(settings=settings, db=db, model=model)
+    knowledge = Knowledge(db, model, passages=settings.kb_passages,
+                          max_distance=settings.kb_max_distance) if db is not None else None
+    ctx = ApiContext(settings=settings, db=db, model=model, knowledge=knowledge)
     hooks = build_webhooks(settings, db,
                            PgQueue(db, lease_s=settings.job_lease_s) if db else None)
     limiter = make_limiter(settings.rate_limit_storage, "charla-api", headers=True)
@@ -141,6 +150,9 @@ def create_app(
             Route("/v1/chat/completions", limit(chat_completions), methods=["POST"]),
             Route("/v1/models", limit(list_models), methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/v1/documents", documents.upload, methods=["POST"]),
+            Route("/v1/documents", documents.listing, methods=["GET"]),
+            Route("/v1/documents/{document_id}", documents.delete, methods=["DELETE"]),
             # Webhooks authenticate by the platform's signature, not by a bearer token.
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
@@ -153,6 +165,7 @@ def create_app(
         ],
         exception_handlers={
             BadRequest: _bad_request,
+            KnowledgeError: _knowledge_error,
             ModelServerError: _model_server_error,
             StorageError: _storage_error,
             RateLimitExceeded: rate_limit_exceeded,

@@ -24,16 +24,20 @@ class Inbound:
     text: str  # the question, with the bot's own mention removed
     # Where the answer goes; may hold a secret (Discord's interaction token): not in reprs.
     reply_to: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Who asks, as knowledge-base grants name it, most specific first ("slack:T1:C2",
+    # "slack:T1"): the collections granted to any of them are searched for the answer.
+    principals: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"platform": self.platform, "delivery_id": self.delivery_id,
                 "conversation": self.conversation, "user": self.user, "text": self.text,
-                "reply_to": self.reply_to}
+                "reply_to": self.reply_to, "principals": list(self.principals)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Inbound:
         return cls(**{k: data[k] for k in ("platform", "delivery_id", "conversation", "user",
-                                           "text", "reply_to")})
+                                           "text", "reply_to")},
+                   principals=tuple(data.get("principals", ())))
 
 
 def utf16_length(text: str) -> int:
@@ -81,3 +85,13 @@ class ReplyChannel(Protocol):
 
     async def edit(self, ref: str, text: str, part: int) -> None:
         """Replace the text of a message this channel posted (``ref`` from :meth:`post`)."""
+
+    def sources(self, citations: list[str]) -> str:
+        """The documents an answer drew on, as a footer in the platform's own markup."""
+
+
+def plain_sources(citations: list[str], bold: tuple[str, str] = ("", "")) -> str:
+    """``Sources:`` and one numbered line per citation; ``bold`` wraps the label."""
+    lines = [f"{bold[0]}Sources:{bold[1]}"]
+    lines += [f"[{n}] {citation}" for n, citation in enumerate(citations, 1)]
+    return "\n".join(lines)

@@ -9,14 +9,18 @@ errors with the status the caller should answer: unreachable (503), too slow (50
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from shared.settings import Settings
 from shared.tokens import CachedSigner, TokenSigner
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class ModelServerError(Exception):
@@ -100,6 +104,30 @@ class ModelClient:
             raise await _refusal(response)
         result: dict[str, Any] = response.json()
         return result
+
+    async def embed(self, texts: list[str], *, sub: str, query: bool
+                    ) -> tuple[str, list[np.ndarray]]:
+        """The embedding model's name, and one unit-length vector per text (``query``: a
+        search query, else a passage)."""
+        import numpy as np  # here, not at import: webhooks never embed, and start faster
+
+        body = {"input": texts, "input_type": "query" if query else "passage",
+                "encoding_format": "base64"}
+        try:
+            response = await asyncio.wait_for(
+                self._http.post("/v1/embeddings", json=body, headers=self._headers(sub)),
+                self._total_timeout,
+            )
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise too_slow() from exc
+        except httpx.TransportError as exc:
+            raise unavailable() from exc
+        if response.status_code != 200:
+            raise await _refusal(response)
+        answer = response.json()
+        data = sorted(answer["data"], key=lambda item: item["index"])
+        return str(answer["model"]), [np.frombuffer(base64.b64decode(item["embedding"]),
+                                                    dtype="<f4") for item in data]
 
     async def stream(self, body: dict[str, Any], *, sub: str) -> AsyncIterator[bytes]:
         """The gateway's server-sent events, passed through as they arrive.

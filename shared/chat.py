@@ -102,14 +102,20 @@ def assemble(
     new_message: str,
     budget: Budget,
     passages: Sequence[str] = (),
+    memory: Sequence[tuple[str, str]] = (),
 ) -> list[Message]:
     """Build a prompt for a stored conversation: stable parts first, changing parts last.
 
-    ``history`` is the conversation so far, oldest first. ``passages`` (retrieved reference
-    material) go after it, right before the new message, so they never break the cached prefix.
+    ``history`` is the conversation so far, oldest first. ``memory`` (earlier exchanges
+    recalled for this question) and ``passages`` (retrieved reference material) go after it,
+    right before the new message, so they never break the cached prefix.
     """
     head: list[Message] = [{"role": "system", "content": system_prompt}]
     tail: list[Message] = []
+    if memory:
+        recalled = "\n".join(f"- They asked: {q}\n  You answered: {a}" for q, a in memory)
+        tail.append({"role": "system",
+                     "content": "Earlier in this conversation (recalled):\n" + recalled})
     if passages:
         joined = "\n\n".join(f"<passage>\n{p}\n</passage>" for p in passages)
         tail.append(
@@ -133,3 +139,8 @@ def assemble(
         room -= cost
     kept.reverse()
     return head + kept + tail
+
+
+def kept_history(prompt: Sequence[Message], *, passages: bool, memory: bool) -> int:
+    """How many history messages :func:`assemble` kept in ``prompt``."""
+    return len(prompt) - 2 - int(passages) - int(memory)

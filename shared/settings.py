@@ -189,6 +189,11 @@ class Settings:
     edit_interval_s: float = 1.0
     job_retention_days: int = 7
 
+    # The knowledge base.
+    kb_passages: int = 4
+    kb_max_distance: float = 0.185
+    kb_max_upload_bytes: int = 20_000_000
+
     log_level: str = "INFO"
 
     @property
@@ -284,5 +289,8 @@ class Settings:
             job_lease_s=r.number("CHARLA_JOB_LEASE", 300.0),
             edit_interval_s=r.number("CHARLA_EDIT_INTERVAL", 1.0),
             job_retention_days=r.whole("CHARLA_JOB_RETENTION_DAYS", 7, minimum=1),
+            kb_passages=r.whole("CHARLA_KB_PASSAGES", 4, minimum=1),
+            kb_max_distance=r.number("CHARLA_KB_MAX_DISTANCE", 0.185),
+            kb_max_upload_bytes=r.whole("CHARLA_KB_MAX_UPLOAD_BYTES", 20_000_000, minimum=1024),
             log_level=(r.text("CHARLA_LOG_LEVEL", "INFO") or "INFO").upper(),
         )

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from functions.api.overflow import overflow_scale
+from functions.knowledge import Knowledge
 from functions.model_client import ModelClient, ModelServerError
 from functions.sse import StreamRecorder
 from shared.audit import Exchange, record_exchange
@@ -37,6 +38,7 @@ class ApiContext:
     settings: Settings
     db: Database | None
     model: ModelClient
+    knowledge: Knowledge | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from functions.messaging import PlatformError, utf16_length
+from functions.messaging import PlatformError, plain_sources, utf16_length
 from shared.errors import ConfigError
 from shared.logs import protect_http_logs
 from shared.settings import Secret
@@ -197,6 +197,10 @@ class DiscordReply:
             await self._client.edit_original(self._token, text)
         else:
             await self._client.edit_followup(self._token, ref, text)
+
+    def sources(self, citations: list[str]) -> str:
+        """A numbered "Sources:" footer (the label in bold)."""
+        return plain_sources(citations, ("**", "**"))
 
 
 def _message(content: str) -> dict[str, Any]:

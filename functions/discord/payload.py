@@ -89,6 +89,16 @@ def channel_id(interaction: dict[str, Any]) -> str | None:
             or _snowflake(_dict(interaction.get("channel")).get("id")))
 
 
+def principals(interaction: dict[str, Any]) -> tuple[str, ...]:
+    """Who asks, as knowledge-base grants name it: the guild's channel, then the guild; or
+    any DM with the bot."""
+    guild, channel = _snowflake(interaction.get("guild_id")), channel_id(interaction)
+    if guild is None:
+        return ("discord:dm",)
+    return (f"discord:{guild}:{channel}", f"discord:{guild}") if channel else (
+        f"discord:{guild}",)
+
+
 def conversation_key(interaction: dict[str, Any], user_id: str) -> str | None:
     """One conversation per person and channel in a guild, one per DM channel elsewhere."""
     channel = channel_id(interaction)
@@ -157,4 +167,5 @@ def classify(interaction: dict[str, Any]) -> Classified:
         user=user_id,
         text=question,
         reply_to={"application_id": application_id, "token": token},
+        principals=principals(interaction),
     ))

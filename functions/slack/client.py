@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from functions.messaging import PlatformError
+from functions.messaging import PlatformError, plain_sources
 from shared.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -170,3 +170,7 @@ class SlackReply:
     async def edit(self, ref: str, text: str, part: int) -> None:
         """Replace the text of the message ``ref`` posted by :meth:`post`."""
         await self.client.update(self.channel, ref, text)
+
+    def sources(self, citations: list[str]) -> str:
+        """A numbered "Sources:" footer (the label in bold)."""
+        return plain_sources(citations, ("*", "*"))

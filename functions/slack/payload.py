@@ -167,4 +167,6 @@ def _inbound(body: dict[str, Any], ev: dict[str, Any], bot_user: str | None) -> 
         user=f"{team}:{user}",
         text=text,
         reply_to={"channel": channel, "thread_ts": thread},
+        # Knowledge-base grants: this channel, then the whole workspace.
+        principals=(f"slack:{team}:{channel}", f"slack:{team}"),
     )

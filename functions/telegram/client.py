@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from functions.messaging import PlatformError, utf16_length
+from functions.messaging import PlatformError, plain_sources, utf16_length
 from functions.telegram.verify import valid_secret
 from shared.logs import protect_http_logs
 from shared.settings import Secret
@@ -195,3 +195,7 @@ class TelegramReply:
     async def edit(self, ref: str, text: str, part: int) -> None:
         """Replace the text of a message :meth:`post` returned ``ref`` for."""
         await self.client.edit_message_text(self.chat_id, int(ref), text)
+
+    def sources(self, citations: list[str]) -> str:
+        """A numbered "Sources:" footer (plain text, as every message here)."""
+        return plain_sources(citations)

@@ -158,4 +158,5 @@ def classify(update: dict[str, Any], *, bot_id: int,
         return Ignored("empty question")
     reply_to = {"chat_id": chat_id, "message_thread_id": topic,
                 "reply_to_message_id": message.get("message_id")}
-    return Question(Inbound(PLATFORM, delivery_id, conversation, user, question, reply_to))
+    return Question(Inbound(PLATFORM, delivery_id, conversation, user, question, reply_to,
+                            principals=(f"telegram:{chat_id}",)))

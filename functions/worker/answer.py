@@ -14,13 +14,17 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import numpy as np
+
+from functions.knowledge import Knowledge, Lookup
 from functions.messaging import Inbound, PlatformError, ReplyChannel
 from functions.model_client import ModelClient, ModelServerError
 from functions.sse import StreamRecorder
 from functions.worker.reply import ProgressiveReply
-from shared.chat import Budget, assemble
+from shared.chat import Budget, Message, assemble, kept_history
 from shared.conversations import Conversations
 from shared.errors import PromptTooLong, StorageError
+from shared.knowledge.search import Passage
 from shared.outbox import Outbox
 from shared.settings import Settings
 
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 APOLOGY = "Sorry, I can't answer right now. Please try again in a few minutes."
 TOO_LONG = "That message is too long for me to answer. Could you shorten it?"
 NO_ANSWER = "I have no answer to that."
+DONT_KNOW = ("I don't know: I found nothing about that in the documents this chat can read "
+             "({names}).")
 LIMITED = "You have used up your share of the assistant for now. Try again in {wait}."
 LONG_WAIT_S = 60.0  # a limit that resets later than this is told to the user, not waited out
 TYPING_EVERY_S = 4.0  # Telegram shows "typing…" for 5 s per call
@@ -53,6 +59,7 @@ class Answerer:
     model: ModelClient
     conversations: Conversations
     outbox: Outbox
+    knowledge: Knowledge | None = None
 
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt ``attempt + 1``: doubling, with jitter, capped at a minute."""
@@ -94,24 +101,59 @@ class Answerer:
     async def _answer(self, inbound: Inbound, channel: ReplyChannel,
                       reply: ProgressiveReply) -> None:
         settings = self.settings
-        history = await self.conversations.recent(inbound.platform, inbound.conversation,
-                                                   limit=settings.history_turns)
-        messages = assemble(system_prompt=settings.system_prompt, history=history,
-                            new_message=inbound.text,
-                            budget=Budget(settings.context_window, settings.bot_max_tokens))
-        body = {"messages": messages, "max_tokens": settings.bot_max_tokens, "stream": True,
-                "stream_options": {"include_usage": True}}
+        sub = f"{inbound.platform}:{inbound.user}"
         typing = asyncio.create_task(_keep_typing(channel, reply))
+        query: tuple[str, np.ndarray] | None = None
         try:
-            text = await self._stream(body, f"{inbound.platform}:{inbound.user}", reply)
+            found = Lookup([], [])
+            if self.knowledge is not None:
+                query = await self.knowledge.query_vector(inbound.text, sub=sub)
+                if inbound.principals:
+                    found = await self.knowledge.lookup(inbound.principals, inbound.text, query)
+            if found.collections and not found.passages:
+                # The team's documents are this chat's ground truth: nothing relevant in
+                # them means "I don't know", not a guess.
+                text = DONT_KNOW.format(names=", ".join(c.name for c in found.collections))
+            else:
+                messages = await self._prompt(inbound, found, query)
+                body = {"messages": messages, "max_tokens": settings.bot_max_tokens,
+                        "stream": True, "stream_options": {"include_usage": True}}
+                text = await self._stream(body, sub, reply) or NO_ANSWER
+                if found.passages:
+                    text += "\n\n" + channel.sources(_citations(found.passages))
         finally:
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
-        await reply.finish(text or NO_ANSWER)
+        await reply.finish(text)
         await self.conversations.add_exchange(
             inbound.platform, inbound.conversation, delivery_id=inbound.delivery_id,
-            author=inbound.user, question=inbound.text, answer=text or NO_ANSWER)
+            author=inbound.user, question=inbound.text, answer=text,
+            embedding=query[1] if query is not None else None)
+
+    async def _prompt(self, inbound: Inbound, found: Lookup,
+                      query: tuple[str, np.ndarray] | None) -> list[Message]:
+        """Recent turns that fit, older ones recalled by meaning, the passages, the question."""
+        settings = self.settings
+        turns = await self.conversations.recent_turns(
+            inbound.platform, inbound.conversation, limit=settings.history_turns)
+        history = [t.message for t in turns]
+        passages = [_passage(p) for p in found.passages]
+        budget = Budget(settings.context_window, settings.bot_max_tokens)
+        prompt = assemble(system_prompt=settings.system_prompt, history=history,
+                          new_message=inbound.text, passages=passages, budget=budget)
+        if query is None or not turns:
+            return prompt
+        kept = kept_history(prompt, passages=bool(passages), memory=False)
+        oldest_kept = turns[len(turns) - kept].id if kept else turns[-1].id + 1
+        memory = await self.conversations.recall(
+            inbound.platform, inbound.conversation, query[1], before_id=oldest_kept,
+            max_distance=settings.kb_max_distance)
+        if not memory:
+            return prompt
+        return assemble(system_prompt=settings.system_prompt, history=history,
+                        new_message=inbound.text, passages=passages, memory=memory,
+                        budget=budget)
 
     async def _stream(self, body: dict[str, object], sub: str, reply: ProgressiveReply) -> str:
         recorder = StreamRecorder(forward_usage=False)
@@ -158,6 +200,15 @@ def _permanent(exc: Exception) -> bool:
     if isinstance(exc, ModelServerError):
         return exc.status in (400, 401, 403, 413)
     return False
+
+
+def _passage(passage: Passage) -> str:
+    return f"Source: {passage.citation}\n{passage.content}"
+
+
+def _citations(passages: list[Passage]) -> list[str]:
+    """Each source once, in the order the passages ranked."""
+    return list(dict.fromkeys(p.citation for p in passages))
 
 
 def _duration(seconds: float) -> str:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 
+from functions.knowledge import Knowledge
 from functions.messaging import ANSWER_JOB, Inbound
 from functions.model_client import ModelClient
 from functions.platforms import Platforms, enabled, http_client
@@ -49,8 +50,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     queue = PgQueue(db, lease_s=settings.job_lease_s)
     model = ModelClient(settings)
     platforms = Platforms(settings, http_client(settings))
+    knowledge = Knowledge(db, model, passages=settings.kb_passages,
+                          max_distance=settings.kb_max_distance)
     answerer = Answerer(settings=settings, model=model, conversations=Conversations(db),
-                        outbox=Outbox(db))
+                        outbox=Outbox(db), knowledge=knowledge)
     worker = Worker(queue, make_handler(answerer, platforms),
                     concurrency=settings.worker_concurrency,
                     max_attempts=settings.job_max_attempts, backoff_s=settings.job_backoff_s)

@@ -37,6 +37,7 @@ def test_ask_in_a_guild() -> None:
         user=USER,
         text="What is our on-call rotation for the payments service?",
         reply_to={"application_id": APP, "token": sample["token"]},
+        principals=(f"discord:{GUILD}:{CHANNEL}", f"discord:{GUILD}"),
     )
 
 

@@ -71,6 +71,7 @@ def test_app_mention_in_a_channel() -> None:
         user=f"{TEAM}:{ALICE}",
         text="what is our on-call rotation this week?",
         reply_to={"channel": CHANNEL, "thread_ts": "1718000100.000200"},
+        principals=(f"slack:{TEAM}:{CHANNEL}", f"slack:{TEAM}"),
     )
 
 

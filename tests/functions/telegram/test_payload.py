@@ -50,6 +50,7 @@ def test_a_private_message_is_a_question() -> None:
         platform="telegram", delivery_id="583920001", conversation="1111111111",
         user="1111111111", text="What is the VPN address for the Madrid office?",
         reply_to={"chat_id": 1111111111, "message_thread_id": None, "reply_to_message_id": 17},
+        principals=("telegram:1111111111",),
     ))
 
 

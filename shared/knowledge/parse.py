@@ -1,0 +1,430 @@
+"""Reading documents into sections of text grouped by the headings they sit under.
+
+One entry, :func:`parse_document`, picks a reader by the file name's extension. Every reader
+feeds the same :class:`_Builder`, so headings nest the same way whatever the format: a heading
+closes the ones at its level and below. A file that cannot be read raises
+:class:`BrokenDocument` with a short message; the parsing library's own exception never leaves
+this module, since its traceback means nothing to the person who uploaded the file.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+import docx
+from docx.table import Table
+from docx.text.paragraph import Paragraph
+from pypdf import PdfReader
+
+from shared.errors import BadRequest
+
+SUPPORTED = (".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx")
+_MEDIA_TYPES = {
+    ".txt": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".pdf": "application/pdf",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+
+
+class UnsupportedType(BadRequest):
+    """The file's extension names a type Charla cannot read."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        ext = _extension(name)
+        what = f"'{ext}' files are not supported" if ext else "a name without an extension"
+        super().__init__(f"{name}: {what} (supported: {', '.join(SUPPORTED)})")
+
+
+class BrokenDocument(BadRequest):
+    """The file has a supported extension but cannot be read as that type."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{name}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """Text under one heading path; ``page`` counts from 1 and is set for PDFs only."""
+
+    heading: tuple[str, ...]
+    page: int | None
+    text: str  # paragraphs separated by blank lines
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A parsed file: its title, media type, sections in reading order, and warnings."""
+
+    title: str
+    media_type: str
+    sections: list[Section]
+    warnings: list[str] = field(default_factory=list)
+
+
+def media_type_of(name: str) -> str:
+    """The media type for a file name, or :class:`UnsupportedType`."""
+    try:
+        return _MEDIA_TYPES[_extension(name)]
+    except KeyError:
+        raise UnsupportedType(name) from None
+
+
+def parse_document(name: str, data: bytes) -> Document:
+    """Parse ``data``, read as the type that ``name``'s extension names.
+
+    Raises :class:`UnsupportedType` for an extension not in :data:`SUPPORTED` and
+    :class:`BrokenDocument` for a file that cannot be read. An empty file, or a PDF with no
+    text layer, is not an error: it gives a document without sections and with a warning.
+    """
+    media_type = media_type_of(name)
+    ext, stem = _extension(name), _stem(name)
+    if not data.strip():
+        return Document(stem, media_type, [], ["the file is empty"])
+    builder = _Builder()
+    meta_title: str | None = None
+    if ext == ".pdf":
+        meta_title = _read_pdf(name, data, builder)
+    elif ext == ".docx":
+        meta_title = _read_docx(name, data, builder)
+    elif ext in (".html", ".htm"):
+        meta_title = _read_html(_decode(name, data), builder)
+    elif ext in (".md", ".markdown"):
+        meta_title = _read_markdown(_decode(name, data), builder)
+    else:
+        _read_text(_decode(name, data), builder)
+    sections = builder.finish()
+    if not sections and not builder.warnings:
+        builder.warnings.append("no text found in it")
+    title = builder.first_heading or _clean(meta_title or "") or stem
+    return Document(title, media_type, sections, builder.warnings)
+
+
+def _basename(name: str) -> str:
+    return re.split(r"[/\\]", name)[-1]
+
+
+def _extension(name: str) -> str:
+    base = _basename(name)
+    return "." + base.rsplit(".", 1)[1].lower() if "." in base.lstrip(".") else ""
+
+
+def _stem(name: str) -> str:
+    base = _basename(name)
+    return base[: len(base) - len(_extension(name))] or base
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _broken(name: str, kind: str, exc: BaseException) -> BrokenDocument:
+    # Keep the library's class name (PdfReadError, BadZipFile...) for whoever debugs it, but
+    # only one short line of its message.
+    detail = _clean(str(exc))[:160]
+    cause = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return BrokenDocument(name, f"cannot be read as {kind} ({cause})")
+
+
+def _decode(name: str, data: bytes) -> str:
+    """Text files come in whatever encoding the writer's editor used: UTF-8 (with or without a
+    BOM), Notepad's UTF-16, or Windows-1252 and Latin-1 from older tools."""
+    candidates = ["utf-16"] if data[:2] in (b"\xff\xfe", b"\xfe\xff") else []
+    for encoding in [*candidates, "utf-8-sig", "cp1252", "latin-1"]:
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    controls = sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r\f\v")
+    if "\x00" in text or controls > len(text) // 100:
+        raise BrokenDocument(name, "does not look like text (binary data?)")
+    return text
+
+
+class _Builder:
+    """Collects paragraphs under a stack of (level, heading) and closes sections."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[int, str]] = []
+        self.paragraphs: list[str] = []
+        self.sections: list[Section] = []
+        self.first_heading: str | None = None
+        self.warnings: list[str] = []
+
+    def heading(self, level: int, text: str) -> None:
+        text = _clean(text)
+        if not text:
+            return
+        self.flush()
+        self.first_heading = self.first_heading or text
+        while self.stack and self.stack[-1][0] >= level:
+            self.stack.pop()
+        self.stack.append((level, text))
+
+    def paragraph(self, text: str) -> None:
+        if text.strip():
+            self.paragraphs.append(text.strip())
+
+    def flush(self, page: int | None = None) -> None:
+        if self.paragraphs:
+            heading = tuple(text for _, text in self.stack)
+            self.sections.append(Section(heading, page, "\n\n".join(self.paragraphs)))
+        self.paragraphs = []
+
+    def finish(self) -> list[Section]:
+        self.flush()
+        return self.sections
+
+
+def _looks_like_title(block: str) -> str | None:
+    lines = block.splitlines()
+    if len(lines) == 2 and re.fullmatch(r"\s*[=\-~*]{3,}\s*", lines[1]):
+        return lines[0].strip()  # an underlined title
+    line = block.strip()
+    if len(lines) == 1 and len(line) <= 80 and len(line.split()) <= 10 and (
+            line[0].isupper() or line[0].isdigit()) and line[-1] not in ".,;:!?…-*":
+        return line
+    return None
+
+
+def _read_text(text: str, out: _Builder) -> None:
+    """Plain text is one section, unless it plainly has titles: two or more single short lines
+    standing alone between blank lines, each followed by ordinary text."""
+    blocks = [b for b in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n")) if b.strip()]
+    titles = {i: title for i, b in enumerate(blocks[:-1])
+              if (title := _looks_like_title(b)) and not _looks_like_title(blocks[i + 1])}
+    for i, block in enumerate(blocks):
+        if len(titles) >= 2 and i in titles:
+            out.heading(1, titles[i])
+        else:
+            out.paragraph(block)
+
+
+_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*")
+_SETEXT = re.compile(r" {0,3}(=+|-+)[ \t]*")
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_BREAK = re.compile(r" {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*")
+_BLOCK_START = re.compile(r"\s*(?:[-*+]|\d{1,9}[.)])\s|\s*\|")  # list item or table row
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+
+
+def _inline(text: str) -> str:
+    return _LINK.sub(r"\1", text).replace("`", "").replace("**", "")
+
+
+def _read_markdown(text: str, out: _Builder) -> str | None:
+    """ATX (#) and setext (underlined) headings; fenced code kept as text but never read as
+    headings; list items and table rows become paragraphs of their own. YAML front matter is
+    dropped, its ``title`` kept as the metadata title."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    meta_title = None
+    if lines and lines[0].strip() == "---" and "---" in (s.strip() for s in lines[1:]):
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+        for line in lines[1:end]:
+            if line.startswith("title:"):
+                meta_title = line[6:].strip().strip("'\"")
+        lines = lines[end + 1:]
+    para: list[str] = []
+    fence = ""
+
+    def flush() -> None:
+        out.paragraph("\n".join(para))
+        para.clear()
+
+    for line in lines:
+        if fence:
+            if line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+                fence = ""
+                flush()
+            else:
+                para.append(line)
+        elif match := _FENCE.match(line):
+            flush()
+            fence = match.group(1)
+        elif match := _ATX.fullmatch(line):
+            flush()
+            out.heading(len(match.group(1)), _inline(match.group(2) or ""))
+        elif (match := _SETEXT.fullmatch(line)) and para and not any(
+                _BLOCK_START.match(p) for p in para):
+            level = 1 if match.group(1)[0] == "=" else 2
+            heading = " ".join(para)
+            para.clear()
+            out.heading(level, _inline(heading))
+        elif not line.strip() or _BREAK.fullmatch(line):
+            flush()
+        else:
+            if _BLOCK_START.match(line):
+                flush()
+            para.append(line)
+    flush()
+    return meta_title
+
+
+_HTML_SKIP = frozenset({"script", "style", "nav", "head", "noscript", "template", "svg"})
+_HTML_BLOCKS = frozenset({
+    "p", "div", "li", "ul", "ol", "dl", "dt", "dd", "tr", "table", "thead", "tbody", "tfoot",
+    "caption", "blockquote", "pre", "section", "article", "main", "header", "footer", "aside",
+    "figure", "figcaption", "form", "fieldset", "address", "hr", "br", "details", "summary",
+    "body", "html",
+})
+_HTML_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+
+
+class _HtmlReader(HTMLParser):
+    """Headings open sections; block elements end paragraphs; cells of a row are joined with
+    " | " so a table row reads as one line."""
+
+    def __init__(self, out: _Builder) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out = out
+        self.skipping: list[str] = []
+        self.text: list[str] = []
+        self.heading: list[str] | None = None
+        self.level = 0
+        self.title: list[str] | None = None
+        self.title_seen = False
+        self.title_text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body" and "head" in self.skipping:
+            self.skipping.clear()  # </head> is optional: the body closes it
+        if tag == "title" and not self.title_seen and set(self.skipping) <= {"head"}:
+            self.title, self.title_seen = [], True
+        elif tag in _HTML_SKIP:
+            self.skipping.append(tag)
+        elif self.skipping:
+            return
+        elif tag in _HTML_HEADINGS:
+            self.flush()
+            self.heading, self.level = [], _HTML_HEADINGS[tag]
+        elif tag in ("td", "th"):
+            if "".join(self.text).strip():
+                self.text.append(" | ")
+        elif tag in _HTML_BLOCKS:
+            self.flush()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title" and self.title is not None:
+            self.title_text = _clean("".join(self.title))
+            self.title = None
+        elif tag in _HTML_SKIP:
+            if tag in self.skipping:
+                del self.skipping[len(self.skipping) - 1 - self.skipping[::-1].index(tag):]
+        elif self.skipping:
+            return
+        elif tag in _HTML_HEADINGS and self.heading is not None:
+            self.out.heading(self.level, "".join(self.heading))
+            self.heading = None
+        elif tag in _HTML_BLOCKS:
+            self.flush()
+
+    def handle_data(self, data: str) -> None:
+        if self.title is not None:
+            self.title.append(data)
+        elif self.skipping:
+            return
+        elif self.heading is not None:
+            self.heading.append(data)
+        else:
+            self.text.append(data)
+
+    def flush(self) -> None:
+        self.out.paragraph(_clean("".join(self.text)))
+        self.text = []
+
+
+def _read_html(text: str, out: _Builder) -> str | None:
+    reader = _HtmlReader(out)
+    reader.feed(text)
+    reader.close()
+    reader.flush()
+    return reader.title_text or None
+
+
+def _read_pdf(name: str, data: bytes, out: _Builder) -> str | None:
+    """One section per page. pypdf raises many kinds of error on damaged files (its own, and
+    ValueError, KeyError, struct errors from deep inside): all of them mean "cannot be read"."""
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        # A PDF with only an owner password opens in every viewer without asking: try the empty
+        # user password before calling it encrypted.
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise BrokenDocument(name, "is encrypted (password-protected)")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        meta_title = reader.metadata.title if reader.metadata else None
+    except BrokenDocument:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the library is a damaged file
+        raise _broken(name, "PDF", exc) from None
+    empty = []
+    for number, text in enumerate(pages, start=1):
+        if text.strip():
+            out.paragraph(text)
+            out.flush(page=number)
+        else:
+            empty.append(number)
+    if pages and len(empty) == len(pages):
+        out.warnings.append("no text could be extracted: it may be scanned images (no OCR)")
+    elif empty:
+        out.warnings.append("no text on page(s) " + ", ".join(map(str, empty)))
+    return meta_title
+
+
+def _docx_level(paragraph: Paragraph) -> int | None:
+    """0 for the Title style, n for "Heading n", following a custom style's base styles."""
+    style = paragraph.style
+    for _ in range(5):
+        if style is None:
+            return None
+        name = (style.name or "").lower()
+        if name == "title":
+            return 0
+        if match := re.fullmatch(r"heading ([1-9])", name):
+            return int(match.group(1))
+        style = style.base_style
+    return None
+
+
+def _docx_rows(table: Table) -> list[str]:
+    rows = []
+    for row in table.rows:
+        cells: list[str] = []
+        seen: set[int] = set()
+        for cell in row.cells:
+            # A merged cell is listed once for every grid column it spans.
+            if id(cell._tc) not in seen:
+                seen.add(id(cell._tc))
+                cells += [_clean(cell.text)] if cell.text.strip() else []
+        if cells:
+            rows.append(" | ".join(cells))
+    return rows
+
+
+def _read_docx(name: str, data: bytes, out: _Builder) -> str | None:
+    try:
+        document = docx.Document(io.BytesIO(data))
+        blocks = list(document.iter_inner_content())
+        for block in blocks:
+            if isinstance(block, Paragraph):
+                level = _docx_level(block)
+                if level is None:
+                    out.paragraph(block.text)
+                else:
+                    out.heading(level, block.text)
+            else:
+                for row in _docx_rows(block):
+                    out.paragraph(row)
+        return document.core_properties.title or None
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, KeyError, ValueError, lxml errors
+        raise _broken(name, "a Word document", exc) from None

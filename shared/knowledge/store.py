@@ -1,0 +1,268 @@
+"""The knowledge base in Postgres: collections, their documents and chunks, and who reads them.
+
+A collection is bound to the embedding model (name and dimensions) its vectors came from:
+adding to it, or searching it, with another model is refused with a clear message, since
+vectors of two models are not comparable (``charla reindex`` re-embeds a collection). A
+document is replaced whole, in one transaction: a reader sees the old chunks or the new ones,
+never a mix, and a failed ingestion leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+
+from shared.db import Database
+from shared.errors import CharlaError
+
+
+class KnowledgeError(CharlaError):
+    """A knowledge-base request that cannot be done (the message says why, for the user)."""
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    name: str
+    embedding_model: str
+    dimensions: int
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    embedding_model: str
+    dimensions: int
+    documents: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    ordinal: int
+    heading: str | None
+    page: int | None
+    content: str
+    language: str  # a text-search configuration: english, spanish or simple
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: int
+    collection: str
+    source: str
+    title: str | None
+    media_type: str
+    content_hash: str
+    bytes: int
+    chunks: int
+
+
+def _collection(row: dict[str, Any]) -> Collection:
+    return Collection(cast(int, row["id"]), str(row["name"]), str(row["embedding_model"]),
+                      cast(int, row["dimensions"]))
+
+
+class KnowledgeStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def collection(self, name: str) -> Collection | None:
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, name, embedding_model, dimensions FROM collections WHERE name = %s",
+                (name,))
+            row = await cur.fetchone()
+        return _collection(row) if row else None
+
+    async def ensure_collection(self, name: str, *, model: str, dimensions: int) -> Collection:
+        """The collection ``name``, created for ``model`` if new; refused if it holds vectors
+        of another model."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO collections (name, embedding_model, dimensions) VALUES (%s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+                " RETURNING id, name, embedding_model, dimensions", (name, model, dimensions))
+            row = await cur.fetchone()
+        assert row is not None
+        found = _collection(row)
+        check_model(found, model, dimensions)
+        return found
+
+    async def collections(self) -> list[CollectionInfo]:
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT c.name, c.embedding_model, c.dimensions,"
+                " (SELECT count(*) FROM documents d WHERE d.collection_id = c.id) AS documents,"
+                " (SELECT count(*) FROM chunks k WHERE k.collection_id = c.id) AS chunks"
+                " FROM collections c ORDER BY c.name")
+            rows = await cur.fetchall()
+        return [CollectionInfo(str(r["name"]), str(r["embedding_model"]),
+                               cast(int, r["dimensions"]), cast(int, r["documents"]),
+                               cast(int, r["chunks"])) for r in rows]
+
+    async def forget_collection(self, name: str) -> int:
+        """Delete a collection with its documents, chunks and grants; return the chunks gone."""
+        async with self._db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM chunks k JOIN collections c ON c.id ="
+                " k.collection_id WHERE c.name = %s", (name,))
+            row = await cur.fetchone()
+            gone = await conn.execute("DELETE FROM collections WHERE name = %s", (name,))
+            if gone.rowcount == 0:
+                raise KnowledgeError(f"no collection named {name!r}")
+        return cast(int, row["n"]) if row else 0
+
+    async def hashes(self, collection: Collection) -> dict[str, str]:
+        """Each document's source and content hash: what re-ingestion compares against."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT source, content_hash FROM documents WHERE collection_id = %s",
+                (collection.id,))
+            return {str(r["source"]): str(r["content_hash"]) for r in await cur.fetchall()}
+
+    async def put_document(self, collection: Collection, *, source: str, title: str | None,
+                           media_type: str, content_hash: str, size: int,
+                           chunks: Sequence[NewChunk]) -> int:
+        """Store a document and its chunks, replacing any earlier version; return its id."""
+        for chunk in chunks:
+            if chunk.embedding.shape != (collection.dimensions,):
+                raise KnowledgeError(f"a chunk's vector has {chunk.embedding.shape[0]} "
+                                     f"dimensions; {collection.name!r} holds "
+                                     f"{collection.dimensions}")
+        async with self._db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO documents (collection_id, source, title, media_type, content_hash,"
+                " bytes) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (collection_id, source) DO UPDATE SET title = EXCLUDED.title,"
+                " media_type = EXCLUDED.media_type, content_hash = EXCLUDED.content_hash,"
+                " bytes = EXCLUDED.bytes, updated_at = now() RETURNING id",
+                (collection.id, source, title, media_type, content_hash, size))
+            row = await cur.fetchone()
+            assert row is not None
+            document_id = cast(int, row["id"])
+            await conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
+            async with conn.cursor() as copy_cur, copy_cur.copy(
+                    "COPY chunks (document_id, collection_id, ordinal, heading, page, content,"
+                    " language, embedding) FROM STDIN") as copy:
+                for c in chunks:
+                    await copy.write_row((document_id, collection.id, c.ordinal, c.heading,
+                                          c.page, c.content, c.language,
+                                          vector_literal(c.embedding)))
+        return document_id
+
+    async def documents(self, collection: str | None = None) -> list[StoredDocument]:
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT d.id, c.name AS collection, d.source, d.title, d.media_type,"
+                " d.content_hash, d.bytes, (SELECT count(*) FROM chunks k WHERE"
+                " k.document_id = d.id) AS chunks FROM documents d JOIN collections c ON"
+                " c.id = d.collection_id WHERE %s::text IS NULL OR c.name = %s"
+                " ORDER BY c.name, d.source", (collection, collection))
+            rows = await cur.fetchall()
+        return [StoredDocument(cast(int, r["id"]), str(r["collection"]), str(r["source"]),
+                               cast(str | None, r["title"]), str(r["media_type"]),
+                               str(r["content_hash"]), cast(int, r["bytes"]),
+                               cast(int, r["chunks"])) for r in rows]
+
+    async def delete_document(self, document_id: int) -> bool:
+        async with self._db.connection() as conn:
+            cur = await conn.execute("DELETE FROM documents WHERE id = %s", (document_id,))
+            return cur.rowcount == 1
+
+    async def delete_sources(self, collection: Collection, sources: Sequence[str]) -> int:
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM documents WHERE collection_id = %s AND source = ANY(%s)",
+                (collection.id, list(sources)))
+            return cur.rowcount
+
+    async def reembed(self, collection: Collection, embed: Callable[
+            [list[str]], Awaitable[tuple[str, list[np.ndarray]]]], *, batch: int = 64) -> int:
+        """Give every chunk of ``collection`` a vector from the model ``embed`` uses now, and
+        record that model; one transaction, so searches see the old space or the new one."""
+        count = 0
+        async with self._db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT id, heading, content FROM chunks WHERE collection_id = %s ORDER BY id",
+                (collection.id,))
+            rows = await cur.fetchall()
+            model, dimensions = collection.embedding_model, collection.dimensions
+            for start in range(0, len(rows), batch):
+                part = rows[start:start + batch]
+                model, vectors = await embed([passage_text(cast(str | None, r["heading"]),
+                                                           str(r["content"])) for r in part])
+                dimensions = int(vectors[0].shape[0])
+                if dimensions != 384:
+                    raise KnowledgeError(f"{model} gives {dimensions}-d vectors; this database "
+                                         "stores 384-d ones (shared/migrations/0003)")
+                async with conn.cursor() as update:
+                    await update.executemany(
+                        "UPDATE chunks SET embedding = %s::vector WHERE id = %s",
+                        [(vector_literal(v), r["id"]) for r, v in zip(part, vectors,
+                                                                      strict=True)])
+                count += len(part)
+            await conn.execute(
+                "UPDATE collections SET embedding_model = %s, dimensions = %s WHERE id = %s",
+                (model, dimensions, collection.id))
+        return count
+
+    # Who may read what.
+
+    async def grant(self, collection: str, principal: str) -> None:
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO collection_grants (collection_id, principal) SELECT id, %s FROM"
+                " collections WHERE name = %s ON CONFLICT DO NOTHING RETURNING 1",
+                (principal, collection))
+            if await cur.fetchone() is None and await self.collection(collection) is None:
+                raise KnowledgeError(f"no collection named {collection!r}")
+
+    async def revoke(self, collection: str, principal: str) -> bool:
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM collection_grants WHERE principal = %s AND collection_id ="
+                " (SELECT id FROM collections WHERE name = %s)", (principal, collection))
+            return cur.rowcount == 1
+
+    async def grants(self) -> list[tuple[str, str]]:
+        """(collection, principal) pairs."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT c.name, g.principal FROM collection_grants g JOIN collections c ON"
+                " c.id = g.collection_id ORDER BY c.name, g.principal")
+            return [(str(r["name"]), str(r["principal"])) for r in await cur.fetchall()]
+
+    async def readable(self, principals: Sequence[str]) -> list[Collection]:
+        """The collections any of ``principals`` was granted (none: an empty list)."""
+        if not principals:
+            return []
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT c.id, c.name, c.embedding_model, c.dimensions FROM"
+                " collections c JOIN collection_grants g ON g.collection_id = c.id"
+                " WHERE g.principal = ANY(%s) ORDER BY c.name", (list(principals),))
+            return [_collection(r) for r in await cur.fetchall()]
+
+
+def check_model(collection: Collection, model: str, dimensions: int) -> None:
+    """Refuse to mix vector spaces."""
+    if (collection.embedding_model, collection.dimensions) != (model, dimensions):
+        raise KnowledgeError(
+            f"collection {collection.name!r} holds vectors of {collection.embedding_model} "
+            f"({collection.dimensions} dimensions); this server embeds with {model} "
+            f"({dimensions}). Re-embed it with: charla reindex --collection {collection.name}")
+
+
+def passage_text(heading: str | None, content: str) -> str:
+    """What is embedded for a chunk: its heading gives it context ("Vacation: 25 days...")."""
+    return f"{heading}: {content}" if heading else content
+
+
+def vector_literal(vector: np.ndarray) -> str:
+    """pgvector's text form of ``vector``."""
+    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
