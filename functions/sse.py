@@ -22,6 +22,8 @@ class StreamRecorder:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.error: str | None = None
+        # Sent right before ``data: [DONE]`` (a grounded answer's citations).
+        self.before_done = b""
 
     @property
     def answer(self) -> str:
@@ -32,11 +34,16 @@ class StreamRecorder:
         if b"\n\n" not in self._buffer:
             return b""
         *events, self._buffer = self._buffer.split(b"\n\n")
-        return b"".join(event + b"\n\n" for event in events if self._keep(event))
+        return b"".join(self._out(event) for event in events if self._keep(event))
 
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
-        return rest + b"\n\n" if rest.strip() and self._keep(rest) else b""
+        return self._out(rest) if rest.strip() and self._keep(rest) else b""
+
+    def _out(self, event: bytes) -> bytes:
+        if self.before_done and event.strip() == b"data: [DONE]":
+            return self.before_done + event + b"\n\n"
+        return event + b"\n\n"
 
     def _keep(self, event: bytes) -> bool:
         payload = event.strip().removeprefix(b"data:").strip()

@@ -8,13 +8,14 @@ delivery, so a job that runs again after storing its turns does not store them t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
-
-import numpy as np
+from typing import TYPE_CHECKING, cast
 
 from shared.chat import Message
 from shared.db import Database
 from shared.knowledge.store import vector_literal
+
+if TYPE_CHECKING:
+    import numpy as np  # annotations only: the webhook functions load this module
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Conversations:
         """Earlier exchanges of this conversation only (turns older than ``before_id``) whose
         question is closest in meaning to ``vector``: (question, answer) pairs, oldest first."""
         async with self._db.connection() as conn, conn.transaction():
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             cur = await conn.execute(
                 "WITH c AS (SELECT id FROM conversations WHERE platform = %(p)s AND key = %(k)s),"
                 " near AS MATERIALIZED (SELECT t.id, t.delivery_id, t.content,"

@@ -35,6 +35,9 @@ class ChatRequest:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # Charla's extension: the knowledge-base collections to answer from (None: all the caller
+    # may read; []: none). Never sent to the engine.
+    collections: list[str] | None = None
 
     def engine_body(self, model: str, max_tokens: int) -> dict[str, Any]:
         """The body sent to an OpenAI-compatible engine (usage always asked for)."""
@@ -162,6 +165,11 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int) -> ChatRequ
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1, max_tokens_cap)
     seed = _integer(body, "seed", -(2**63), 2**63 - 1)
+    collections = body.get("collections")
+    if collections is not None and not (
+            isinstance(collections, list)
+            and all(isinstance(c, str) and c for c in collections)):
+        raise BadRequest("'collections' must be a list of collection names")
     return ChatRequest(
         messages=_messages(body.get("messages")),
         model=model,
@@ -174,6 +182,7 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int) -> ChatRequ
         seed=seed,
         presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
+        collections=collections,
     )
 
 

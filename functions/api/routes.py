@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from functions.api.overflow import overflow_scale
+from functions.api.rag import citations_event, dont_know_answer, ground
 from functions.knowledge import Knowledge
 from functions.model_client import ModelClient, ModelServerError
 from functions.sse import StreamRecorder
@@ -110,14 +111,25 @@ async def chat_completions(request: Request) -> Response:
     exchange = Exchange(client=client, model=model, stream=chat.stream, messages=chat.messages,
                         status=200, latency_ms=0)
     started = time.perf_counter()
+    asked = list(chat.messages)
+    references: Message | None = None
     try:
-        result, events, first = await _first_answer(ctx, chat, list(chat.messages), budget,
-                                                     model, f"api:{client}")
+        grounding = await ground(request, chat)
+        if grounding is not None and not grounding.passages:
+            exchange.answer, exchange.latency_ms = grounding.dont_know, _ms(started)
+            await ctx.record(exchange)
+            return dont_know_answer(grounding, chat, model)
+        if grounding is not None:
+            asked, references = grounding.with_references(asked)
+        result, events, first = await _first_answer(ctx, chat, asked, budget, model,
+                                                     f"api:{client}")
     except ModelServerError as exc:
         exchange.status, exchange.error, exchange.latency_ms = exc.status, exc.message, _ms(started)
         await ctx.record(exchange)
         raise
-    exchange.messages = chat.messages
+    # The audit log keeps what the client sent, not the passages we added.
+    exchange.messages = [m for m in chat.messages if m is not references]
+    citations = grounding.citations if grounding is not None else None
     if result is not None:
         choice = (result.get("choices") or [{}])[0]
         usage = result.get("usage") or {}
@@ -127,10 +139,14 @@ async def chat_completions(request: Request) -> Response:
         exchange.completion_tokens = usage.get("completion_tokens")
         exchange.latency_ms = _ms(started)
         await ctx.record(exchange)
+        if citations is not None:
+            result["citations"] = citations
         return JSONResponse(result)
     assert events is not None
     exchange.first_token_ms = _ms(started)
     recorder = StreamRecorder(forward_usage=chat.include_usage)
+    if citations is not None:
+        recorder.before_done = citations_event(None, model, citations)
 
     async def relay() -> AsyncIterator[bytes]:
         try:

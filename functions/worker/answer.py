@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from functions.knowledge import Knowledge, Lookup
+from functions.knowledge import Knowledge, Lookup, dont_know
 from functions.messaging import Inbound, PlatformError, ReplyChannel
 from functions.model_client import ModelClient, ModelServerError
 from functions.sse import StreamRecorder
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 APOLOGY = "Sorry, I can't answer right now. Please try again in a few minutes."
 TOO_LONG = "That message is too long for me to answer. Could you shorten it?"
 NO_ANSWER = "I have no answer to that."
-DONT_KNOW = ("I don't know: I found nothing about that in the documents this chat can read "
-             "({names}).")
 LIMITED = "You have used up your share of the assistant for now. Try again in {wait}."
 LONG_WAIT_S = 60.0  # a limit that resets later than this is told to the user, not waited out
 TYPING_EVERY_S = 4.0  # Telegram shows "typing…" for 5 s per call
@@ -113,7 +111,7 @@ class Answerer:
             if found.collections and not found.passages:
                 # The team's documents are this chat's ground truth: nothing relevant in
                 # them means "I don't know", not a guess.
-                text = DONT_KNOW.format(names=", ".join(c.name for c in found.collections))
+                text = dont_know(c.name for c in found.collections)
             else:
                 messages = await self._prompt(inbound, found, query)
                 body = {"messages": messages, "max_tokens": settings.bot_max_tokens,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, cast
 
 from shared.db import Database
 from shared.errors import CharlaError
+
+if TYPE_CHECKING:
+    import numpy as np  # annotations only: the webhook functions load this module
 
 
 class KnowledgeError(CharlaError):
@@ -247,6 +248,18 @@ class KnowledgeStore:
                 " collections c JOIN collection_grants g ON g.collection_id = c.id"
                 " WHERE g.principal = ANY(%s) ORDER BY c.name", (list(principals),))
             return [_collection(r) for r in await cur.fetchall()]
+
+
+    async def passage(self, chunk_id: int) -> dict[str, Any] | None:
+        """One chunk with where it came from (for a citation's link), or None."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT k.id AS chunk_id, k.document_id, c.name AS collection, d.source,"
+                " d.title, k.heading AS section, k.page, k.content AS text FROM chunks k"
+                " JOIN documents d ON d.id = k.document_id JOIN collections c ON"
+                " c.id = k.collection_id WHERE k.id = %s", (chunk_id,))
+            row = await cur.fetchone()
+        return dict(row) if row is not None else None
 
 
 def check_model(collection: Collection, model: str, dimensions: int) -> None:

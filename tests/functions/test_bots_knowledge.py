@@ -7,9 +7,8 @@ import uuid
 import httpx
 import pytest
 
-from functions.knowledge import Knowledge
+from functions.knowledge import DONT_KNOW, Knowledge
 from functions.model_client import ModelClient
-from functions.worker.answer import DONT_KNOW
 from shared.db import Database, make_pool
 from tests.fakes.slack_api import TEAM_ID
 from tests.functions.bots import Bots
@@ -72,7 +71,7 @@ async def test_nothing_relevant_in_the_documents_means_i_dont_know(
                    channel=library["channel"])
     await bots.slack_event(http, body)
     [answer] = await answered(bots, body)
-    assert answer == DONT_KNOW.format(names=library["handbook"])
+    assert answer == DONT_KNOW.format(whom="this chat", names=library["handbook"])
 
 
 async def test_a_channel_without_grants_gets_no_documents(

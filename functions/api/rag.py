@@ -1,0 +1,165 @@
+"""Answers from the knowledge base for API clients, and the routes that show where they came from.
+
+A client (principal ``api:<sub>``) granted collections gets answers drawn from them, like the
+bots: the last user message is looked up, the relevant passages go into the prompt as one
+fenced system message right before that message (the client's earlier messages stay a stable
+prefix for the engine's cache), and the answer carries ``citations``. With nothing relevant in
+those collections the answer is "I don't know", without asking the model. A request may narrow
+the search (``"collections": ["hr"]``) or switch it off (``"collections": []``); naming a
+collection the client may not read is a 403, never a silent fallback.
+
+``GET /v1/collections`` lists what the caller may read, ``GET /v1/passages/{id}`` shows one
+cited passage to a caller who may read its collection.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from functions.knowledge import dont_know
+from shared.chat import Message, reference_message
+from shared.errors import BadRequest, CharlaError
+from shared.http import json_error, subject_of
+from shared.knowledge.search import Passage
+from shared.openai_schema import ChatRequest
+
+PASSAGE_ROUTE = "/v1/passages/{}"
+
+
+class NotReadable(CharlaError):
+    """A request named collections its client may not read."""
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What the knowledge base gave one request."""
+
+    collections: list[str]  # searched
+    passages: list[Passage]  # relevant enough to answer from
+
+    @property
+    def citations(self) -> list[dict[str, Any]]:
+        return [{"n": n, "chunk_id": p.chunk_id, "document_id": p.document_id,
+                 "collection": p.collection, "source": p.source, "title": p.title,
+                 "section": p.heading, "page": p.page,
+                 "url": PASSAGE_ROUTE.format(p.chunk_id)}
+                for n, p in enumerate(self.passages, start=1)]
+
+    @property
+    def dont_know(self) -> str:
+        return dont_know(self.collections, "this client")
+
+    def with_references(self, messages: list[Message]) -> tuple[list[Message], Message]:
+        """``messages`` with the passages right before the last one, and that added message."""
+        refs = reference_message([f"[{n}] Source: {p.citation}\n{p.content}"
+                                  for n, p in enumerate(self.passages, start=1)])
+        refs["content"] += "\nWhen you use a passage, cite it by its number, like [1]."
+        return [*messages[:-1], refs, messages[-1]], refs
+
+
+def _question(messages: list[Message]) -> str | None:
+    last = messages[-1] if messages else None
+    if last is None or last["role"] != "user" or not str(last["content"]).strip():
+        return None
+    return str(last["content"])
+
+
+async def ground(request: Request, chat: ChatRequest) -> Grounding | None:
+    """Look the question up in the collections this client may read (None: nothing to do)."""
+    ctx = request.app.state.api
+    kb = ctx.knowledge
+    question = _question(chat.messages)
+    if kb is None or chat.collections == [] or question is None:
+        return None
+    principal = f"api:{subject_of(request)}"
+    readable = await kb.store.readable([principal])
+    if chat.collections is not None:
+        names = {c.name for c in readable}
+        refused = sorted(set(chat.collections) - names)
+        if refused:
+            raise NotReadable(f"this client may not read {', '.join(map(repr, refused))}")
+        readable = [c for c in readable if c.name in chat.collections]
+    if not readable:
+        return None
+    query = await kb.query_vector(question, sub=principal)
+    found = await kb.search_in(readable, question, query)
+    return Grounding([c.name for c in found.collections], found.passages)
+
+
+async def not_readable(request: Request, exc: Exception) -> Response:
+    return json_error(403, str(exc), "permission_error", "collection_not_granted")
+
+
+def dont_know_answer(grounding: Grounding, chat: ChatRequest, model: str) -> Response:
+    """The "I don't know" answer, whole or streamed, in OpenAI's shapes."""
+    text = grounding.dont_know
+    ident = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    if not chat.stream:
+        return JSONResponse({
+            "id": ident, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": usage, "citations": []})
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        body = {"id": ident, "object": "chat.completion.chunk", "created": created,
+                "model": model, "choices": choices, **extra}
+        return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+    async def events() -> AsyncIterator[bytes]:
+        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": text},
+                      "finish_reason": None}])
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        if chat.include_usage:
+            yield chunk([], usage=usage)
+        yield citations_event(ident, model, [])
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+def citations_event(ident: str | None, model: str, citations: list[dict[str, Any]]) -> bytes:
+    """The extra chunk a streamed grounded answer ends with, before ``[DONE]``."""
+    body = {"id": ident or f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model, "choices": [], "citations": citations}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+async def list_collections(request: Request) -> Response:
+    """The collections the caller may read, with counts."""
+    kb = request.app.state.api.knowledge
+    if kb is None:
+        return JSONResponse({"object": "list", "data": []})
+    readable = {c.name for c in await kb.store.readable([f"api:{subject_of(request)}"])}
+    return JSONResponse({"object": "list", "data": [
+        {"name": c.name, "documents": c.documents, "chunks": c.chunks,
+         "embedding_model": c.embedding_model}
+        for c in await kb.store.collections() if c.name in readable]})
+
+
+async def show_passage(request: Request) -> Response:
+    """One cited passage, to a caller who may read its collection (404 otherwise: no hint
+    that it exists)."""
+    kb = request.app.state.api.knowledge
+    try:
+        chunk_id = int(request.path_params["chunk_id"])
+    except ValueError:
+        raise BadRequest("a passage id is a number") from None
+    passage = await kb.store.passage(chunk_id) if kb is not None else None
+    if passage is not None:
+        readable = {c.name for c in await kb.store.readable([f"api:{subject_of(request)}"])}
+        if passage["collection"] in readable:
+            return JSONResponse(passage)
+    return json_error(404, f"no passage {chunk_id}", "invalid_request_error",
+                      "passage_not_found")

@@ -1,0 +1,165 @@
+"""API clients answered from the collections granted to them, with citations they can open.
+
+Real model server (llama-server and the embedding model), real Postgres with pgvector.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from functions.api.auth import client_signer
+from functions.knowledge import DONT_KNOW
+from shared.db import Database, make_pool
+from shared.knowledge.store import KnowledgeStore
+from tests.conftest import Api
+from tests.functions.api.test_documents import POLICY
+
+
+def bearer(api: Api, sub: str, *scopes: str) -> dict[str, str]:
+    return {"Authorization": "Bearer " + client_signer(api.settings).sign(
+        sub, ttl_s=600, scopes=scopes)}
+
+
+class Library:
+    """A collection holding the travel policy, granted to one client."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.collection = f"travel-{uuid.uuid4().hex[:8]}"
+        self.client = f"app-{uuid.uuid4().hex[:6]}"
+        self.headers = bearer(api, self.client)
+
+    def ask(self, question: str, **extra: Any) -> dict[str, Any]:
+        return {"messages": [{"role": "user", "content": question}], "max_tokens": 24,
+                "temperature": 0, **extra}
+
+
+@pytest.fixture
+async def library(api: Api, http: httpx.AsyncClient) -> AsyncIterator[Library]:
+    lib = Library(api)
+    uploaded = await http.post(
+        f"{api.url}/v1/documents?collection={lib.collection}&name=travel.md", content=POLICY,
+        headers=bearer(api, "ci", "documents"))
+    assert uploaded.status_code == 201, uploaded.text
+    assert api.settings.database_url is not None
+    db = Database(make_pool(api.settings))
+    try:
+        await KnowledgeStore(db).grant(lib.collection, f"api:{lib.client}")
+        yield lib
+    finally:
+        await db.close()
+
+
+QUESTION = "How much can I spend on a hotel night in Madrid?"
+
+
+async def test_a_granted_client_gets_an_answer_with_citations_it_can_open(
+    api: Api, http: httpx.AsyncClient, library: Library
+) -> None:
+    response = await http.post(f"{api.url}/v1/chat/completions", json=library.ask(QUESTION),
+                               headers=library.headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["choices"][0]["message"]["content"]
+    citations = body["citations"]
+    assert citations and citations[0]["n"] == 1
+    hotels = next(c for c in citations if (c["section"] or "").endswith("Hotels"))
+    assert hotels["source"] == "travel.md" and hotels["collection"] == library.collection
+    passage = await http.get(api.url + hotels["url"], headers=library.headers)
+    assert passage.status_code == 200
+    assert "140 euros" in passage.json()["text"]
+    # Another client, not granted the collection, cannot open it and is not told it exists.
+    stranger = await http.get(api.url + hotels["url"], headers=bearer(api, "stranger"))
+    assert stranger.status_code == 404
+
+
+async def test_a_streamed_answer_ends_with_its_citations_before_done(
+    api: Api, http: httpx.AsyncClient, library: Library
+) -> None:
+    events: list[str] = []
+    async with http.stream("POST", f"{api.url}/v1/chat/completions",
+                           json=library.ask(QUESTION, stream=True),
+                           headers=library.headers) as response:
+        assert response.status_code == 200
+        events = [line[6:] async for line in response.aiter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    last = json.loads(events[-2])
+    assert last["choices"] == [] and last["citations"][0]["source"] == "travel.md"
+    assert all("citations" not in json.loads(e) for e in events[:-2])
+
+
+async def test_nothing_relevant_means_i_dont_know_without_asking_the_model(
+    api: Api, http: httpx.AsyncClient, library: Library
+) -> None:
+    response = await http.post(
+        f"{api.url}/v1/chat/completions",
+        json=library.ask("What is the boiling point of tungsten in kelvin?"),
+        headers=library.headers)
+    body = response.json()
+    assert body["choices"][0]["message"]["content"] == DONT_KNOW.format(
+        whom="this client", names=library.collection)
+    assert body["citations"] == [] and body["usage"]["completion_tokens"] == 0
+    streamed = await http.post(
+        f"{api.url}/v1/chat/completions",
+        json=library.ask("What is the boiling point of tungsten in kelvin?", stream=True),
+        headers=library.headers)
+    chunks = [json.loads(line[6:]) for line in streamed.text.splitlines()
+              if line.startswith("data: {")]
+    text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks
+                   if c["choices"])
+    assert text.startswith("I don't know") and streamed.text.rstrip().endswith("[DONE]")
+
+
+async def test_naming_a_collection_the_client_may_not_read_is_refused(
+    api: Api, http: httpx.AsyncClient, library: Library
+) -> None:
+    response = await http.post(f"{api.url}/v1/chat/completions",
+                               json=library.ask(QUESTION, collections=["payroll"]),
+                               headers=library.headers)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "collection_not_granted"
+    bad = await http.post(f"{api.url}/v1/chat/completions",
+                          json=library.ask(QUESTION, collections="payroll"),
+                          headers=library.headers)
+    assert bad.status_code == 400
+
+
+async def test_an_empty_collections_list_asks_the_model_alone(
+    api: Api, http: httpx.AsyncClient, library: Library
+) -> None:
+    response = await http.post(f"{api.url}/v1/chat/completions",
+                               json=library.ask(QUESTION, collections=[]),
+                               headers=library.headers)
+    assert response.status_code == 200
+    assert "citations" not in response.json()
+
+
+async def test_clients_see_only_the_collections_granted_to_them(
+    api: Api, http: httpx.AsyncClient, library: Library
+) -> None:
+    mine = (await http.get(f"{api.url}/v1/collections", headers=library.headers)).json()
+    assert [c["name"] for c in mine["data"]] == [library.collection]
+    assert mine["data"][0]["documents"] == 1 and mine["data"][0]["chunks"] >= 2
+    theirs = (await http.get(f"{api.url}/v1/collections",
+                             headers=bearer(api, "stranger"))).json()
+    assert library.collection not in [c["name"] for c in theirs["data"]]
+
+
+async def test_an_upload_over_the_size_limit_is_413_and_keeps_nothing(
+    api: Api, http: httpx.AsyncClient
+) -> None:
+    h = bearer(api, "ci", "documents")
+    collection = f"big-{uuid.uuid4().hex[:8]}"
+    too_big = b"# Big\n\n" + b"word " * (api.settings.kb_max_upload_bytes // 5 + 1)
+    response = await http.post(f"{api.url}/v1/documents?collection={collection}&name=big.md",
+                               content=too_big, headers=h)
+    assert response.status_code == 413
+    assert response.json()["error"]["message"]
+    listed = await http.get(f"{api.url}/v1/documents?collection={collection}", headers=h)
+    assert listed.json()["data"] == []
