@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench llama-server clean
+.PHONY: run test lint bench llama-server checkov chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,22 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
 llama-server: $(VENV)/.installed
 	$(BIN)/python -m charla.llamabuild > /dev/null
 
+# checkov checks infra/terraform (tests/infra). It pins many dependencies of its own, so it gets
+# a virtualenv of its own; its stamp names the version, so changing CHECKOV_VERSION reinstalls.
+# Where it cannot be installed (no package index), make goes on and that one test says why it
+# skips.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV    := .venv-checkov
+
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+	@rm -f $(CHECKOV_VENV)/.installed-*
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	@echo '*' > $(CHECKOV_VENV)/.gitignore
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)' && touch $@ \
+	  || echo "checkov $(CHECKOV_VERSION) could not be installed: its test in tests/infra will skip" >&2
+
+checkov: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
 run: $(VENV)/.installed llama-server
 	exec $(BIN)/charla up
 
@@ -38,7 +54,16 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint llama-server
+# The web pages' tests drive Debian's chromium (Playwright downloads no browser of its own):
+# installed when missing and we can (root), else those tests skip and say why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || { \
+	  apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }; } \
+	  || echo "chromium could not be installed: the browser tests in tests/web will skip" >&2
+
+test: lint llama-server checkov chromium
 	$(BIN)/pytest
 
 # The Slack ingress comparison drives load with wrk (Debian's package); installed when missing
@@ -48,4 +73,4 @@ bench: $(VENV)/.installed-bench llama-server
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

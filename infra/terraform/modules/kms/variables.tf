@@ -1,0 +1,4 @@
+variable "name" {
+  description = "Prefix for resource names."
+  type        = string
+}
