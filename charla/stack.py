@@ -184,14 +184,20 @@ def _banner(stack: Stack) -> None:
     api = f"http://{settings.host}:{settings.port}"
     try:
         token = client_signer(settings).sign("dev", ttl_s=DEV_TOKEN_TTL_S)
+        # In the fragment, which browsers never send; the page stores it and clears the URL.
+        web = f"{api}/#token={token}"
     except CharlaError:
         token = "(tokens come from your identity provider)"  # noqa: S105 - a message
+        web = f"{api}/  (sign in with a token from your identity provider)"
     print(
         f"""
   Charla is up.
     API (OpenAI-compatible)  {api}/v1   model: {settings.model_name}
     Health                   {api}/healthz
     Model server             {settings.model_server_url}
+    Admin view               {api}/admin  (token: {_command()} token --sub ops --scope admin)
+  Web chat, signed in as dev (open this link):
+      {web}
   Bots:
 {_platform_lines(settings, api)}
     Development API token (30 days, sub=dev):

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from functions import web
 from functions.api import documents, rag
 from functions.api.routes import ApiContext, chat_completions, list_models
 from functions.discord.app import discord_interactions
@@ -43,7 +44,8 @@ from shared.tokens import TokenVerifier
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 600.0
-PUBLIC_PATHS = ("/healthz", "/slack/events", "/telegram/webhook", "/discord/interactions")
+PUBLIC_PATHS = ("/healthz", "/slack/events", "/telegram/webhook", "/discord/interactions",
+                *web.PUBLIC_PATHS)
 
 
 async def healthz(request: Request) -> Response:
@@ -159,6 +161,8 @@ def create_app(
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
             Route("/discord/interactions", discord_interactions, methods=["POST"]),
+            # The chat page, the admin view and its /v1/admin/ API (functions/web/).
+            *web.ROUTES,
         ],
         middleware=[
             Middleware(AuthenticationMiddleware,
