@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench llama-server checkov chromium clean
+.PHONY: run test lint bench llama-server checkov chromium strace clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,15 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }; } \
 	  || echo "chromium could not be installed: the browser tests in tests/web will skip" >&2
 
-test: lint llama-server checkov chromium
+# tests/privacy/test_egress.py traces every connection of the stack with strace.
+strace:
+	@command -v strace >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null 2>&1 || { \
+	  apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; }; }; } \
+	  || echo "strace could not be installed: the egress test in tests/privacy will skip" >&2
+
+test: lint llama-server checkov chromium strace
 	$(BIN)/pytest
 
 # The Slack ingress comparison drives load with wrk (Debian's package); installed when missing

@@ -60,7 +60,9 @@ class Running:
         raise AssertionError(f"no {pattern!r} in output:\n" + "".join(self.output))
 
 
-def start(home: Path, llama_server_bin: Path, **extra: str) -> Running:
+def start(home: Path, llama_server_bin: Path, *, prefix: tuple[str, ...] = (),
+          **extra: str) -> Running:
+    """``charla up`` in its own process group; ``prefix`` runs it under another command."""
     port, model_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -76,7 +78,7 @@ def start(home: Path, llama_server_bin: Path, **extra: str) -> Running:
     for name in ("DATABASE_URL", "MODEL_SERVER_URL", "CHARLA_API_JWT_SECRET"):
         env.pop(name, None)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from charla.cli import main; main()", "up"],
+        [*prefix, sys.executable, "-c", "from charla.cli import main; main()", "up"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # its own process group, as a terminal would give it
     )
