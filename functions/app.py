@@ -7,7 +7,6 @@ run, so nothing here depends on it but the local housekeeping (migrations, audit
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from functions import web
-from functions.api import documents, rag
+from functions import metrics, web
+from functions.api import documents, moderations, rag
 from functions.api.routes import ApiContext, chat_completions, list_models
 from functions.discord.app import discord_interactions
 from functions.knowledge import Knowledge
@@ -30,20 +29,18 @@ from functions.model_client import ModelClient, ModelServerError
 from functions.slack.app import slack_events
 from functions.telegram.app import telegram_webhook
 from functions.webhooks import build as build_webhooks
-from shared.audit import purge_exchanges
 from shared.db import Database
 from shared.errors import BadRequest, CharlaError, StorageError
 from shared.http import BearerTokenBackend, BodyTooLarge, auth_error, json_error
 from shared.knowledge.store import KnowledgeError
 from shared.migrate import migrate
-from shared.queue import PgQueue
+from shared.queue import JobQueue, PgQueue
 from shared.ratelimit import make_limiter, rate_limit_exceeded
 from shared.settings import Settings
 from shared.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 
-PURGE_EVERY_S = 600.0
 PUBLIC_PATHS = ("/healthz", "/slack/events", "/telegram/webhook", "/discord/interactions",
                 *web.PUBLIC_PATHS)
 
@@ -98,17 +95,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return json_error(500, "internal error", "server_error")
 
 
-async def _purge_forever(db: Database, settings: Settings) -> None:
-    while True:
-        try:
-            removed = await purge_exchanges(db, retention_days=settings.audit_retention_days)
-            if removed:
-                log.info("audit retention: purged %d exchanges", removed)
-        except CharlaError:
-            log.warning("audit retention: database unavailable, will retry")
-        await asyncio.sleep(PURGE_EVERY_S)
-
-
 def create_app(
     settings: Settings,
     *,
@@ -116,32 +102,31 @@ def create_app(
     model: ModelClient,
     db: Database | None,
     housekeeping: bool = True,
+    queue: JobQueue | None = None,
 ) -> Starlette:
-    """The functions app. ``housekeeping`` runs migrations and the audit purge in its lifespan."""
+    """The functions app. ``housekeeping`` runs migrations in its lifespan (the worker purges
+    what is past retention); webhooks queue jobs on ``queue`` (default: Postgres, when there is
+    a database)."""
     knowledge = Knowledge(db, model, passages=settings.kb_passages,
                           max_distance=settings.kb_max_distance) if db is not None else None
     ctx = ApiContext(settings=settings, db=db, model=model, knowledge=knowledge)
-    hooks = build_webhooks(settings, db,
-                           PgQueue(db, lease_s=settings.job_lease_s) if db else None)
+    if queue is None and db is not None:
+        queue = PgQueue(db, lease_s=settings.job_lease_s)
+    hooks = build_webhooks(settings, db, queue)
     limiter = make_limiter(settings.rate_limit_storage, "charla-api", headers=True)
     limit = limiter.limit(settings.api_rate_limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        purger: asyncio.Task[None] | None = None
         if db is not None and housekeeping:
             assert settings.database_url is not None
             await migrate(settings.database_url.reveal())
             await db.open()
-            purger = asyncio.create_task(_purge_forever(db, settings))
         try:
             yield
         finally:
-            if purger is not None:
-                purger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await purger
             await ctx.drain()
+            await ctx.moderation.close()
             await hooks.close()
             await model.close()
             if db is not None:
@@ -151,6 +136,8 @@ def create_app(
         routes=[
             Route("/v1/chat/completions", limit(chat_completions), methods=["POST"]),
             Route("/v1/models", limit(list_models), methods=["GET"]),
+            Route("/v1/moderations", limit(moderations.create_moderation), methods=["POST"]),
+            Route("/metrics", metrics.metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/v1/documents", documents.upload, methods=["POST"]),
             Route("/v1/documents", documents.listing, methods=["GET"]),

@@ -18,6 +18,8 @@ def create(settings: Settings | None = None) -> Starlette:
     """The functions app for ``settings`` (the environment when none is given)."""
     settings = settings or Settings.from_env()
     db = Database(make_pool(settings)) if settings.database_url else None
+    if db is not None:
+        db.keys.require()  # bodies are never stored in clear: no key, no start
     return create_app(settings, verifier=client_verifier(settings),
                       model=ModelClient(settings), db=db)
 

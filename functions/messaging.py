@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 ANSWER_JOB = "answer"  # the job kind a webhook queues and the worker answers
+FORGET_JOB = "forget"  # a person asked the bot to forget them (Slack: posted by the worker)
+FORGOT_YOU = "Done: I deleted everything I had stored about you."
+FORGOT_YOU_ES = "Hecho: he borrado todo lo que tenía guardado sobre ti."
+
+
+def forgot_you(asked: str) -> str:
+    """The one-line confirmation, in Spanish when they asked in Spanish ("olvídame")."""
+    return FORGOT_YOU_ES if "olv" in asked.lower() else FORGOT_YOU
 
 
 @dataclass(frozen=True)

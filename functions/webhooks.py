@@ -20,6 +20,7 @@ from shared.db import Database
 from shared.errors import BadRequest, ConfigError
 from shared.http import json_error, read_body
 from shared.openai_schema import parse_json_object
+from shared.privacy import Person, forget_everything
 from shared.queue import JobQueue
 from shared.settings import Settings
 
@@ -39,6 +40,7 @@ class Webhooks:
     settings: Settings
     queue: JobQueue | None
     conversations: Conversations | None
+    db: Database | None = None
     slack_verifier: Verifier | None = None
     discord_verifier: Verifier | None = None
     telegram_bot_id: int | None = None
@@ -53,15 +55,24 @@ class Webhooks:
             self.http = http_client(self.settings)
         return self.http
 
-    async def accept(self, inbound: Inbound) -> bool:
+    async def accept(self, inbound: Inbound, kind: str = ANSWER_JOB) -> bool:
         """Queue the answer to ``inbound`` unless its delivery was accepted before."""
         assert self.queue is not None
-        accepted = await self.queue.enqueue(ANSWER_JOB, inbound.to_json(),
+        accepted = await self.queue.enqueue(kind, inbound.to_json(),
                                             dedup=(inbound.platform, inbound.delivery_id))
         if not accepted:
             log.info("%s delivery %s came again; already accepted", inbound.platform,
                      inbound.delivery_id)
         return accepted
+
+    async def forget_person(self, platform: str, user: str) -> dict[str, int]:
+        """Everything stored about this person goes (their own ``/forget``)."""
+        assert self.db is not None
+        removed = await forget_everything(self.db, self.settings.rate_limit_storage,
+                                          Person(platform, user))
+        log.info("%s user forgot on request: %s", platform,
+                 ", ".join(f"{n} {t}" for t, n in removed.items() if n) or "nothing stored")
+        return removed
 
     def off(self, platform: str, needs: str) -> Response:
         """404 for a platform whose secrets are not set, with one clear log line."""
@@ -78,7 +89,7 @@ class Webhooks:
 
 def build(settings: Settings, db: Database | None, queue: JobQueue | None) -> Webhooks:
     """The webhooks' shared parts, with each enabled platform's verifier ready."""
-    hooks = Webhooks(settings=settings, queue=queue,
+    hooks = Webhooks(settings=settings, queue=queue, db=db,
                      conversations=Conversations(db) if db is not None else None)
     if settings.slack_enabled:
         from functions.slack.verify import SignatureVerifier as SlackVerifier

@@ -3,16 +3,22 @@
 Operators read it to audit usage; ``CHARLA_AUDIT_RETENTION_DAYS`` bounds how long it is kept
 (0 keeps usage figures but no message bodies). Purging deletes in small batches so it never
 holds long locks on a live table.
+
+The bodies (the request's messages and the answer) are sealed together with the database's
+data keys (shared/crypto.py), bound to the client that asked; rows stored before sealing
+existed keep them in clear until ``charla keys rotate`` seals them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-
-from psycopg.types.json import Jsonb
+from typing import Any, cast
 
 from shared.chat import Message
+from shared.crypto import KeyRing, sealed_key_id
 from shared.db import Database
 
 log = logging.getLogger(__name__)
@@ -36,45 +42,40 @@ class Exchange:
     error: str | None = None
 
 
+def body_aad(client: str) -> bytes:
+    """What an exchange's sealed bodies are bound to: the client that asked."""
+    return b"api_exchanges\0" + client.encode()
+
+
+def seal_bodies(keys: KeyRing, client: str, messages: list[Message] | None,
+                answer: str | None) -> bytes:
+    return keys.seal(json.dumps({"messages": messages, "answer": answer}, ensure_ascii=False),
+                     body_aad(client))
+
+
+def open_bodies(keys: KeyRing, row: Mapping[str, Any]) -> tuple[list[Message] | None, str | None]:
+    """The messages and answer of a stored exchange (``client``, ``body_sealed``,
+    ``request_messages``, ``answer`` columns): opened, or as stored in clear."""
+    sealed = row["body_sealed"]
+    if sealed is None:
+        return row["request_messages"], row["answer"]
+    body = json.loads(keys.open(bytes(sealed), body_aad(str(row["client"]))))
+    return cast(list[Message] | None, body["messages"]), cast(str | None, body["answer"])
+
+
 async def record_exchange(db: Database, exchange: Exchange, *, keep_bodies: bool) -> None:
-    """Store one exchange; bodies only when retention allows them."""
+    """Store one exchange; bodies (sealed) only when retention allows them."""
+    sealed = seal_bodies(db.keys, exchange.client, exchange.messages,
+                         exchange.answer) if keep_bodies else None
     async with db.connection() as conn:
         await conn.execute(
-            "INSERT INTO api_exchanges (client, model, stream, request_messages, answer,"
+            "INSERT INTO api_exchanges (client, model, stream, body_sealed, key_id,"
             " finish_reason, prompt_tokens, completion_tokens, first_token_ms, latency_ms,"
             " status, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 exchange.client, exchange.model, exchange.stream,
-                Jsonb(exchange.messages) if keep_bodies else None,
-                exchange.answer if keep_bodies else None,
+                sealed, sealed_key_id(sealed) if sealed is not None else None,
                 exchange.finish_reason, exchange.prompt_tokens, exchange.completion_tokens,
                 exchange.first_token_ms, exchange.latency_ms, exchange.status, exchange.error,
             ),
         )
-
-
-async def purge_exchanges(db: Database, *, retention_days: int, batch: int = 1000) -> int:
-    """Delete exchanges older than the retention, ``batch`` rows per statement; return the count.
-
-    With a retention of 0 the rows stay (usage is still audited) and only bodies are cleared.
-    """
-    total = 0
-    while True:
-        async with db.connection() as conn:
-            if retention_days > 0:
-                cur = await conn.execute(
-                    "DELETE FROM api_exchanges WHERE id IN (SELECT id FROM api_exchanges"
-                    " WHERE created_at < now() - make_interval(days => %s)"
-                    " ORDER BY id LIMIT %s)",
-                    (retention_days, batch),
-                )
-            else:
-                cur = await conn.execute(
-                    "UPDATE api_exchanges SET request_messages = NULL, answer = NULL"
-                    " WHERE id IN (SELECT id FROM api_exchanges WHERE request_messages IS NOT"
-                    " NULL OR answer IS NOT NULL ORDER BY id LIMIT %s)",
-                    (batch,),
-                )
-        total += cur.rowcount
-        if cur.rowcount < batch:
-            return total

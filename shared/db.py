@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from shared.crypto import KeyRing
 from shared.errors import ConfigError, StorageError
 from shared.settings import Settings
 
@@ -35,11 +37,20 @@ async def _configure(conn: psycopg.AsyncConnection[object]) -> None:
     await conn.set_autocommit(True)
 
 
+class Pool(AsyncConnectionPool):
+    """A pool that carries the data keys read from the same settings, so that
+    ``Database(make_pool(settings))`` seals message bodies with them."""
+
+    def __init__(self, *args: Any, keys: KeyRing, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keys = keys
+
+
 def make_pool(settings: Settings, *, open_now: bool = False) -> AsyncConnectionPool:
     """A pool for ``DATABASE_URL``; it opens lazily on first use unless ``open_now``."""
     if settings.database_url is None:
         raise ConfigError("DATABASE_URL is not set (charla up sets it for the embedded server)")
-    return AsyncConnectionPool(
+    return Pool(
         settings.database_url.reveal(),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
@@ -50,14 +61,21 @@ def make_pool(settings: Settings, *, open_now: bool = False) -> AsyncConnectionP
         reconnect_timeout=60.0,
         open=False,
         name="charla",
+        keys=KeyRing.from_settings(settings),
     )
 
 
 class Database:
-    """A lazily opened pool: Lambda containers and ASGI apps call :meth:`connection` freely."""
+    """A lazily opened pool: Lambda containers and ASGI apps call :meth:`connection` freely.
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    ``keys`` seal and open the message bodies stored through it (the pool's, by default).
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, keys: KeyRing | None = None) -> None:
         self.pool = pool
+        if keys is None:
+            keys = pool.keys if isinstance(pool, Pool) else KeyRing()
+        self.keys = keys
         self._opened = False
 
     async def open(self) -> None:

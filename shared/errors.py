@@ -25,3 +25,11 @@ class BadRequest(CharlaError):
 
 class PromptTooLong(BadRequest):
     """The messages cannot fit the model's context window even after trimming old turns."""
+
+
+class SealError(CharlaError):
+    """A sealed message body does not open: altered, moved from another row, or a wrong key."""
+
+
+class UnknownKey(SealError):
+    """A sealed message body names a data key this process does not have."""

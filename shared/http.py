@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from starlette.authentication import (
     AuthCredentials,
@@ -17,7 +18,9 @@ from starlette.responses import JSONResponse
 
 from shared.errors import BadRequest, InvalidToken
 from shared.openai_schema import error_body
-from shared.tokens import Claims, TokenVerifier
+
+if TYPE_CHECKING:  # PyJWT stays out of the webhook functions, which only need json_error
+    from shared.tokens import Claims, TokenVerifier
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,18 @@ delivery id seen before enqueues nothing); the worker takes jobs with :meth:`Job
 and ends each one with :meth:`complete`, :meth:`retry` (with a delay) or :meth:`fail` (the job
 stays visible as failed, with its error, until an operator retries or purges it). On AWS the
 same interface is served by SQS (a later step).
+
+A payload's :data:`SEALED_FIELDS` (what people wrote, and where the answer goes) must not rest
+in clear: :class:`PgQueue` stores the whole payload sealed with the database's data keys
+(shared/crypto.py) and keeps only the other fields readable, for operators and their queries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,11 +25,37 @@ from typing import Any, Protocol, cast
 import psycopg
 from psycopg.types.json import Jsonb
 
+from shared.crypto import KeyRing, sealed_key_id
 from shared.db import Database
+from shared.errors import SealError
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "charla_jobs"
+# Payload fields stored only sealed: a message's text, and its reply address (Discord's holds
+# the interaction token).
+SEALED_FIELDS = ("text", "reply_to")
+
+
+def job_aad(kind: str) -> bytes:
+    return b"jobs\0" + kind.encode()
+
+
+def seal_payload(keys: KeyRing, kind: str, payload: dict[str, Any]
+                 ) -> tuple[dict[str, Any], bytes | None]:
+    """The payload's readable part, and the whole payload sealed (None when nothing in it
+    needs sealing)."""
+    if not any(name in payload for name in SEALED_FIELDS):
+        return payload, None
+    readable = {k: v for k, v in payload.items() if k not in SEALED_FIELDS}
+    return readable, keys.seal(json.dumps(payload, ensure_ascii=False), job_aad(kind))
+
+
+def open_payload(keys: KeyRing, row: dict[str, Any]) -> dict[str, Any]:
+    """A stored job's whole payload (``kind``, ``payload``, ``sealed`` columns)."""
+    if row["sealed"] is None:
+        return cast(dict[str, Any], row["payload"])
+    return cast(dict[str, Any], json.loads(keys.open(bytes(row["sealed"]), job_aad(row["kind"]))))
 
 
 @dataclass(frozen=True)
@@ -131,27 +163,36 @@ class PgQueue:
     async def enqueue(self, kind: str, payload: dict[str, Any], *,
                       dedup: tuple[str, str] | None = None) -> bool:
         if dedup is None:
+            readable, sealed = seal_payload(self._db.keys, kind, payload)
             async with self._db.connection() as conn:
-                await conn.execute("INSERT INTO jobs (kind, payload) VALUES (%s, %s)",
-                                   (kind, Jsonb(payload)))
+                await conn.execute(
+                    "INSERT INTO jobs (kind, payload, sealed, key_id) VALUES (%s, %s, %s, %s)",
+                    (kind, Jsonb(readable), sealed, sealed_key_id(sealed) if sealed else None))
             return True
         return await self._batch.submit(_Delivery(dedup[0], dedup[1], kind, payload))
 
     async def _accept(self, batch: list[_Delivery]) -> set[tuple[str, str]]:
         """Record deliveries and queue their jobs in one statement; return the keys that were
         new. A delivery seen before (or twice in ``batch``) queues nothing more."""
-        document = [{"platform": d.platform, "delivery_id": d.delivery_id, "kind": d.kind,
-                     "payload": d.payload} for d in batch]
+        document = []
+        for d in batch:
+            # Sealed just before the write: a key rotated meanwhile is already in use.
+            readable, sealed = seal_payload(self._db.keys, d.kind, d.payload)
+            document.append({"platform": d.platform, "delivery_id": d.delivery_id,
+                             "kind": d.kind, "payload": readable,
+                             "sealed": base64.b64encode(sealed).decode() if sealed else None,
+                             "key_id": sealed_key_id(sealed) if sealed else None})
         async with self._db.connection() as conn:
             # The batch travels as one JSON document: one C-speed dump here, one parse there.
             cur = await conn.execute(
                 "WITH input AS (SELECT DISTINCT ON (platform, delivery_id) * FROM"
                 " jsonb_to_recordset(%s) AS t(platform text, delivery_id text, kind text,"
-                " payload jsonb)),"
+                " payload jsonb, sealed text, key_id text)),"
                 " accepted AS (INSERT INTO inbound_deliveries (platform, delivery_id)"
                 " SELECT platform, delivery_id FROM input ON CONFLICT DO NOTHING"
                 " RETURNING platform, delivery_id),"
-                " queued AS (INSERT INTO jobs (kind, payload) SELECT i.kind, i.payload"
+                " queued AS (INSERT INTO jobs (kind, payload, sealed, key_id)"
+                " SELECT i.kind, i.payload, decode(i.sealed, 'base64'), i.key_id"
                 " FROM input i JOIN accepted a USING (platform, delivery_id))"
                 " SELECT platform, delivery_id FROM accepted",
                 (Jsonb(document),),
@@ -167,12 +208,24 @@ class PgQueue:
                 " WHERE id IN (SELECT id FROM jobs WHERE run_at <= now() AND"
                 " (state = 'queued' OR (state = 'running' AND locked_until < now()))"
                 " ORDER BY run_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, kind, payload, attempts",
+                " RETURNING id, kind, payload, sealed, attempts",
                 (self._lease_s, limit),
             )
             rows = await cur.fetchall()
-        return [Job(str(r["id"]), str(r["kind"]), cast(dict[str, Any], r["payload"]),
-                    cast(int, r["attempts"])) for r in rows]
+        jobs = []
+        for r in rows:
+            try:
+                payload = open_payload(self._db.keys, r)
+            except SealError as exc:
+                # No attempt can open it: the job fails now, visible to operators.
+                log.error("job %s: payload does not open: %s", r["id"], exc)
+                await self._finish(Job(str(r["id"]), str(r["kind"]), {}, 0),
+                                   "UPDATE jobs SET state = 'failed', locked_until = NULL,"
+                                   " last_error = %s, finished_at = now() WHERE id = %s",
+                                   (str(exc)[:1000],))
+                continue
+            jobs.append(Job(str(r["id"]), str(r["kind"]), payload, cast(int, r["attempts"])))
+        return jobs
 
     async def _finish(self, job: Job, sql: str, params: tuple[Any, ...]) -> None:
         async with self._db.connection() as conn:
@@ -232,26 +285,6 @@ class PgQueue:
                 " finished_at = NULL WHERE id = %s AND state = 'failed'", (job_id,))
             return cur.rowcount == 1
 
-    async def purge(self, *, older_than_days: int, batch: int = 1000) -> int:
-        """Delete finished jobs and remembered deliveries older than the given age."""
-        total = 0
-        for sql in (
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done',"
-            " 'failed') AND finished_at < now() - make_interval(days => %s) LIMIT %s)",
-            "DELETE FROM inbound_deliveries WHERE (platform, delivery_id) IN (SELECT"
-            " platform, delivery_id FROM inbound_deliveries WHERE received_at < now() -"
-            " make_interval(days => %s) LIMIT %s)",
-            "DELETE FROM outbound_messages WHERE (delivery, part) IN (SELECT delivery, part"
-            " FROM outbound_messages WHERE updated_at < now() - make_interval(days => %s)"
-            " LIMIT %s)",
-        ):
-            while True:
-                async with self._db.connection() as conn:
-                    cur = await conn.execute(sql, (older_than_days, batch))
-                total += cur.rowcount
-                if cur.rowcount < batch:
-                    break
-        return total
 
 
 

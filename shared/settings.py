@@ -118,6 +118,9 @@ class Settings:
     db_pool_min: int = 1
     db_pool_max: int = 10
     db_timeout_s: float = 5.0
+    # Keys that seal message bodies at rest (shared/crypto.py): one of the two, or neither.
+    data_keys: Secret | None = None
+    data_key_file: Path | None = None
 
     # Functions app (webhooks and the OpenAI-compatible API).
     host: str = "127.0.0.1"
@@ -188,11 +191,25 @@ class Settings:
     job_lease_s: float = 300.0
     edit_interval_s: float = 1.0
     job_retention_days: int = 7
+    # Days the bots keep conversation turns; 0 keeps no history at all (shared/retention.py).
+    conversation_retention_days: int = 90
 
     # The knowledge base.
     kb_passages: int = 4
     kb_max_distance: float = 0.185
     kb_max_upload_bytes: int = 20_000_000
+
+    # Where webhooks queue jobs: Postgres (local, or a worker of your own), or SQS (AWS Lambda).
+    queue: str = "postgres"
+    sqs_queue_url: str | None = None
+
+    # Moderation (shared/moderation.py, functions/moderation.py): the policy file (None: the
+    # bundled example; "off": none), and an optional guard model on the model server.
+    moderation_policy: str | None = None
+    moderation_classifier: str | None = None
+    moderation_classifier_url: str | None = None
+    moderation_classifier_timeout_s: float = 5.0
+    moderation_on_error: str = "closed"
 
     log_level: str = "INFO"
 
@@ -220,12 +237,15 @@ class Settings:
         home = Path(r.text("CHARLA_HOME", ".charla") or ".charla").expanduser()
         model_path = r.text("CHARLA_MODEL_PATH")
         llama_bin = r.text("CHARLA_LLAMA_SERVER_BIN")
+        key_file = r.text("CHARLA_DATA_KEY_FILE")
         return cls(
             home=home,
             database_url=r.secret("DATABASE_URL"),
             db_pool_min=r.whole("CHARLA_DB_POOL_MIN", 1, minimum=0),
             db_pool_max=r.whole("CHARLA_DB_POOL_MAX", 10, minimum=1),
             db_timeout_s=r.number("CHARLA_DB_TIMEOUT", 5.0),
+            data_keys=r.secret("CHARLA_DATA_KEYS"),
+            data_key_file=Path(key_file).expanduser() if key_file else None,
             host=r.text("CHARLA_HOST", "127.0.0.1") or "127.0.0.1",
             port=r.whole("PORT", 8000, minimum=1),
             max_body_bytes=r.whole("CHARLA_MAX_BODY_BYTES", 1_048_576, minimum=1024),
@@ -289,8 +309,18 @@ class Settings:
             job_lease_s=r.number("CHARLA_JOB_LEASE", 300.0),
             edit_interval_s=r.number("CHARLA_EDIT_INTERVAL", 1.0),
             job_retention_days=r.whole("CHARLA_JOB_RETENTION_DAYS", 7, minimum=1),
+            conversation_retention_days=r.whole("CHARLA_CONVERSATION_RETENTION_DAYS", 90),
             kb_passages=r.whole("CHARLA_KB_PASSAGES", 4, minimum=1),
             kb_max_distance=r.number("CHARLA_KB_MAX_DISTANCE", 0.185),
             kb_max_upload_bytes=r.whole("CHARLA_KB_MAX_UPLOAD_BYTES", 20_000_000, minimum=1024),
+            queue=r.choice("CHARLA_QUEUE", "postgres", ("postgres", "sqs")),
+            sqs_queue_url=r.text("CHARLA_SQS_QUEUE_URL"),
+            moderation_policy=r.text("CHARLA_MODERATION_POLICY"),
+            moderation_classifier=r.text("CHARLA_MODERATION_CLASSIFIER"),
+            moderation_classifier_url=(
+                (r.text("CHARLA_MODERATION_CLASSIFIER_URL") or "").rstrip("/") or None),
+            moderation_classifier_timeout_s=r.number("CHARLA_MODERATION_CLASSIFIER_TIMEOUT", 5.0),
+            moderation_on_error=r.choice("CHARLA_MODERATION_ON_ERROR", "closed",
+                                         ("closed", "open")),
             log_level=(r.text("CHARLA_LOG_LEVEL", "INFO") or "INFO").upper(),
         )

@@ -7,6 +7,7 @@ uvicorn on loopback ports, so tests reach them over real HTTP like any client wo
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import threading
 import time
@@ -38,6 +39,8 @@ from shared.tokens import TokenSigner, generate_ed25519_pair
 
 REDIS_URL = "redis://127.0.0.1:6379/3"
 API_SECRET = "test-secret-" + "x" * 40
+# The data key every test stack seals message bodies with (CHARLA_DATA_KEYS: id:base64).
+DATA_KEYS = "test1:" + base64.b64encode(bytes(range(32))).decode()
 
 
 def free_port() -> int:
@@ -193,6 +196,7 @@ def api_env(keys: tuple[str, str], model_server_url: str, pg: str, redis: str,
             **extra: str) -> dict[str, str]:
     env = {
         "DATABASE_URL": pg,
+        "CHARLA_DATA_KEYS": DATA_KEYS,
         "MODEL_SERVER_URL": model_server_url,
         "CHARLA_SERVICE_PRIVATE_KEY": keys[0],
         "CHARLA_API_JWT_SECRET": API_SECRET,

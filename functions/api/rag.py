@@ -15,6 +15,7 @@ cited passage to a caller who may read its collection.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,10 +27,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from functions.knowledge import dont_know
 from shared.chat import Message, reference_message
-from shared.errors import BadRequest, CharlaError
+from shared.errors import BadRequest, CharlaError, StorageError
 from shared.http import json_error, subject_of
 from shared.knowledge.search import Passage
 from shared.openai_schema import ChatRequest
+
+log = logging.getLogger(__name__)
 
 PASSAGE_ROUTE = "/v1/passages/{}"
 
@@ -80,7 +83,16 @@ async def ground(request: Request, chat: ChatRequest) -> Grounding | None:
     if kb is None or chat.collections == [] or question is None:
         return None
     principal = f"api:{subject_of(request)}"
-    readable = await kb.store.readable([principal])
+    try:
+        readable = await kb.store.readable([principal])
+    except StorageError:
+        if chat.collections:
+            raise  # asked for documents by name: a 503 says more than an answer without them
+        # The database is down (a restart): the model still answers, without documents, and
+        # says so in a header, as the audit log is skipped while it is away.
+        log.warning("knowledge base unavailable; answering without documents")
+        request.state.knowledge = "unavailable"
+        return None
     if chat.collections is not None:
         names = {c.name for c in readable}
         refused = sorted(set(chat.collections) - names)

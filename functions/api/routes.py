@@ -9,17 +9,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from functions.api.moderations import (
+    CONTENT_FILTER,
+    content_filter_events,
+    input_refused,
+    stream_id,
+)
 from functions.api.overflow import overflow_scale
 from functions.api.rag import citations_event, dont_know_answer, ground
 from functions.knowledge import Knowledge
 from functions.model_client import ModelClient, ModelServerError
+from functions.moderation import WITHHELD, Moderation, Trip, refusal
 from functions.sse import StreamRecorder
 from shared.audit import Exchange, record_exchange
 from shared.chat import Budget, Message, fit_messages, prompt_tokens
@@ -41,6 +48,10 @@ class ApiContext:
     model: ModelClient
     knowledge: Knowledge | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    moderation: Moderation = field(init=False)  # from the settings; the policy is read once
+
+    def __post_init__(self) -> None:
+        self.moderation = Moderation(self.settings, self.model, self.db)
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` after the response, keeping a reference until it is done."""
@@ -97,6 +108,11 @@ async def _first_answer(
     raise AssertionError("unreachable")
 
 
+def _content(result: dict[str, Any]) -> str:
+    choice = (result.get("choices") or [{}])[0]
+    return str((choice.get("message") or {}).get("content") or "")
+
+
 async def chat_completions(request: Request) -> Response:
     ctx = _ctx(request)
     settings = ctx.settings
@@ -113,7 +129,19 @@ async def chat_completions(request: Request) -> Response:
     started = time.perf_counter()
     asked = list(chat.messages)
     references: Message | None = None
+    principal = f"api:{client}"
+    question = "\n".join(str(m["content"]) for m in chat.messages if m["role"] == "user")
     try:
+        scopes = await ctx.moderation.scopes([principal], chat.collections)
+        trip = await ctx.moderation.check_input(question, scopes, sub=principal)
+        if trip is not None:
+            exchange.messages = [{"role": "user", "content": WITHHELD}]
+            exchange.status, exchange.error = 400, CONTENT_FILTER
+            exchange.latency_ms = _ms(started)
+            await ctx.record(exchange)
+            await ctx.moderation.record(trip, platform="api", principal=principal,
+                                        subject=principal)
+            return input_refused(trip)
         grounding = await ground(request, chat)
         if grounding is not None and not grounding.passages:
             exchange.answer, exchange.latency_ms = grounding.dont_know, _ms(started)
@@ -121,8 +149,11 @@ async def chat_completions(request: Request) -> Response:
             return dont_know_answer(grounding, chat, model)
         if grounding is not None:
             asked, references = grounding.with_references(asked)
-        result, events, first = await _first_answer(ctx, chat, asked, budget, model,
-                                                     f"api:{client}")
+        result, events, first = await _first_answer(ctx, chat, asked, budget, model, principal)
+        withheld = None
+        if result is not None:
+            withheld = await ctx.moderation.check_output(question, _content(result), scopes,
+                                                         sub=principal)
     except ModelServerError as exc:
         exchange.status, exchange.error, exchange.latency_ms = exc.status, exc.message, _ms(started)
         await ctx.record(exchange)
@@ -133,7 +164,14 @@ async def chat_completions(request: Request) -> Response:
     if result is not None:
         choice = (result.get("choices") or [{}])[0]
         usage = result.get("usage") or {}
+        if withheld is not None:
+            choice["message"] = {"role": "assistant", "content": refusal(question)}
+            choice["finish_reason"], citations = CONTENT_FILTER, None
+            await ctx.moderation.record(withheld, platform="api", principal=principal,
+                                        subject=principal)
         exchange.answer = (choice.get("message") or {}).get("content")
+        if withheld is not None:
+            exchange.answer = WITHHELD
         exchange.finish_reason = choice.get("finish_reason")
         exchange.prompt_tokens = usage.get("prompt_tokens")
         exchange.completion_tokens = usage.get("completion_tokens")
@@ -141,25 +179,46 @@ async def chat_completions(request: Request) -> Response:
         await ctx.record(exchange)
         if citations is not None:
             result["citations"] = citations
-        return JSONResponse(result)
+        return JSONResponse(result, headers=_knowledge_header(request))
     assert events is not None
     exchange.first_token_ms = _ms(started)
     recorder = StreamRecorder(forward_usage=chat.include_usage)
     if citations is not None:
         recorder.before_done = citations_event(None, model, citations)
+    check = ctx.moderation.stream_check(scopes)
+    cut_by: list[Trip] = []
+
+    async def upstream() -> AsyncIterator[bytes | None]:
+        yield first
+        async for chunk in events:
+            yield chunk
+        yield None  # the end: what is left in the recorder's buffer
 
     async def relay() -> AsyncIterator[bytes]:
+        # Events wait until the text they carry has been checked: the word being written
+        # could still turn into a blocked one (or out of one), so it goes with the next event.
+        held: list[tuple[bytes, int]] = []  # (events, length of the answer once they are in)
+        sent = 0  # characters of the answer the client has
         try:
-            out = recorder.feed(first)
-            if out:
-                yield out
-            async for chunk in events:
-                out = recorder.feed(chunk)
+            async for chunk in upstream():
+                out = recorder.feed(chunk) if chunk is not None else recorder.flush()
+                if check is None:
+                    if out:
+                        yield out
+                    continue
+                verdict = check.feed(recorder.answer, whole=chunk is None)
+                if verdict.flagged:
+                    cut_by.append(Trip("output", "policy", verdict.categories))
+                    yield content_filter_events(stream_id(first), model,
+                                                None if sent else refusal(question))
+                    if isinstance(events, AsyncGenerator):
+                        await events.aclose()  # the engine stops writing what nobody will see
+                    return
                 if out:
+                    held.append((out, len(recorder.answer)))
+                while held and held[0][1] <= check.checked:
+                    out, sent = held.pop(0)
                     yield out
-            out = recorder.flush()
-            if out:
-                yield out
         except ModelServerError as exc:
             recorder.error = exc.message
             yield b'data: {"error":{"message":"the model server stopped answering",' \
@@ -171,10 +230,21 @@ async def chat_completions(request: Request) -> Response:
             exchange.completion_tokens = recorder.completion_tokens
             exchange.error = recorder.error
             exchange.latency_ms = _ms(started)
+            if cut_by:
+                exchange.answer, exchange.finish_reason = WITHHELD, CONTENT_FILTER
+                ctx.later(ctx.moderation.record(cut_by[0], platform="api",
+                                                principal=principal, subject=principal))
             ctx.later(ctx.record(exchange))
 
     return StreamingResponse(relay(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                                      **_knowledge_header(request)})
+
+
+def _knowledge_header(request: Request) -> dict[str, str]:
+    """Says when the answer could not look at the knowledge base (the database was away)."""
+    state = getattr(request.state, "knowledge", None)
+    return {"X-Charla-Knowledge": state} if state else {}
 
 
 async def list_models(request: Request) -> Response:

@@ -15,7 +15,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from functions.discord.payload import Ask, Ignored, Ping, classify
+from functions.discord.payload import Ask, Forget, Ignored, Ping, classify
+from functions.messaging import FORGOT_YOU
 from functions.webhooks import ok, parse_body, raw_body, unauthorized, webhooks
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ DEFERRED_CHANNEL_MESSAGE = 5
 EPHEMERAL = 1 << 6
 
 FORGOTTEN = "Done: I forgot our conversation in this channel."
-UNKNOWN = "I don't know that command. Try /ask or /reset."
+UNKNOWN = "I don't know that command. Try /ask, /reset or /forget."
 
 
 def _private(text: str) -> dict[str, Any]:
@@ -53,6 +54,9 @@ async def discord_interactions(request: Request) -> Response:
     if isinstance(event, Ask):
         await hooks.accept(event.inbound)
         return ok({"type": DEFERRED_CHANNEL_MESSAGE})
+    if isinstance(event, Forget):
+        await hooks.forget_person("discord", event.user)
+        return ok(_private(FORGOT_YOU))
     assert hooks.conversations is not None
     await hooks.conversations.forget("discord", event.conversation)
     return ok(_private(FORGOTTEN))

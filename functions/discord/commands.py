@@ -52,4 +52,10 @@ COMMANDS: list[dict[str, Any]] = [
         "description": "Start a fresh conversation: Charla forgets what was said here",
         **_where(),
     },
+    {
+        "name": "forget",
+        "type": CHAT_INPUT,
+        "description": "Delete everything Charla has stored about you, everywhere",
+        **_where(),
+    },
 ]

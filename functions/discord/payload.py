@@ -53,13 +53,21 @@ class Reset:
 
 
 @dataclass(frozen=True)
+class Forget:
+    """``/forget``: delete everything stored about this person, everywhere."""
+
+    user: str
+    delivery_id: str
+
+
+@dataclass(frozen=True)
 class Ignored:
     """Nothing to do; ``reason`` is safe to log (it quotes nothing from the payload)."""
 
     reason: str
 
 
-Classified = Ping | Ask | Reset | Ignored
+Classified = Ping | Ask | Reset | Forget | Ignored
 
 
 def _snowflake(value: Any) -> str | None:
@@ -150,6 +158,8 @@ def classify(interaction: dict[str, Any]) -> Classified:
     name = data.get("name")
     if name == "reset":
         return Reset(conversation=conversation, user=user_id, delivery_id=delivery_id)
+    if name == "forget":
+        return Forget(user=user_id, delivery_id=delivery_id)
     if name != "ask":
         return Ignored("unknown command")
 

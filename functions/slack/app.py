@@ -12,7 +12,8 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from functions.slack.payload import Ignored, UrlVerification, classify
+from functions.messaging import FORGET_JOB
+from functions.slack.payload import Ignored, UrlVerification, classify, forget_request
 from functions.webhooks import ok, parse_body, raw_body, unauthorized, webhooks
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ async def slack_events(request: Request) -> Response:
         log.debug("slack event ignored: %s", event.reason)
         return ok()
     inbound = event.inbound
+    if event.direct and forget_request(inbound.text):
+        await hooks.accept(inbound, FORGET_JOB)  # the worker forgets, then says so
+        return ok()
     assert hooks.conversations is not None
     if event.needs_existing_conversation and not await hooks.conversations.exists(
             "slack", inbound.conversation):

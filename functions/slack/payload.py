@@ -35,6 +35,17 @@ class Question:
 
     inbound: Inbound
     needs_existing_conversation: bool = False
+    direct: bool = False  # a direct message to the bot
+
+
+# "forget me" in a direct message asks the bot to delete everything it stored about the person.
+_FORGET = re.compile(r"(?i)\s*(?:please\s+)?"
+                     r"(?:forget\s+(?:about\s+)?me|olv[ií]da(?:me|te\s+de\s+m[ií]))"
+                     r"(?:\s+please|,?\s+por\s+favor)?\s*[.!]*\s*")
+
+
+def forget_request(text: str) -> bool:
+    return _FORGET.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,8 @@ def classify(body: dict[str, Any], *, bot_user: str | None = None) -> Classified
     inbound = _inbound(body, ev, bot_user)
     if isinstance(inbound, Ignored):
         return inbound
-    return Question(inbound, needs_existing_conversation=needs_existing)
+    return Question(inbound, needs_existing_conversation=needs_existing,
+                    direct=ev_type == "message" and ev.get("channel_type") == "im")
 
 
 def _inbound(body: dict[str, Any], ev: dict[str, Any], bot_user: str | None) -> Inbound | Ignored:

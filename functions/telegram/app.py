@@ -1,7 +1,7 @@
 """``POST /telegram/webhook``: check the secret header → parse → queue, or answer a command.
 
 Telegram redelivers an update until it gets a 200, so every accepted update is recorded by its
-``update_id`` and answered once. /start, /help and /reset are answered in the webhook's own
+``update_id`` and answered once. /start, /help, /reset and /forget are answered in the webhook's own
 response (the Bot API lets a webhook reply with a method call), with no job and no extra call.
 https://core.telegram.org/bots/api#making-requests-when-getting-updates
 """
@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from functions.messaging import PlatformError
+from functions.messaging import FORGOT_YOU, PlatformError
 from functions.telegram import verify
 from functions.telegram.client import TelegramClient
 from functions.telegram.payload import Command, Ignored, classify
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 HELP = ("Hi! I'm Charla, this team's own assistant: what you write stays on the team's "
         "servers. Ask me anything. In a group, mention me or reply to one of my messages.\n"
-        "/reset forgets our conversation so far.")
+        "/reset forgets our conversation so far; /forget deletes everything I stored about you.")
 FORGOTTEN = "Done: I forgot our conversation. Let's start again."
 
 
@@ -75,6 +75,9 @@ async def telegram_webhook(request: Request) -> Response:
             assert hooks.conversations is not None
             await hooks.conversations.forget("telegram", event.conversation)
             return ok(_say(event, FORGOTTEN))
+        if event.name == "forget":
+            await hooks.forget_person("telegram", event.user)
+            return ok(_say(event, FORGOT_YOU))
         return ok(_say(event, HELP))
     await hooks.accept(event.inbound)
     return ok({})

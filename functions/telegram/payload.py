@@ -13,13 +13,14 @@ from typing import Any
 from functions.messaging import Inbound
 
 PLATFORM = "telegram"
-COMMANDS = frozenset({"start", "help", "reset"})
+COMMANDS = frozenset({"start", "help", "reset", "forget"})
 ASK = "ask"
 
 
 @dataclass(frozen=True)
 class Command:
-    """One of the bot's own commands (``/start``, ``/help``, ``/reset``), without the slash."""
+    """One of the bot's own commands (``/start``, ``/help``, ``/reset``, ``/forget``), without
+    the slash."""
 
     name: str
     chat_id: int

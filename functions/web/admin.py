@@ -1,12 +1,15 @@
 """``/v1/admin/...``: what the admin view shows operators, for tokens with the ``admin`` scope.
 
 ``GET health``, ``GET usage?bucket=hour|day&hours=N``, ``GET jobs/failed``,
-``POST jobs/{id}/retry``, ``GET collections``. Without a token the middleware answers 401;
-a token without the scope gets 403 (``charla token --sub ops --scope admin``).
+``POST jobs/{id}/retry``, ``GET collections``, ``GET`` and ``DELETE users/{platform}/{id}``
+(everything stored about one person: export it, or forget it). Without a token the
+middleware answers 401; a token without the scope gets 403 (``charla token --sub ops --scope
+admin``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -21,6 +24,7 @@ from shared.db import Database
 from shared.errors import BadRequest, CharlaError
 from shared.http import json_error
 from shared.knowledge.store import KnowledgeStore
+from shared.privacy import Counters, Person, export, forget_everything, summary
 from shared.queue import PgQueue
 
 SCOPE = "admin"
@@ -113,7 +117,31 @@ async def _collections(request: Request, ctx: ApiContext, db: Database) -> Respo
     return JSONResponse({"object": "list", "data": data})
 
 
+def _person(request: Request) -> Person:
+    try:
+        return Person(str(request.path_params["platform"]), str(request.path_params["user"]))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def _user_export(request: Request, ctx: ApiContext, db: Database) -> Response:
+    person = _person(request)
+    settings = ctx.settings
+    counters = await asyncio.to_thread(
+        Counters(settings.rate_limit_storage).export, person.sub)
+    return JSONResponse(await export(db, person, counters=counters))
+
+
+async def _user_forget(request: Request, ctx: ApiContext, db: Database) -> Response:
+    person = _person(request)
+    removed = await forget_everything(db, ctx.settings.rate_limit_storage, person)
+    return JSONResponse({"platform": person.platform, "user": person.id, "removed": removed,
+                         "summary": summary(person, removed)})
+
+
 health = admin_only(_health)
+user_export = admin_only(_user_export)
+user_forget = admin_only(_user_forget)
 usage_series = admin_only(_usage)
 failed_jobs = admin_only(_failed_jobs)
 retry_job = admin_only(_retry_job)

@@ -15,6 +15,8 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/admin/jobs/failed", admin.failed_jobs, methods=["GET"]),
     Route("/v1/admin/jobs/{job_id}/retry", admin.retry_job, methods=["POST"]),
     Route("/v1/admin/collections", admin.collections, methods=["GET"]),
+    Route("/v1/admin/users/{platform}/{user}", admin.user_export, methods=["GET"]),
+    Route("/v1/admin/users/{platform}/{user}", admin.user_forget, methods=["DELETE"]),
 ]
 
 # The pages hold no data: whatever they show, they fetch with the signed-in person's token.

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +19,14 @@ import numpy as np
 from functions.knowledge import Knowledge, Lookup, dont_know
 from functions.messaging import Inbound, PlatformError, ReplyChannel
 from functions.model_client import ModelClient, ModelServerError
+from functions.moderation import WITHHELD, Moderation, Trip, refusal
 from functions.sse import StreamRecorder
 from functions.worker.reply import ProgressiveReply
 from shared.chat import Budget, Message, assemble, kept_history
 from shared.conversations import Conversations
 from shared.errors import PromptTooLong, StorageError
 from shared.knowledge.search import Passage
+from shared.moderation import StreamCheck
 from shared.outbox import Outbox
 from shared.settings import Settings
 
@@ -51,6 +53,14 @@ class GiveUp(Exception):
     """Do not run the job again; it is kept as failed with this reason."""
 
 
+class _Withheld(Exception):
+    """The answer being written tripped a moderation check."""
+
+    def __init__(self, trip: Trip) -> None:
+        super().__init__(trip.stage)
+        self.trip = trip
+
+
 @dataclass
 class Answerer:
     settings: Settings
@@ -58,6 +68,11 @@ class Answerer:
     conversations: Conversations
     outbox: Outbox
     knowledge: Knowledge | None = None
+    moderation: Moderation | None = None  # None: built from the settings
+
+    def __post_init__(self) -> None:
+        db = self.knowledge.db if self.knowledge is not None else None
+        self._moderation = self.moderation or Moderation(self.settings, self.model, db)
 
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt ``attempt + 1``: doubling, with jitter, capped at a minute."""
@@ -103,6 +118,11 @@ class Answerer:
         typing = asyncio.create_task(_keep_typing(channel, reply))
         query: tuple[str, np.ndarray] | None = None
         try:
+            scopes = await self._moderation.scopes(inbound.principals)
+            trip = await self._moderation.check_input(inbound.text, scopes, sub=sub)
+            if trip is not None:
+                await self._withhold(inbound, reply, trip, None)
+                return
             found = Lookup([], [])
             if self.knowledge is not None:
                 query = await self.knowledge.query_vector(inbound.text, sub=sub)
@@ -116,7 +136,17 @@ class Answerer:
                 messages = await self._prompt(inbound, found, query)
                 body = {"messages": messages, "max_tokens": settings.bot_max_tokens,
                         "stream": True, "stream_options": {"include_usage": True}}
-                text = await self._stream(body, sub, reply) or NO_ANSWER
+                try:
+                    answer = await self._stream(body, sub, reply,
+                                                self._moderation.stream_check(scopes))
+                    trip = await self._moderation.check_output(inbound.text, answer, scopes,
+                                                              sub=sub)
+                except _Withheld as withheld:
+                    trip = withheld.trip
+                if trip is not None:
+                    await self._withhold(inbound, reply, trip, query)
+                    return
+                text = answer or NO_ANSWER
                 if found.passages:
                     text += "\n\n" + channel.sources(_citations(found.passages))
         finally:
@@ -124,10 +154,15 @@ class Answerer:
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
         await reply.finish(text)
+        await self._store(inbound, inbound.text, text, query[1] if query is not None else None)
+
+    async def _store(self, inbound: Inbound, question: str, answer: str,
+                     embedding: np.ndarray | None) -> None:
+        if self.settings.conversation_retention_days == 0:
+            return  # CHARLA_CONVERSATION_RETENTION_DAYS=0: no history is kept at all
         await self.conversations.add_exchange(
             inbound.platform, inbound.conversation, delivery_id=inbound.delivery_id,
-            author=inbound.user, question=inbound.text, answer=text,
-            embedding=query[1] if query is not None else None)
+            author=inbound.user, question=question, answer=answer, embedding=embedding)
 
     async def _prompt(self, inbound: Inbound, found: Lookup,
                       query: tuple[str, np.ndarray] | None) -> list[Message]:
@@ -153,14 +188,38 @@ class Answerer:
                         new_message=inbound.text, passages=passages, memory=memory,
                         budget=budget)
 
-    async def _stream(self, body: dict[str, object], sub: str, reply: ProgressiveReply) -> str:
+    async def _withhold(self, inbound: Inbound, reply: ProgressiveReply, trip: Trip,
+                        query: tuple[str, np.ndarray] | None) -> None:
+        """The refusal in place of the answer; the turn stored without what was withheld."""
+        refused = refusal(inbound.text)
+        await reply.replace(refused)
+        if trip.stage == "input":
+            await self._store(inbound, WITHHELD, refused, None)
+        else:
+            await self._store(inbound, inbound.text, refused,
+                              query[1] if query is not None else None)
+        principal = inbound.principals[0] if inbound.principals else inbound.platform
+        await self._moderation.record(trip, platform=inbound.platform, principal=principal,
+                                     subject=f"{inbound.platform}:{inbound.user}")
+
+    async def _stream(self, body: dict[str, object], sub: str, reply: ProgressiveReply,
+                      check: StreamCheck | None) -> str:
+        """The answer, shown as it grows; what is shown was checked first."""
         recorder = StreamRecorder(forward_usage=False)
         events: AsyncIterator[bytes] = self.model.stream(body, sub=sub)
         async for chunk in events:
             recorder.feed(chunk)
             if recorder.error:
                 raise ModelServerError(502, recorder.error)
-            await reply.update(recorder.answer)
+            shown = recorder.answer
+            if check is not None:
+                verdict = check.feed(shown)
+                if verdict.flagged:
+                    if isinstance(events, AsyncGenerator):
+                        await events.aclose()  # the engine stops writing what nobody will see
+                    raise _Withheld(Trip("output", "policy", verdict.categories))
+                shown = shown[:check.checked].rstrip()  # what was checked: the last word waits
+            await reply.update(shown)
         recorder.flush()
         if recorder.error:
             raise ModelServerError(502, recorder.error)

@@ -13,16 +13,25 @@ import logging
 import signal
 
 from functions.knowledge import Knowledge
-from functions.messaging import ANSWER_JOB, Inbound
+from functions.messaging import (
+    ANSWER_JOB,
+    FORGET_JOB,
+    Inbound,
+    ReplyChannel,
+    forgot_you,
+)
 from functions.model_client import ModelClient
 from functions.platforms import Platforms, enabled, http_client
 from functions.worker.answer import Answerer, GiveUp
+from functions.worker.reply import ProgressiveReply
 from functions.worker.runner import Handler, Worker
+from shared import retention
 from shared.conversations import Conversations
 from shared.db import Database, make_pool
 from shared.errors import CharlaError
 from shared.logs import configure_logging
 from shared.outbox import Outbox
+from shared.privacy import Person, forget_everything
 from shared.queue import Job, PgQueue
 from shared.settings import Settings
 
@@ -31,15 +40,20 @@ log = logging.getLogger(__name__)
 PURGE_EVERY_S = 600.0
 
 
-def make_handler(answerer: Answerer, platforms: Platforms) -> Handler:
+def make_handler(answerer: Answerer, platforms: Platforms,
+                 db: Database | None = None) -> Handler:
     async def handle(job: Job, last: bool) -> None:
-        if job.kind != ANSWER_JOB:
+        if job.kind not in (ANSWER_JOB, FORGET_JOB) or (job.kind == FORGET_JOB and db is None):
             raise GiveUp(f"unknown job kind {job.kind!r}")
         inbound = Inbound.from_json(job.payload)
         try:
             channel = platforms.channel(inbound)
         except LookupError as exc:
             raise GiveUp(str(exc)) from None
+        if job.kind == FORGET_JOB:
+            assert db is not None
+            await forget_and_confirm(db, answerer, inbound, channel, job.id)
+            return
         await answerer.answer(inbound, channel, attempt=job.attempts, last=last)
 
     return handle
@@ -47,6 +61,7 @@ def make_handler(answerer: Answerer, platforms: Platforms) -> Handler:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     db = Database(make_pool(settings))
+    db.keys.require()  # bodies are never stored in clear: no key, no start
     queue = PgQueue(db, lease_s=settings.job_lease_s)
     model = ModelClient(settings)
     platforms = Platforms(settings, http_client(settings))
@@ -54,12 +69,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                           max_distance=settings.kb_max_distance)
     answerer = Answerer(settings=settings, model=model, conversations=Conversations(db),
                         outbox=Outbox(db), knowledge=knowledge)
-    worker = Worker(queue, make_handler(answerer, platforms),
+    worker = Worker(queue, make_handler(answerer, platforms, db),
                     concurrency=settings.worker_concurrency,
                     max_attempts=settings.job_max_attempts, backoff_s=settings.job_backoff_s)
     on = [name for name, ok in enabled(settings).items() if ok]
     log.info("worker answering for: %s", ", ".join(on) or "no platform (none configured)")
-    purger = asyncio.create_task(_purge_forever(queue, settings))
+    purger = asyncio.create_task(_purge_forever(db, settings))
     try:
         await worker.run(stop)
     finally:
@@ -71,15 +86,33 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await db.close()
 
 
-async def _purge_forever(queue: PgQueue, settings: Settings) -> None:
-    """Forget finished jobs and old deliveries after CHARLA_JOB_RETENTION_DAYS."""
+async def forget_and_confirm(db: Database, answerer: Answerer, inbound: Inbound,
+                             channel: ReplyChannel, job_id: str) -> None:
+    """A person asked to be forgotten (Slack: "forget me" in a direct message): delete it all
+    but this job, say so once (the outbox keeps a rerun from saying it twice), then delete
+    this job too: its payload quotes them."""
+    person = Person(inbound.platform, inbound.user)
+    removed = await forget_everything(db, answerer.settings.rate_limit_storage, person,
+                                      keep_job=job_id)
+    log.info("%s user forgot on request: %s", inbound.platform,
+             ", ".join(f"{n} {t}" for t, n in removed.items() if n) or "nothing stored")
+    reply = ProgressiveReply(channel, answerer.outbox, f"{inbound.platform}:{inbound.delivery_id}",
+                             interval_s=answerer.settings.edit_interval_s)
+    await reply.finish(forgot_you(inbound.text))
+    await forget_everything(db, answerer.settings.rate_limit_storage, person)
+
+
+async def _purge_forever(db: Database, settings: Settings) -> None:
+    """Remove what is past retention (conversations, the audit log, finished jobs) every few
+    minutes, in small batches (shared/retention.py)."""
+    policy = retention.Policy.from_settings(settings)
     while True:
         try:
-            removed = await queue.purge(older_than_days=settings.job_retention_days)
-            if removed:
-                log.info("job retention: removed %d rows", removed)
+            removed = await retention.purge(db, policy)
+            if any(removed.values()):
+                log.info("retention: removed %s", retention.describe(removed))
         except CharlaError as exc:
-            log.warning("job retention: %s; will retry", exc)
+            log.warning("retention: %s; will retry", exc)
         await asyncio.sleep(PURGE_EVERY_S)
 
 

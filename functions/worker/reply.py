@@ -14,12 +14,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from functions.messaging import PlatformError, ReplyChannel
 from functions.worker.split import split_message
 from shared.outbox import Outbox
 
 MORE = " …"
+WITHDRAWN = "—"  # what a withdrawn answer's later parts say where they cannot be deleted
+
+
+@runtime_checkable
+class Deletes(Protocol):
+    """A reply channel that can also delete a message it posted."""
+
+    async def delete(self, ref: str, part: int) -> None: ...
 
 
 class ProgressiveReply:
@@ -60,6 +69,21 @@ class ProgressiveReply:
         """The whole answer: every part shown as it ends."""
         await self._show(self._parts(text, growing=False), final=True)
 
+    async def replace(self, text: str) -> None:
+        """Withdraw the answer shown so far: ``text`` (one short message) takes its place.
+
+        The first message is edited into ``text`` (posted, if nothing was yet); the later
+        parts of a long answer are deleted where the channel can, else edited into a dash.
+        """
+        await self._show([text], final=True)
+        later = sorted((p, ref) for p, ref in self._refs.items() if p > 0 and ref is not None)
+        for part, ref in later:
+            if isinstance(self._channel, Deletes):
+                await self._channel.delete(ref, part)
+                del self._refs[part]
+            else:
+                await self._show_part(part, ref, WITHDRAWN, final=True)
+
     def _parts(self, text: str, *, growing: bool) -> list[str]:
         channel = self._channel
         parts = split_message(text, channel.max_length, channel.length)
@@ -72,16 +96,21 @@ class ProgressiveReply:
             if part not in self._refs and await self._post(part, text):
                 continue
             ref = self._refs[part]
-            if ref is None or self._shown.get(part) == text:
-                continue
-            wait = self._changed_at.get(part, -1e9) + self._interval - self._clock()
-            if wait > 0:
-                if not final:
-                    continue
-                await asyncio.sleep(wait)
-            await self._channel.edit(ref, text, part)
-            self._shown[part] = text
-            self._changed_at[part] = self._clock()
+            if ref is not None:
+                await self._show_part(part, ref, text, final=final)
+
+    async def _show_part(self, part: int, ref: str, text: str, *, final: bool) -> None:
+        """Edit a posted part into ``text``; unless ``final``, only if a second has passed."""
+        if self._shown.get(part) == text:
+            return
+        wait = self._changed_at.get(part, -1e9) + self._interval - self._clock()
+        if wait > 0:
+            if not final:
+                return
+            await asyncio.sleep(wait)
+        await self._channel.edit(ref, text, part)
+        self._shown[part] = text
+        self._changed_at[part] = self._clock()
 
     async def _post(self, part: int, text: str) -> bool:
         """Post ``part`` unless the outbox says it was posted; True if this call posted it."""

@@ -74,6 +74,11 @@ class Worker:
         self._running.pop(task, None)
         self._slot_free.set()
 
+    async def run_one(self, job: Job) -> None:
+        """Run one job handed over from outside and settle it on the queue (on Lambda, SQS
+        delivers the jobs and the worker function runs each record through here)."""
+        await self._run(job)
+
     async def _run(self, job: Job) -> None:
         last = job.attempts >= self._max_attempts
         try:

@@ -12,9 +12,12 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from charla.chat import run_chat
 from functions.api.auth import client_verifier
+from shared.audit import open_bodies
+from shared.crypto import KeyRing
 from shared.settings import Settings
 from tests.conftest import API_SECRET, Api
 
@@ -92,11 +95,13 @@ def _exchanges(api: Api, client: str, count: int) -> list[tuple[list[dict[str, s
     assert api.settings.database_url is not None
     deadline = time.monotonic() + 10
     while True:
-        with psycopg.connect(api.settings.database_url.reveal()) as conn:
-            rows = conn.execute("SELECT request_messages, answer FROM api_exchanges "
-                                "WHERE client = %s ORDER BY id", (client,)).fetchall()
+        with psycopg.connect(api.settings.database_url.reveal(), row_factory=dict_row) as conn:
+            rows = conn.execute("SELECT client, request_messages, answer, body_sealed FROM"
+                                " api_exchanges WHERE client = %s ORDER BY id",
+                                (client,)).fetchall()
         if len(rows) >= count or time.monotonic() > deadline:
-            return rows
+            keys = KeyRing.from_settings(api.settings)
+            return [open_bodies(keys, row) for row in rows]
         time.sleep(0.05)
 
 

@@ -17,6 +17,8 @@ import psycopg
 
 from functions.slack.verify import SignatureVerifier
 from functions.worker.main import serve
+from shared.conversations import turn_text
+from shared.crypto import KeyRing
 from shared.settings import Settings
 from tests.conftest import ServerThread, api_env, make_settings, start_api
 from tests.fakes.discord_api import FakeDiscord
@@ -107,10 +109,14 @@ class Bots:
             return conn.execute(sql, params).fetchall()
 
     def turns(self, platform: str, key: str) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.rows(
-            "SELECT t.role, t.content FROM turns t JOIN conversations c ON c.id ="
-            " t.conversation_id WHERE c.platform = %s AND c.key = %s ORDER BY t.id",
-            platform, key)]
+        """(role, text) of each stored turn, opened with the stack's data keys."""
+        names = ("conversation_id", "role", "delivery_id", "content", "content_sealed")
+        rows = self.rows(
+            "SELECT t.conversation_id, t.role, t.delivery_id, t.content, t.content_sealed"
+            " FROM turns t JOIN conversations c ON c.id = t.conversation_id"
+            " WHERE c.platform = %s AND c.key = %s ORDER BY t.id", platform, key)
+        keys = KeyRing.from_settings(self.settings)
+        return [(r[1], turn_text(keys, dict(zip(names, r, strict=True)))) for r in rows]
 
     def job_state(self, platform: str, delivery_id: str) -> list[tuple[str, int, str | None]]:
         return [(r[0], r[1], r[2]) for r in self.rows(

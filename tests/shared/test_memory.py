@@ -13,7 +13,7 @@ from shared.chat import Budget, assemble, kept_history
 from shared.conversations import Conversations
 from shared.db import Database, make_pool
 from shared.settings import Settings
-from tests.conftest import fresh_database
+from tests.conftest import DATA_KEYS, fresh_database
 
 TOPICS = [
     ("Where do I park my bike in the Madrid office?",
@@ -33,7 +33,8 @@ def memory_url(pg_url: str) -> str:
 
 @pytest.fixture
 async def conversations(memory_url: str) -> AsyncIterator[Conversations]:
-    db = Database(make_pool(Settings.from_env({"DATABASE_URL": memory_url})))
+    db = Database(make_pool(Settings.from_env({"DATABASE_URL": memory_url,
+                                               "CHARLA_DATA_KEYS": DATA_KEYS})))
     yield Conversations(db)
     await db.close()
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from shared import retention
 from shared.db import Database, make_pool
 from shared.queue import PgQueue
 from shared.settings import Settings
@@ -129,7 +130,9 @@ async def test_purge_removes_only_old_finished_work(db: Database) -> None:
                            " WHERE payload ? 'old'")
         await conn.execute("UPDATE inbound_deliveries SET received_at = now() -"
                            " interval '10 days' WHERE delivery_id LIKE 'old-%%'")
-    assert await q.purge(older_than_days=7) == 2
+    done = await retention.purge(db, retention.Policy(conversation_days=90, audit_days=30,
+                                                      job_days=7))
+    assert (done["finished jobs"], done["remembered deliveries"]) == (1, 1)
     async with db.connection() as conn:
         cur = await conn.execute("SELECT payload FROM jobs")
         assert [r["payload"] for r in await cur.fetchall()] == [{"new": True}]

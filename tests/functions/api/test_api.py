@@ -15,7 +15,10 @@ import jwt
 import openai
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from shared.audit import open_bodies
+from shared.crypto import KeyRing
 from tests.conftest import API_SECRET, Api, api_env, free_port, make_settings, start_api
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -26,14 +29,17 @@ def openai_client(api: Api, sub: str | None = None) -> openai.AsyncOpenAI:
 
 
 def audit_rows(api: Api, client: str) -> list[dict[str, object]]:
+    """The audit rows of ``client``, bodies opened with the stack's data keys."""
     assert api.settings.database_url is not None
-    with psycopg.connect(api.settings.database_url.reveal()) as conn:
-        cur = conn.execute(
-            "SELECT client, model, stream, request_messages, answer, finish_reason, "
-            "prompt_tokens, completion_tokens, status, error, first_token_ms, latency_ms "
-            "FROM api_exchanges WHERE client = %s ORDER BY id", (client,))
-        names = [d.name for d in cur.description or []]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    keys = KeyRing.from_settings(api.settings)
+    with psycopg.connect(api.settings.database_url.reveal(), row_factory=dict_row) as conn:
+        rows = conn.execute(
+            "SELECT client, model, stream, request_messages, answer, body_sealed, "
+            "finish_reason, prompt_tokens, completion_tokens, status, error, first_token_ms, "
+            "latency_ms FROM api_exchanges WHERE client = %s ORDER BY id", (client,)).fetchall()
+    for row in rows:
+        row["request_messages"], row["answer"] = open_bodies(keys, row)
+    return rows
 
 
 async def wait_for_rows(api: Api, client: str, count: int) -> list[dict[str, object]]:

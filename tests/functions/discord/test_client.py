@@ -131,7 +131,7 @@ async def test_length_counts_utf16_units_and_2000_fit(fake: FakeDiscord,
 async def test_register_commands(fake: FakeDiscord, client: DiscordClient,
                                  guild_id: str | None) -> None:
     registered = await client.register_commands(COMMANDS, guild_id=guild_id)
-    assert [c["name"] for c in registered] == ["ask", "reset"]
+    assert [c["name"] for c in registered] == ["ask", "reset", "forget"]
     assert all(c["id"].isdigit() and c["application_id"] == APP for c in registered)
     assert fake.commands[guild_id] == registered
     [call] = fake.calls

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from functions.discord.commands import COMMANDS
-from functions.discord.payload import Ask, Reset, classify
+from functions.discord.payload import Ask, Forget, Reset, classify
 from tests.functions.discord.events import event
 
 NAME = re.compile(r"^[-_'\w]{1,32}$")
@@ -16,9 +16,9 @@ def by_name() -> dict[str, dict[str, Any]]:
     return {command["name"]: command for command in COMMANDS}
 
 
-def test_ask_and_reset_are_slash_commands() -> None:
+def test_ask_reset_and_forget_are_slash_commands() -> None:
     commands = by_name()
-    assert sorted(commands) == ["ask", "reset"]
+    assert sorted(commands) == ["ask", "forget", "reset"]
     for name, command in commands.items():
         assert NAME.match(name) and name == name.lower()
         assert command["type"] == 1  # CHAT_INPUT
@@ -32,7 +32,7 @@ def test_ask_takes_one_required_question() -> None:
     assert option["required"] is True
     assert 1 <= len(option["description"]) <= 100
     assert option["max_length"] == 4000
-    assert "options" not in by_name()["reset"]
+    assert "options" not in by_name()["reset"] and "options" not in by_name()["forget"]
 
 
 def test_both_work_in_guilds_and_in_dms_with_the_bot_only() -> None:
@@ -42,8 +42,8 @@ def test_both_work_in_guilds_and_in_dms_with_the_bot_only() -> None:
 
 
 def test_the_commands_lists_are_not_shared() -> None:
-    ask, reset = COMMANDS
-    assert ask["contexts"] is not reset["contexts"]
+    ask, reset, forget = COMMANDS
+    assert ask["contexts"] is not reset["contexts"] is not forget["contexts"]
 
 
 def test_payload_understands_what_the_commands_define() -> None:
@@ -56,3 +56,6 @@ def test_payload_understands_what_the_commands_define() -> None:
     result = classify(ask)
     assert isinstance(result, Ask) and result.inbound.text == "Does this work?"
     assert isinstance(classify(reset), Reset)
+    reset["data"] = {"id": "3", "type": 1, "name": by_name()["forget"]["name"]}
+    forget = classify(reset)
+    assert isinstance(forget, Forget) and forget.user

@@ -1,0 +1,91 @@
+"""``charla user export|forget`` and ``charla purge``: a person's data, and data past retention."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from charla.home import running_stack_environ
+from shared import privacy, retention
+from shared.db import Database, make_pool
+from shared.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env(running_stack_environ(os.environ))
+
+
+async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
+    db = Database(make_pool(settings))
+    try:
+        return await work(db)
+    finally:
+        await db.close()
+
+
+def _person(args: argparse.Namespace) -> privacy.Person:
+    return privacy.Person(args.platform, args.user)
+
+
+def export(args: argparse.Namespace) -> int:
+    settings = _settings()
+    person = _person(args)
+
+    async def work(db: Database) -> int:
+        counters = privacy.Counters(settings.rate_limit_storage).export(person.sub)
+        data = await privacy.export(db, person, counters=counters)
+        json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+        print()
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def forget(args: argparse.Namespace) -> int:
+    settings = _settings()
+    person = _person(args)
+
+    async def work(db: Database) -> int:
+        removed = await privacy.forget(db, person)
+        removed["rate_limit_counters"] = privacy.Counters(
+            settings.rate_limit_storage).forget(person.sub)
+        print(privacy.summary(person, removed))
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def purge(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def work(db: Database) -> int:
+        policy = retention.Policy.from_settings(settings)
+        if args.dry_run:
+            due = await retention.due(db, policy)
+            print("would remove: " + retention.describe(due))
+        else:
+            done = await retention.purge(db, policy)
+            print("removed: " + retention.describe(done))
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def add_commands(sub: Any) -> None:
+    user = sub.add_parser("user", help="one person's stored data: export it or forget it"
+                          ).add_subparsers(dest="action", required=True)
+    for name, func, text in (
+            ("export", export, "print every stored record about a person, as JSON"),
+            ("forget", forget, "delete every stored record about a person (one transaction)")):
+        p = user.add_parser(name, help=text)
+        p.add_argument("--platform", required=True, choices=privacy.PLATFORMS)
+        p.add_argument("--user", required=True, help="the platform's user id (api: the sub)")
+        p.set_defaults(func=func)
+    p = sub.add_parser("purge", help="delete what is past its retention (see settings)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would go")
+    p.set_defaults(func=purge)

@@ -1,0 +1,201 @@
+"""What one AWS Lambda container builds once and keeps: settings, the database, the queue, an app.
+
+A container imports one ``functions/<entry>/lambda_handler.py`` and then serves invocations one
+at a time for as long as it lives. Nothing is built at import: on the first invocation the
+settings are read (secrets from AWS laid over the environment, shared/secrets.py), then the
+entry's app; the database pool opens on the first query. All of it stays for the next
+invocations, on the same event loop (Mangum's for the HTTP entries).
+
+The HTTP entries are Starlette apps under ``Mangum(app, lifespan="off")``: Mangum would run a
+lifespan on every invocation, so nothing here depends on one (migrations run through the
+worker function, shared/migrate.py). A webhook function builds an app with its own route only
+and imports neither the API's modules nor the worker's: its cold start stays small
+(docs/benchmarks.md, "Cold start on Lambda").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from importlib import import_module
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared.db import Database, make_pool
+from shared.errors import BadRequest, CharlaError, ConfigError, StorageError
+from shared.http import BodyTooLarge, json_error
+from shared.logs import configure_logging
+from shared.queue import JobQueue, PgQueue
+from shared.secrets import Overlay, environ_with_secrets
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# entry -> (route, module, endpoint): one function per platform webhook.
+WEBHOOKS = {
+    "slack": ("/slack/events", "functions.slack.app", "slack_events"),
+    "telegram": ("/telegram/webhook", "functions.telegram.app", "telegram_webhook"),
+    "discord": ("/discord/interactions", "functions.discord.app", "discord_interactions"),
+}
+
+# The settings that switch each platform on (shared/settings.py).
+PLATFORM_SETTINGS = {
+    "slack": ("slack_signing_secret", "slack_bot_token"),
+    "telegram": ("telegram_bot_token", "telegram_secret_token"),
+    "discord": ("discord_public_key", "discord_application_id", "discord_bot_token"),
+}
+
+# Defaults that suit a container serving one request at a time, many containers at once: a
+# small pool each, so that a burst of containers does not exhaust the database's connections.
+LAMBDA_DEFAULTS = {"CHARLA_DB_POOL_MAX": "3"}
+
+_state: dict[str, Any] = {}  # this container's: built on first use, kept until it ends
+_closers: list[Callable[[], Awaitable[None]]] = []
+
+
+def settings() -> Settings:
+    """The settings, with the secrets from AWS laid over the environment; read once."""
+    if "settings" not in _state:
+        built = Settings.from_env(Overlay(LAMBDA_DEFAULTS, environ_with_secrets(os.environ)))
+        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+            configure_logging(built.log_level)
+        _state["settings"] = built
+    result: Settings = _state["settings"]
+    return result
+
+
+def database() -> Database:
+    """The container's pool; it connects on the first query, not here."""
+    if "db" not in _state:
+        s = settings()
+        if s.database_url is None:
+            raise ConfigError("DATABASE_URL is not set: the functions need the database")
+        db = Database(make_pool(s))
+        db.keys.require()  # bodies are never stored in clear: no key, no start
+        _state["db"] = db
+        _closers.append(db.close)
+    result: Database = _state["db"]
+    return result
+
+
+def job_queue() -> JobQueue:
+    """Where webhooks queue jobs: SQS or Postgres, as ``CHARLA_QUEUE`` says."""
+    if "queue" not in _state:
+        s = settings()
+        if s.queue == "sqs":
+            from shared.sqs_queue import SqsQueue
+
+            _state["queue"] = SqsQueue(database(), s.sqs_queue_url)
+        else:
+            _state["queue"] = PgQueue(database(), lease_s=s.job_lease_s)
+    result: JobQueue = _state["queue"]
+    return result
+
+
+def webhook_app(entry: str) -> Starlette:
+    """The app of one platform's webhook function: its route, nothing else.
+
+    It knows its own platform's secrets only, so it builds no other platform's verifier.
+    """
+    from functions.webhooks import build
+
+    path, module, name = WEBHOOKS[entry]
+    others: dict[str, Any] = {f: None for platform, fields in PLATFORM_SETTINGS.items()
+                              if platform != entry for f in fields}
+    hooks = build(replace(settings(), **others), database(), job_queue())
+    _closers.append(hooks.close)
+    app = Starlette(
+        routes=[Route(path, getattr(import_module(module), name), methods=["POST"])],
+        exception_handlers={BadRequest: _bad_request, StorageError: _unavailable,
+                            HTTPException: _http_error, Exception: _unexpected},
+    )
+    app.state.webhooks = hooks
+    return app
+
+
+def api_app() -> Starlette:
+    """The app of the API function: the whole functions app (its other routes unused there)."""
+    from functions.api.auth import client_verifier
+    from functions.app import create_app
+    from functions.model_client import ModelClient
+
+    s = settings()
+    model = ModelClient(s)
+    app = create_app(s, verifier=client_verifier(s), model=model, db=database(),
+                     housekeeping=False, queue=job_queue())
+    _closers.extend([app.state.api.drain, app.state.webhooks.close, model.close])
+    return app
+
+
+def on_close(*closers: Callable[[], Awaitable[None]]) -> None:
+    """Have :func:`aclose` close these too."""
+    _closers.extend(closers)
+
+
+class LazyApp:
+    """An ASGI app built by ``build`` on its first request, then kept with the container's
+    state (so :func:`aclose` forgets it too).
+
+    A build that fails on configuration (a missing setting, AWS refusing the secret) answers
+    500 with one log line and is tried again on the next request.
+    """
+
+    def __init__(self, build: Callable[[], ASGIApp]) -> None:
+        self._build = build
+        self._key = f"app-{id(self)}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app: ASGIApp | None = _state.get(self._key)
+        if app is None:
+            try:
+                app = _state[self._key] = self._build()
+            except ConfigError as exc:
+                log.error("cannot start: %s", exc)
+                await json_error(500, "the server is not configured", "server_error")(
+                    scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+
+async def aclose() -> None:
+    """Close what this container opened and forget it (tests end a 'container' with this)."""
+    from shared import secrets
+
+    while _closers:
+        close = _closers.pop()
+        try:
+            await close()
+        except CharlaError as exc:
+            log.warning("closing: %s", exc)
+    _state.clear()
+    secrets.forget()
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    status = 413 if isinstance(exc, BodyTooLarge) else 400
+    return json_error(status, str(exc), "invalid_request_error")
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    # The platform delivers again after a 5xx: nothing accepted is lost.
+    log.error("%s: %s", request.url.path, exc)
+    return json_error(503, "temporarily unavailable; try again shortly", "server_error",
+                      headers={"Retry-After": "5"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return json_error(exc.status_code, str(exc.detail), "invalid_request_error")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path)
+    return json_error(500, "internal error", "server_error")

@@ -1,0 +1,57 @@
+"""A function's cold path loads nothing heavy: checked in fresh interpreters, not timed.
+
+Each function's handler is imported and handles its first event in a new process, against
+moto (secrets, SQS) and Postgres on loopback, as bench/coldstart.py does to time it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+
+from bench.coldstart import HEAVY, heavy_modules, probe
+from tests.aws.conftest import Aws, Fakes, Queues, deploy, function_env
+from tests.aws.events import http_event
+from tests.aws.test_webhook_handlers import discord_event, slack_event, telegram_event
+from tests.functions.test_bots_discord import interaction
+from tests.functions.test_bots_slack import mention
+from tests.functions.test_bots_telegram import update
+
+
+@pytest.fixture
+def environ(aws: Aws, queues: Queues, monkeypatch: pytest.MonkeyPatch, aws_db_url: str,
+            fakes: Fakes, service_keys: tuple[str, str]) -> dict[str, str]:
+    env = function_env(service_keys, "http://127.0.0.1:9", aws_db_url, fakes, queues,
+                       TELEGRAM_BOT_USERNAME="charla_test_bot")
+    deploy(aws, monkeypatch, env)
+    return dict(os.environ)
+
+
+def first_event(entry: str, fakes: Fakes) -> dict[str, object]:
+    if entry == "slack":
+        return slack_event(mention("Cold?"))
+    if entry == "telegram":
+        return telegram_event(update(text="¿Frío?"))
+    if entry == "discord":
+        return discord_event(fakes, interaction(question="Cold?"))
+    if entry == "api":
+        return http_event("GET", "/healthz")
+    return {"Records": [{"messageId": str(uuid.uuid4()), "receiptHandle": "r", "body": "{}",
+                         "attributes": {"ApproximateReceiveCount": "1"}}]}
+
+
+@pytest.mark.parametrize("entry", ["slack", "telegram", "discord", "api", "worker"])
+def test_nothing_heavy_is_loaded_by_import_and_first_request(
+    entry: str, environ: dict[str, str], fakes: Fakes, aws: Aws, queues: Queues
+) -> None:
+    result = probe(entry, json.loads(json.dumps(first_event(entry, fakes))), environ)
+    assert result["status"] == 200
+    assert heavy_modules(result["modules"], entry) == []
+    loaded = {m.split(".")[0] for m in result["modules"]}
+    if entry in ("slack", "telegram", "discord"):
+        assert queues.count(aws) == 1  # the first request did all its work
+        assert "numpy" in HEAVY and "numpy" not in loaded
+        assert not {"jwt", "slowapi", "limits", "boto3"} & loaded

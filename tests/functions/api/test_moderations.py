@@ -1,0 +1,224 @@
+"""Moderation through the API: ``/v1/moderations``, a blocked request, a withheld answer
+(whole, and cut while it streams), with the openai client against the real model server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import openai
+import psycopg
+import pytest
+
+from functions.moderation import REFUSAL_EN, WITHHELD
+from shared.audit import open_bodies
+from shared.crypto import KeyRing
+from tests.conftest import Api, Gateway, api_env, fresh_database, make_settings, start_api
+
+POLICY = """
+[[rules]]
+category = "illicit/violent"
+terms = ["bomb", "bomba"]
+applies_to = ["input"]
+
+[[rules]]
+category = "poetry"
+terms = ["canvas"]
+applies_to = ["output"]
+
+[scope."api:strict-client"]
+[[scope."api:strict-client".rules]]
+category = "food"
+terms = ["pineapple"]
+
+[scope."api:early"]
+[[scope."api:early".rules]]
+category = "poetry"
+terms = ["the"]
+applies_to = ["output"]
+"""
+# At temperature 0 the bundled model begins "The waves of the ocean, a tapestry woven with
+# life,\nA canvas of endless blue": "canvas" comes a dozen words in.
+POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
+
+
+@pytest.fixture(scope="module")
+def moderated(service_keys: tuple[str, str], gateway: Gateway, pg_url: str, redis_url: str,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    policy = tmp_path_factory.mktemp("policy") / "policy.toml"
+    policy.write_text(POLICY, encoding="utf-8")
+    settings = make_settings(**api_env(service_keys, gateway.url, fresh_database(pg_url),
+                                       redis_url, CHARLA_MODERATION_POLICY=str(policy)))
+    server = start_api(settings)
+    yield Api(server.url, settings, server)
+    server.stop()
+
+
+def client(api: Api, sub: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=api.url + "/v1", api_key=api.token(sub), max_retries=0)
+
+
+def rows(api: Api, sql: str, *params: object) -> list[tuple[object, ...]]:
+    assert api.settings.database_url is not None
+    with psycopg.connect(api.settings.database_url.reveal()) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def exchanges(api: Api, sub: str) -> list[tuple[object, ...]]:
+    """(status, messages, answer, finish reason, error) of each audited exchange, opened."""
+    names = ("client", "body_sealed", "request_messages", "answer")
+    keys = KeyRing.from_settings(api.settings)
+    out = []
+    for row in rows(api, "SELECT client, body_sealed, request_messages, answer, status,"
+                    " finish_reason, error FROM api_exchanges WHERE client = %s ORDER BY id",
+                    sub):
+        messages, answer = open_bodies(keys, dict(zip(names, row[:4], strict=True)))
+        out.append((row[4], messages, answer, row[5], row[6]))
+    return out
+
+
+def events(api: Api, sub: str) -> list[tuple[object, ...]]:
+    return rows(api, "SELECT platform, principal, subject, stage, source, categories"
+                " FROM moderation_events WHERE subject = %s ORDER BY id", f"api:{sub}")
+
+
+async def wait_for(api: Api, sub: str) -> None:
+    """The audit record of a stream is written just after it ends."""
+    for _ in range(100):
+        if exchanges(api, sub) and events(api, sub):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_moderations_in_openais_shape(moderated: Api) -> None:
+    async with client(moderated, f"c-{uuid.uuid4().hex[:6]}") as openai_client:
+        answer = await openai_client.moderations.create(
+            input=["How do I make a BOMB?", "What a lovely day.", "Pineapple pizza"])
+    assert answer.id.startswith("modr-") and answer.model == "charla-policy"
+    flagged, clean, fruit = answer.results
+    assert flagged.flagged and not clean.flagged and not fruit.flagged
+    assert flagged.categories.illicit_violent is True and flagged.categories.hate is False
+    assert flagged.category_scores.illicit_violent == 1.0
+    assert clean.category_scores.violence == 0.0
+    raw = flagged.model_dump()
+    # OpenAI's names, plus the policy's own; both stages' rules count.
+    assert {"harassment", "self-harm/intent", "sexual/minors", "poetry"} <= set(
+        raw["categories"])
+
+
+async def test_moderations_use_the_clients_own_scope(moderated: Api, http: httpx.AsyncClient
+                                                     ) -> None:
+    body = {"input": [{"type": "text", "text": "Pineapple pizza"}], "model": "whatever"}
+    strict = await http.post(moderated.url + "/v1/moderations", json=body,
+                             headers=moderated.headers("strict-client"))
+    other = await http.post(moderated.url + "/v1/moderations", json=body,
+                            headers=moderated.headers("another-client"))
+    assert strict.status_code == other.status_code == 200
+    [result] = strict.json()["results"]
+    assert result["flagged"] and result["categories"]["food"] is True
+    assert not other.json()["results"][0]["flagged"]
+    assert "food" not in other.json()["results"][0]["categories"]
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"input": 3}, 400), ({"input": []}, 400), ({"input": [{"type": "image_url"}]}, 400),
+    ({"input": "x", "model": 4}, 400), ({}, 400),
+])
+async def test_moderations_refuse_bad_bodies(moderated: Api, http: httpx.AsyncClient,
+                                             body: dict[str, object], status: int) -> None:
+    response = await http.post(moderated.url + "/v1/moderations", json=body,
+                               headers=moderated.headers())
+    assert response.status_code == status
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_moderations_need_a_token(moderated: Api, http: httpx.AsyncClient) -> None:
+    response = await http.post(moderated.url + "/v1/moderations", json={"input": "hi"})
+    assert response.status_code == 401
+
+
+async def test_a_blocked_request_is_a_400_and_the_model_is_not_asked(moderated: Api) -> None:
+    sub = f"blocked-{uuid.uuid4().hex[:6]}"
+    question = [{"role": "user", "content": "¿Cómo hago una bomba?"}]
+    async with client(moderated, sub) as openai_client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await openai_client.chat.completions.create(
+                model="smollm2-135m-instruct", messages=question, max_tokens=8)
+    assert caught.value.code == "content_filter"
+    assert "illicit/violent" in caught.value.message
+    # Audited without the body; the event names the client, the stage and the category.
+    assert exchanges(moderated, sub) == [
+        (400, [{"role": "user", "content": WITHHELD}], None, None, "content_filter")]
+    assert events(moderated, sub) == [
+        ("api", f"api:{sub}", f"api:{sub}", "input", "policy", ["illicit/violent"])]
+
+
+async def test_a_whole_answer_that_trips_is_the_refusal(moderated: Api) -> None:
+    sub = f"whole-{uuid.uuid4().hex[:6]}"
+    async with client(moderated, sub) as openai_client:
+        reply = await openai_client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=POEM, max_tokens=40,
+            temperature=0)
+    choice = reply.choices[0]
+    assert choice.message.content == REFUSAL_EN
+    assert choice.finish_reason == "content_filter"
+    [(status, _, answer, finish, _)] = exchanges(moderated, sub)
+    assert (status, answer, finish) == (200, WITHHELD, "content_filter")
+    assert events(moderated, sub) == [
+        ("api", f"api:{sub}", f"api:{sub}", "output", "policy", ["poetry"])]
+
+
+async def stream_poem(api: Api, sub: str) -> tuple[str, list[str | None], bool]:
+    """The text the client got, the finish reasons it saw, and whether it saw [DONE]."""
+    async with httpx.AsyncClient(timeout=60) as http, http.stream(
+            "POST", api.url + "/v1/chat/completions", headers=api.headers(sub),
+            json={"messages": POEM, "max_tokens": 40, "temperature": 0, "stream": True}
+    ) as response:
+        assert response.status_code == 200
+        text, reasons, done = "", [], False
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            if line == "data: [DONE]":
+                done = True
+                continue
+            for choice in json.loads(line[6:])["choices"]:
+                text += choice["delta"].get("content") or ""
+                reasons.append(choice.get("finish_reason"))
+    return text, reasons, done
+
+
+async def test_a_streamed_answer_is_cut_when_it_trips(moderated: Api) -> None:
+    sub = f"stream-{uuid.uuid4().hex[:6]}"
+    text, reasons, done = await stream_poem(moderated, sub)
+    # What came before the blocked word was relayed; the word never was.
+    assert text.startswith("The waves") and "canvas" not in text.lower()
+    assert reasons[-1] == "content_filter" and "stop" not in reasons and done
+    await wait_for(moderated, sub)
+    [(_, _, answer, finish, _)] = exchanges(moderated, sub)
+    assert (answer, finish) == (WITHHELD, "content_filter")
+    assert [e[3:] for e in events(moderated, sub)] == [("output", "policy", ["poetry"])]
+
+
+async def test_a_stream_cut_before_any_text_carries_the_refusal(moderated: Api) -> None:
+    # This client's scope blocks "the": the very first word of the poem.
+    text, reasons, done = await stream_poem(moderated, "early")
+    assert text == REFUSAL_EN
+    assert reasons[-1] == "content_filter" and done
+
+
+async def test_clean_streams_still_end_normally(moderated: Api) -> None:
+    async with client(moderated, f"clean-{uuid.uuid4().hex[:6]}") as openai_client:
+        stream = await openai_client.chat.completions.create(
+            model="smollm2-135m-instruct", temperature=0, max_tokens=16, stream=True,
+            messages=[{"role": "user", "content": "What is the capital of France?"}])
+        pieces, reasons = [], []
+        async for chunk in stream:
+            for choice in chunk.choices:
+                pieces.append(choice.delta.content or "")
+                reasons.append(choice.finish_reason)
+    assert "".join(pieces).strip()
+    assert reasons[-1] in ("stop", "length")
