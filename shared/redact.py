@@ -436,6 +436,17 @@ def redact(text: str) -> str:
     return default().redact(text)
 
 
+def redact_messages(messages: Iterable[Mapping[str, object]]) -> list[dict[str, object]]:
+    """Chat messages with each text content redacted (other fields as they were)."""
+    out: list[dict[str, object]] = []
+    for message in messages:
+        copy = dict(message)
+        if isinstance(copy.get("content"), str):
+            copy["content"] = redact(str(copy["content"]))
+        out.append(copy)
+    return out
+
+
 def find(text: str) -> list[Finding]:
     """The findings in ``text``, using :func:`default`."""
     return default().find(text)

@@ -193,6 +193,8 @@ class Settings:
     job_retention_days: int = 7
     # Days the bots keep conversation turns; 0 keeps no history at all (shared/retention.py).
     conversation_retention_days: int = 90
+    # Redact personal data from what is sent to the model server (a shared model host).
+    redact_model_input: bool = False
 
     # The knowledge base.
     kb_passages: int = 4
@@ -310,6 +312,8 @@ class Settings:
             edit_interval_s=r.number("CHARLA_EDIT_INTERVAL", 1.0),
             job_retention_days=r.whole("CHARLA_JOB_RETENTION_DAYS", 7, minimum=1),
             conversation_retention_days=r.whole("CHARLA_CONVERSATION_RETENTION_DAYS", 90),
+            redact_model_input=r.choice("CHARLA_REDACT_MODEL_INPUT", "off", ("off", "on"))
+            == "on",
             kb_passages=r.whole("CHARLA_KB_PASSAGES", 4, minimum=1),
             kb_max_distance=r.number("CHARLA_KB_MAX_DISTANCE", 0.185),
             kb_max_upload_bytes=r.whole("CHARLA_KB_MAX_UPLOAD_BYTES", 20_000_000, minimum=1024),

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -34,6 +34,7 @@ from shared.db import Database
 from shared.errors import CharlaError
 from shared.http import read_body, subject_of
 from shared.openai_schema import ChatRequest, parse_chat_request, parse_json_object
+from shared.redact import redact_messages
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ async def chat_completions(request: Request) -> Response:
                         status=200, latency_ms=0)
     started = time.perf_counter()
     asked = list(chat.messages)
+    if ctx.settings.redact_model_input:  # a shared model host sees no personal data
+        asked = cast(list[Message], redact_messages(asked))
     references: Message | None = None
     principal = f"api:{client}"
     question = "\n".join(str(m["content"]) for m in chat.messages if m["role"] == "user")
@@ -145,7 +148,7 @@ async def chat_completions(request: Request) -> Response:
         grounding = await ground(request, chat)
         if grounding is not None and not grounding.passages:
             exchange.answer, exchange.latency_ms = grounding.dont_know, _ms(started)
-            await ctx.record(exchange)
+            ctx.later(ctx.record(exchange))
             return dont_know_answer(grounding, chat, model)
         if grounding is not None:
             asked, references = grounding.with_references(asked)
@@ -176,7 +179,7 @@ async def chat_completions(request: Request) -> Response:
         exchange.prompt_tokens = usage.get("prompt_tokens")
         exchange.completion_tokens = usage.get("completion_tokens")
         exchange.latency_ms = _ms(started)
-        await ctx.record(exchange)
+        ctx.later(ctx.record(exchange))  # after the answer: redacting and sealing take a moment
         if citations is not None:
             result["citations"] = citations
         return JSONResponse(result, headers=_knowledge_header(request))

@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from shared.errors import PromptTooLong, StorageError
 from shared.knowledge.search import Passage
 from shared.moderation import StreamCheck
 from shared.outbox import Outbox
+from shared.redact import redact_messages
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,8 @@ class Answerer:
                 text = dont_know(c.name for c in found.collections)
             else:
                 messages = await self._prompt(inbound, found, query)
+                if settings.redact_model_input:
+                    messages = cast(list[Message], redact_messages(messages))
                 body = {"messages": messages, "max_tokens": settings.bot_max_tokens,
                         "stream": True, "stream_options": {"include_usage": True}}
                 try:

@@ -49,6 +49,9 @@ from tests.functions.test_bots_telegram import update
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     shutil.which("strace") is None, reason="needs strace (make test installs it as root)")]
 
+# Distinctive message texts, one per way in.
+SAID = ("quetzal-5501 slack", "quetzal-5502 telegram", "quetzal-5503 discord",
+        "quetzal-5504 api")
 STRACE = ("strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-e", "signal=none")
 _INET = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6?, "([^"]+)"')
 _FAMILY = re.compile(r"sa_family=(AF_\w+)")
@@ -106,6 +109,7 @@ class Fakes:
             "DISCORD_APPLICATION_ID": DISCORD_APP, "DISCORD_BOT_TOKEN": DISCORD_TOKEN,
             "DISCORD_API_URL": self.servers["discord"].url,
             "CHARLA_BOT_MAX_TOKENS": "24",
+            "CHARLA_LOG_LEVEL": "DEBUG",  # the logs below must stay clean even at DEBUG
         }
 
     def stop(self) -> None:
@@ -144,17 +148,18 @@ def test_a_round_trip_on_every_platform_and_the_api_opens_loopback_connections_o
     # Slack: an app mention, answered in its thread.
     event = json.loads((EVENTS / "app_mention_channel.json").read_text())
     event["event"]["ts"] = event["event"]["event_ts"] = f"{time.time():.6f}"
+    event["event"]["text"] += f" {SAID[0]}"
     raw, stamp = json.dumps(event).encode(), str(int(time.time()))
     assert httpx.post(stack.api + "/slack/events", content=raw, headers={
         "X-Slack-Request-Timestamp": stamp, "Content-Type": "application/json",
         "X-Slack-Signature": SignatureVerifier(SLACK_SECRET).sign(raw, stamp)}
     ).status_code == 200
     # Telegram: a private message.
-    upd = update(text="Hola")
+    upd = update(text=f"Hola, {SAID[1]}")
     assert httpx.post(stack.api + "/telegram/webhook", json=upd, headers={
         "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}).status_code == 200
     # Discord: /ask, deferred then edited.
-    body = interaction(question="Hello?")
+    body = interaction(question=f"Hello? {SAID[2]}")
     fakes.discord.open_interaction(body["token"])
     raw = json.dumps(body).encode()
     stamp = str(int(time.time()))
@@ -164,7 +169,8 @@ def test_a_round_trip_on_every_platform_and_the_api_opens_loopback_connections_o
     # The API.
     chat = httpx.post(stack.api + "/v1/chat/completions", timeout=90,
                       headers={"Authorization": f"Bearer {token}"},
-                      json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5})
+                      json={"messages": [{"role": "user", "content": SAID[3]}],
+                            "max_tokens": 5})
     assert chat.status_code == 200, chat.text
 
     _until(lambda: fakes.slack.calls_to("chat.postMessage"), "Slack reply")
@@ -182,6 +188,15 @@ def test_a_round_trip_on_every_platform_and_the_api_opens_loopback_connections_o
     assert sum(f == "AF_INET" for f, _ in found) >= 10, found
     for part in ("functions", "functions.worker", "model_server", "llama-server"):
         assert any(part in p for p in processes), (part, processes)
+
+    # And the logs of the whole run, at DEBUG: no configured secret, no message text.
+    logs = "".join(stack.output)
+    assert "Charla is up" in logs and "DEBUG" in logs
+    for name, value in fakes.env().items():
+        if name.endswith(("_TOKEN", "_SECRET", "SIGNING_SECRET")):
+            assert value not in logs, f"{name} appears in the logs"
+    for text in SAID:
+        assert text not in logs, f"a message text appears in the logs: {text}"
 
 
 def test_the_trace_shows_an_attempt_beyond_loopback(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -136,10 +138,16 @@ async def test_usage_counts_requests_and_tokens_per_client_by_hour_and_day(
         assert reply.status_code == 200, reply.text
     admin = site.headers("ops", "admin")
     for bucket, hours in (("hour", 24), ("day", 720)):
-        usage = (await http.get(f"{site.url}/v1/admin/usage?bucket={bucket}&hours={hours}",
-                                headers=admin)).json()
+        # The audit rows are written just after each answer is sent: wait for the last one.
+        deadline = time.monotonic() + 10
+        while True:
+            usage = (await http.get(f"{site.url}/v1/admin/usage?bucket={bucket}&hours={hours}",
+                                    headers=admin)).json()
+            series = {s["client"]: s for s in usage["series"]}
+            if bob in series or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
         assert usage["bucket"] == bucket and usage["since"] < usage["until"]
-        series = {s["client"]: s for s in usage["series"]}
         assert series[alice]["requests"] == 2 and series[bob]["requests"] == 1
         assert series[alice]["tokens"] == (series[alice]["prompt_tokens"] +
                                            series[alice]["completion_tokens"]) > 0

@@ -1,0 +1,100 @@
+"""Personal data never reaches the audit log, and, when asked, not the model server either.
+
+Real functions app, real model server (reached through a recording proxy on loopback, to see
+what was sent to it), real Postgres; the audit rows are opened with the stack's data keys.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.conftest import (
+    Api,
+    Gateway,
+    ServerThread,
+    api_env,
+    make_settings,
+    start_api,
+)
+from tests.functions.api.test_api import wait_for_rows
+
+PERSONAL = ("Soy Ana, mi correo es ana.ruiz@example.com y mi tarjeta 4111 1111 1111 1111; "
+            "llámame al 612 345 678.")
+FOUND = ("ana.ruiz@example.com", "4111 1111 1111 1111", "612 345 678")
+
+
+class Recorder:
+    """Forwards to the model server and keeps every JSON body it was sent."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.bodies: list[dict[str, Any]] = []
+
+    def app(self) -> Starlette:
+        async def forward(request: Request) -> Response:
+            raw = await request.body()
+            if raw:
+                self.bodies.append(json.loads(raw))
+            headers = {k: v for k, v in request.headers.items()
+                       if k.lower() in ("authorization", "content-type")}
+            async with httpx.AsyncClient(timeout=60) as client:
+                upstream = await client.request(request.method, self.target + request.url.path,
+                                                content=raw, headers=headers)
+            return Response(upstream.content, upstream.status_code,
+                            media_type=upstream.headers.get("content-type"))
+
+        return Starlette(routes=[Route("/{path:path}", forward,
+                                       methods=["GET", "POST"])])
+
+
+@pytest.fixture
+def recorded_api(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
+                 redis_url: str) -> Iterator[tuple[Api, Recorder]]:
+    recorder = Recorder(gateway.url)
+    proxy = ServerThread(recorder.app()).start()
+    settings = make_settings(**api_env(service_keys, proxy.url, pg_url, redis_url,
+                                       CHARLA_REDACT_MODEL_INPUT="on"))
+    server = start_api(settings)
+    yield Api(server.url, settings, server), recorder
+    server.stop()
+    proxy.stop()
+
+
+async def test_the_audit_log_keeps_placeholders_not_personal_data(
+    api: Api, http: httpx.AsyncClient
+) -> None:
+    sub = f"audit-{uuid.uuid4().hex[:6]}"
+    response = await http.post(api.url + "/v1/chat/completions", headers=api.headers(sub),
+                               json={"messages": [{"role": "user", "content": PERSONAL}],
+                                     "max_tokens": 4})
+    assert response.status_code == 200
+    [row] = await wait_for_rows(api, sub, 1)
+    stored = json.dumps(row["request_messages"], ensure_ascii=False)
+    assert all(value not in stored for value in FOUND), stored
+    assert "[EMAIL]" in stored and "[CARD]" in stored and "[PHONE]" in stored
+    assert "Soy Ana" in stored  # the rest of the text is kept
+
+
+async def test_with_the_setting_on_the_model_server_sees_no_personal_data(
+    recorded_api: tuple[Api, Recorder], http: httpx.AsyncClient
+) -> None:
+    api, recorder = recorded_api
+    response = await http.post(api.url + "/v1/chat/completions", headers=api.headers(),
+                               json={"messages": [{"role": "user", "content": PERSONAL}],
+                                     "max_tokens": 4})
+    assert response.status_code == 200, response.text
+    chats = [b for b in recorder.bodies if "messages" in b]
+    assert chats, "the request went through the recording proxy"
+    sent = json.dumps(chats, ensure_ascii=False)
+    assert all(value not in sent for value in FOUND), sent
+    assert "[EMAIL]" in sent
