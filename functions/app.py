@@ -31,7 +31,14 @@ from functions.telegram.app import telegram_webhook
 from functions.webhooks import build as build_webhooks
 from shared.db import Database
 from shared.errors import BadRequest, CharlaError, StorageError
-from shared.http import BearerTokenBackend, BodyTooLarge, auth_error, json_error
+from shared.http import (
+    BearerTokenBackend,
+    auth_error,
+    bad_request,
+    http_error,
+    json_error,
+    unexpected,
+)
 from shared.knowledge.store import KnowledgeError
 from shared.migrate import migrate
 from shared.queue import JobQueue, PgQueue
@@ -62,10 +69,6 @@ async def healthz(request: Request) -> Response:
                          "database": database, "model_server": model_server})
 
 
-async def _bad_request(request: Request, exc: Exception) -> Response:
-    status = 413 if isinstance(exc, BodyTooLarge) else 400
-    return json_error(status, str(exc), "invalid_request_error")
-
 
 async def _knowledge_error(request: Request, exc: Exception) -> Response:
     return json_error(409, str(exc), "invalid_request_error", "knowledge_conflict")
@@ -85,14 +88,6 @@ async def _storage_error(request: Request, exc: Exception) -> Response:
                       headers={"Retry-After": "5"})
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return json_error(exc.status_code, str(exc.detail), "invalid_request_error")
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s", request.url.path)
-    return json_error(500, "internal error", "server_error")
 
 
 def create_app(
@@ -157,14 +152,14 @@ def create_app(
                        on_error=auth_error),
         ],
         exception_handlers={
-            BadRequest: _bad_request,
+            BadRequest: bad_request,
             KnowledgeError: _knowledge_error,
             rag.NotReadable: rag.not_readable,
             ModelServerError: _model_server_error,
             StorageError: _storage_error,
             RateLimitExceeded: rate_limit_exceeded,
-            HTTPException: _http_error,
-            Exception: _unexpected,
+            HTTPException: http_error,
+            Exception: unexpected,
         },
         lifespan=lifespan,
     )

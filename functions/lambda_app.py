@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.db import Database, make_pool
 from shared.errors import BadRequest, CharlaError, ConfigError, StorageError
-from shared.http import BodyTooLarge, json_error
+from shared.http import bad_request, http_error, json_error, unexpected
 from shared.logs import configure_logging
 from shared.queue import JobQueue, PgQueue
 from shared.secrets import Overlay, environ_with_secrets
@@ -114,8 +114,8 @@ def webhook_app(entry: str) -> Starlette:
     _closers.append(hooks.close)
     app = Starlette(
         routes=[Route(path, getattr(import_module(module), name), methods=["POST"])],
-        exception_handlers={BadRequest: _bad_request, StorageError: _unavailable,
-                            HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={BadRequest: bad_request, StorageError: _unavailable,
+                            HTTPException: http_error, Exception: unexpected},
     )
     app.state.webhooks = hooks
     return app
@@ -179,10 +179,6 @@ async def aclose() -> None:
     secrets.forget()
 
 
-async def _bad_request(request: Request, exc: Exception) -> Response:
-    status = 413 if isinstance(exc, BodyTooLarge) else 400
-    return json_error(status, str(exc), "invalid_request_error")
-
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
     # The platform delivers again after a 5xx: nothing accepted is lost.
@@ -191,11 +187,3 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
                       headers={"Retry-After": "5"})
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return json_error(exc.status_code, str(exc.detail), "invalid_request_error")
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s", request.url.path)
-    return json_error(500, "internal error", "server_error")

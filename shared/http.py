@@ -13,6 +13,7 @@ from starlette.authentication import (
     AuthenticationError,
     BaseUser,
 )
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 
@@ -112,3 +113,20 @@ def subject_of(request: Request) -> str:
         return user.claims.sub
     return "anonymous"
 
+
+# Exception handlers every Starlette app of the functions shares (the local app and each
+# Lambda function's): a short JSON error, never a traceback.
+
+async def bad_request(request: Request, exc: Exception) -> JSONResponse:
+    status = 413 if isinstance(exc, BodyTooLarge) else 400
+    return json_error(status, str(exc), "invalid_request_error")
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return json_error(exc.status_code, str(exc.detail), "invalid_request_error")
+
+
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s", request.url.path)
+    return json_error(500, "internal error", "server_error")
