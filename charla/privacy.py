@@ -39,8 +39,11 @@ def export(args: argparse.Namespace) -> int:
     async def work(db: Database) -> int:
         counters = privacy.Counters(settings.rate_limit_storage).export(person.sub)
         data = await privacy.export(db, person, counters=counters)
-        json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
-        print()
+        try:
+            json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+            print()
+        except BrokenPipeError:  # piped into head and the like: not an error
+            sys.stderr.close()
         return 0
 
     return asyncio.run(_with_db(settings, work))

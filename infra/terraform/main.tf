@@ -152,6 +152,8 @@ module "functions" {
   parameters_path_arns   = module.secrets.parameters_path_arns
   model_server_url       = local.model_server_url
   discord_application_id = var.discord_application_id
+  telegram_bot_username  = var.telegram_bot_username
+  job_max_attempts       = var.queue_max_receive_count
   environment            = var.function_environment
   reserved_concurrency   = var.lambda_reserved_concurrency
   worker_timeout_s       = var.worker_timeout_s

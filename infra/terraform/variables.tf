@@ -359,6 +359,17 @@ variable "api_throttle" {
   }
 }
 
+variable "telegram_bot_username" {
+  description = "The Telegram bot's @name (TELEGRAM_BOT_USERNAME): the webhook functions have no route to the internet to ask getMe; empty when Telegram is not used."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^@?[A-Za-z0-9_]{0,64}$", var.telegram_bot_username))
+    error_message = "telegram_bot_username is a Telegram username: letters, digits and underscores."
+  }
+}
+
 variable "discord_application_id" {
   description = "Discord application id (DISCORD_APPLICATION_ID); empty when Discord is not used."
   type        = string

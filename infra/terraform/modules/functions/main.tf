@@ -14,12 +14,14 @@ locals {
   }
 
   environment = merge(var.environment, {
-    CHARLA_QUEUE           = "sqs"
-    CHARLA_SQS_QUEUE_URL   = var.queue_url
-    CHARLA_SECRETS_ARN     = var.app_secret_arn
-    CHARLA_SSM_PREFIX      = var.parameters_path
-    MODEL_SERVER_URL       = var.model_server_url
-    DISCORD_APPLICATION_ID = var.discord_application_id
+    CHARLA_QUEUE            = "sqs"
+    CHARLA_SQS_QUEUE_URL    = var.queue_url
+    CHARLA_SECRETS_ARN      = var.app_secret_arn
+    CHARLA_SSM_PREFIX       = var.parameters_path
+    MODEL_SERVER_URL        = var.model_server_url
+    DISCORD_APPLICATION_ID  = var.discord_application_id
+    TELEGRAM_BOT_USERNAME   = var.telegram_bot_username
+    CHARLA_JOB_MAX_ATTEMPTS = tostring(var.job_max_attempts)
   })
 
   policies = {

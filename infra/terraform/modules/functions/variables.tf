@@ -78,6 +78,16 @@ variable "model_server_url" {
   type        = string
 }
 
+variable "telegram_bot_username" {
+  description = "The Telegram bot's @name, or empty."
+  type        = string
+}
+
+variable "job_max_attempts" {
+  description = "Tries per job: the queue's maxReceiveCount, so the last try sends the apology."
+  type        = number
+}
+
 variable "discord_application_id" {
   description = "Discord application id, or empty."
   type        = string
