@@ -43,7 +43,8 @@ def export(args: argparse.Namespace) -> int:
             json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
             print()
         except BrokenPipeError:  # piped into head and the like: not an error
-            sys.stderr.close()
+            # Python flushes stdout again at exit; point it at /dev/null so that is quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
     return asyncio.run(_with_db(settings, work))
