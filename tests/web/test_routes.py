@@ -197,3 +197,30 @@ async def test_collections_are_listed_with_counts_and_readers(
     row = next(c for c in listed if c["name"] == name)
     assert row["documents"] == 1 and row["chunks"] == uploaded.json()["chunks"] >= 2
     assert row["readers"] == ["api:alice"] and row["embedding_model"]
+
+
+async def test_an_admin_exports_then_forgets_a_person_over_http(
+    site: Site, http: httpx.AsyncClient
+) -> None:
+    person = f"erin-{uuid.uuid4().hex[:6]}"
+    said = f"ibis-{uuid.uuid4().hex[:6]}"
+    reply = await http.post(site.url + "/v1/chat/completions", headers=site.headers(person),
+                            json={"messages": [{"role": "user", "content": f"Hi, {said}."}],
+                                  "max_tokens": 3})
+    assert reply.status_code == 200
+    url = f"{site.url}/v1/admin/users/api/{person}"
+    admin = site.headers("ops", "admin")
+    assert (await http.get(url, headers=site.headers("someone"))).status_code == 403
+    assert (await http.delete(url)).status_code == 401
+    deadline = time.monotonic() + 10
+    while not (exported := (await http.get(url, headers=admin)).json())["api_exchanges"]:
+        assert time.monotonic() < deadline, "the exchange was not recorded"
+        await asyncio.sleep(0.1)
+    assert said in str(exported["api_exchanges"][0]["request_messages"])
+    assert exported["rate_limit_counters"], "the person's API rate-limit counter is exported"
+    gone = (await http.delete(url, headers=admin)).json()
+    assert gone["removed"]["api_exchanges"] == 1 and gone["removed"]["rate_limit_counters"] >= 1
+    again = (await http.delete(url, headers=admin)).json()
+    assert "nothing removed" in again["summary"]
+    assert (await http.get(f"{site.url}/v1/admin/users/irc/{person}",
+                           headers=admin)).status_code == 400
