@@ -46,8 +46,21 @@ from tests.functions.discord.signing import ApplicationKeys
 from tests.functions.test_bots_discord import interaction
 from tests.functions.test_bots_telegram import update
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    shutil.which("strace") is None, reason="needs strace (make test installs it as root)")]
+
+def _strace_works() -> str | None:
+    """Why strace cannot trace here (None: it can): missing, or ptrace not allowed."""
+    if shutil.which("strace") is None:
+        return "needs strace (make test installs it as root)"
+    probe = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "true"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"strace cannot trace on this machine: {probe.stderr.strip()[:200]}"
+    return None
+
+
+_WHY_NOT = _strace_works()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_WHY_NOT is not None,
+                                                   reason=_WHY_NOT or "")]
 
 # Distinctive message texts, one per way in.
 SAID = ("quetzal-5501 slack", "quetzal-5502 telegram", "quetzal-5503 discord",
