@@ -37,7 +37,7 @@ def export(args: argparse.Namespace) -> int:
     person = _person(args)
 
     async def work(db: Database) -> int:
-        counters = privacy.Counters(settings.rate_limit_storage).export(person.sub)
+        counters = privacy.Counters(settings.rate_limit_storage).export(person)
         data = await privacy.export(db, person, counters=counters)
         try:
             json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
@@ -57,7 +57,7 @@ def forget(args: argparse.Namespace) -> int:
     async def work(db: Database) -> int:
         removed = await privacy.forget(db, person)
         removed["rate_limit_counters"] = privacy.Counters(
-            settings.rate_limit_storage).forget(person.sub)
+            settings.rate_limit_storage).forget(person)
         print(privacy.summary(person, removed))
         return 0
 

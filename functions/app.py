@@ -41,6 +41,7 @@ from shared.http import (
 )
 from shared.knowledge.store import KnowledgeError
 from shared.migrate import migrate
+from shared.privacy import API_LIMIT_PREFIX
 from shared.queue import JobQueue, PgQueue
 from shared.ratelimit import make_limiter, rate_limit_exceeded
 from shared.settings import Settings
@@ -108,7 +109,7 @@ def create_app(
     if queue is None and db is not None:
         queue = PgQueue(db, lease_s=settings.job_lease_s)
     hooks = build_webhooks(settings, db, queue)
-    limiter = make_limiter(settings.rate_limit_storage, "charla-api", headers=True)
+    limiter = make_limiter(settings.rate_limit_storage, API_LIMIT_PREFIX, headers=True)
     limit = limiter.limit(settings.api_rate_limit)
 
     @contextlib.asynccontextmanager

@@ -32,6 +32,7 @@ from shared.queue import open_payload
 log = logging.getLogger(__name__)
 
 PLATFORMS = ("slack", "telegram", "discord", "api")
+API_LIMIT_PREFIX = "charla-api"  # the API's own request limit (functions/app.py)
 
 # Every table: what it holds about people. "person" tables are exported and cleared by
 # export()/forget(); "none" tables hold nothing that identifies or quotes a person.
@@ -181,23 +182,28 @@ class Counters:
 
         return redis.Redis.from_url(self._uri, socket_timeout=2)
 
-    def _keys(self, client: Any, sub: str) -> list[bytes]:
-        # The limits library keys counters as .../<prefix>/<subject>/<amount>/...
-        return [k for k in client.scan_iter(match=f"*/{_glob(sub)}/*", count=500)]
+    def _keys(self, client: Any, person: Person) -> list[bytes]:
+        # The limits library keys counters as .../<prefix>/<subject>/<amount>/...: the model
+        # server's quota knows everyone as platform:id, the API's own limit knows an API
+        # client by its bare token subject under the charla-api prefix.
+        patterns = [f"*/{_glob(person.sub)}/*"]
+        if person.platform == "api":
+            patterns.append(f"*/{API_LIMIT_PREFIX}/{_glob(person.id)}/*")
+        return sorted({k for p in patterns for k in client.scan_iter(match=p, count=500)})
 
-    def export(self, sub: str) -> dict[str, Any]:
+    def export(self, person: Person) -> dict[str, Any]:
         client = self._client()
         if client is None:
             return {}
         with client:
-            return {k.decode(): _value(client, k) for k in self._keys(client, sub)}
+            return {k.decode(): _value(client, k) for k in self._keys(client, person)}
 
-    def forget(self, sub: str) -> int:
+    def forget(self, person: Person) -> int:
         client = self._client()
         if client is None:
             return 0
         with client:
-            keys = self._keys(client, sub)
+            keys = self._keys(client, person)
             return int(client.delete(*keys)) if keys else 0
 
 
@@ -235,5 +241,5 @@ async def forget_everything(db: Database, storage_uri: str, person: Person, *,
 
     removed = await forget(db, person, keep_job=keep_job)
     removed["rate_limit_counters"] = await asyncio.to_thread(
-        Counters(storage_uri).forget, person.sub)
+        Counters(storage_uri).forget, person)
     return removed

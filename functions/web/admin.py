@@ -128,7 +128,7 @@ async def _user_export(request: Request, ctx: ApiContext, db: Database) -> Respo
     person = _person(request)
     settings = ctx.settings
     counters = await asyncio.to_thread(
-        Counters(settings.rate_limit_storage).export, person.sub)
+        Counters(settings.rate_limit_storage).export, person)
     return JSONResponse(await export(db, person, counters=counters))
 
 
