@@ -20,7 +20,6 @@ from shared.db import Database
 from shared.errors import BadRequest, ConfigError
 from shared.http import json_error, read_body
 from shared.openai_schema import parse_json_object
-from shared.privacy import Person, forget_everything
 from shared.queue import JobQueue
 from shared.settings import Settings
 
@@ -67,12 +66,12 @@ class Webhooks:
 
     async def forget_person(self, platform: str, user: str) -> dict[str, int]:
         """Everything stored about this person goes (their own ``/forget``)."""
+        # Loaded here: the webhooks' cold path needs none of it until someone asks.
+        from shared.privacy import Person, forget_everything
+
         assert self.db is not None
-        removed = await forget_everything(self.db, self.settings.rate_limit_storage,
-                                          Person(platform, user))
-        log.info("%s user forgot on request: %s", platform,
-                 ", ".join(f"{n} {t}" for t, n in removed.items() if n) or "nothing stored")
-        return removed
+        return await forget_everything(self.db, self.settings.rate_limit_storage,
+                                       Person(platform, user))
 
     def off(self, platform: str, needs: str) -> Response:
         """404 for a platform whose secrets are not set, with one clear log line."""

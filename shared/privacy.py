@@ -17,6 +17,7 @@ Stored about a person:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -236,10 +237,11 @@ def summary(person: Person, removed: dict[str, int]) -> str:
 
 async def forget_everything(db: Database, storage_uri: str, person: Person, *,
                             keep_job: str | None = None) -> dict[str, int]:
-    """:func:`forget` and the person's rate-limit counters: what a user's own request does."""
-    import asyncio
-
+    """:func:`forget` and the person's rate-limit counters: what a user's own request does.
+    The log line names the platform and the counts, never the person."""
     removed = await forget(db, person, keep_job=keep_job)
     removed["rate_limit_counters"] = await asyncio.to_thread(
         Counters(storage_uri).forget, person)
+    log.info("%s user forgotten: %s", person.platform,
+             ", ".join(f"{n} {t}" for t, n in removed.items() if n) or "nothing stored")
     return removed

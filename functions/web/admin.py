@@ -19,13 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from functions.api.routes import ApiContext
-from functions.web.usage import Bucket, usage
 from shared.db import Database
 from shared.errors import BadRequest, CharlaError
 from shared.http import json_error
 from shared.knowledge.store import KnowledgeStore
 from shared.privacy import Counters, Person, export, forget_everything, summary
 from shared.queue import PgQueue
+from shared.usage import Bucket, usage
 
 SCOPE = "admin"
 MAX_HOURS = {"hour": 24 * 14, "day": 24 * 366}

@@ -43,7 +43,8 @@ PURGE_EVERY_S = 600.0
 def make_handler(answerer: Answerer, platforms: Platforms,
                  db: Database | None = None) -> Handler:
     async def handle(job: Job, last: bool) -> None:
-        if job.kind not in (ANSWER_JOB, FORGET_JOB) or (job.kind == FORGET_JOB and db is None):
+        known = (ANSWER_JOB, FORGET_JOB) if db is not None else (ANSWER_JOB,)
+        if job.kind not in known:
             raise GiveUp(f"unknown job kind {job.kind!r}")
         inbound = Inbound.from_json(job.payload)
         try:
@@ -92,10 +93,7 @@ async def forget_and_confirm(db: Database, answerer: Answerer, inbound: Inbound,
     but this job, say so once (the outbox keeps a rerun from saying it twice), then delete
     this job too: its payload quotes them."""
     person = Person(inbound.platform, inbound.user)
-    removed = await forget_everything(db, answerer.settings.rate_limit_storage, person,
-                                      keep_job=job_id)
-    log.info("%s user forgot on request: %s", inbound.platform,
-             ", ".join(f"{n} {t}" for t, n in removed.items() if n) or "nothing stored")
+    await forget_everything(db, answerer.settings.rate_limit_storage, person, keep_job=job_id)
     reply = ProgressiveReply(channel, answerer.outbox, f"{inbound.platform}:{inbound.delivery_id}",
                              interval_s=answerer.settings.edit_interval_s)
     await reply.finish(forgot_you(inbound.text))
