@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import openai
@@ -26,7 +28,7 @@ applies_to = ["input"]
 
 [[rules]]
 category = "poetry"
-terms = ["canvas"]
+terms = ["{middle}"]
 applies_to = ["output"]
 
 [scope."api:strict-client"]
@@ -37,19 +39,57 @@ terms = ["pineapple"]
 [scope."api:early"]
 [[scope."api:early".rules]]
 category = "poetry"
-terms = ["the"]
+terms = ["{first}"]
 applies_to = ["output"]
 """
-# At temperature 0 the bundled model begins "The waves of the ocean, a tapestry woven with
-# life,\nA canvas of endless blue": "canvas" comes a dozen words in.
 POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
+
+
+@dataclass(frozen=True)
+class Poem:
+    """What the model answers to :data:`POEM` at temperature 0 on this machine (the words
+    differ from one CPU to another), and the words the policy blocks in it."""
+
+    text: str
+    first: str  # its first word: blocked for the "early" client
+    middle: str  # a word a few words in, not seen before it: blocked for everyone
+    before: str  # the text up to that word
+
+
+def choose_words(text: str) -> Poem:
+    words = list(re.finditer(r"[A-Za-z]{4,}", text))
+    seen = {m.group().lower() for m in words[:4]}
+    for match in words[4:]:
+        word = match.group().lower()
+        if word not in seen and word not in text[:match.start()].lower():
+            first = re.match(r"\W*([A-Za-z]+)", text)
+            assert first is not None, text
+            return Poem(text, first.group(1).lower(), word, text[:match.start()])
+        seen.add(word)
+    raise AssertionError(f"no word to block in the model's poem: {text!r}")
+
+
+@pytest.fixture(scope="module")
+def poem(service_keys: tuple[str, str], gateway: Gateway, pg_url: str, redis_url: str) -> Poem:
+    """The poem as the API asks for it, unmoderated, to choose the words to block."""
+    plain = make_settings(**api_env(service_keys, gateway.url, fresh_database(pg_url),
+                                    redis_url, CHARLA_MODERATION_POLICY="off"))
+    server = start_api(plain)
+    try:
+        answer = httpx.post(server.url + "/v1/chat/completions", timeout=60,
+                            headers=Api(server.url, plain, server).headers("poem-probe"),
+                            json={"messages": POEM, "max_tokens": 40, "temperature": 0})
+        answer.raise_for_status()
+        return choose_words(answer.json()["choices"][0]["message"]["content"])
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
 def moderated(service_keys: tuple[str, str], gateway: Gateway, pg_url: str, redis_url: str,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+              tmp_path_factory: pytest.TempPathFactory, poem: Poem) -> Iterator[Api]:
     policy = tmp_path_factory.mktemp("policy") / "policy.toml"
-    policy.write_text(POLICY, encoding="utf-8")
+    policy.write_text(POLICY.format(first=poem.first, middle=poem.middle), encoding="utf-8")
     settings = make_settings(**api_env(service_keys, gateway.url, fresh_database(pg_url),
                                        redis_url, CHARLA_MODERATION_POLICY=str(policy)))
     server = start_api(settings)
@@ -191,11 +231,12 @@ async def stream_poem(api: Api, sub: str) -> tuple[str, list[str | None], bool]:
     return text, reasons, done
 
 
-async def test_a_streamed_answer_is_cut_when_it_trips(moderated: Api) -> None:
+async def test_a_streamed_answer_is_cut_when_it_trips(moderated: Api, poem: Poem) -> None:
     sub = f"stream-{uuid.uuid4().hex[:6]}"
     text, reasons, done = await stream_poem(moderated, sub)
     # What came before the blocked word was relayed; the word never was.
-    assert text.startswith("The waves") and "canvas" not in text.lower()
+    first_words = " ".join(poem.before.split()[:2])
+    assert text.startswith(first_words) and poem.middle not in text.lower()
     assert reasons[-1] == "content_filter" and "stop" not in reasons and done
     await wait_for(moderated, sub)
     [(_, _, answer, finish, _)] = exchanges(moderated, sub)
