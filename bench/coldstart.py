@@ -3,13 +3,15 @@
 For each entry, ``ROUNDS`` fresh interpreters each import the handler module and handle one
 event, as a new Lambda container does; the figure is the median. Everything the first request
 needs is real and on loopback: the secrets come from Secrets Manager and the job goes to SQS
-(moto's server, reached with real boto3), the de-duplication row goes to Postgres (the embedded
-server). The webhooks get a signed delivery each (Slack app_mention, Telegram private message,
-Discord /ask); the API gets ``GET /healthz`` (database checked; the model server is a closed
-loopback port, so it answers "degraded" at once); the worker gets a one-record SQS batch whose
-record is not a job (dead-lettered: the model is not reached). ``python -X importtime`` gives
-the import alone, and the Slack function's path is also timed step by step. ``python -m
-bench.coldstart [ROUNDS]`` runs this part alone and prints the report.
+(moto's server, reached through shared/aws.py as on Lambda); the API and the worker reach
+Postgres (the embedded server; a webhook on SQS does not, for a new message). The webhooks get
+a signed delivery each (Slack app_mention, Telegram private message, Discord /ask); the API
+gets ``GET /healthz`` (database checked; the model server is a closed loopback port, so it
+answers "degraded" at once); the worker gets a one-record SQS batch whose record is not a job
+(dead-lettered: the model is not reached). ``python -X importtime`` gives the import alone,
+and the Slack function's path is also timed step by step, beside what its path no longer takes
+(botocore for the secret, psycopg and the de-duplication insert). ``python -m bench.coldstart
+[ROUNDS]`` runs this part alone and prints the report.
 """
 
 from __future__ import annotations
@@ -67,22 +69,60 @@ marks = [("", time.perf_counter())]
 def mark(name):
     marks.append((name, time.perf_counter()))
 import functions.slack.lambda_handler as function; mark("import the handler")
-import botocore.session; mark("import botocore")
 from functions import lambda_app
-lambda_app.settings(); mark("read the secret (client, call), settings")
+lambda_app.settings(); mark("read the secret (shared/aws.py), build the settings")
 import functions.webhooks, functions.slack.app; mark("import the webhook's modules")
 lambda_app.webhook_app("slack"); mark("build the app")
-async def first_query():
-    async with lambda_app.database().connection() as conn:
-        await conn.execute("SELECT 1")
-asyncio.get_event_loop().run_until_complete(first_query()); mark("connect to Postgres")
 queue = lambda_app.job_queue()
 asyncio.get_event_loop().run_until_complete(queue._call(
-    "get_queue_attributes", QueueUrl=queue.url, AttributeNames=["QueueArn"]))
-mark("SQS client, first call")
+    "GetQueueAttributes", QueueUrl=queue.url, AttributeNames=["QueueArn"]))
+mark("SQS: first call")
 function.handler(json.loads(sys.argv[1]), None); mark("the request itself")
 print(json.dumps({name: (t - marks[i][1]) * 1000 for i, (name, t) in enumerate(marks[1:])}))
 """
+
+# What the webhook path no longer pays, each in a fresh interpreter, side by side with what
+# replaced it: reading the secret with botocore's client vs shared/aws.py, and psycopg with a
+# connection and the de-duplication insert (now in the worker) vs nothing.
+ALTERNATIVES = {
+    "botocore: import, client, GetSecretValue": """
+import os, time
+t = time.perf_counter()
+import botocore.session
+botocore.session.get_session().create_client("secretsmanager").get_secret_value(
+    SecretId=os.environ["CHARLA_SECRETS_ARN"])
+print((time.perf_counter() - t) * 1000)
+""",
+    "shared/aws.py: import, client, GetSecretValue": """
+import os, time
+t = time.perf_counter()
+from shared import aws
+aws.Client(aws.SECRETS_MANAGER).call("GetSecretValue", SecretId=os.environ["CHARLA_SECRETS_ARN"])
+print((time.perf_counter() - t) * 1000)
+""",
+    "psycopg: import, connect, insert a delivery": """
+import os, time, uuid
+t = time.perf_counter()
+import psycopg
+with psycopg.connect(os.environ["COLDSTART_DATABASE_URL"]) as conn:
+    conn.execute("INSERT INTO inbound_deliveries (platform, delivery_id) VALUES ('bench', %s)",
+                 (uuid.uuid4().hex,))
+print((time.perf_counter() - t) * 1000)
+""",
+}
+
+
+def alternatives(stage: Stage) -> dict[str, float]:
+    """Each of :data:`ALTERNATIVES` once, in a fresh interpreter: milliseconds."""
+    env = {**stage.env, "COLDSTART_DATABASE_URL": stage.database_url}
+    times = {}
+    for name, code in ALTERNATIVES.items():
+        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}: failed:\n{done.stderr[-3000:]}")
+        times[name] = float(done.stdout.strip().splitlines()[-1])
+    return times
 
 
 def module_of(entry: str) -> str:
@@ -150,6 +190,7 @@ class Stage:
 
         self.pg = EmbeddedPostgres(logdir / "pg-coldstart")
         database_url = self.pg.start()
+        self.database_url = database_url
         asyncio.run(migrate(database_url))
         port = _free_port()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
@@ -292,13 +333,16 @@ def run(out: dict[str, Any], logdir: Path, rounds: int = ROUNDS) -> None:
             }
             print(f"   {entry}: {results[entry]['total_ms']:.0f} ms", flush=True)
         steps = [phases(stage) for _ in range(rounds)]
+        others = [alternatives(stage) for _ in range(rounds)]
         aws_ms = stage.aws_round_trip_ms(stage.arn)
     finally:
         stage.close()
     out["coldstart"] = {"rounds": rounds, "load_average": os.getloadavg()[0],
                         "aws_round_trip_ms": aws_ms, "entries": results,
                         "slack_steps": {name: statistics.median(s[name] for s in steps)
-                                        for name in steps[0]}}
+                                        for name in steps[0]},
+                        "alternatives": {name: statistics.median(o[name] for o in others)
+                                         for name in others[0]}}
 
 
 def report_lines(data: dict[str, Any]) -> list[str]:
@@ -306,8 +350,8 @@ def report_lines(data: dict[str, Any]) -> list[str]:
     lines = [f"Lambda cold start, median of {data['rounds']} fresh processes per function "
              f"(load average {data['load_average']:.1f} at the end): the handler's import "
              "(`-X importtime`, and timed in the process), then its first event, with the "
-             "secret from Secrets Manager, the job to SQS (moto on loopback) and the "
-             "de-duplication row in Postgres (loopback). Goal for the webhooks: under "
+             "secret from Secrets Manager and the job to SQS (moto on loopback); the API "
+             "and the worker reach Postgres (loopback). Goal for the webhooks: under "
              f"{GOAL_MS:.0f} ms.", "",
              "| function | -X importtime | import | first request | import + first request |"
              " of it, CPU | status | heavy modules loaded |", "|---|---|---|---|---|---|---|---|"]
@@ -322,6 +366,9 @@ def report_lines(data: dict[str, Any]) -> list[str]:
               "| step | time |", "|---|---|"]
     lines += [f"| {name} | {ms:.0f} ms |" for name, ms in data["slack_steps"].items()]
     lines.append(f"| total | {sum(data['slack_steps'].values()):.0f} ms |")
+    lines += ["", "Off the webhook's path now, each alone in a fresh interpreter (median), "
+              "beside what took its place:", "", "| step | time |", "|---|---|"]
+    lines += [f"| {name} | {ms:.0f} ms |" for name, ms in data["alternatives"].items()]
     return lines
 
 

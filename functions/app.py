@@ -39,10 +39,11 @@ from shared.http import (
     json_error,
     unexpected,
 )
+from shared.jobs import JobQueue
 from shared.knowledge.store import KnowledgeError
 from shared.migrate import migrate
 from shared.privacy import API_LIMIT_PREFIX
-from shared.queue import JobQueue, PgQueue
+from shared.queue import PgQueue
 from shared.ratelimit import make_limiter, rate_limit_exceeded
 from shared.settings import Settings
 from shared.tokens import TokenVerifier
@@ -108,7 +109,7 @@ def create_app(
     ctx = ApiContext(settings=settings, db=db, model=model, knowledge=knowledge)
     if queue is None and db is not None:
         queue = PgQueue(db, lease_s=settings.job_lease_s)
-    hooks = build_webhooks(settings, db, queue)
+    hooks = build_webhooks(settings, (lambda: db) if db is not None else None, queue)
     limiter = make_limiter(settings.rate_limit_storage, API_LIMIT_PREFIX, headers=True)
     limit = limiter.limit(settings.api_rate_limit)
 

@@ -20,7 +20,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,13 +29,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.db import Database, make_pool
 from shared.errors import BadRequest, CharlaError, ConfigError, StorageError
 from shared.http import bad_request, http_error, json_error, unexpected
+from shared.jobs import JobQueue
 from shared.logs import configure_logging
-from shared.queue import JobQueue, PgQueue
 from shared.secrets import Overlay, environ_with_secrets
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,12 @@ def settings() -> Settings:
 
 
 def database() -> Database:
-    """The container's pool; it connects on the first query, not here."""
+    """The container's pool; it connects on the first query, not here. A webhook function
+    on SQS calls this only for the deliveries that need the database (a thread reply, /reset,
+    /forget): psycopg is not imported before."""
     if "db" not in _state:
+        from shared.db import Database, make_pool
+
         s = settings()
         if s.database_url is None:
             raise ConfigError("DATABASE_URL is not set: the functions need the database")
@@ -91,10 +97,17 @@ def job_queue() -> JobQueue:
     if "queue" not in _state:
         s = settings()
         if s.queue == "sqs":
+            from shared.crypto import KeyRing
             from shared.sqs_queue import SqsQueue
 
-            _state["queue"] = SqsQueue(database(), s.sqs_queue_url)
+            keys = KeyRing.from_settings(s)
+            keys.require()  # what people wrote travels sealed: no key, no start
+            queue = SqsQueue(s.sqs_queue_url, keys)
+            _closers.append(queue.close)
+            _state["queue"] = queue
         else:
+            from shared.queue import PgQueue
+
             _state["queue"] = PgQueue(database(), lease_s=s.job_lease_s)
     result: JobQueue = _state["queue"]
     return result
@@ -110,7 +123,7 @@ def webhook_app(entry: str) -> Starlette:
     path, module, name = WEBHOOKS[entry]
     others: dict[str, Any] = {f: None for platform, fields in PLATFORM_SETTINGS.items()
                               if platform != entry for f in fields}
-    hooks = build(replace(settings(), **others), database(), job_queue())
+    hooks = build(replace(settings(), **others), database, job_queue())
     _closers.append(hooks.close)
     app = Starlette(
         routes=[Route(path, getattr(import_module(module), name), methods=["POST"])],

@@ -1,27 +1,33 @@
 """What the platform webhooks share: settings, the queue, conversations, a few lazy clients.
 
 Webhook handlers are stateless: everything they need is built once per process (once per
-Lambda container) on first use, so an import or a cold start never waits on the network.
+Lambda container) on first use, so an import or a cold start never waits on the network. The
+database too is opened on first need: a webhook function on SQS queues most deliveries without
+it (its cold start stays under 300 ms, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from functions.messaging import ANSWER_JOB, Inbound
-from shared.conversations import Conversations
-from shared.db import Database
 from shared.errors import BadRequest, ConfigError
 from shared.http import json_error, read_body
+from shared.jobs import JobQueue
 from shared.openai_schema import parse_json_object
-from shared.queue import JobQueue
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from shared.conversations import Conversations
+    from shared.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +44,27 @@ class Webhooks:
 
     settings: Settings
     queue: JobQueue | None
-    conversations: Conversations | None
-    db: Database | None = None
+    database: Callable[[], Database] | None = None  # the database, opened on first need
     slack_verifier: Verifier | None = None
     discord_verifier: Verifier | None = None
     telegram_bot_id: int | None = None
     http: httpx.AsyncClient | None = None
     _warned: set[str] = field(default_factory=set)
     cache: dict[str, Any] = field(default_factory=dict)
+
+    def conversations(self) -> Conversations:
+        """The conversations store (the database is opened here, the first time)."""
+        if "conversations" not in self.cache:
+            from shared.conversations import Conversations
+
+            self.cache["conversations"] = Conversations(self.db())
+        conversations: Conversations = self.cache["conversations"]
+        return conversations
+
+    def db(self) -> Database:
+        if self.database is None:
+            raise ConfigError("DATABASE_URL is not set: the webhooks need the database")
+        return self.database()
 
     def client(self) -> httpx.AsyncClient:
         if self.http is None:
@@ -69,8 +88,7 @@ class Webhooks:
         # Loaded here: the webhooks' cold path needs none of it until someone asks.
         from shared.privacy import Person, forget_everything
 
-        assert self.db is not None
-        return await forget_everything(self.db, self.settings.rate_limit_storage,
+        return await forget_everything(self.db(), self.settings.rate_limit_storage,
                                        Person(platform, user))
 
     def off(self, platform: str, needs: str) -> Response:
@@ -86,10 +104,11 @@ class Webhooks:
             await self.http.aclose()
 
 
-def build(settings: Settings, db: Database | None, queue: JobQueue | None) -> Webhooks:
-    """The webhooks' shared parts, with each enabled platform's verifier ready."""
-    hooks = Webhooks(settings=settings, queue=queue, db=db,
-                     conversations=Conversations(db) if db is not None else None)
+def build(settings: Settings, database: Callable[[], Database] | None,
+          queue: JobQueue | None) -> Webhooks:
+    """The webhooks' shared parts, with each enabled platform's verifier ready; ``database``
+    opens the database, when first needed."""
+    hooks = Webhooks(settings=settings, queue=queue, database=database)
     if settings.slack_enabled:
         from functions.slack.verify import SignatureVerifier as SlackVerifier
 

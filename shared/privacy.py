@@ -28,7 +28,7 @@ from shared.audit import open_bodies
 from shared.conversations import turn_text
 from shared.crypto import KeyRing
 from shared.db import Database
-from shared.queue import open_payload
+from shared.jobs import open_payload
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ TABLES: dict[str, str] = {
     "jobs": "person: queued and finished jobs carry the message and the user id",
     "api_exchanges": "person: the audit log of an API client's requests",
     "moderation_events": "person: moderation decisions about a person's messages, no body",
-    "inbound_deliveries": "none: platform delivery ids only, for de-duplication",
+    "inbound_deliveries": "none: platform delivery ids (and the SQS message carrying each),"
+                          " for de-duplication",
     "outbound_messages": "none: ids of messages posted, keyed by delivery id",
     "collections": "none: knowledge-base collections",
     "documents": "none: the team's documents",

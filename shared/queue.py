@@ -1,14 +1,11 @@
-"""The job queue between the webhooks and the worker: one interface, Postgres behind it locally.
+"""The local job queue: :class:`~shared.jobs.JobQueue` on Postgres (on AWS, SQS serves it).
 
-A webhook accepts a delivery with :meth:`JobQueue.enqueue`, which also de-duplicates it (a
-delivery id seen before enqueues nothing); the worker takes jobs with :meth:`JobQueue.claim`,
-and ends each one with :meth:`complete`, :meth:`retry` (with a delay) or :meth:`fail` (the job
-stays visible as failed, with its error, until an operator retries or purges it). On AWS the
-same interface is served by SQS (a later step).
-
-A payload's :data:`SEALED_FIELDS` (what people wrote, and where the answer goes) must not rest
-in clear: :class:`PgQueue` stores the whole payload sealed with the database's data keys
-(shared/crypto.py) and keeps only the other fields readable, for operators and their queries.
+A webhook accepts a delivery with :meth:`PgQueue.enqueue`, which also de-duplicates it (a
+delivery id seen before enqueues nothing) in the same statement; the worker takes jobs with
+:meth:`PgQueue.claim`, and ends each one with :meth:`complete`, :meth:`retry` (with a delay) or
+:meth:`fail` (the job stays visible as failed, with its error, until an operator retries or
+purges it). The whole payload is stored sealed with the database's data keys
+(:func:`~shared.jobs.seal_payload`); the other fields stay readable for operators.
 """
 
 from __future__ import annotations
@@ -16,81 +13,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared.crypto import KeyRing, sealed_key_id
+from shared.crypto import sealed_key_id
 from shared.db import Database
 from shared.errors import SealError
+from shared.jobs import Job, open_payload, seal_payload
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "charla_jobs"
-# Payload fields stored only sealed: a message's text, and its reply address (Discord's holds
-# the interaction token).
-SEALED_FIELDS = ("text", "reply_to")
-
-
-def job_aad(kind: str) -> bytes:
-    return b"jobs\0" + kind.encode()
-
-
-def seal_payload(keys: KeyRing, kind: str, payload: dict[str, Any]
-                 ) -> tuple[dict[str, Any], bytes | None]:
-    """The payload's readable part, and the whole payload sealed (None when nothing in it
-    needs sealing)."""
-    if not any(name in payload for name in SEALED_FIELDS):
-        return payload, None
-    readable = {k: v for k, v in payload.items() if k not in SEALED_FIELDS}
-    return readable, keys.seal(json.dumps(payload, ensure_ascii=False), job_aad(kind))
-
-
-def open_payload(keys: KeyRing, row: dict[str, Any]) -> dict[str, Any]:
-    """A stored job's whole payload (``kind``, ``payload``, ``sealed`` columns)."""
-    if row["sealed"] is None:
-        return cast(dict[str, Any], row["payload"])
-    return cast(dict[str, Any], json.loads(keys.open(bytes(row["sealed"]), job_aad(row["kind"]))))
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job taken by a worker; ``attempts`` counts this one."""
-
-    id: str
-    kind: str
-    payload: dict[str, Any]
-    attempts: int
-
-
-class JobQueue(Protocol):
-    async def enqueue(self, kind: str, payload: dict[str, Any], *,
-                      dedup: tuple[str, str] | None = None) -> bool:
-        """Queue a job; False (and nothing queued) if ``dedup`` (platform, delivery id) was
-        accepted before."""
-
-    async def claim(self, limit: int) -> list[Job]:
-        """Take up to ``limit`` jobs that are due."""
-
-    async def complete(self, job: Job) -> None:
-        """The job is done."""
-
-    async def retry(self, job: Job, error: str, delay_s: float) -> None:
-        """Run the job again after ``delay_s``."""
-
-    async def fail(self, job: Job, error: str) -> None:
-        """Give up on the job; it stays visible as failed."""
-
-    async def release(self, job: Job) -> None:
-        """Put a taken job back untouched (a worker stopping), not counting the attempt."""
-
-    async def wait(self, timeout_s: float) -> None:
-        """Return when a job may have arrived, or after ``timeout_s``."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ plain environment variables. Two sources, both optional, named in the environmen
 Their values are laid over the environment before :class:`~shared.settings.Settings` is built
 (environment < parameters < secret). They are fetched on first use and kept for the life of the
 process (a Lambda container): a rotated secret reaches new containers. Values never appear in a
-log line or a repr; botocore, which logs whole response bodies at DEBUG, is held at INFO.
+log line, an error or a repr. AWS is called through shared/aws.py (signed JSON requests with the
+function's credentials): a cold start's first secret costs 30 ms that way, 124 ms through
+botocore (docs/benchmarks.md, "Cold start on Lambda").
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from shared.errors import ConfigError
 
@@ -30,11 +30,8 @@ log = logging.getLogger(__name__)
 SECRET_ARN = "CHARLA_SECRETS_ARN"  # noqa: S105 - the setting's name, not a secret
 SSM_PREFIX = "CHARLA_SSM_PREFIX"
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_AWS_LOGGERS = ("botocore", "urllib3")
 
 _cache: dict[tuple[str | None, str | None], SecretValues] = {}
-_session: Any = None  # botocore's, shared by every client of the process
-_session_lock = threading.Lock()
 
 
 class SecretValues(Mapping[str, str]):
@@ -108,15 +105,12 @@ def forget() -> None:
 
 
 def _secret(arn: str) -> dict[str, str]:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from shared import aws
 
     try:
-        answer = aws_client("secretsmanager").get_secret_value(SecretId=arn)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
-        raise ConfigError(f"cannot read {SECRET_ARN} ({arn}): {code}") from None
-    except BotoCoreError as exc:
-        raise ConfigError(f"cannot read {SECRET_ARN} ({arn}): {type(exc).__name__}") from None
+        answer = aws.Client(aws.SECRETS_MANAGER).call("GetSecretValue", SecretId=arn)
+    except aws.AwsError as exc:
+        raise ConfigError(f"cannot read {SECRET_ARN} ({arn}): {exc.code}") from None
     try:
         document = json.loads(answer.get("SecretString") or "")
     except ValueError:
@@ -133,14 +127,15 @@ def _secret(arn: str) -> dict[str, str]:
 
 
 def _parameters(prefix: str) -> dict[str, str]:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from shared import aws
 
     path = "/" + prefix.strip("/")
     values: dict[str, str] = {}
+    params: dict[str, object] = {"Path": path, "Recursive": False, "WithDecryption": True}
     try:
-        pages = aws_client("ssm").get_paginator("get_parameters_by_path").paginate(
-            Path=path, Recursive=False, WithDecryption=True)
-        for page in pages:
+        ssm = aws.Client(aws.SSM)
+        while True:
+            page = ssm.call("GetParametersByPath", **params)
             for parameter in page.get("Parameters", []):
                 name = str(parameter["Name"]).rsplit("/", 1)[-1]
                 if _NAME.match(name):
@@ -148,38 +143,10 @@ def _parameters(prefix: str) -> dict[str, str]:
                 else:
                     log.warning("%s: parameter %s ignored: not a setting name", SSM_PREFIX,
                                 parameter["Name"])
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
-        raise ConfigError(f"cannot read parameters under {SSM_PREFIX} ({path}): {code}"
+            if not page.get("NextToken"):
+                break
+            params["NextToken"] = page["NextToken"]
+    except aws.AwsError as exc:
+        raise ConfigError(f"cannot read parameters under {SSM_PREFIX} ({path}): {exc.code}"
                           ) from None
-    except BotoCoreError as exc:
-        raise ConfigError(f"cannot read parameters under {SSM_PREFIX} ({path}): "
-                          f"{type(exc).__name__}") from None
     return values
-
-
-def aws_client(service: str, *, connect_timeout: float = 2.0, read_timeout: float = 5.0,
-               attempts: int = 3) -> Any:
-    """A client for ``service`` (region, credentials and ``AWS_ENDPOINT_URL`` from the
-    environment), with bounded time.
-
-    It is botocore's client, the one boto3 hands out, made without importing boto3 itself
-    (boto3 and s3transfer add about a third to a cold start, docs/benchmarks.md); all clients of
-    the process share one session, so the second one reuses what the first one loaded. Nothing
-    is imported until the first client is made: a cold start without AWS calls never pays.
-    botocore logs whole request and response bodies at DEBUG (secrets, users' messages), so its
-    loggers are held at INFO whatever the root level is.
-    """
-    import botocore.session
-    from botocore.config import Config
-
-    global _session
-    for name in _AWS_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.setLevel(max(logger.level, logging.INFO))
-    config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                    retries={"mode": "standard", "max_attempts": attempts})
-    with _session_lock:  # a botocore session is not safe to share between threads
-        if _session is None:
-            _session = botocore.session.get_session()
-        return _session.create_client(service, config=config)

@@ -1,19 +1,27 @@
 """The job queue on AWS: SQS between the webhook functions and the worker function.
 
-Webhooks enqueue through :class:`SqsQueue`. De-duplication stays in Postgres (the
-``inbound_deliveries`` table, one conditional insert), since SQS standard queues have none: a
-delivery seen before sends nothing. If the send fails after the delivery was recorded, the
-record is removed again and :class:`QueueError` raised, so the webhook answers 503 and the
-platform delivers again: nothing accepted is lost, nothing is answered twice. Deliveries that
-arrive while a send is in flight go together in the next one (SendMessageBatch). A message
-carries its job's readable fields and, sealed with the database's data keys, the rest (what
-people wrote, where the answer goes), as the Postgres queue stores them.
+Webhooks enqueue through :class:`SqsQueue`: one SendMessage per delivery, or one
+SendMessageBatch for the deliveries that arrive while a send is in flight. A send that fails
+raises :class:`QueueError`, so the webhook answers 503 and the platform delivers again: nothing
+accepted is lost. A message carries its job's readable fields, its delivery id and, sealed with
+the data keys, the rest (what people wrote, where the answer goes), as the Postgres queue
+stores them.
+
+De-duplication happens in the worker, not in the webhook: a webhook function on SQS opens no
+database connection on its way (psycopg's import and a connection are a third of a 300 ms cold
+start, docs/benchmarks.md), so a platform's second delivery of one event is queued too. Before
+running a batch the worker records each delivery with the SQS message that carries it
+(``inbound_deliveries``, one statement for the batch): a delivery already recorded under
+another message is a copy and is dropped; one recorded under the same message is that message
+coming back for a retry and runs again. Every delivery is answered once.
 
 The worker does not take jobs: Lambda's event source mapping hands it batches of messages.
 :class:`SqsBatch` is the queue one invocation settles its jobs with: a job to retry is reported
 back (``batchItemFailures``) with its visibility set to the backoff, so SQS redelivers it then
 and, after the queue's ``maxReceiveCount`` receives, moves it to the dead-letter queue; a job
 given up goes to the dead-letter queue at once, with its error.
+
+AWS is called through shared/aws.py (signed JSON requests), not botocore: see there why.
 """
 
 from __future__ import annotations
@@ -27,13 +35,15 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from shared import aws
 from shared.crypto import KeyRing
-from shared.db import Database
 from shared.errors import ConfigError, SealError, StorageError
-from shared.queue import Job, open_payload, seal_payload
-from shared.secrets import aws_client
+from shared.jobs import Job, open_payload, seal_payload
+
+if TYPE_CHECKING:
+    from shared.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -51,53 +61,61 @@ class QueueError(StorageError):
 
 @dataclass(frozen=True)
 class SqsJob(Job):
-    """A job delivered by SQS: ``id`` is the message id, ``attempts`` its receive count."""
+    """A job delivered by SQS: ``id`` is the message id, ``attempts`` its receive count,
+    ``delivery`` the platform's (platform, delivery id) when the job answers one."""
 
     receipt: str = ""
     body: str = ""
+    delivery: tuple[str, str] | None = None
 
-
-@dataclass(frozen=True)
-class _Pending:
-    key: tuple[str, str] | None
-    body: str
-
-
-Outcome = bool | Exception
 
 
 class SqsQueue:
-    """Enqueues jobs on one SQS queue; de-duplicates deliveries in Postgres."""
+    """Sends jobs to one SQS queue; on the worker's side, settles them and drops the copies.
 
-    def __init__(self, db: Database | None, queue_url: str | None, *,
+    ``keys`` seal what people wrote; ``db`` is the worker's, to record deliveries (a webhook
+    needs none). ``client`` makes the SQS client (shared/aws.py's, by default).
+    """
+
+    def __init__(self, queue_url: str | None, keys: KeyRing, *, db: Database | None = None,
                  client: Callable[[], Any] | None = None) -> None:
         if not queue_url:
             raise ConfigError("CHARLA_QUEUE=sqs needs CHARLA_SQS_QUEUE_URL")
         self.url = queue_url
+        self.keys = keys
         self._db = db
-        self._make_client = client or (lambda: aws_client("sqs", connect_timeout=1.0,
+        self._make_client = client or (lambda: aws.Client(aws.SQS, connect_timeout=1.0,
                                                           read_timeout=2.0, attempts=2))
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._dead_letter_url: str | None = None
-        self._waiting: list[tuple[_Pending, asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[str, asyncio.Future[bool]]] = []
         self._drainer: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        """Close the client's kept connections (the container ends)."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     # The webhooks' side.
 
     async def enqueue(self, kind: str, payload: dict[str, Any], *,
                       dedup: tuple[str, str] | None = None) -> bool:
+        """Send the job; True once SQS holds it. A delivery seen before is sent again all the
+        same: the worker drops the copy (see the module's notes)."""
         # What people wrote, and where the answer goes, travel and rest sealed, as in the
         # Postgres queue (shared/queue.py); the rest stays readable for operators.
-        readable, sealed = seal_payload(self._db.keys if self._db else KeyRing(), kind, payload)
+        readable, sealed = seal_payload(self.keys, kind, payload)
         message: dict[str, Any] = {"kind": kind, "payload": readable}
         if sealed is not None:
             message["sealed"] = base64.b64encode(sealed).decode()
+        if dedup is not None:
+            message["delivery"] = list(dedup)
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-        if dedup is not None and self._db is None:
-            raise ConfigError("de-duplicating deliveries needs DATABASE_URL")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((_Pending(dedup, body), future))
+        self._waiting.append((body, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await future
@@ -105,92 +123,44 @@ class SqsQueue:
     async def _drain(self) -> None:
         while self._waiting:
             batch = self._take()
+            errors: list[str | Exception | None]
             try:
-                outcomes = await self._accept([pending for pending, _ in batch])
+                errors = list(await self._send([body for body, _ in batch]))
             except Exception as exc:  # noqa: BLE001 - every waiter gets the error
-                outcomes = [exc] * len(batch)
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                errors = [exc] * len(batch)
+            for (_, future), error in zip(batch, errors, strict=True):
                 if future.done():
                     continue
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
+                if isinstance(error, Exception):
+                    future.set_exception(error)
+                elif error is not None:
+                    future.set_exception(QueueError(f"job not queued: {error}"))
                 else:
-                    future.set_result(outcome)
+                    future.set_result(True)
 
-    def _take(self) -> list[tuple[_Pending, asyncio.Future[bool]]]:
-        """The next waiting deliveries that fit in one SendMessageBatch."""
+    def _take(self) -> list[tuple[str, asyncio.Future[bool]]]:
+        """The next waiting messages that fit in one SendMessageBatch."""
         size, n = 0, 0
-        for pending, _ in self._waiting[:MAX_BATCH]:
-            size += len(pending.body.encode())
+        for body, _ in self._waiting[:MAX_BATCH]:
+            size += len(body.encode())
             if n and size > MAX_BATCH_BYTES:
                 break
             n += 1
         batch, self._waiting = self._waiting[:n], self._waiting[n:]
         return batch
 
-    async def _accept(self, batch: list[_Pending]) -> list[Outcome]:
-        keys = [p.key for p in batch if p.key is not None]
-        new = await self._remember(keys) if keys else set()
-        senders: list[int] = []  # batch positions whose message goes out
-        for i, pending in enumerate(batch):
-            if pending.key is None:
-                senders.append(i)
-            elif pending.key in new:
-                new.discard(pending.key)  # a second copy in the same batch is a redelivery
-                senders.append(i)
-        errors = await self._send([batch[i].body for i in senders]) if senders else []
-        outcomes: list[Outcome] = [False] * len(batch)
-        lost: list[tuple[str, str]] = []
-        for i, error in zip(senders, errors, strict=True):
-            outcomes[i] = True if error is None else QueueError(f"job not queued: {error}")
-            key = batch[i].key
-            if error is not None and key is not None:
-                lost.append(key)
-        if lost:
-            await self._forget(lost)
-        return outcomes
-
-    async def _remember(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Record deliveries; return those that were new."""
-        assert self._db is not None
-        async with self._db.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO inbound_deliveries (platform, delivery_id) SELECT * FROM"
-                " unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING"
-                " RETURNING platform, delivery_id",
-                ([k[0] for k in keys], [k[1] for k in keys]))
-            rows = await cur.fetchall()
-        return {(str(r["platform"]), str(r["delivery_id"])) for r in rows}
-
-    async def _forget(self, keys: list[tuple[str, str]]) -> None:
-        """The send failed: release the deliveries, so the platform's redelivery is taken."""
-        assert self._db is not None
-        try:
-            async with self._db.connection() as conn:
-                await conn.execute(
-                    "DELETE FROM inbound_deliveries WHERE (platform, delivery_id) IN"
-                    " (SELECT * FROM unnest(%s::text[], %s::text[]))",
-                    ([k[0] for k in keys], [k[1] for k in keys]))
-        except StorageError:
-            log.error("%d deliveries were recorded but not queued, and the record could not be"
-                      " released: they will not be answered (%s)", len(keys),
-                      ", ".join(f"{p}:{d}" for p, d in keys))
-
     async def _send(self, bodies: list[str]) -> list[str | None]:
         """Send each body; per body, None or why it was not sent."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             if len(bodies) == 1:
-                await self._call("send_message", QueueUrl=self.url, MessageBody=bodies[0])
+                await self._call("SendMessage", QueueUrl=self.url, MessageBody=bodies[0])
                 return [None]
             answer = await self._call(
-                "send_message_batch", QueueUrl=self.url,
+                "SendMessageBatch", QueueUrl=self.url,
                 Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)])
-        except (BotoCoreError, ClientError) as exc:
-            reason = _reason(exc)
-            log.warning("SQS refused %d messages: %s", len(bodies), reason)
-            return [reason] * len(bodies)
+        except aws.AwsError as exc:
+            log.warning("SQS refused %d messages: %s", len(bodies), exc.code)
+            return [exc.code] * len(bodies)
         errors: list[str | None] = [None] * len(bodies)
         for failed in answer.get("Failed", []):
             errors[int(failed["Id"])] = str(failed.get("Code", "failed"))
@@ -202,7 +172,7 @@ class SqsQueue:
 
     async def change_visibility(self, job: SqsJob, delay_s: float) -> None:
         seconds = min(MAX_VISIBILITY_S, max(0, math.ceil(delay_s)))
-        await self._guarded("change_message_visibility", QueueUrl=self.url,
+        await self._guarded("ChangeMessageVisibility", QueueUrl=self.url,
                             ReceiptHandle=job.receipt, VisibilityTimeout=seconds)
 
     async def dead_letter(self, job: SqsJob, error: str) -> bool:
@@ -211,7 +181,7 @@ class SqsQueue:
         if url is None:
             return False
         await self._guarded(
-            "send_message", QueueUrl=url, MessageBody=job.body,
+            "SendMessage", QueueUrl=url, MessageBody=job.body,
             MessageAttributes={
                 "error": {"DataType": "String", "StringValue": error[:1000] or "failed"},
                 "attempts": {"DataType": "Number", "StringValue": str(job.attempts)},
@@ -221,34 +191,70 @@ class SqsQueue:
     async def _dead_letter_queue(self) -> str | None:
         """The dead-letter queue named by the queue's redrive policy, looked up once."""
         if self._dead_letter_url is None:
-            answer = await self._guarded("get_queue_attributes", QueueUrl=self.url,
+            answer = await self._guarded("GetQueueAttributes", QueueUrl=self.url,
                                          AttributeNames=["RedrivePolicy"])
             policy = answer.get("Attributes", {}).get("RedrivePolicy")
             if not policy:
                 return None
             arn = str(json.loads(policy)["deadLetterTargetArn"])
             *_, account, name = arn.split(":")
-            answer = await self._guarded("get_queue_url", QueueName=name,
+            answer = await self._guarded("GetQueueUrl", QueueName=name,
                                          QueueOwnerAWSAccountId=account)
             self._dead_letter_url = str(answer["QueueUrl"])
         return self._dead_letter_url
 
-    async def _guarded(self, operation: str, **params: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    async def _guarded(self, action: str, **params: Any) -> Any:
         try:
-            return await self._call(operation, **params)
-        except (BotoCoreError, ClientError) as exc:
-            raise QueueError(f"SQS {operation}: {_reason(exc)}") from exc
+            return await self._call(action, **params)
+        except aws.AwsError as exc:
+            raise QueueError(f"SQS {action}: {exc.code}") from None
 
-    async def _call(self, operation: str, **params: Any) -> Any:
-        return await asyncio.to_thread(lambda: getattr(self._sqs(), operation)(**params))
+    async def _call(self, action: str, **params: Any) -> Any:
+        return await asyncio.to_thread(lambda: self._sqs().call(action, **params))
 
     def _sqs(self) -> Any:
         with self._client_lock:
             if self._client is None:
                 self._client = self._make_client()
             return self._client
+
+    async def first_deliveries(self, jobs: list[SqsJob]) -> list[SqsJob]:
+        """The jobs to run: all but the copies of a delivery another message carries.
+
+        Each delivery is recorded with the message that carries it, in one statement for the
+        batch. A message that comes back (a retry) finds its own record and runs again; a copy
+        finds another message's and is dropped, with a log line. :class:`StorageError` if the
+        database cannot say: the batch is then delivered again.
+        """
+        keyed = [job for job in jobs if job.delivery is not None]
+        if not keyed:
+            return jobs
+        if self._db is None:
+            raise ConfigError("de-duplicating deliveries needs DATABASE_URL")
+        owner: dict[tuple[str, str], str] = {}
+        for job in keyed:  # the same delivery twice in one batch: the first message carries it
+            assert job.delivery is not None
+            owner.setdefault(job.delivery, job.id)
+        platforms, ids, messages = zip(*((p, d, m) for (p, d), m in owner.items()), strict=True)
+        async with self._db.connection() as conn:
+            # DO UPDATE (a no-op) so that every row comes back, with whichever message owns it.
+            cur = await conn.execute(
+                "INSERT INTO inbound_deliveries (platform, delivery_id, message_id)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
+                " ON CONFLICT (platform, delivery_id) DO UPDATE"
+                " SET message_id = inbound_deliveries.message_id"
+                " RETURNING platform, delivery_id, message_id",
+                (list(platforms), list(ids), list(messages)))
+            rows = await cur.fetchall()
+        recorded = {(str(r["platform"]), str(r["delivery_id"])): r["message_id"] for r in rows}
+        run: list[SqsJob] = []
+        for job in jobs:
+            if job.delivery is None or recorded.get(job.delivery) == job.id:
+                run.append(job)
+            else:
+                log.info("%s delivery %s came again; already accepted (message %s)",
+                         job.delivery[0], job.delivery[1], job.id)
+        return run
 
     # What the local worker uses, and Lambda does not.
 
@@ -346,13 +352,10 @@ def job_from_record(record: dict[str, Any], keys: KeyRing) -> SqsJob:
             kind = message["kind"]
         except (SealError, binascii.Error, ValueError) as exc:
             log.error("message %s: payload does not open: %s", message_id, exc)
+    delivery = message.get("delivery") if isinstance(message, dict) else None
+    key = ((str(delivery[0]), str(delivery[1]))
+           if isinstance(delivery, list) and len(delivery) == 2 and kind != NOT_A_JOB else None)
     attempts = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
     return SqsJob(id=message_id, kind=kind, payload=payload, attempts=attempts,
-                  receipt=str(record.get("receiptHandle", "")), body=body)
+                  receipt=str(record.get("receiptHandle", "")), body=body, delivery=key)
 
-
-def _reason(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", type(exc).__name__))
-    return type(exc).__name__

@@ -57,6 +57,5 @@ async def discord_interactions(request: Request) -> Response:
     if isinstance(event, Forget):
         await hooks.forget_person("discord", event.user)
         return ok(_private(FORGOT_YOU))
-    assert hooks.conversations is not None
-    await hooks.conversations.forget("discord", event.conversation)
+    await hooks.conversations().forget("discord", event.conversation)
     return ok(_private(FORGOTTEN))

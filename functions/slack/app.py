@@ -38,8 +38,7 @@ async def slack_events(request: Request) -> Response:
     if event.direct and forget_request(inbound.text):
         await hooks.accept(inbound, FORGET_JOB)  # the worker forgets, then says so
         return ok()
-    assert hooks.conversations is not None
-    if event.needs_existing_conversation and not await hooks.conversations.exists(
+    if event.needs_existing_conversation and not await hooks.conversations().exists(
             "slack", inbound.conversation):
         return ok()  # a thread Charla is not part of
     await hooks.accept(inbound)  # a retried event (X-Slack-Retry-Num) finds its id taken

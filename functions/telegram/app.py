@@ -16,7 +16,6 @@ from starlette.responses import Response
 
 from functions.messaging import FORGOT_YOU, PlatformError
 from functions.telegram import verify
-from functions.telegram.client import TelegramClient
 from functions.telegram.payload import Command, Ignored, classify
 from functions.webhooks import Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
 
@@ -33,6 +32,9 @@ async def _username(hooks: Webhooks) -> str | None:
     if hooks.settings.telegram_bot_username:
         return hooks.settings.telegram_bot_username.lstrip("@")
     if "telegram_username" not in hooks.cache:
+        # Imported here: httpx is not on the webhook's cold path when the name is configured.
+        from functions.telegram.client import TelegramClient
+
         assert hooks.settings.telegram_bot_token is not None
         client = TelegramClient(hooks.settings.telegram_api_url,
                                 hooks.settings.telegram_bot_token, hooks.client())
@@ -72,8 +74,7 @@ async def telegram_webhook(request: Request) -> Response:
         return ok({})
     if isinstance(event, Command):
         if event.name == "reset":
-            assert hooks.conversations is not None
-            await hooks.conversations.forget("telegram", event.conversation)
+            await hooks.conversations().forget("telegram", event.conversation)
             return ok(_say(event, FORGOTTEN))
         if event.name == "forget":
             await hooks.forget_person("telegram", event.user)

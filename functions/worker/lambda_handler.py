@@ -7,7 +7,8 @@ all of them at once on one event loop kept for the container's life, at most
 (``batchItemFailures``; the mapping needs ``ReportBatchItemFailures`` on), so one bad job does
 not bring back the others:
 
-- done: not reported; Lambda deletes the message;
+- done: not reported; Lambda deletes the message; so is a copy of a delivery another message
+  carries (a platform delivering one event twice), which is not run (shared/sqs_queue.py);
 - to retry (the platform or the model server failing): reported, and made visible again after
   the backoff; the attempt number is SQS's receive count, and after the queue's
   ``maxReceiveCount`` receives SQS moves the message to the dead-letter queue;
@@ -31,7 +32,8 @@ from typing import Any
 
 from functions.lambda_app import database, settings
 from functions.worker.runner import Handler, Worker
-from shared.queue import Job
+from shared.errors import StorageError
+from shared.jobs import Job
 from shared.sqs_queue import SqsBatch, SqsQueue, job_from_record
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,14 @@ async def run_batch(records: list[dict[str, Any]], context: Any) -> dict[str, An
 
     keys = database().keys
     jobs = [job_from_record(record, keys) for record in records]
-    tasks = {asyncio.create_task(run(job)): job for job in jobs}
+    try:
+        # A platform's second delivery of one event travels in a message of its own.
+        fresh = await queue.first_deliveries(jobs)
+    except StorageError as exc:
+        log.error("cannot check the batch's deliveries (%s); all %d delivered again",
+                  exc, len(jobs))
+        return {"batchItemFailures": [{"itemIdentifier": job.id} for job in jobs]}
+    tasks = {asyncio.create_task(run(job)): job for job in fresh}
     pending: set[asyncio.Task[None]] = set()
     if tasks:
         _, pending = await asyncio.wait(tasks, timeout=_time_left(context))
@@ -119,10 +128,11 @@ def _runtime() -> tuple[SqsQueue, Handler]:
                               max_distance=s.kb_max_distance)
         answerer = Answerer(settings=s, model=model, conversations=Conversations(db),
                             outbox=Outbox(db), knowledge=knowledge)
-        on_close(platforms.close, model.close)
+        queue = SqsQueue(s.sqs_queue_url, db.keys, db=db)
+        on_close(platforms.close, model.close, queue.close)
         on = [name for name, ok in enabled(s).items() if ok]
         log.info("worker answering for: %s", ", ".join(on) or "no platform (none configured)")
-        _state["runtime"] = (SqsQueue(db, s.sqs_queue_url),
+        _state["runtime"] = (queue,
                              make_handler(answerer, platforms, db))
     runtime: tuple[SqsQueue, Handler] = _state["runtime"]
     return runtime

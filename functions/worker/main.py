@@ -29,10 +29,11 @@ from shared import retention
 from shared.conversations import Conversations
 from shared.db import Database, make_pool
 from shared.errors import CharlaError
+from shared.jobs import Job
 from shared.logs import configure_logging
 from shared.outbox import Outbox
 from shared.privacy import Person, forget_everything
-from shared.queue import Job, PgQueue
+from shared.queue import PgQueue
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 
 from functions.worker.answer import GiveUp, Retry
 from shared.errors import CharlaError
-from shared.queue import Job, JobQueue
+from shared.jobs import Job, JobQueue
 
 log = logging.getLogger(__name__)
 

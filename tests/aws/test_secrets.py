@@ -63,6 +63,13 @@ def test_parameters_are_read_by_name_under_the_prefix(aws: Aws) -> None:
                             "SLACK_BOT_TOKEN": SLACK_TOKEN}  # the secret wins over SSM
 
 
+def test_every_page_of_parameters_is_read(aws: Aws) -> None:
+    # GetParametersByPath answers 10 at most per page.
+    many = {f"CHARLA_SETTING_{i:02d}": f"value-{i}" for i in range(23)}
+    prefix = parameters(aws, many)
+    assert dict(secrets.load({"CHARLA_SSM_PREFIX": prefix})) == many
+
+
 def test_read_once_per_container(aws: Aws) -> None:
     sm = aws.client("secretsmanager")
     arn = secret(aws, {"SLACK_BOT_TOKEN": SLACK_TOKEN})
@@ -98,10 +105,13 @@ def test_a_missing_secret_names_the_arn_and_the_reason(aws: Aws) -> None:
 
 def test_values_never_appear_in_logs_or_reprs(aws: Aws, caplog: pytest.LogCaptureFixture
                                               ) -> None:
-    caplog.set_level(logging.DEBUG)  # botocore logs whole response bodies at DEBUG
     arn = secret(aws, {"SLACK_BOT_TOKEN": SLACK_TOKEN, "SLACK_SIGNING_SECRET": SIGNING,
                        "DATABASE_URL": DB})
     prefix = parameters(aws, {"TELEGRAM_BOT_TOKEN": TELEGRAM})
+    # Every logger at DEBUG from here: the test's own boto3 (above) logs whole bodies there,
+    # the functions' AWS client must not.
+    caplog.clear()
+    caplog.set_level(logging.DEBUG)
     environ = {"CHARLA_SECRETS_ARN": arn, "CHARLA_SSM_PREFIX": prefix}
     merged = secrets.environ_with_secrets(environ)
     settings = Settings.from_env(merged)

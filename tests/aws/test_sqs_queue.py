@@ -1,4 +1,8 @@
-"""The queue's enqueue contract, on Postgres and on SQS; what only SQS does."""
+"""The queue's enqueue contract, on Postgres and on SQS; what only SQS does.
+
+The Postgres queue drops a delivery's copies as it queues; SQS queues them, and the worker's
+side (:meth:`SqsQueue.first_deliveries`) drops them before running a batch.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from shared import aws as aws_api
 from shared.crypto import KeyRing
 from shared.db import Database, make_pool
-from shared.queue import Job, JobQueue, PgQueue
+from shared.errors import StorageError
+from shared.jobs import Job, JobQueue
+from shared.queue import PgQueue
 from shared.settings import Settings
-from shared.sqs_queue import NOT_A_JOB, QueueError, SqsBatch, SqsQueue, job_from_record
-from tests.aws.conftest import Aws, Queues, delivered
-from tests.conftest import DATA_KEYS
+from shared.sqs_queue import NOT_A_JOB, QueueError, SqsBatch, SqsJob, SqsQueue, job_from_record
+from tests.aws.conftest import Aws, Queues
+from tests.conftest import DATA_KEYS, free_port
 
 
 @pytest.fixture
@@ -37,7 +44,11 @@ class Subject:
 def subject(request: pytest.FixtureRequest, db: Database, aws_db_url: str, aws: Aws,
             queues: Queues) -> Subject:
     if request.param == "sqs":
-        return Subject(SqsQueue(db, queues.url), lambda: queues.count(aws))
+        return Subject(SqsQueue(queues.url, db.keys), lambda: queues.count(aws))
+    return pg_subject(db, aws_db_url)
+
+
+def pg_subject(db: Database, aws_db_url: str) -> Subject:
     kind = f"test-{uuid.uuid4().hex[:8]}"
     pg = PgQueue(db)
 
@@ -60,19 +71,59 @@ def delivery() -> tuple[str, str]:
     return ("slack", f"Ev{uuid.uuid4().hex[:12].upper()}")
 
 
-async def test_a_delivery_is_queued_once(subject: Subject) -> None:
+async def test_postgres_queues_a_delivery_once(db: Database, aws_db_url: str) -> None:
+    pg = pg_subject(db, aws_db_url)
     key = delivery()
-    assert await subject.queue.enqueue("answer", {"n": 1}, dedup=key) is True
-    assert await subject.queue.enqueue("answer", {"n": 2}, dedup=key) is False
-    assert subject.queued() == 1
+    assert await pg.queue.enqueue("answer", {"n": 1}, dedup=key) is True
+    assert await pg.queue.enqueue("answer", {"n": 2}, dedup=key) is False
+    assert pg.queued() == 1
 
 
-async def test_concurrent_redeliveries_queue_one_job(subject: Subject) -> None:
+async def test_postgres_queues_one_job_for_concurrent_redeliveries(db: Database,
+                                                                   aws_db_url: str) -> None:
+    pg = pg_subject(db, aws_db_url)
     key = delivery()
-    results = await asyncio.gather(*(subject.queue.enqueue("answer", {}, dedup=key)
+    results = await asyncio.gather(*(pg.queue.enqueue("answer", {}, dedup=key)
                                      for _ in range(8)))
     assert sorted(results) == [False] * 7 + [True]
-    assert subject.queued() == 1
+    assert pg.queued() == 1
+
+
+def received_jobs(aws: Aws, queues: Queues, keys: KeyRing) -> list[SqsJob]:
+    return [job_from_record(record(m), keys) for m in queues.receive(aws)]
+
+
+async def test_on_sqs_a_delivery_sent_twice_runs_once(db: Database, aws: Aws,
+                                                      queues: Queues) -> None:
+    sender = SqsQueue(queues.url, db.keys)  # a webhook's: no database
+    key = delivery()
+    assert await sender.enqueue("answer", {"n": 1}, dedup=key) is True
+    assert await sender.enqueue("answer", {"n": 2}, dedup=key) is True
+    first, copy = sorted(received_jobs(aws, queues, db.keys), key=lambda j: j.payload["n"])
+    assert first.delivery == copy.delivery == key
+    worker = SqsQueue(queues.url, db.keys, db=db)
+    # In one batch: the first message carries the delivery, the copy is dropped.
+    assert await worker.first_deliveries([first, copy]) == [first]
+    # The same message back for a retry runs again; the copy in a batch of its own does not.
+    assert await worker.first_deliveries([first]) == [first]
+    assert await worker.first_deliveries([copy]) == []
+
+
+async def test_on_sqs_copies_in_concurrent_batches_run_once(db: Database, aws: Aws,
+                                                            queues: Queues) -> None:
+    sender = SqsQueue(queues.url, db.keys)
+    key, other = delivery(), delivery()
+    await asyncio.gather(*(sender.enqueue("answer", {"i": i}, dedup=key) for i in range(8)))
+    await sender.enqueue("answer", {"i": 8}, dedup=other)
+    await sender.enqueue("answer", {"i": 9})  # no delivery: always runs
+    jobs = received_jobs(aws, queues, db.keys)
+    assert len(jobs) == 10
+    worker = SqsQueue(queues.url, db.keys, db=db)
+    # Each job in a batch of its own, all at once, as concurrent invocations would.
+    ran = await asyncio.gather(*(worker.first_deliveries([job]) for job in jobs))
+    runs = [job for batch in ran for job in batch]
+    assert len([job for job in runs if job.delivery == key]) == 1  # one of the eight copies
+    assert sorted(job.payload["i"] for job in runs if job.delivery != key) == [8, 9]
 
 
 async def test_many_deliveries_at_once_are_each_queued(subject: Subject) -> None:
@@ -89,24 +140,39 @@ async def test_a_job_without_a_delivery_is_always_queued(subject: Subject) -> No
     assert subject.queued() == 2
 
 
+async def test_on_sqs_a_batch_whose_deliveries_cannot_be_checked_is_an_error(
+    aws: Aws, queues: Queues
+) -> None:
+    away = Database(make_pool(Settings.from_env({
+        "DATABASE_URL": f"postgresql://charla@127.0.0.1:{free_port()}/charla",
+        "CHARLA_DATA_KEYS": DATA_KEYS, "CHARLA_DB_TIMEOUT": "1"})))
+    try:
+        sender = SqsQueue(queues.url, away.keys)
+        await sender.enqueue("answer", {"n": 1}, dedup=delivery())
+        jobs = received_jobs(aws, queues, away.keys)
+        with pytest.raises(StorageError):  # the worker hands the whole batch back
+            await SqsQueue(queues.url, away.keys, db=away).first_deliveries(jobs)
+        # A batch without deliveries needs no database.
+        assert await SqsQueue(queues.url, away.keys, db=away).first_deliveries([]) == []
+    finally:
+        await away.close()
+
+
 async def test_deliveries_that_arrive_together_share_sends(db: Database, aws: Aws,
                                                            queues: Queues) -> None:
     calls: list[str] = []
 
-    class Counted:
-        def __init__(self) -> None:
-            self.real = aws.client("sqs")
+    class Counted(aws_api.Client):
+        def call(self, action: str, **params: object) -> dict[str, object]:
+            calls.append(action)
+            return super().call(action, **params)
 
-        def __getattr__(self, name: str) -> object:
-            calls.append(name)
-            return getattr(self.real, name)
-
-    queue = SqsQueue(db, queues.url, client=Counted)
+    queue = SqsQueue(queues.url, db.keys, client=lambda: Counted(aws_api.SQS))
     results = await asyncio.gather(*(queue.enqueue("answer", {"i": i}, dedup=delivery())
                                      for i in range(25)))
     assert results == [True] * 25
     assert queues.count(aws) == 25
-    assert "send_message_batch" in calls
+    assert "SendMessageBatch" in calls
     assert len(calls) <= 10  # one send for the first, then batches of up to 10
 
 
@@ -122,7 +188,7 @@ async def test_what_people_wrote_travels_sealed_and_comes_out_whole(
     payload = {"platform": "slack", "delivery_id": "Ev1", "user": "U1",
                "text": "¿Qué tal? 🙂 " + "x" * 5000, "n": [1, 2.5, None],
                "reply_to": {"channel": "C0PRIVATE7", "ts": "1.2"}}
-    await SqsQueue(db, queues.url).enqueue("answer", payload, dedup=delivery())
+    await SqsQueue(queues.url, db.keys).enqueue("answer", payload, dedup=delivery())
     [message] = queues.receive(aws)
     body = json.loads(message["Body"])
     assert body["kind"] == "answer" and body["payload"]["delivery_id"] == "Ev1"
@@ -134,20 +200,19 @@ async def test_what_people_wrote_travels_sealed_and_comes_out_whole(
     assert job_from_record(record(message), other).kind == NOT_A_JOB
 
 
-async def test_a_failed_send_releases_the_delivery(db: Database, aws: Aws, queues: Queues,
-                                                   aws_db_url: str) -> None:
+async def test_a_failed_send_is_an_error_for_every_delivery_waiting(
+    db: Database, aws: Aws, queues: Queues
+) -> None:
     aws.client("sqs").delete_queue(QueueUrl=queues.url)
-    keys = [delivery() for _ in range(3)]
-    queue = SqsQueue(db, queues.url)
-    results = await asyncio.gather(*(queue.enqueue("answer", {}, dedup=key) for key in keys),
-                                   return_exceptions=True)
-    assert all(isinstance(r, QueueError) for r in results)
-    assert not any(delivered(aws_db_url, *key) for key in keys)
+    queue = SqsQueue(queues.url, db.keys)
+    results = await asyncio.gather(*(queue.enqueue("answer", {}, dedup=delivery())
+                                     for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, QueueError) and "QueueDoesNotExist" in str(r) for r in results)
 
 
 async def test_a_batch_reports_retries_and_dead_letters(db: Database, aws: Aws,
                                                         queues: Queues) -> None:
-    queue = SqsQueue(db, queues.url)
+    queue = SqsQueue(queues.url, db.keys, db=db)
     for i in range(2):
         await queue.enqueue("answer", {"i": i})
     first, second = (job_from_record(record(m), db.keys) for m in queues.receive(aws))
@@ -172,7 +237,7 @@ def test_records_that_are_not_jobs_become_jobs_nobody_runs() -> None:
 
 
 async def test_taking_jobs_from_sqs_is_lambdas_job(db: Database, queues: Queues) -> None:
-    queue = SqsQueue(db, queues.url)
+    queue = SqsQueue(queues.url, KeyRing())
     job = Job("1", "answer", {}, 1)
     with pytest.raises(NotImplementedError, match="event source mapping"):
         await queue.claim(1)

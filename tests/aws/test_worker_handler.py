@@ -21,6 +21,7 @@ from tests.aws.conftest import (
     Container,
     Fakes,
     Queues,
+    delivered,
     deploy,
     function_env,
 )
@@ -88,6 +89,25 @@ def test_only_the_failed_record_of_a_batch_comes_back(
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
     assert failed == []
     assert len(slack_messages(fakes, slack_body)) == 1
+    assert queues.count(aws) == 0
+
+
+def test_a_delivery_made_twice_is_answered_once(
+    setup: dict[str, Any], aws: Aws, queues: Queues, container: Container, fakes: Fakes,
+    aws_db_url: str
+) -> None:
+    # Slack retries an event it thinks we missed: both deliveries reach SQS, in one batch.
+    twice = mention("Say yes.")
+    webhooks((SLACK, slack_event(twice)), (SLACK, slack_event(twice, retry=1)))
+    batch, failed = container.deliver(aws, queues)
+    assert (len(batch), failed) == (2, [])
+    assert len(slack_messages(fakes, twice)) == 1
+    assert delivered(aws_db_url, "slack", twice["event_id"])
+    # A retry that comes after the first was answered, in a batch of its own.
+    webhooks((SLACK, slack_event(twice, retry=2)))
+    batch, failed = container.deliver(aws, queues)
+    assert (len(batch), failed) == (1, [])
+    assert len(slack_messages(fakes, twice)) == 1
     assert queues.count(aws) == 0
 
 

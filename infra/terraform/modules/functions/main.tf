@@ -1,6 +1,6 @@
-# The five Lambda functions. Webhooks (slack, telegram, discord) verify, de-duplicate and
-# enqueue; api answers the OpenAI-compatible routes; worker takes jobs from SQS and posts the
-# replies. Each has its own role with only what it does.
+# The five Lambda functions. Webhooks (slack, telegram, discord) verify and enqueue; api
+# answers the OpenAI-compatible routes; worker takes jobs from SQS, drops a delivery's copies
+# and posts the replies. Each has its own role with only what it does.
 
 locals {
   # Which policy each function's role gets (below), and its size and timeout.
