@@ -10,13 +10,21 @@ Files holding secrets are created 0600 in a 0700 folder, and never overwritten.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.keyfile import create_key_file
 from shared.tokens import generate_ed25519_pair
+
+if TYPE_CHECKING:
+    from shared.db import Database
+    from shared.settings import Settings
+
+T = TypeVar("T")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -82,3 +90,26 @@ def running_stack_environ(environ: Mapping[str, str]) -> dict[str, str]:
             raise ConfigError("no database: start the stack (charla up) or set DATABASE_URL")
         env["DATABASE_URL"] = EmbeddedPostgres(pgdata).start()  # joins the running server
     return env
+
+
+def stack_settings() -> Settings:
+    """The settings of a command beside the running stack (see :func:`running_stack_environ`)."""
+    from shared.settings import Settings
+
+    return Settings.from_env(running_stack_environ(os.environ))
+
+
+def with_database(work: Callable[[Database], Awaitable[T]], settings: Settings | None = None
+                  ) -> T:
+    """Run ``work`` with the database of ``settings`` (by default :func:`stack_settings`),
+    closed afterwards: what each ``charla`` subcommand that reads or writes data does."""
+    from shared.db import Database, make_pool
+
+    async def main() -> T:
+        db = Database(make_pool(settings or stack_settings()))
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from charla.home import running_stack_environ
-from shared.db import Database, make_pool
+from charla.home import with_database
 from shared.queue import PgQueue
-from shared.settings import Settings
 
 
-async def _with_queue(work: Any) -> int:
-    db = Database(make_pool(Settings.from_env(running_stack_environ(os.environ))))
-    try:
-        result: int = await work(PgQueue(db))
-        return result
-    finally:
-        await db.close()
+def _with_queue(work: Callable[[PgQueue], Awaitable[int]]) -> int:
+    return with_database(lambda db: work(PgQueue(db)))
 
 
 def failed(args: argparse.Namespace) -> int:
@@ -32,7 +24,7 @@ def failed(args: argparse.Namespace) -> int:
                   f"{row['finished_at']:%Y-%m-%d %H:%M:%S}\t{row['last_error']}")
         return 0
 
-    return asyncio.run(_with_queue(work))
+    return _with_queue(work)
 
 
 def retry(args: argparse.Namespace) -> int:
@@ -43,7 +35,7 @@ def retry(args: argparse.Namespace) -> int:
         print(f"charla: no failed job {args.id}")
         return 1
 
-    return asyncio.run(_with_queue(work))
+    return _with_queue(work)
 
 
 def add_commands(sub: Any) -> None:

@@ -5,16 +5,16 @@ MODEL_SERVER_URL set)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from charla.home import running_stack_environ
+from charla.home import stack_settings, with_database
 from shared.errors import CharlaError
-from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.db import Database
 
 SUB = "cli:ingest"  # the model server's limits count the command line as one user
 
@@ -50,20 +50,17 @@ def _source(path: Path, roots: list[str]) -> str:
 def _with_knowledge(work: Callable[[Any], Awaitable[int]]) -> int:
     from functions.knowledge import Knowledge
     from functions.model_client import ModelClient
-    from shared.db import Database, make_pool
 
-    settings = Settings.from_env(running_stack_environ(os.environ))
+    settings = stack_settings()
 
-    async def main() -> int:
-        db = Database(make_pool(settings))
+    async def with_model(db: Database) -> int:
         model = ModelClient(settings)
         try:
             return await work(Knowledge(db, model))
         finally:
             await model.close()
-            await db.close()
 
-    return asyncio.run(main())
+    return with_database(with_model, settings)
 
 
 def ingest(args: argparse.Namespace) -> int:

@@ -14,27 +14,12 @@ new key first there (and in the secret the processes read it from), restart them
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from charla.home import running_stack_environ
-from shared.db import Database, make_pool
+from charla.home import with_database
+from shared.db import Database
 from shared.keyfile import add_key, encode_key, new_key, remove_key
 from shared.rekey import reseal, sealed_with, usage
-from shared.settings import Settings
-
-
-def _run(work: Callable[[Database], Awaitable[int]]) -> int:
-    async def go() -> int:
-        db = Database(make_pool(Settings.from_env(running_stack_environ(os.environ))))
-        try:
-            return await work(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(go())
 
 
 def _source(db: Database) -> str:
@@ -51,7 +36,7 @@ def status(args: argparse.Namespace) -> int:
             print(f"  {table}: {counts}")
         return 0
 
-    return _run(work)
+    return with_database(work)
 
 
 def rotate(args: argparse.Namespace) -> int:
@@ -87,7 +72,7 @@ def rotate(args: argparse.Namespace) -> int:
                  if others else ""))
         return 0
 
-    return _run(work)
+    return with_database(work)
 
 
 def retire(args: argparse.Namespace) -> int:
@@ -113,7 +98,7 @@ def retire(args: argparse.Namespace) -> int:
         print(f"data key {args.id} retired: removed from {keys.path}")
         return 0
 
-    return _run(work)
+    return with_database(work)
 
 
 def generate(args: argparse.Namespace) -> int:

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from charla.home import running_stack_environ
+from charla.home import stack_settings, with_database
 from shared import privacy, retention
-from shared.db import Database, make_pool
-from shared.settings import Settings
-
-
-def _settings() -> Settings:
-    return Settings.from_env(running_stack_environ(os.environ))
-
-
-async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
-    db = Database(make_pool(settings))
-    try:
-        return await work(db)
-    finally:
-        await db.close()
+from shared.db import Database
 
 
 def _person(args: argparse.Namespace) -> privacy.Person:
@@ -33,7 +18,7 @@ def _person(args: argparse.Namespace) -> privacy.Person:
 
 
 def export(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = stack_settings()
     person = _person(args)
 
     async def work(db: Database) -> int:
@@ -47,11 +32,11 @@ def export(args: argparse.Namespace) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
-    return asyncio.run(_with_db(settings, work))
+    return with_database(work, settings)
 
 
 def forget(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = stack_settings()
     person = _person(args)
 
     async def work(db: Database) -> int:
@@ -61,11 +46,11 @@ def forget(args: argparse.Namespace) -> int:
         print(privacy.summary(person, removed))
         return 0
 
-    return asyncio.run(_with_db(settings, work))
+    return with_database(work, settings)
 
 
 def purge(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = stack_settings()
 
     async def work(db: Database) -> int:
         policy = retention.Policy.from_settings(settings)
@@ -77,7 +62,7 @@ def purge(args: argparse.Namespace) -> int:
             print("removed: " + retention.describe(done))
         return 0
 
-    return asyncio.run(_with_db(settings, work))
+    return with_database(work, settings)
 
 
 def add_commands(sub: Any) -> None:

@@ -209,6 +209,12 @@ class PgQueue:
 
     # Operators: failed jobs stay visible until retried or purged.
 
+    async def failed_count(self) -> int:
+        async with self._db.connection() as conn:
+            cur = await conn.execute("SELECT count(*) AS n FROM jobs WHERE state = 'failed'")
+            row = await cur.fetchone()
+        return cast(int, row["n"]) if row else 0
+
     async def failed(self, limit: int = 100) -> list[dict[str, Any]]:
         async with self._db.connection() as conn:
             cur = await conn.execute(
@@ -222,7 +228,3 @@ class PgQueue:
                 "UPDATE jobs SET state = 'queued', attempts = 0, run_at = now(),"
                 " finished_at = NULL WHERE id = %s AND state = 'failed'", (job_id,))
             return cur.rowcount == 1
-
-
-
-

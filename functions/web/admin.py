@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,11 +57,9 @@ async def _health(request: Request, ctx: ApiContext, db: Database) -> Response:
     started = time.perf_counter()
     model_ok = await ctx.model.healthy()
     model_ms = round((time.perf_counter() - started) * 1000)
+    failed: int | None
     try:
-        async with db.connection() as conn:
-            cur = await conn.execute("SELECT count(*) AS n FROM jobs WHERE state = 'failed'")
-            row = await cur.fetchone()
-        database, failed = "ok", cast(int, row["n"]) if row else 0
+        database, failed = "ok", await PgQueue(db).failed_count()
     except CharlaError:
         database, failed = "unavailable", None
     degraded = not model_ok or database != "ok"
