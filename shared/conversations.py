@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from shared.chat import Message
@@ -104,11 +105,19 @@ class Conversations:
             return await cur.fetchone() is not None
 
     async def add_exchange(self, platform: str, key: str, *, delivery_id: str, author: str,
-                           question: str, answer: str,
-                           embedding: np.ndarray | None = None) -> None:
+                           question: str, answer: str, embedding: np.ndarray | None = None,
+                           asked_at: datetime | None = None) -> bool:
         """Store a question and its answer (once per delivery); ``embedding``, the question's
-        vector, lets :meth:`recall` find it later."""
+        vector, lets :meth:`recall` find it later. Nothing is stored, and False returned, if
+        the author asked to be forgotten at ``asked_at`` or later (shared/privacy.py): their
+        message was still queued when they did."""
         async with self._db.connection() as conn, conn.transaction():
+            if asked_at is not None:
+                cur = await conn.execute(
+                    "SELECT 1 FROM forgotten WHERE digest = ANY(%s) AND forgotten_at >= %s",
+                    (self._db.keys.digests(f"{platform}:{author}"), asked_at))
+                if await cur.fetchone() is not None:
+                    return False
             cur = await conn.execute(
                 "INSERT INTO conversations (platform, key) VALUES (%s, %s)"
                 " ON CONFLICT (platform, key) DO UPDATE SET updated_at = now()"
@@ -128,6 +137,7 @@ class Conversations:
                 {"c": conversation_id, "a": author, "q": q, "qk": sealed_key_id(q), "r": r,
                  "rk": sealed_key_id(r), "d": delivery_id,
                  "e": vector_literal(embedding) if embedding is not None else None})
+        return True
 
     async def forget(self, platform: str, key: str) -> int:
         """Delete a conversation and its turns; return how many turns went."""

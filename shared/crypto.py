@@ -15,11 +15,13 @@ about a microsecond (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 VERSION = 1
 NONCE_BYTES = 12
+DIGEST_LABEL = b"charla digest v1"  # derives a data key's digest key (KeyRing.digest)
 NO_KEY = ("no data key to seal message bodies with: set CHARLA_DATA_KEYS or "
           "CHARLA_DATA_KEY_FILE (charla up creates .charla/data-keys.json)")
 
@@ -42,11 +45,14 @@ class _Ring:
     ciphers: dict[str, AESGCM]
     current: str | None
     stamp: tuple[int, int, int] | None = None  # the key file's inode, size, mtime when read
+    digest_keys: dict[str, bytes] = field(default_factory=dict)
 
 
 def _ring(keys: Mapping[str, bytes], current: str | None,
           stamp: tuple[int, int, int] | None = None) -> _Ring:
-    return _Ring({check_id(k): AESGCM(v) for k, v in keys.items()}, current, stamp)
+    # Digests use a key of their own derived from each data key, never the sealing key itself.
+    return _Ring({check_id(k): AESGCM(v) for k, v in keys.items()}, current, stamp,
+                 {k: hmac.new(v, DIGEST_LABEL, hashlib.sha256).digest() for k, v in keys.items()})
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -140,7 +146,7 @@ class KeyRing:
             except ConfigError as exc:
                 # A broken file must not stop a running process: keep the keys it has.
                 log.error("data keys not reloaded: %s", exc)
-                self._state = _Ring(self._state.ciphers, self._state.current, stamp)
+                self._state = replace(self._state, stamp=stamp)
                 return
             log.info("data keys reloaded from %s: current key %s", self.path,
                      self._state.current)
@@ -148,6 +154,20 @@ class KeyRing:
     def _fresh(self) -> _Ring:
         self.refresh()
         return self._state
+
+    def digest(self, text: str) -> bytes:
+        """A keyed digest of ``text`` (HMAC-SHA256 under a key derived from the current data
+        key): to find a record by a value that must not be stored itself."""
+        state = self._fresh()
+        if state.current is None:
+            raise ConfigError(NO_KEY)
+        return hmac.new(state.digest_keys[state.current], text.encode(), hashlib.sha256).digest()
+
+    def digests(self, text: str) -> list[bytes]:
+        """``text``'s digest under every key of the ring: what a lookup matches, across a
+        rotation."""
+        keys = self._fresh().digest_keys.values()
+        return [hmac.new(k, text.encode(), hashlib.sha256).digest() for k in keys]
 
     def seal(self, plaintext: str, aad: bytes) -> bytes:
         """``plaintext`` sealed with the current key, bound to ``aad``."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, cast
 
 from shared.crypto import KeyRing
@@ -48,12 +49,14 @@ def open_payload(keys: KeyRing, row: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Job:
-    """A job taken by a worker; ``attempts`` counts this one."""
+    """A job taken by a worker; ``attempts`` counts this one; ``queued_at`` when it was
+    queued, when the queue says."""
 
     id: str
     kind: str
     payload: dict[str, Any]
     attempts: int
+    queued_at: datetime | None = None
 
 
 class JobQueue(Protocol):

@@ -51,6 +51,8 @@ TABLES: dict[str, str] = {
     "chunks": "none: passages of the team's documents",
     "collection_grants": "none: which chat, team or client may read a collection",
     "schema_migrations": "none: applied migration numbers",
+    "forgotten": "none: keyed digests of people who asked to be forgotten, for 15 days, so that"
+                 " their messages still queued then store nothing",
 }
 
 
@@ -168,6 +170,12 @@ async def forget(db: Database, person: Person, *, keep_job: str | None = None) -
             "DELETE FROM conversations c WHERE c.id = ANY(%s) AND NOT EXISTS"
             " (SELECT 1 FROM turns t WHERE t.conversation_id = c.id)", (theirs,))
         removed["conversations"] = cur.rowcount
+        # Their messages still on the way (in SQS, or being answered) store nothing after this
+        # (Conversations.add_exchange checks); a digest, not their id, and only for a while.
+        if "forgotten" in present:
+            await conn.execute(
+                "INSERT INTO forgotten (digest) VALUES (%s) ON CONFLICT (digest)"
+                " DO UPDATE SET forgotten_at = now()", (db.keys.digest(person.sub),))
     return removed
 
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import psycopg
@@ -146,7 +147,7 @@ class PgQueue:
                 " WHERE id IN (SELECT id FROM jobs WHERE run_at <= now() AND"
                 " (state = 'queued' OR (state = 'running' AND locked_until < now()))"
                 " ORDER BY run_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, kind, payload, sealed, attempts",
+                " RETURNING id, kind, payload, sealed, attempts, created_at",
                 (self._lease_s, limit),
             )
             rows = await cur.fetchall()
@@ -162,7 +163,8 @@ class PgQueue:
                                    " last_error = %s, finished_at = now() WHERE id = %s",
                                    (str(exc)[:1000],))
                 continue
-            jobs.append(Job(str(r["id"]), str(r["kind"]), payload, cast(int, r["attempts"])))
+            jobs.append(Job(str(r["id"]), str(r["kind"]), payload, cast(int, r["attempts"]),
+                            queued_at=cast(datetime, r["created_at"])))
         return jobs
 
     async def _finish(self, job: Job, sql: str, params: tuple[Any, ...]) -> None:

@@ -8,6 +8,7 @@
   but no bodies.
 - Jobs, remembered deliveries and posted-message records (``CHARLA_JOB_RETENTION_DAYS``,
   default 7), once finished.
+- Forget records (digests of people who asked to be forgotten): 15 days.
 
 Every statement touches at most ``batch`` rows, by primary key, so a purge never holds long
 locks on a table live traffic writes to; the worker runs it every few minutes.
@@ -22,6 +23,8 @@ from shared.db import Database
 from shared.settings import Settings
 
 BATCH = 500
+# How long a forget is remembered (shared/privacy.py): past SQS's longest message retention.
+FORGOTTEN_DAYS = 15
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ def _rules(policy: Policy) -> list[tuple[_Rule, int]]:
                " - make_interval(days => %(days)s)",
                "DELETE FROM inbound_deliveries WHERE (platform, delivery_id) IN ({rows})",
                key="platform, delivery_id"), policy.job_days),
+        (_Rule("forget records",
+               "SELECT digest FROM forgotten WHERE forgotten_at < now()"
+               " - make_interval(days => %(days)s)",
+               "DELETE FROM forgotten WHERE digest IN ({rows})", key="digest"), FORGOTTEN_DAYS),
         (_Rule("posted-message records",
                "SELECT delivery, part FROM outbound_messages WHERE updated_at < now()"
                " - make_interval(days => %(days)s)",

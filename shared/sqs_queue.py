@@ -35,6 +35,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared import aws
@@ -355,7 +356,12 @@ def job_from_record(record: dict[str, Any], keys: KeyRing) -> SqsJob:
     delivery = message.get("delivery") if isinstance(message, dict) else None
     key = ((str(delivery[0]), str(delivery[1]))
            if isinstance(delivery, list) and len(delivery) == 2 and kind != NOT_A_JOB else None)
-    attempts = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    attributes = record.get("attributes", {})
+    attempts = int(attributes.get("ApproximateReceiveCount", "1"))
+    sent = attributes.get("SentTimestamp")  # milliseconds since the epoch
+    queued_at = (datetime.fromtimestamp(int(sent) / 1000, UTC)
+                 if isinstance(sent, str) and sent.isdigit() else None)
     return SqsJob(id=message_id, kind=kind, payload=payload, attempts=attempts,
-                  receipt=str(record.get("receiptHandle", "")), body=body, delivery=key)
+                  queued_at=queued_at, receipt=str(record.get("receiptHandle", "")),
+                  body=body, delivery=key)
 

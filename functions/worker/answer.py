@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 import numpy as np
@@ -82,13 +83,15 @@ class Answerer:
         return min(60.0, base) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
 
     async def answer(self, inbound: Inbound, channel: ReplyChannel, *, attempt: int,
-                     last: bool) -> None:
-        """Answer ``inbound`` on ``channel``; raise :class:`Retry` or :class:`GiveUp`."""
+                     last: bool, asked_at: datetime | None = None) -> None:
+        """Answer ``inbound`` on ``channel``; raise :class:`Retry` or :class:`GiveUp`.
+        ``asked_at``: when the message was queued; if its author asked to be forgotten since,
+        it is answered but not stored (shared/privacy.py)."""
         interval = self.settings.edit_interval_s
         reply = ProgressiveReply(channel, self.outbox, f"{inbound.platform}:{inbound.delivery_id}",
                                  interval_s=interval, first_after_s=interval / 2)
         try:
-            await self._answer(inbound, channel, reply)
+            await self._answer(inbound, channel, reply, asked_at)
         except PromptTooLong:
             await reply.finish(TOO_LONG)
         except ModelServerError as exc:
@@ -114,7 +117,7 @@ class Answerer:
         return Retry(reason, max(self.backoff(attempt), _platform_wait(exc)))
 
     async def _answer(self, inbound: Inbound, channel: ReplyChannel,
-                      reply: ProgressiveReply) -> None:
+                      reply: ProgressiveReply, asked_at: datetime | None) -> None:
         settings = self.settings
         sub = f"{inbound.platform}:{inbound.user}"
         typing = asyncio.create_task(_keep_typing(channel, reply))
@@ -123,7 +126,7 @@ class Answerer:
             scopes = await self._moderation.scopes(inbound.principals)
             trip = await self._moderation.check_input(inbound.text, scopes, sub=sub)
             if trip is not None:
-                await self._withhold(inbound, reply, trip, None)
+                await self._withhold(inbound, reply, trip, None, asked_at)
                 return
             found = Lookup([], [])
             if self.knowledge is not None:
@@ -148,7 +151,7 @@ class Answerer:
                 except _Withheld as withheld:
                     trip = withheld.trip
                 if trip is not None:
-                    await self._withhold(inbound, reply, trip, query)
+                    await self._withhold(inbound, reply, trip, query, asked_at)
                     return
                 text = answer or NO_ANSWER
                 if found.passages:
@@ -158,15 +161,20 @@ class Answerer:
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
         await reply.finish(text)
-        await self._store(inbound, inbound.text, text, query[1] if query is not None else None)
+        await self._store(inbound, inbound.text, text, query[1] if query is not None else None,
+                          asked_at)
 
     async def _store(self, inbound: Inbound, question: str, answer: str,
-                     embedding: np.ndarray | None) -> None:
+                     embedding: np.ndarray | None, asked_at: datetime | None) -> None:
         if self.settings.conversation_retention_days == 0:
             return  # CHARLA_CONVERSATION_RETENTION_DAYS=0: no history is kept at all
-        await self.conversations.add_exchange(
+        stored = await self.conversations.add_exchange(
             inbound.platform, inbound.conversation, delivery_id=inbound.delivery_id,
-            author=inbound.user, question=question, answer=answer, embedding=embedding)
+            author=inbound.user, question=question, answer=answer, embedding=embedding,
+            asked_at=asked_at)
+        if not stored:
+            log.info("%s delivery %s answered, not stored: its author asked to be forgotten"
+                     " since", inbound.platform, inbound.delivery_id)
 
     async def _prompt(self, inbound: Inbound, found: Lookup,
                       query: tuple[str, np.ndarray] | None) -> list[Message]:
@@ -193,15 +201,16 @@ class Answerer:
                         budget=budget)
 
     async def _withhold(self, inbound: Inbound, reply: ProgressiveReply, trip: Trip,
-                        query: tuple[str, np.ndarray] | None) -> None:
+                        query: tuple[str, np.ndarray] | None,
+                        asked_at: datetime | None) -> None:
         """The refusal in place of the answer; the turn stored without what was withheld."""
         refused = refusal(inbound.text)
         await reply.replace(refused)
         if trip.stage == "input":
-            await self._store(inbound, WITHHELD, refused, None)
+            await self._store(inbound, WITHHELD, refused, None, asked_at)
         else:
             await self._store(inbound, inbound.text, refused,
-                              query[1] if query is not None else None)
+                              query[1] if query is not None else None, asked_at)
         principal = inbound.principals[0] if inbound.principals else inbound.platform
         await self._moderation.record(trip, platform=inbound.platform, principal=principal,
                                      subject=f"{inbound.platform}:{inbound.user}")

@@ -56,7 +56,8 @@ def make_handler(answerer: Answerer, platforms: Platforms,
             assert db is not None
             await forget_and_confirm(db, answerer, inbound, channel, job.id)
             return
-        await answerer.answer(inbound, channel, attempt=job.attempts, last=last)
+        await answerer.answer(inbound, channel, attempt=job.attempts, last=last,
+                              asked_at=job.queued_at)
 
     return handle
 

@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
@@ -195,6 +196,8 @@ async def test_what_people_wrote_travels_sealed_and_comes_out_whole(
     assert "¿Qué tal?" not in message["Body"] and "C0PRIVATE7" not in message["Body"]
     job = job_from_record(record(message), db.keys)
     assert (job.kind, job.payload, job.attempts) == ("answer", payload, 1)
+    assert job.queued_at is not None  # SQS's SentTimestamp
+    assert abs((datetime.now(UTC) - job.queued_at).total_seconds()) < 60
     # Another ring (a lost key, a body from elsewhere): the job cannot run, and says why.
     other = KeyRing({"test1": bytes(32)}, "test1")
     assert job_from_record(record(message), other).kind == NOT_A_JOB

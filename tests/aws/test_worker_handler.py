@@ -7,10 +7,12 @@ what the worker did not report. The model server is the real one (llama.cpp, bun
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from functions.worker.answer import APOLOGY
@@ -109,6 +111,30 @@ def test_a_delivery_made_twice_is_answered_once(
     assert (len(batch), failed) == (1, [])
     assert len(slack_messages(fakes, twice)) == 1
     assert queues.count(aws) == 0
+
+
+def test_a_message_queued_before_its_author_is_forgotten_is_answered_not_stored(
+    setup: dict[str, Any], aws: Aws, queues: Queues, container: Container, fakes: Fakes,
+    aws_db_url: str
+) -> None:
+    question = update(text="Remember my cat's name?")
+    forget = copy.deepcopy(question)  # the same person, same chat, a moment later
+    forget["update_id"] += 1
+    forget["message"]["text"] = "/forget"
+    forget["message"]["entities"] = [{"offset": 0, "length": 7, "type": "bot_command"}]
+    # The question waits in SQS while the /forget is handled by the webhook itself.
+    webhooks((TELEGRAM, telegram_event(question)), (TELEGRAM, telegram_event(forget)))
+    batch, failed = container.deliver(aws, queues)
+    assert (len(batch), failed) == (1, [])
+    chat = question["message"]["chat"]["id"]
+    said = [c.json["text"] for c in fakes.telegram.called("sendMessage")
+            if c.json.get("chat_id") == chat]
+    assert len(said) == 1  # the answer (the forget's confirmation was the webhook's reply)
+    with psycopg.connect(aws_db_url) as conn:
+        turns = conn.execute(
+            "SELECT count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id"
+            " WHERE c.platform = 'telegram' AND c.key = %s", (str(chat),)).fetchone()
+    assert turns == (0,)
 
 
 def test_a_job_that_keeps_failing_ends_in_the_dead_letter_queue(

@@ -5,6 +5,7 @@ Real Postgres (every migration applied) and the real Redis that keeps rate-limit
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -20,10 +22,11 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from shared import privacy
+from shared import privacy, retention
 from shared.audit import Exchange, record_exchange
 from shared.conversations import Conversations
 from shared.db import Database, make_pool
+from shared.keyfile import parse_keys
 from shared.queue import PgQueue
 from shared.settings import Settings
 from tests.conftest import DATA_KEYS, fresh_database, make_settings
@@ -150,3 +153,65 @@ def test_the_cli_exports_and_forgets(pg_url: str, redis_url: str, tmp_path: Path
     assert "nothing removed" in second.stdout
     bad = charla("user", "forget", "--platform", "irc", "--user", tag)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+async def test_a_message_still_queued_when_its_author_is_forgotten_stores_nothing(
+    world: World, own_url: str
+) -> None:
+    conversations = Conversations(world.db)
+    me, other = f"{world.tag}:me", f"{world.tag}:other"
+    person = privacy.Person("slack", me)
+    chat = f"{world.tag}:C1:1.0"
+
+    async def store(author: str, n: int, asked_at: datetime) -> bool:
+        return await conversations.add_exchange(
+            "slack", chat, delivery_id=f"Ev{world.tag}{n}", author=author,
+            question=f"question {n}", answer=f"answer {n}", asked_at=asked_at)
+
+    queued = await db_now(own_url)  # a message of theirs is queued...
+    await privacy.forget_everything(world.db, world.settings.rate_limit_storage, person)
+    # ...and answered after they asked to be forgotten: nothing of it is stored again.
+    assert await store(me, 1, queued) is False
+    assert await store(other, 2, queued) is True  # someone else's, in the same chat
+    assert await store(me, 3, await db_now(own_url)) is True  # they talk to us again later
+    with psycopg.connect(own_url) as conn:
+        rows = conn.execute("SELECT author, delivery_id FROM turns WHERE role = 'user' AND"
+                            " delivery_id LIKE %s ORDER BY id", (f"Ev{world.tag}%",)).fetchall()
+        forgotten = conn.execute("SELECT digest FROM forgotten").fetchall()
+    assert rows == [(other, f"Ev{world.tag}2"), (me, f"Ev{world.tag}3")]
+    # What is kept to tell is a keyed digest, not who they are.
+    assert len(forgotten) == 1 and me.encode() not in bytes(forgotten[0][0])
+
+
+async def test_forget_records_match_across_a_key_rotation_and_expire(
+    world: World, own_url: str
+) -> None:
+    me = f"{world.tag}:me"
+    person = privacy.Person("slack", me)
+    queued = await db_now(own_url)
+    await privacy.forget(world.db, person)
+    # The ring rotates: a new current key, the old one still there to open and to match.
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    assert parse_keys(DATA_KEYS)[1] not in ("next", "")
+    rotated = Database(make_pool(make_settings(
+        DATABASE_URL=own_url, CHARLA_DATA_KEYS=f"next:{new_key},{DATA_KEYS}")))
+    try:
+        assert rotated.keys.digest(person.sub) != world.db.keys.digest(person.sub)
+        assert await Conversations(rotated).add_exchange(
+            "slack", f"{world.tag}:C1", delivery_id=f"Ev{world.tag}", author=me,
+            question="q", answer="a", asked_at=queued) is False
+    finally:
+        await rotated.close()
+    # Kept 15 days (SQS keeps a message 14 at most), then the retention sweep removes it.
+    with psycopg.connect(own_url) as conn:
+        conn.execute("UPDATE forgotten SET forgotten_at = now() - interval '16 days'")
+    removed = await retention.purge(world.db, retention.Policy.from_settings(world.settings))
+    assert removed["forget records"] == 1
+
+
+async def db_now(url: str) -> datetime:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    now: datetime = row[0]
+    return now

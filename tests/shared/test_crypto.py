@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import stat
 from pathlib import Path
@@ -146,3 +148,18 @@ def test_a_broken_key_file_keeps_the_keys_a_process_has(tmp_path: Path) -> None:
     os.utime(path, ns=(1, 1))
     assert ring.open(ring.seal("y", AAD), AAD) == "y"
     assert ring.open(blob, AAD) == "x"
+
+
+def test_digests_are_keyed_stable_and_found_across_a_rotation() -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    ring = KeyRing({"old": old}, "old")
+    rotated = KeyRing({"new": new, "old": old}, "new")
+    digest = ring.digest("slack:T1:U1")
+    assert digest == KeyRing({"old": old}, "old").digest("slack:T1:U1")  # stable
+    assert len(digest) == 32 and digest != ring.digest("slack:T1:U2")
+    assert digest != hashlib.sha256(b"slack:T1:U1").digest()  # keyed: not a plain hash
+    assert digest != hmac.new(old, b"slack:T1:U1", hashlib.sha256).digest()  # nor the data key
+    assert rotated.digest("slack:T1:U1") != digest
+    assert digest in rotated.digests("slack:T1:U1")  # a lookup still finds the old record
+    with pytest.raises(ConfigError, match="CHARLA_DATA_KEYS"):
+        KeyRing().digest("slack:T1:U1")

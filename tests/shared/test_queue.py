@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -40,8 +41,12 @@ async def test_a_delivery_is_queued_once(db: Database) -> None:
     delivery = ("slack", f"Ev{uuid.uuid4().hex}")
     assert await q.enqueue("answer", {"n": 1}, dedup=delivery) is True
     assert await q.enqueue("answer", {"n": 2}, dedup=delivery) is False  # a redelivery
+    before = datetime.now(UTC)
     jobs = await q.claim(10)
     assert [j.payload for j in jobs] == [{"n": 1}]
+    # When it was queued (the worker stores nothing of it if its author is forgotten since).
+    queued_at = jobs[0].queued_at
+    assert queued_at is not None and abs((before - queued_at).total_seconds()) < 5
 
 
 async def test_concurrent_redeliveries_queue_one_job(db: Database) -> None:
