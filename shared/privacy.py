@@ -43,7 +43,7 @@ TABLES: dict[str, str] = {
     "jobs": "person: queued and finished jobs carry the message and the user id",
     "api_exchanges": "person: the audit log of an API client's requests",
     "moderation_events": "person: moderation decisions about a person's messages, no body",
-    "inbound_deliveries": "none: platform delivery ids (and the SQS message carrying each),"
+    "inbound_deliveries": "none: platform delivery ids (and, on SQS, the send carrying each),"
                           " for de-duplication",
     "outbound_messages": "none: ids of messages posted, keyed by delivery id",
     "collections": "none: knowledge-base collections",

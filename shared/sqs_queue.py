@@ -9,11 +9,14 @@ stores them.
 
 De-duplication happens in the worker, not in the webhook: a webhook function on SQS opens no
 database connection on its way (psycopg's import and a connection are a third of a 300 ms cold
-start, docs/benchmarks.md), so a platform's second delivery of one event is queued too. Before
-running a batch the worker records each delivery with the SQS message that carries it
-(``inbound_deliveries``, one statement for the batch): a delivery already recorded under
-another message is a copy and is dropped; one recorded under the same message is that message
-coming back for a retry and runs again. Every delivery is answered once.
+start, docs/benchmarks.md), so a platform's second delivery of one event is queued too. Each
+send names itself in the message body (``delivery``: platform, delivery id and a random send
+id), so the name stays with the body: the same on SQS's retries, in the dead-letter queue and
+after a redrive from it, and another for a platform's second delivery. Before running a batch
+the worker records each delivery with the send that carries it (``inbound_deliveries``, one
+statement for the batch): a delivery already recorded under another send is a copy and is
+dropped; one recorded under the same send is that message back (a retry, a redrive) and runs
+again. Every delivery is answered once.
 
 The worker does not take jobs: Lambda's event source mapping hands it batches of messages.
 :class:`SqsBatch` is the queue one invocation settles its jobs with: a job to retry is reported
@@ -33,6 +36,7 @@ import json
 import logging
 import math
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,11 +67,13 @@ class QueueError(StorageError):
 @dataclass(frozen=True)
 class SqsJob(Job):
     """A job delivered by SQS: ``id`` is the message id, ``attempts`` its receive count,
-    ``delivery`` the platform's (platform, delivery id) when the job answers one."""
+    ``delivery`` the platform's (platform, delivery id) when the job answers one, ``sent_as``
+    the id of the send that queued it (see the module's notes)."""
 
     receipt: str = ""
     body: str = ""
     delivery: tuple[str, str] | None = None
+    sent_as: str = ""
 
 
 
@@ -113,7 +119,7 @@ class SqsQueue:
         if sealed is not None:
             message["sealed"] = base64.b64encode(sealed).decode()
         if dedup is not None:
-            message["delivery"] = list(dedup)
+            message["delivery"] = [*dedup, uuid.uuid4().hex]
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((body, future))
@@ -220,12 +226,13 @@ class SqsQueue:
             return self._client
 
     async def first_deliveries(self, jobs: list[SqsJob]) -> list[SqsJob]:
-        """The jobs to run: all but the copies of a delivery another message carries.
+        """The jobs to run: all but the copies of a delivery another send carries.
 
-        Each delivery is recorded with the message that carries it, in one statement for the
-        batch. A message that comes back (a retry) finds its own record and runs again; a copy
-        finds another message's and is dropped, with a log line. :class:`StorageError` if the
-        database cannot say: the batch is then delivered again.
+        Each delivery is recorded with the send that carries it, in one statement for the
+        batch. A message that comes back (a retry, a redrive from the dead-letter queue) finds
+        its own record and runs again; a copy finds another send's and is dropped, with a log
+        line. :class:`StorageError` if the database cannot say: the batch is then delivered
+        again.
         """
         keyed = [job for job in jobs if job.delivery is not None]
         if not keyed:
@@ -233,24 +240,24 @@ class SqsQueue:
         if self._db is None:
             raise ConfigError("de-duplicating deliveries needs DATABASE_URL")
         owner: dict[tuple[str, str], str] = {}
-        for job in keyed:  # the same delivery twice in one batch: the first message carries it
+        for job in keyed:  # the same delivery twice in one batch: the first send carries it
             assert job.delivery is not None
-            owner.setdefault(job.delivery, job.id)
+            owner.setdefault(job.delivery, job.sent_as)
         platforms, ids, messages = zip(*((p, d, m) for (p, d), m in owner.items()), strict=True)
         async with self._db.connection() as conn:
             # DO UPDATE (a no-op) so that every row comes back, with whichever message owns it.
             cur = await conn.execute(
-                "INSERT INTO inbound_deliveries (platform, delivery_id, message_id)"
+                "INSERT INTO inbound_deliveries (platform, delivery_id, sent_as)"
                 " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
                 " ON CONFLICT (platform, delivery_id) DO UPDATE"
-                " SET message_id = inbound_deliveries.message_id"
-                " RETURNING platform, delivery_id, message_id",
+                " SET sent_as = inbound_deliveries.sent_as"
+                " RETURNING platform, delivery_id, sent_as",
                 (list(platforms), list(ids), list(messages)))
             rows = await cur.fetchall()
-        recorded = {(str(r["platform"]), str(r["delivery_id"])): r["message_id"] for r in rows}
+        recorded = {(str(r["platform"]), str(r["delivery_id"])): r["sent_as"] for r in rows}
         run: list[SqsJob] = []
         for job in jobs:
-            if job.delivery is None or recorded.get(job.delivery) == job.id:
+            if job.delivery is None or recorded.get(job.delivery) == job.sent_as:
                 run.append(job)
             else:
                 log.info("%s delivery %s came again; already accepted (message %s)",
@@ -354,8 +361,9 @@ def job_from_record(record: dict[str, Any], keys: KeyRing) -> SqsJob:
         except (SealError, binascii.Error, ValueError) as exc:
             log.error("message %s: payload does not open: %s", message_id, exc)
     delivery = message.get("delivery") if isinstance(message, dict) else None
-    key = ((str(delivery[0]), str(delivery[1]))
-           if isinstance(delivery, list) and len(delivery) == 2 and kind != NOT_A_JOB else None)
+    key, sent_as = None, ""
+    if isinstance(delivery, list) and len(delivery) == 3 and kind != NOT_A_JOB:
+        key, sent_as = (str(delivery[0]), str(delivery[1])), str(delivery[2])
     attributes = record.get("attributes", {})
     attempts = int(attributes.get("ApproximateReceiveCount", "1"))
     sent = attributes.get("SentTimestamp")  # milliseconds since the epoch
@@ -363,5 +371,5 @@ def job_from_record(record: dict[str, Any], keys: KeyRing) -> SqsJob:
                  if isinstance(sent, str) and sent.isdigit() else None)
     return SqsJob(id=message_id, kind=kind, payload=payload, attempts=attempts,
                   queued_at=queued_at, receipt=str(record.get("receiptHandle", "")),
-                  body=body, delivery=key)
+                  body=body, delivery=key, sent_as=sent_as)
 

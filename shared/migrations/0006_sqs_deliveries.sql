@@ -1,5 +1,6 @@
 -- On AWS the worker de-duplicates platform deliveries (shared/sqs_queue.py): each delivery is
--- recorded with the SQS message that carries it, so that the message's own retries run again
--- and any other message carrying the same delivery is dropped. NULL for deliveries the local
--- Postgres queue accepted (it de-duplicates as it queues).
-ALTER TABLE inbound_deliveries ADD COLUMN IF NOT EXISTS message_id text;
+-- recorded with the send that queued it (a random id in the message body, the same on SQS's
+-- retries and after a redrive from the dead-letter queue), so that message runs again when it
+-- comes back and any other message carrying the same delivery is dropped. NULL for deliveries
+-- the local Postgres queue accepted (it de-duplicates as it queues).
+ALTER TABLE inbound_deliveries ADD COLUMN IF NOT EXISTS sent_as text;

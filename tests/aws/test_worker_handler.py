@@ -174,6 +174,27 @@ def test_the_last_attempt_apologizes_once_and_dead_letters_the_job(
     assert queues.count(aws) == 0
 
 
+def test_a_job_redriven_from_the_dead_letter_queue_is_answered(
+    setup: dict[str, Any], aws: Aws, queues: Queues, container: Container, fakes: Fakes
+) -> None:
+    body = mention("Are you back?")
+    webhooks((SLACK, slack_event(body)))
+    fakes.slack.fail_next(1, mode="error", error="channel_not_found")  # permanent: given up
+    _, failed = container.deliver(aws, queues)
+    assert failed == []
+    [dead] = queues.receive(aws, dead=True)
+    assert slack_messages(fakes, body) == []
+    # The operator fixes the cause and moves the message back, as SQS's redrive does: the
+    # same body in a new message. It is that delivery's own send, not a copy: it runs.
+    sqs = aws.client("sqs")
+    sqs.send_message(QueueUrl=queues.url, MessageBody=dead["Body"])
+    sqs.delete_message(QueueUrl=queues.dead_letters_url, ReceiptHandle=dead["ReceiptHandle"])
+    batch, failed = container.deliver(aws, queues)
+    assert (len(batch), failed) == (1, [])
+    assert batch[0]["MessageId"] != dead["MessageId"]
+    assert len(slack_messages(fakes, body)) == 1
+
+
 def test_operators_events_migrate_and_housekeeping(
     aws: Aws, queues: Queues, monkeypatch: pytest.MonkeyPatch, aws_db_url: str, fakes: Fakes,
     service_keys: tuple[str, str], container: Container
