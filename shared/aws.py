@@ -5,7 +5,7 @@ visibility), all of them to JSON-protocol services: a POST to the service's endp
 ``X-Amz-Target`` header naming the action, a JSON body with the action's parameters (the same
 names boto3 takes), signed with Signature Version 4. This module does exactly that with the
 standard library. It exists for the cold start: in a fresh interpreter, reading one secret
-(import, client, call) takes 124 ms through botocore and 30 ms through this module
+(import, client, call) takes 152 ms through botocore and 37 ms through this module
 (docs/benchmarks.md, "Cold start on Lambda"), of a webhook's 300 ms budget. boto3 remains what
 operators and the tests use; the tests check this client's signatures against botocore's and
 its calls against moto's server.

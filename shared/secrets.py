@@ -12,8 +12,8 @@ Their values are laid over the environment before :class:`~shared.settings.Setti
 (environment < parameters < secret). They are fetched on first use and kept for the life of the
 process (a Lambda container): a rotated secret reaches new containers. Values never appear in a
 log line, an error or a repr. AWS is called through shared/aws.py (signed JSON requests with the
-function's credentials): a cold start's first secret costs 30 ms that way, 124 ms through
-botocore (docs/benchmarks.md, "Cold start on Lambda").
+function's credentials): a cold start's first secret costs about a quarter of what it costs
+through botocore (37 against 152 ms, docs/benchmarks.md, "Cold start on Lambda").
 """
 
 from __future__ import annotations
