@@ -2,7 +2,7 @@
 
 Locally (and wherever the Postgres queue runs) they are rows of the ``jobs`` table; with
 ``--sqs`` they are the messages in the dead-letter queue of a deployment on AWS
-(charla/dead_letters.py).
+(shared/dead_letters.py, through boto3: charla/dead_letters.py).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def _sqs_url(args: argparse.Namespace) -> str | None:
 def failed(args: argparse.Namespace) -> int:
     url = _sqs_url(args)
     if url is not None:
-        from charla.dead_letters import DeadLetters
+        from charla.dead_letters import dead_letters
 
-        dead = DeadLetters(url).peek(args.limit)
+        dead = dead_letters(url).peek(args.limit)
         if not dead:
             print("no failed jobs")
         for job in dead:
@@ -60,11 +60,11 @@ def failed(args: argparse.Namespace) -> int:
 def retry(args: argparse.Namespace) -> int:
     url = _sqs_url(args)
     if url is not None:
-        from charla.dead_letters import DeadLetters
+        from charla.dead_letters import dead_letters
 
         if (args.id is None) == (not args.all):
             raise ConfigError("name one job (its message id) or --all")
-        moved = DeadLetters(url).move_back(None if args.all else args.id)
+        moved = dead_letters(url).move_back(None if args.all else args.id)
         if args.id is not None and not moved:
             print(f"charla: no failed job {args.id} in the dead-letter queue")
             return 1

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import aws
 from shared.crypto import KeyRing
+from shared.dead_letters import DeadLetters
 from shared.errors import ConfigError, SealError, StorageError
 from shared.jobs import Job, open_payload, seal_payload
 
@@ -96,8 +97,17 @@ class SqsQueue:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._dead_letter_url: str | None = None
+        self._dead_letters: DeadLetters | None = None
         self._waiting: list[tuple[str, asyncio.Future[bool]]] = []
         self._drainer: asyncio.Task[None] | None = None
+
+    def dead_letters(self) -> DeadLetters:
+        """The queue's dead-letter queue, to list failed jobs and move them back (the admin
+        view); through this queue's client."""
+        if self._dead_letters is None:
+            self._dead_letters = DeadLetters(lambda action, **params: self._sqs().call(
+                action, **params), self.url)
+        return self._dead_letters
 
     async def close(self) -> None:
         """Close the client's kept connections (the container ends)."""

@@ -4,12 +4,15 @@
 ``POST jobs/{id}/retry``, ``GET collections``, ``GET`` and ``DELETE users/{platform}/{id}``
 (everything stored about one person: export it, or forget it). Without a token the
 middleware answers 401; a token without the scope gets 403 (``charla token --sub ops --scope
-admin``).
+admin``). Failed jobs are the ``jobs`` table's, or on AWS (``CHARLA_QUEUE=sqs``) the SQS
+queue's dead-letter queue (shared/dead_letters.py), whose jobs are named by message id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -20,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from functions.api.routes import ApiContext
 from shared.db import Database
+from shared.dead_letters import DeadLetters
 from shared.errors import BadRequest, CharlaError
 from shared.http import json_error
 from shared.knowledge.store import KnowledgeStore
@@ -27,7 +31,10 @@ from shared.privacy import Counters, Person, export, forget_everything, summary
 from shared.queue import PgQueue
 from shared.usage import Bucket, usage
 
+log = logging.getLogger(__name__)
+
 SCOPE = "admin"
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 MAX_HOURS = {"hour": 24 * 14, "day": 24 * 366}
 Handler = Callable[[Request, ApiContext, Database], Awaitable[Response]]
 
@@ -62,6 +69,13 @@ async def _health(request: Request, ctx: ApiContext, db: Database) -> Response:
         database, failed = "ok", await PgQueue(db).failed_count()
     except CharlaError:
         database, failed = "unavailable", None
+    dead = _dead_letters(request)
+    if dead is not None:
+        try:
+            failed = await asyncio.to_thread(dead.count)
+        except CharlaError as exc:
+            log.warning("admin health: the dead-letter queue cannot be read: %s", exc)
+            failed = None
     degraded = not model_ok or database != "ok"
     return JSONResponse({
         "status": "degraded" if degraded else "ok", "database": database,
@@ -84,7 +98,23 @@ async def _usage(request: Request, ctx: ApiContext, db: Database) -> Response:
     return JSONResponse(await usage(db, bucket=bucket, hours=hours))
 
 
+def _dead_letters(request: Request) -> DeadLetters | None:
+    """The dead-letter queue, when jobs go through SQS (on AWS); None with the local queue."""
+    from shared.sqs_queue import SqsQueue
+
+    queue = request.app.state.webhooks.queue
+    return queue.dead_letters() if isinstance(queue, SqsQueue) else None
+
+
 async def _failed_jobs(request: Request, ctx: ApiContext, db: Database) -> Response:
+    dead = _dead_letters(request)
+    if dead is not None:
+        found = await asyncio.to_thread(dead.peek, 100)
+        return JSONResponse({"object": "list", "data": [
+            {"id": job.message_id, "kind": job.kind,
+             "attempts": int(job.attempts) if job.attempts.isdigit() else None,
+             "error": job.error, "created_at": None, "finished_at": _when(job.sent_at)}
+            for job in found]})
     jobs = await PgQueue(db).failed()
     return JSONResponse({"object": "list", "data": [
         {"id": job["id"], "kind": job["kind"], "attempts": job["attempts"],
@@ -93,6 +123,15 @@ async def _failed_jobs(request: Request, ctx: ApiContext, db: Database) -> Respo
 
 
 async def _retry_job(request: Request, ctx: ApiContext, db: Database) -> Response:
+    dead = _dead_letters(request)
+    if dead is not None:
+        message_id = str(request.path_params["job_id"])
+        if not _MESSAGE_ID.match(message_id):
+            raise BadRequest("a job id on SQS is its message id")
+        if not await asyncio.to_thread(dead.move_back, message_id):
+            return json_error(404, f"no failed job {message_id} in the dead-letter queue",
+                              "invalid_request_error", "job_not_found")
+        return JSONResponse({"id": message_id, "state": "queued"})
     try:
         job_id = int(request.path_params["job_id"])
     except ValueError:

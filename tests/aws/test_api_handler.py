@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from functions.api.auth import client_signer
 from shared.settings import Settings
 from tests.aws.conftest import Aws, Container, Fakes, Queues, deploy, function_env
 from tests.aws.events import Context, http_event
+from tests.aws.test_dead_letters import SECRET_TEXT, dead_jobs
 from tests.conftest import Gateway
 
 API = "functions.api.lambda_handler"
@@ -52,3 +54,35 @@ def test_a_chat_completion_through_lambda(token: str, container: Container,
     completion = json.loads(response["body"])
     assert completion["choices"][0]["message"]["role"] == "assistant"
     assert completion["usage"]["completion_tokens"] >= 1
+
+
+def test_the_admin_view_on_aws_shows_the_dead_letter_queue_and_moves_jobs_back(
+    aws: Aws, queues: Queues, monkeypatch: pytest.MonkeyPatch, aws_db_url: str, fakes: Fakes,
+    service_keys: tuple[str, str], gateway: Gateway, container: Container
+) -> None:
+    env = function_env(service_keys, gateway.url, aws_db_url, fakes, queues)
+    deploy(aws, monkeypatch, env)
+    admin = client_signer(Settings.from_env(env)).sign("ops", ttl_s=300, scopes=("admin",))
+    asyncio.run(dead_jobs(queues, aws))  # two jobs the worker gave up on
+
+    def call(method: str, path: str) -> tuple[int, dict[str, object]]:
+        response = container.invoke(API, http_event(method, path, headers={
+            "authorization": f"Bearer {admin}"}))
+        return response["statusCode"], json.loads(response["body"])
+
+    status, health = call("GET", "/v1/admin/health")
+    assert (status, health["failed_jobs"]) == (200, 2)
+    status, listed = call("GET", "/v1/admin/jobs/failed")
+    assert status == 200
+    jobs = listed["data"]
+    assert isinstance(jobs, list) and len(jobs) == 2
+    assert all(j["kind"] == "answer" and "channel_not_found" in j["error"]
+               and j["attempts"] == 1 for j in jobs)
+    assert SECRET_TEXT not in json.dumps(listed)
+    status, moved = call("POST", f"/v1/admin/jobs/{jobs[0]['id']}/retry")
+    assert (status, moved) == (200, {"id": jobs[0]["id"], "state": "queued"})
+    assert queues.count(aws) == 1 and queues.count(aws, dead=True) == 1
+    status, missing = call("POST", "/v1/admin/jobs/no-such-message/retry")
+    assert status == 404 and missing["error"]["code"] == "job_not_found"
+    status, _ = call("POST", "/v1/admin/jobs/not%20an%20id/retry")
+    assert status == 400

@@ -81,7 +81,9 @@ data "aws_iam_policy_document" "webhook" {
   }
 }
 
-# API: read the secret settings; it answers the caller itself and queues nothing.
+# API: read the secret settings; it answers the caller itself. Its admin view lists the jobs
+# in the dead-letter queue and moves one back to the queue on an operator's request
+# (shared/dead_letters.py): it finds the dead-letter queue through the queue's redrive policy.
 data "aws_iam_policy_document" "api" {
   statement {
     sid       = "ReadSecret"
@@ -96,8 +98,26 @@ data "aws_iam_policy_document" "api" {
   }
 
   statement {
-    sid       = "UseKeyForSecretsAndParameters"
-    actions   = ["kms:Decrypt"]
+    sid       = "RequeueFailedJobs"
+    actions   = ["sqs:GetQueueAttributes", "sqs:SendMessage"]
+    resources = [var.queue_arn]
+  }
+
+  statement {
+    sid = "ReadAndMoveFailedJobs"
+    actions = [
+      "sqs:GetQueueUrl",
+      "sqs:GetQueueAttributes",
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+    ]
+    resources = [var.dead_letter_queue_arn]
+  }
+
+  statement {
+    sid       = "UseKeyForSecretsParametersAndQueues"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
   }
 }
