@@ -58,19 +58,27 @@ class DeadLetters:
         except AwsError as exc:
             raise DeadLetterError(f"SQS {action}: {exc.code}") from None
 
-    @property
-    def url(self) -> str:
+    def lookup(self) -> str | None:
+        """The dead-letter queue's URL (asked once); None when the queue has no redrive
+        policy."""
         if self._url is None:
             attributes = self._sqs("GetQueueAttributes", QueueUrl=self.queue_url,
                                    AttributeNames=["RedrivePolicy"]).get("Attributes", {})
             policy = attributes.get("RedrivePolicy")
             if not policy:
-                raise DeadLetterError(f"{self.queue_url} has no dead-letter queue (no redrive"
-                                      " policy): failed jobs were dropped")
+                return None
             *_, account, name = str(json.loads(policy)["deadLetterTargetArn"]).split(":")
             self._url = str(self._sqs("GetQueueUrl", QueueName=name,
                                       QueueOwnerAWSAccountId=account)["QueueUrl"])
         return self._url
+
+    @property
+    def url(self) -> str:
+        url = self.lookup()
+        if url is None:
+            raise DeadLetterError(f"{self.queue_url} has no dead-letter queue (no redrive"
+                                  " policy): failed jobs were dropped")
+        return url
 
     def count(self) -> int:
         """About how many jobs wait there (SQS's approximate counts)."""

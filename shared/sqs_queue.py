@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import aws
 from shared.crypto import KeyRing
-from shared.dead_letters import DeadLetters
+from shared.dead_letters import DeadLetterError, DeadLetters
 from shared.errors import ConfigError, SealError, StorageError
 from shared.jobs import Job, open_payload, seal_payload
 
@@ -96,7 +96,6 @@ class SqsQueue:
                                                           read_timeout=2.0, attempts=2))
         self._client: Any = None
         self._client_lock = threading.Lock()
-        self._dead_letter_url: str | None = None
         self._dead_letters: DeadLetters | None = None
         self._waiting: list[tuple[str, asyncio.Future[bool]]] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -207,18 +206,10 @@ class SqsQueue:
 
     async def _dead_letter_queue(self) -> str | None:
         """The dead-letter queue named by the queue's redrive policy, looked up once."""
-        if self._dead_letter_url is None:
-            answer = await self._guarded("GetQueueAttributes", QueueUrl=self.url,
-                                         AttributeNames=["RedrivePolicy"])
-            policy = answer.get("Attributes", {}).get("RedrivePolicy")
-            if not policy:
-                return None
-            arn = str(json.loads(policy)["deadLetterTargetArn"])
-            *_, account, name = arn.split(":")
-            answer = await self._guarded("GetQueueUrl", QueueName=name,
-                                         QueueOwnerAWSAccountId=account)
-            self._dead_letter_url = str(answer["QueueUrl"])
-        return self._dead_letter_url
+        try:
+            return await asyncio.to_thread(self.dead_letters().lookup)
+        except DeadLetterError as exc:
+            raise QueueError(str(exc)) from None
 
     async def _guarded(self, action: str, **params: Any) -> Any:
         try:
