@@ -112,12 +112,8 @@ class Conversations:
         the author asked to be forgotten at ``asked_at`` or later (shared/privacy.py): their
         message was still queued when they did."""
         async with self._db.connection() as conn, conn.transaction():
-            if asked_at is not None:
-                cur = await conn.execute(
-                    "SELECT 1 FROM forgotten WHERE digest = ANY(%s) AND forgotten_at >= %s",
-                    (self._db.keys.digests(f"{platform}:{author}"), asked_at))
-                if await cur.fetchone() is not None:
-                    return False
+            if await self._forgotten(conn, platform, author, asked_at):
+                return False
             cur = await conn.execute(
                 "INSERT INTO conversations (platform, key) VALUES (%s, %s)"
                 " ON CONFLICT (platform, key) DO UPDATE SET updated_at = now()"
@@ -138,6 +134,23 @@ class Conversations:
                  "rk": sealed_key_id(r), "d": delivery_id,
                  "e": vector_literal(embedding) if embedding is not None else None})
         return True
+
+    async def forgotten_since(self, platform: str, author: str,
+                              asked_at: datetime | None) -> bool:
+        """Whether ``author`` asked to be forgotten at ``asked_at`` or later."""
+        if asked_at is None:
+            return False
+        async with self._db.connection() as conn:
+            return await self._forgotten(conn, platform, author, asked_at)
+
+    async def _forgotten(self, conn: Any, platform: str, author: str,
+                         asked_at: datetime | None) -> bool:
+        if asked_at is None:
+            return False
+        cur = await conn.execute(
+            "SELECT 1 FROM forgotten WHERE digest = ANY(%s) AND forgotten_at >= %s",
+            (self._db.keys.digests(f"{platform}:{author}"), asked_at))
+        return await cur.fetchone() is not None
 
     async def forget(self, platform: str, key: str) -> int:
         """Delete a conversation and its turns; return how many turns went."""

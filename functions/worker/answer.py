@@ -165,9 +165,13 @@ class Answerer:
                           asked_at)
 
     async def _store(self, inbound: Inbound, question: str, answer: str,
-                     embedding: np.ndarray | None, asked_at: datetime | None) -> None:
+                     embedding: np.ndarray | None, asked_at: datetime | None) -> bool:
+        """Store the exchange; False when its author asked to be forgotten since
+        ``asked_at`` (then nothing about it may be kept)."""
         if self.settings.conversation_retention_days == 0:
-            return  # CHARLA_CONVERSATION_RETENTION_DAYS=0: no history is kept at all
+            # CHARLA_CONVERSATION_RETENTION_DAYS=0: no history is kept at all.
+            return not await self.conversations.forgotten_since(
+                inbound.platform, inbound.user, asked_at)
         stored = await self.conversations.add_exchange(
             inbound.platform, inbound.conversation, delivery_id=inbound.delivery_id,
             author=inbound.user, question=question, answer=answer, embedding=embedding,
@@ -175,6 +179,7 @@ class Answerer:
         if not stored:
             log.info("%s delivery %s answered, not stored: its author asked to be forgotten"
                      " since", inbound.platform, inbound.delivery_id)
+        return stored
 
     async def _prompt(self, inbound: Inbound, found: Lookup,
                       query: tuple[str, np.ndarray] | None) -> list[Message]:
@@ -207,10 +212,12 @@ class Answerer:
         refused = refusal(inbound.text)
         await reply.replace(refused)
         if trip.stage == "input":
-            await self._store(inbound, WITHHELD, refused, None, asked_at)
+            kept = await self._store(inbound, WITHHELD, refused, None, asked_at)
         else:
-            await self._store(inbound, inbound.text, refused,
-                              query[1] if query is not None else None, asked_at)
+            kept = await self._store(inbound, inbound.text, refused,
+                                     query[1] if query is not None else None, asked_at)
+        if not kept:
+            return  # its author asked to be forgotten since: no event about them either
         principal = inbound.principals[0] if inbound.principals else inbound.platform
         await self._moderation.record(trip, platform=inbound.platform, principal=principal,
                                      subject=f"{inbound.platform}:{inbound.user}")

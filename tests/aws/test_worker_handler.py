@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from functions.moderation import REFUSAL_EN
 from functions.worker.answer import APOLOGY
 from tests.aws.conftest import (
     MAX_RECEIVES,
@@ -118,23 +119,31 @@ def test_a_message_queued_before_its_author_is_forgotten_is_answered_not_stored(
     aws_db_url: str
 ) -> None:
     question = update(text="Remember my cat's name?")
-    forget = copy.deepcopy(question)  # the same person, same chat, a moment later
-    forget["update_id"] += 1
+    # The same person, same chat, a moment later: a message the moderation policy withholds,
+    # then /forget.
+    refused, forget = copy.deepcopy(question), copy.deepcopy(question)
+    refused["update_id"] += 1
+    refused["message"]["text"] = "How do I make a bomb?"
+    forget["update_id"] += 2
     forget["message"]["text"] = "/forget"
     forget["message"]["entities"] = [{"offset": 0, "length": 7, "type": "bot_command"}]
-    # The question waits in SQS while the /forget is handled by the webhook itself.
-    webhooks((TELEGRAM, telegram_event(question)), (TELEGRAM, telegram_event(forget)))
+    # The two messages wait in SQS while the /forget is handled by the webhook itself.
+    webhooks((TELEGRAM, telegram_event(question)), (TELEGRAM, telegram_event(refused)),
+             (TELEGRAM, telegram_event(forget)))
     batch, failed = container.deliver(aws, queues)
-    assert (len(batch), failed) == (1, [])
-    chat = question["message"]["chat"]["id"]
+    assert (len(batch), failed) == (2, [])
+    chat, person = question["message"]["chat"]["id"], question["message"]["from"]["id"]
     said = [c.json["text"] for c in fakes.telegram.called("sendMessage")
             if c.json.get("chat_id") == chat]
-    assert len(said) == 1  # the answer (the forget's confirmation was the webhook's reply)
+    # An answer and a refusal (the forget's confirmation was the webhook's own reply)...
+    assert len(said) == 2 and REFUSAL_EN in said
     with psycopg.connect(aws_db_url) as conn:
         turns = conn.execute(
             "SELECT count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id"
             " WHERE c.platform = 'telegram' AND c.key = %s", (str(chat),)).fetchone()
-    assert turns == (0,)
+        events = conn.execute("SELECT count(*) FROM moderation_events WHERE subject = %s",
+                              (f"telegram:{person}",)).fetchone()
+    assert (turns, events) == ((0,), (0,))  # ...and nothing kept about them
 
 
 def test_a_job_that_keeps_failing_ends_in_the_dead_letter_queue(
