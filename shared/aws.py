@@ -14,9 +14,11 @@ Credentials come from the environment, as Lambda provides them (``AWS_ACCESS_KEY
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``); the region from ``AWS_REGION`` or
 ``AWS_DEFAULT_REGION``; the endpoint from ``AWS_ENDPOINT_URL_<SERVICE>``, ``AWS_ENDPOINT_URL``
 (as botocore reads them) or the region's public name, which a VPC endpoint with private DNS
-answers inside the VPC. Calls are bounded in time and retried on network errors, throttling and
-5xx answers. Neither credentials nor bodies appear in errors or logs: an error carries the
-service, the action and AWS's error code.
+answers inside the VPC. Connections are kept between calls (and between invocations of a
+container); one the far end closed meanwhile is replaced at once, without counting a try.
+Calls are bounded in time and retried on network errors, throttling and 5xx answers. Neither
+credentials nor bodies appear in errors or logs: an error carries the service, the action and
+AWS's error code.
 """
 
 from __future__ import annotations
@@ -202,15 +204,23 @@ class Client:
                                 "X-Amz-Target": f"{self.service.target}.{action}"},
                        body=body, credentials=self.credentials, region=self.region,
                        service=name, now=time.time())
-        conn = self._connection()
+        conn, kept = self._connection()
         try:
-            conn.request("POST", self._path, body=body, headers=headers)
-            answer = conn.getresponse()
-            data = answer.read()
+            answer, data = self._exchange(conn, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise AwsError(name, action, f"network: {type(exc).__name__}",
-                           retryable=True) from None
+            if not kept or isinstance(exc, TimeoutError):
+                raise AwsError(name, action, f"network: {type(exc).__name__}",
+                               retryable=True) from None
+            # A kept connection the far end had closed (a container thawed after a while):
+            # sent again at once on a new one, without counting it as an attempt.
+            conn, _ = self._connection(fresh=True)
+            try:
+                answer, data = self._exchange(conn, body, headers)
+            except (OSError, http.client.HTTPException) as again:
+                conn.close()
+                raise AwsError(name, action, f"network: {type(again).__name__}",
+                               retryable=True) from None
         if answer.will_close:
             conn.close()
         else:
@@ -227,10 +237,18 @@ class Client:
         raise AwsError(name, action, code, status=answer.status,
                        retryable=answer.status >= 500 or code in _THROTTLED)
 
-    def _connection(self) -> http.client.HTTPConnection:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
+    def _exchange(self, conn: http.client.HTTPConnection, body: bytes,
+                  headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        conn.request("POST", self._path, body=body, headers=headers)
+        answer = conn.getresponse()
+        return answer, answer.read()
+
+    def _connection(self, *, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection, and whether it was kept from an earlier call."""
+        if not fresh:
+            with self._lock:
+                if self._idle:
+                    return self._idle.pop(), True
         conn: http.client.HTTPConnection
         if self._https:
             conn = http.client.HTTPSConnection(self._host, self._port,
@@ -247,7 +265,7 @@ class Client:
                            retryable=True) from None
         if conn.sock is not None:
             conn.sock.settimeout(self.read_timeout)
-        return conn
+        return conn, False
 
 
 _tls: Any = None

@@ -113,6 +113,8 @@ class Scripted(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if server.drop_after_answer:  # an idle connection the far end closes, unannounced
+            self.close_connection = True
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -121,7 +123,7 @@ class Scripted(BaseHTTPRequestHandler):
 @pytest.fixture
 def scripted() -> Iterator[Any]:
     server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    server.script, server.seen = [], []
+    server.script, server.seen, server.drop_after_answer = [], [], False
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -184,3 +186,15 @@ def test_connections_are_kept_between_calls(scripted: Any) -> None:
     assert len(client._idle) == 1  # one connection, reused
     client.close()
     assert client._idle == []
+
+
+def test_a_kept_connection_the_far_end_dropped_is_replaced(scripted: Any) -> None:
+    # A Lambda container thawed after minutes finds its kept connection closed: the call
+    # goes out again at once on a new one, not counted as an attempt (one is all it has).
+    scripted.drop_after_answer = True
+    host, port = scripted.server_address
+    client = client_for(f"http://{host}:{port}", attempts=1)
+    for n in range(3):
+        assert client.call("SendMessage", QueueUrl="q", MessageBody=str(n)) == {}
+    assert [json.loads(s["body"])["MessageBody"] for s in scripted.seen] == ["0", "1", "2"]
+    client.close()
