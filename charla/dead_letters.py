@@ -15,12 +15,19 @@ from shared.dead_letters import DeadLetters
 
 
 class Boto3Calls:
-    """``call("ReceiveMessage", **params)`` on a boto3 client, its errors as :class:`AwsError`."""
+    """``call("ReceiveMessage", **params)`` on a boto3 client, its errors as :class:`AwsError`:
+    shared/aws.py's interface over boto3 (``SqsQueue(client=...)`` takes it too)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
 
+    def close(self) -> None:
+        self.client.close()
+
     def __call__(self, action: str, **params: Any) -> dict[str, Any]:
+        return self.call(action, **params)
+
+    def call(self, action: str, **params: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         method = re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()  # SendMessage -> send_message

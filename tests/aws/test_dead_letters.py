@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from charla.dead_letters import Boto3Calls
 from shared.crypto import KeyRing
 from shared.keyfile import parse_keys
 from shared.sqs_queue import SqsBatch, SqsQueue, job_from_record
@@ -80,3 +81,20 @@ def test_bad_requests_say_what_is_wrong(aws: Aws, queues: Queues) -> None:
     no_url = charla("jobs", "failed", "--sqs", env={"CHARLA_SQS_QUEUE_URL": ""})
     assert no_url.returncode == 2 and "CHARLA_SQS_QUEUE_URL" in no_url.stderr
     assert all("Traceback" not in d.stderr for d in (done, gone, both, no_url))
+
+
+async def test_the_queue_also_runs_on_boto3_behind_the_adapter(aws: Aws, queues: Queues) -> None:
+    # The functions call SQS through shared/aws.py; boto3 fits the same interface, which is
+    # what an operator's tools (and anyone who prefers the SDK in the functions) use.
+    import boto3
+
+    keys = KeyRing(*parse_keys(DATA_KEYS))
+    queue = SqsQueue(queues.url, keys, client=lambda: Boto3Calls(boto3.client("sqs")))
+    await queue.enqueue("answer", {"platform": "slack", "text": SECRET_TEXT},
+                        dedup=("slack", "EvBOTO3"))
+    [message] = queues.receive(aws)
+    job = job_from_record({"messageId": message["MessageId"], "body": message["Body"],
+                           "attributes": message["Attributes"]}, keys)
+    assert (job.payload["text"], job.delivery) == (SECRET_TEXT, ("slack", "EvBOTO3"))
+    assert queue.dead_letters().lookup() == queues.dead_letters_url
+    await queue.close()
