@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +32,7 @@ from tests.aws.conftest import (
 )
 from tests.aws.test_webhook_handlers import SLACK, TELEGRAM, slack_event, telegram_event
 from tests.conftest import Gateway
-from tests.functions.test_bots_slack import mention
+from tests.functions.test_bots_slack import mention, sample
 from tests.functions.test_bots_telegram import update
 
 
@@ -144,6 +146,29 @@ def test_a_message_queued_before_its_author_is_forgotten_is_answered_not_stored(
         events = conn.execute("SELECT count(*) FROM moderation_events WHERE subject = %s",
                               (f"telegram:{person}",)).fetchone()
     assert (turns, events) == ((0,), (0,))  # ...and nothing kept about them
+
+
+def test_a_thread_reply_on_lambda_opens_the_database_only_then(
+    setup: dict[str, Any], aws: Aws, queues: Queues, container: Container, fakes: Fakes
+) -> None:
+    first = mention("Name a colour of the sky.")
+    webhooks((SLACK, slack_event(first)))
+    container.deliver(aws, queues)
+    assert len(slack_messages(fakes, first)) == 1
+    ev = first["event"]
+    # A reply in that thread without a mention: the webhook asks the database whether Charla
+    # talks there (it does), so the reply is queued and answered in the same thread...
+    follow = copy.deepcopy(sample("message_thread_reply"))
+    follow["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
+    follow["event"].update(channel=ev["channel"], thread_ts=ev["ts"],
+                           ts=f"{time.time():.6f}", text="And at night?")
+    # ...while one in a thread where Charla never spoke is left alone.
+    stranger = copy.deepcopy(sample("message_thread_reply"))
+    stranger["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
+    webhooks((SLACK, slack_event(follow)), (SLACK, slack_event(stranger)))
+    batch, failed = container.deliver(aws, queues)
+    assert (len(batch), failed) == (1, [])
+    assert len(slack_messages(fakes, first)) == 2
 
 
 def test_a_job_that_keeps_failing_ends_in_the_dead_letter_queue(
