@@ -126,7 +126,7 @@ def events(api: Api, sub: str) -> list[tuple[object, ...]]:
 
 
 async def wait_for(api: Api, sub: str) -> None:
-    """The audit record of a stream is written just after it ends."""
+    """The audit record is written just after the answer (a stream's, after it ends)."""
     for _ in range(100):
         if exchanges(api, sub) and events(api, sub):
             return
@@ -190,6 +190,7 @@ async def test_a_blocked_request_is_a_400_and_the_model_is_not_asked(moderated: 
     assert caught.value.code == "content_filter"
     assert "illicit/violent" in caught.value.message
     # Audited without the body; the event names the client, the stage and the category.
+    await wait_for(moderated, sub)
     assert exchanges(moderated, sub) == [
         (400, [{"role": "user", "content": WITHHELD}], None, None, "content_filter")]
     assert events(moderated, sub) == [
@@ -205,6 +206,7 @@ async def test_a_whole_answer_that_trips_is_the_refusal(moderated: Api) -> None:
     choice = reply.choices[0]
     assert choice.message.content == REFUSAL_EN
     assert choice.finish_reason == "content_filter"
+    await wait_for(moderated, sub)  # the audit record is written just after the answer
     [(status, _, answer, finish, _)] = exchanges(moderated, sub)
     assert (status, answer, finish) == (200, WITHHELD, "content_filter")
     assert events(moderated, sub) == [
