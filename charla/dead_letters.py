@@ -24,9 +24,6 @@ class Boto3Calls:
     def close(self) -> None:
         self.client.close()
 
-    def __call__(self, action: str, **params: Any) -> dict[str, Any]:
-        return self.call(action, **params)
-
     def call(self, action: str, **params: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 

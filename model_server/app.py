@@ -32,11 +32,13 @@ from model_server.metrics import Metrics
 from shared.errors import BadRequest
 from shared.http import (
     BearerTokenBackend,
-    BodyTooLarge,
     auth_error,
+    bad_request,
+    http_error,
     json_error,
     read_body,
     subject_of,
+    unexpected,
 )
 from shared.openai_schema import parse_chat_request, parse_json_object
 from shared.ratelimit import Quota
@@ -240,26 +242,11 @@ async def metrics_endpoint(request: Request) -> Response:
                     media_type=CONTENT_TYPE_LATEST)
 
 
-async def _bad_request(request: Request, exc: Exception) -> Response:
-    status = 413 if isinstance(exc, BodyTooLarge) else 400
-    return json_error(status, str(exc), "invalid_request_error")
-
-
 async def _engine_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
     kind = "invalid_request_error" if exc.status < 500 else "engine_error"
     return json_error(exc.status, exc.message, kind, exc.code,
                       headers={"Retry-After": "5"} if exc.status == 503 else None)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return json_error(exc.status_code, str(exc.detail), "invalid_request_error")
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s", request.url.path)
-    return json_error(500, "internal error", "server_error")
 
 
 class _CountRequests:
@@ -341,10 +328,10 @@ def create_app(
                        on_error=auth_error),
         ],
         exception_handlers={
-            BadRequest: _bad_request,
+            BadRequest: bad_request,
             EngineError: _engine_error,
-            HTTPException: _http_error,
-            Exception: _unexpected,
+            HTTPException: http_error,
+            Exception: unexpected,
         },
         lifespan=lifespan,
     )

@@ -7,25 +7,29 @@ lists those jobs (never what people wrote: it travels sealed) and moves them bac
 queue: the same body in a new message, as SQS's own redrive does, which the worker answers
 once (its de-duplication keys on the body's send id, not on the message id).
 
-It calls SQS through ``call(action, **params)``: the functions' client (shared/aws.py) in the
-admin view, boto3 behind an adapter in ``charla jobs --sqs`` (charla/dead_letters.py), which
-runs with an operator's own credentials. Calls block: async callers run them in a thread.
+It calls SQS through a client with ``call(action, **params)``: the functions' own
+(shared/aws.py) in the admin view, boto3 behind an adapter in ``charla jobs --sqs``
+(charla/dead_letters.py), which runs with an operator's own credentials. Calls block: async
+callers run them in a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shared.aws import AwsError
 from shared.errors import StorageError
 
 MOVE_VISIBILITY_S = 60  # how long a message being moved stays hidden from other readers
-Call = Callable[..., dict[str, Any]]
+
+
+class Calls(Protocol):
+    def call(self, action: str, **params: Any) -> dict[str, Any]:
+        """One SQS action's answer; :class:`AwsError` when it fails."""
 
 
 class DeadLetterError(StorageError):
@@ -47,14 +51,14 @@ class DeadJob:
 class DeadLetters:
     """The dead-letter queue of ``queue_url``, found through its redrive policy (once)."""
 
-    def __init__(self, call: Call, queue_url: str) -> None:
-        self._call = call
+    def __init__(self, client: Calls, queue_url: str) -> None:
+        self._client = client
         self.queue_url = queue_url
         self._url: str | None = None
 
     def _sqs(self, action: str, **params: Any) -> dict[str, Any]:
         try:
-            return self._call(action, **params)
+            return self._client.call(action, **params)
         except AwsError as exc:
             raise DeadLetterError(f"SQS {action}: {exc.code}") from None
 

@@ -104,8 +104,7 @@ class SqsQueue:
         """The queue's dead-letter queue, to list failed jobs and move them back (the admin
         view); through this queue's client."""
         if self._dead_letters is None:
-            self._dead_letters = DeadLetters(lambda action, **params: self._sqs().call(
-                action, **params), self.url)
+            self._dead_letters = DeadLetters(self._sqs(), self.url)
         return self._dead_letters
 
     async def close(self) -> None:

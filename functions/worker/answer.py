@@ -167,11 +167,10 @@ class Answerer:
     async def _store(self, inbound: Inbound, question: str, answer: str,
                      embedding: np.ndarray | None, asked_at: datetime | None) -> bool:
         """Store the exchange; False when its author asked to be forgotten since
-        ``asked_at`` (then nothing about it may be kept)."""
+        ``asked_at`` (then nothing about it may be kept). With no history kept at all, True
+        without asking: only a withheld message needs to know (see :meth:`_withhold`)."""
         if self.settings.conversation_retention_days == 0:
-            # CHARLA_CONVERSATION_RETENTION_DAYS=0: no history is kept at all.
-            return not await self.conversations.forgotten_since(
-                inbound.platform, inbound.user, asked_at)
+            return True  # CHARLA_CONVERSATION_RETENTION_DAYS=0: no history is kept at all
         stored = await self.conversations.add_exchange(
             inbound.platform, inbound.conversation, delivery_id=inbound.delivery_id,
             author=inbound.user, question=question, answer=answer, embedding=embedding,
@@ -216,7 +215,9 @@ class Answerer:
         else:
             kept = await self._store(inbound, inbound.text, refused,
                                      query[1] if query is not None else None, asked_at)
-        if not kept:
+        if not kept or (self.settings.conversation_retention_days == 0
+                        and await self.conversations.forgotten_since(
+                            inbound.platform, inbound.user, asked_at)):
             return  # its author asked to be forgotten since: no event about them either
         principal = inbound.principals[0] if inbound.principals else inbound.platform
         await self._moderation.record(trip, platform=inbound.platform, principal=principal,

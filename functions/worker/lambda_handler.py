@@ -112,28 +112,14 @@ def _loop() -> asyncio.AbstractEventLoop:
 def _runtime() -> tuple[SqsQueue, Handler]:
     """The queue and the job handler, built on the first batch."""
     if "runtime" not in _state:
-        from functions.knowledge import Knowledge
         from functions.lambda_app import on_close
-        from functions.model_client import ModelClient
-        from functions.platforms import Platforms, enabled, http_client
-        from functions.worker.answer import Answerer
-        from functions.worker.main import make_handler
-        from shared.conversations import Conversations
-        from shared.outbox import Outbox
+        from functions.worker.main import build_handler
 
         s, db = settings(), database()
-        model = ModelClient(s)
-        platforms = Platforms(s, http_client(s))
-        knowledge = Knowledge(db, model, passages=s.kb_passages,
-                              max_distance=s.kb_max_distance)
-        answerer = Answerer(settings=s, model=model, conversations=Conversations(db),
-                            outbox=Outbox(db), knowledge=knowledge)
+        handle, closers = build_handler(s, db)
         queue = SqsQueue(s.sqs_queue_url, db.keys, db=db)
-        on_close(platforms.close, model.close, queue.close)
-        on = [name for name, ok in enabled(s).items() if ok]
-        log.info("worker answering for: %s", ", ".join(on) or "no platform (none configured)")
-        _state["runtime"] = (queue,
-                             make_handler(answerer, platforms, db))
+        on_close(*closers, queue.close)
+        _state["runtime"] = (queue, handle)
     runtime: tuple[SqsQueue, Handler] = _state["runtime"]
     return runtime
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from functions.knowledge import Knowledge
 from functions.messaging import (
@@ -62,21 +63,28 @@ def make_handler(answerer: Answerer, platforms: Platforms,
     return handle
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    db = Database(make_pool(settings))
-    db.keys.require()  # bodies are never stored in clear: no key, no start
-    queue = PgQueue(db, lease_s=settings.job_lease_s)
+def build_handler(settings: Settings, db: Database
+                  ) -> tuple[Handler, list[Callable[[], Awaitable[None]]]]:
+    """The job handler the local worker and the worker function share, and what to close
+    when the process ends (the model server's client, the platforms')."""
     model = ModelClient(settings)
     platforms = Platforms(settings, http_client(settings))
     knowledge = Knowledge(db, model, passages=settings.kb_passages,
                           max_distance=settings.kb_max_distance)
     answerer = Answerer(settings=settings, model=model, conversations=Conversations(db),
                         outbox=Outbox(db), knowledge=knowledge)
-    worker = Worker(queue, make_handler(answerer, platforms, db),
-                    concurrency=settings.worker_concurrency,
-                    max_attempts=settings.job_max_attempts, backoff_s=settings.job_backoff_s)
     on = [name for name, ok in enabled(settings).items() if ok]
     log.info("worker answering for: %s", ", ".join(on) or "no platform (none configured)")
+    return make_handler(answerer, platforms, db), [platforms.close, model.close]
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    db = Database(make_pool(settings))
+    db.keys.require()  # bodies are never stored in clear: no key, no start
+    queue = PgQueue(db, lease_s=settings.job_lease_s)
+    handle, closers = build_handler(settings, db)
+    worker = Worker(queue, handle, concurrency=settings.worker_concurrency,
+                    max_attempts=settings.job_max_attempts, backoff_s=settings.job_backoff_s)
     purger = asyncio.create_task(_purge_forever(db, settings))
     try:
         await worker.run(stop)
@@ -84,8 +92,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         purger.cancel()
         await asyncio.gather(purger, return_exceptions=True)
         await queue.close()
-        await platforms.close()
-        await model.close()
+        for close in closers:
+            await close()
         await db.close()
 
 

@@ -148,7 +148,7 @@ def test_a_message_queued_before_its_author_is_forgotten_is_answered_not_stored(
     assert (turns, events) == ((0,), (0,))  # ...and nothing kept about them
 
 
-def test_a_thread_reply_on_lambda_opens_the_database_only_then(
+def test_a_thread_reply_through_the_lambda_webhook_is_answered_in_its_thread(
     setup: dict[str, Any], aws: Aws, queues: Queues, container: Container, fakes: Fakes
 ) -> None:
     first = mention("Name a colour of the sky.")
