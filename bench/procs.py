@@ -108,20 +108,23 @@ def engine_url_of(gateway_proc: subprocess.Popen[bytes]) -> str:
 
     for child in psutil.Process(gateway_proc.pid).children(recursive=True):
         cmd = child.cmdline()
-        if cmd and cmd[0].endswith("llama-server"):
+        if cmd and (cmd[0].endswith("llama-server") or "bench.standin_engine" in cmd):
             return f"http://127.0.0.1:{cmd[cmd.index('--port') + 1]}"
     raise RuntimeError("the gateway has no llama-server child")
 
 
 @contextmanager
-def gateway(keys: Keys, logdir: Path) -> Iterator[tuple[str, str]]:
-    """Yields the gateway's URL and its engine's (to measure the same engine both ways)."""
+def gateway(keys: Keys, logdir: Path, engine: Path | None = None
+            ) -> Iterator[tuple[str, str]]:
+    """Yields the gateway's URL and its engine's (to measure the same engine both ways).
+
+    ``engine`` replaces the ``llama-server`` binary (a stand-in, bench/standin_engine.py)."""
     port = free_port()
     env = {
         "CHARLA_HOME": str(logdir / "gateway"),
         "MODEL_SERVER_PORT": str(port),
         "CHARLA_SERVICE_PUBLIC_KEY": keys.public,
-        "CHARLA_LLAMA_SERVER_BIN": str(build()),
+        "CHARLA_LLAMA_SERVER_BIN": str(engine or build()),
         "CHARLA_ENGINE_PARALLEL": str(PARALLEL),
         "CHARLA_ENGINE_CTX_SIZE": str(CTX),
         "CHARLA_RATE_LIMIT_STORAGE": REDIS,

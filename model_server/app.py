@@ -24,14 +24,16 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from model_server.engines.base import ChatEngine, Embedder, EngineError, Usage
 from model_server.metrics import Metrics
 from shared.errors import BadRequest
 from shared.http import (
+    DIRECT_SEND,
     BearerTokenBackend,
+    EventStream,
     auth_error,
     bad_request,
     http_error,
@@ -88,7 +90,10 @@ class Gateway:
             await self.flush()
 
     async def flush(self) -> None:
-        await asyncio.to_thread(self._flush)
+        # A thread hop costs the idle gateway about a millisecond of CPU a second on 2
+        # cores (development measurement): skipped when nothing waits to be written.
+        if self.requests.pending or self.budget.pending:
+            await asyncio.to_thread(self._flush)
 
     def _flush(self) -> None:
         self.requests.flush()
@@ -169,8 +174,7 @@ async def _start_stream(
             gw.metrics.chat_latency.observe(time.perf_counter() - started)
             _account(gw, sub, usage)
 
-    return StreamingResponse(relay(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventStream(relay())
 
 
 def _pack_base64(vector: list[float]) -> str:
@@ -262,6 +266,7 @@ class _CountRequests:
             await self.app(scope, receive, send)
             return
         status = 500
+        scope[DIRECT_SEND] = send  # streamed events skip the wrappers below (EventStream)
 
         async def record(message: Any) -> None:
             nonlocal status

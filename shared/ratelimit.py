@@ -149,6 +149,11 @@ class Quota:
             if known is not None:
                 self._known[sub] = (known[0], known[1] - cost)
 
+    @property
+    def pending(self) -> bool:
+        """Whether charges wait for :meth:`flush`."""
+        return bool(self._pending)
+
     def flush(self) -> None:
         """Write every pending charge to the storage."""
         with self._lock:

@@ -99,13 +99,8 @@ class OpenAIHTTPProxy:
                 raise _engine_error(response.status,
                                     (await response.read()).decode(errors="replace"))
             buffer = b""
-            chunks = response.chunks()
-            while True:
-                # The read timeout is between events, not for the whole answer.
-                async with asyncio.timeout(self._read_timeout):
-                    chunk = await anext(chunks, None)
-                if chunk is None:
-                    break
+            # The read timeout is between events, not for the whole answer.
+            async for chunk in response.chunks(idle_timeout_s=self._read_timeout):
                 buffer += chunk
                 if b"\n\n" not in buffer:
                     continue

@@ -199,3 +199,53 @@ async def test_a_slow_reader_pauses_the_socket_and_still_gets_everything(serve) 
     assert bytes(got) == body
     response.release()
     client.close()
+
+
+def chunk(piece: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(piece), piece)
+
+
+async def test_a_body_that_stalls_raises_timeout_after_the_idle_limit(serve) -> None:
+    async def script(reader, writer, _n):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(b"one"))
+        await writer.drain()
+        await asyncio.sleep(5)  # an engine that hangs mid-answer
+
+    peer = await serve(script)
+    client = LoopbackHTTP("127.0.0.1", peer.port)
+    response = await client.request("POST", "/stream", b"{}")
+    pieces = response.chunks(idle_timeout_s=0.3)
+    assert await anext(pieces) == b"one"
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TimeoutError):
+        await anext(pieces)
+    assert 0.25 < asyncio.get_running_loop().time() - started < 2
+    response.close()
+    client.close()
+
+
+async def test_the_idle_limit_is_between_pieces_not_for_the_whole_body(serve) -> None:
+    async def script(reader, writer, _n):
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(8):  # 0.8 s in all, never more than 0.1 s without a piece
+                await asyncio.sleep(0.1)
+                writer.write(chunk(b"%d" % i))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    peer = await serve(script)
+    client = LoopbackHTTP("127.0.0.1", peer.port)
+    response = await client.request("POST", "/stream", b"{}")
+    assert [p async for p in response.chunks(idle_timeout_s=0.4)] == [b"%d" % i for i in range(8)]
+    response.release()
+    # The connection goes back to the pool with its timer stopped: waiting past the limit
+    # before the next request on it fails nothing.
+    await asyncio.sleep(0.5)
+    response = await client.request("POST", "/stream", b"{}")
+    assert len([p async for p in response.chunks(idle_timeout_s=0.4)]) == 8
+    response.release()
+    assert peer.connections == 1
+    client.close()

@@ -65,9 +65,12 @@ def test_take_counts_requests_and_refuses_the_one_over(storage: str) -> None:
 
 def test_charges_are_written_by_flush(storage: str) -> None:
     q, _ = quota(storage)
+    assert not q.pending
     q.charge("carol", 30)
     q.charge("carol", 20)
+    assert q.pending
     q.flush()
+    assert not q.pending
     other = Quota(storage, "100/hour", q._prefix)  # another process, same storage
     if storage == "memory://":
         assert other.remaining("carol") == 100  # memory is per process by design
