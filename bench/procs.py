@@ -69,10 +69,12 @@ def running(cmd: list[str], health: str, env: dict[str, str] | None = None,
 
 
 @contextmanager
-def llama_cpp_python_server(logdir: Path, *extra: str) -> Iterator[str]:
+def llama_cpp_python_server(logdir: Path, *extra: str, model: Path | None = None
+                            ) -> Iterator[str]:
     """llama-cpp-python's own OpenAI server on the same model file, with its defaults."""
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_path()),
+    model = model or bundled_model_path()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
            "--model_alias", "smollm2-135m-instruct", *extra]
     with running(cmd, f"http://127.0.0.1:{port}/v1/models", log=logdir / "llama-cpp-python.log"):
@@ -114,14 +116,14 @@ def engine_url_of(gateway_proc: subprocess.Popen[bytes]) -> str:
 
 
 @contextmanager
-def gateway(keys: Keys, logdir: Path, engine: Path | None = None
-            ) -> Iterator[tuple[str, str]]:
+def gateway(keys: Keys, logdir: Path, engine: Path | None = None, home: str = "gateway",
+            **extra: str) -> Iterator[tuple[str, str]]:
     """Yields the gateway's URL and its engine's (to measure the same engine both ways).
 
     ``engine`` replaces the ``llama-server`` binary (a stand-in, bench/standin_engine.py)."""
     port = free_port()
     env = {
-        "CHARLA_HOME": str(logdir / "gateway"),
+        "CHARLA_HOME": str(logdir / home),
         "MODEL_SERVER_PORT": str(port),
         "CHARLA_SERVICE_PUBLIC_KEY": keys.public,
         "CHARLA_LLAMA_SERVER_BIN": str(engine or build()),
@@ -131,6 +133,7 @@ def gateway(keys: Keys, logdir: Path, engine: Path | None = None
         "CHARLA_MODEL_RATE_LIMIT": "1000000/minute",
         "CHARLA_TOKEN_BUDGET": "1000000000/day",
         "CHARLA_LOG_LEVEL": "WARNING",
+        **extra,
     }
     with running([sys.executable, "-m", "model_server"], f"http://127.0.0.1:{port}/healthz",
                  env=env, log=logdir / "gateway.log") as proc:

