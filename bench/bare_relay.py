@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from urllib.parse import urlsplit
 
 import httptools
@@ -46,7 +47,8 @@ class _Client(asyncio.Protocol):
     async def relay(self, method: str, path: str, body: bytes) -> None:
         assert self.transport is not None
         response = await self.upstream.request(method, path, body or None)
-        kind = "text/event-stream" if b'"stream": true' in body else "application/json"
+        streamed = bool(body) and json.loads(body).get("stream") is True
+        kind = "text/event-stream" if streamed else "application/json"
         self.transport.write(f"HTTP/1.1 {response.status} OK\r\nContent-Type: {kind}\r\n"
                              "Transfer-Encoding: chunked\r\n\r\n".encode())
         async for chunk in response.chunks():

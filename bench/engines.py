@@ -83,6 +83,28 @@ async def throughput(client: aiohttp.ClientSession, url: str, headers: dict[str,
                       sum(cut for _, cut in done))
 
 
+async def interleaved(targets: dict[str, tuple[str, dict[str, str]]], chats: tuple[int, ...],
+                      rounds: int, *, stream: bool = False
+                      ) -> tuple[dict[str, dict[int, list[float]]], dict[str, dict[int, int]]]:
+    """``rounds`` rounds per number of chats, the targets taking turns in each, so that drift
+    on a shared machine hits them alike: tok/s per round, and the chats whose stream was cut
+    off, per target and number of chats."""
+    rates: dict[str, dict[int, list[float]]] = {name: {n: [] for n in chats} for name in targets}
+    cut = {name: dict.fromkeys(chats, 0) for name in targets}
+    clients = {name: session() for name in targets}
+    try:
+        for n in chats:
+            for _ in range(rounds):
+                for name, (url, headers) in targets.items():
+                    result = await throughput(clients[name], url, headers, n, stream=stream)
+                    rates[name][n].append(result.tok_s)
+                    cut[name][n] += result.cut
+    finally:
+        for client in clients.values():
+            await client.close()
+    return rates, cut
+
+
 async def tiny_latencies(targets: dict[str, tuple[str, dict[str, str]]], n: int
                          ) -> dict[str, list[float]]:
     """Interleaved one-token requests against each target: per-request latency in ms."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import stat
 import sys
 from pathlib import Path
@@ -40,7 +41,8 @@ def standin_binary(logdir: Path) -> Path:
     """A wrapper script the gateway can start as its ``llama-server``."""
     path = logdir / "standin-llama-server"
     root = Path(__file__).resolve().parent.parent
-    path.write_text(f"#!/bin/sh\ncd {root}\nexec {sys.executable} -m bench.standin_engine "
+    path.write_text(f"#!/bin/sh\ncd {shlex.quote(str(root))}\n"
+                    f"exec {shlex.quote(sys.executable)} -m bench.standin_engine "
                     f"--interval-ms {INTERVAL_MS} \"$@\"\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path

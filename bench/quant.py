@@ -26,22 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _rates(targets: dict[str, tuple[str, dict[str, str]]]) -> dict[str, dict[str, float]]:
     """Median tok/s per target and number of chats (keys as strings, as in the JSON)."""
-    async def measure() -> dict[str, dict[str, float]]:
-        runs: dict[str, dict[int, list[float]]] = {n: {c: [] for c in CHATS} for n in targets}
-        clients = {name: engines.session() for name in targets}
-        try:
-            for chats in CHATS:
-                for _ in range(ROUNDS):
-                    for name, (url, headers) in targets.items():
-                        r = await engines.throughput(clients[name], url, headers, chats)
-                        runs[name][chats].append(r.tok_s)
-        finally:
-            for client in clients.values():
-                await client.close()
-        return {n: {str(c): statistics.median(v) for c, v in per.items()}
-                for n, per in runs.items()}
-
-    return asyncio.run(measure())
+    runs, _cut = asyncio.run(engines.interleaved(targets, CHATS, ROUNDS))
+    return {name: {str(n): statistics.median(v) for n, v in per.items()}
+            for name, per in runs.items()}
 
 
 def perplexity(model: Path, text: str) -> tuple[float, int]:

@@ -61,24 +61,7 @@ MODES = ("whole", "stream")
 def _rounds(targets: dict[str, tuple[str, dict[str, str]]], stream: bool
             ) -> tuple[Rates, dict[str, dict[int, int]]]:
     """Interleaved rounds per target; also counts the chats whose stream was cut off."""
-    async def measure() -> tuple[Rates, dict[str, dict[int, int]]]:
-        rates: Rates = {name: {n: [] for n in CHATS} for name in targets}
-        cut = {name: dict.fromkeys(CHATS, 0) for name in targets}
-        clients = {name: engines.session() for name in targets}
-        try:
-            for n in CHATS:
-                for _ in range(ROUNDS):
-                    for name, (url, headers) in targets.items():
-                        result = await engines.throughput(clients[name], url, headers, n,
-                                                          stream=stream)
-                        rates[name][n].append(result.tok_s)
-                        cut[name][n] += result.cut
-        finally:
-            for client in clients.values():
-                await client.close()
-        return rates, cut
-
-    return asyncio.run(measure())
+    return asyncio.run(engines.interleaved(targets, CHATS, ROUNDS, stream=stream))
 
 
 def run_throughput(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:

@@ -28,12 +28,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from model_server.engines.base import ChatEngine, Embedder, EngineError, Usage
+from model_server.event_stream import DIRECT_SEND, EventStream
 from model_server.metrics import Metrics
 from shared.errors import BadRequest
 from shared.http import (
-    DIRECT_SEND,
     BearerTokenBackend,
-    EventStream,
     auth_error,
     bad_request,
     http_error,

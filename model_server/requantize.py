@@ -20,6 +20,12 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shared.errors import ConfigError
+
+if TYPE_CHECKING:  # gguf is imported when a copy is made, not by every model server start
+    from gguf import ReaderField
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +58,11 @@ def requantized(source: Path, home: Path) -> Path:
     return target
 
 
-def _field_value(field: object) -> object:
+def _field_value(field: ReaderField) -> object:
     """A metadata value as GGUFWriter takes it back."""
     from gguf import GGUFValueType
 
-    parts, data, types = field.parts, field.data, field.types  # type: ignore[attr-defined]
+    parts, data, types = field.parts, field.data, field.types
     if types[0] == GGUFValueType.ARRAY:
         if types[1] == GGUFValueType.STRING:
             return [bytes(parts[i]).decode("utf-8", errors="surrogateescape") for i in data]
@@ -72,8 +78,6 @@ def _convert(source: Path, destination: Path) -> int:
 
     reader = GGUFReader(source)
     if not any(t.tensor_type == GGMLQuantizationType.Q4_1 for t in reader.tensors):
-        from shared.errors import ConfigError
-
         raise ConfigError(f"{source.name} has no Q4_1 weights: CHARLA_MODEL_QUANT=q4_0 "
                           "requantizes Q4_1 models only")
     arch = _field_value(reader.fields["general.architecture"])

@@ -1,5 +1,5 @@
-"""shared.http.EventStream over real HTTP (uvicorn on loopback): what the wrappers see,
-what the client gets, and a client that hangs up."""
+"""model_server.event_stream.EventStream over real HTTP (uvicorn on loopback): what the
+wrappers see, what the client gets, and a client that hangs up."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Route
 
-from shared.http import DIRECT_SEND, EventStream
+from model_server.event_stream import DIRECT_SEND, EventStream
 from tests.conftest import ServerThread
 
 
