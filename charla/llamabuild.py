@@ -18,10 +18,13 @@ import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -41,6 +44,20 @@ CMAKE_FLAGS = (
     "-DLLAMA_OPENSSL=OFF",
     "-DGGML_NATIVE=ON",
 )
+
+# llama.cpp's AMX kernels (built in whenever -march=native finds AMX: Sapphire Rapids and
+# later) crash this version with SIGILL at the first prompt: the tile configuration they load
+# is built on the stack and GCC drops it, so the next tile instruction faults (seen on a
+# 2-core Xeon VM on 2026-11-30; upstream llama.cpp pull request 26954). They would only speed
+# up prompts of 16 tokens and more; the AVX-512/VNNI kernels do the rest either way.
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+
+
+def cmake_flags(machine: str | None = None) -> tuple[str, ...]:
+    """The configure flags for this machine (``platform.machine()`` by default)."""
+    if (machine or platform.machine()).lower() in ("x86_64", "amd64"):
+        return (*CMAKE_FLAGS, f"-DCMAKE_C_FLAGS={_NO_AMX}", f"-DCMAKE_CXX_FLAGS={_NO_AMX}")
+    return CMAKE_FLAGS
 
 
 def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
@@ -65,8 +82,10 @@ def _cpu_fingerprint() -> str:
 
 
 def binary_path(environ: Mapping[str, str] = os.environ) -> Path:
-    """The cached ``llama-server`` for this version and CPU (it may not exist yet)."""
-    key = f"{LLAMA_CPP_PYTHON_VERSION}-{_cpu_fingerprint()}"
+    """The cached ``llama-server`` for this version, CPU and build recipe (it may not exist
+    yet): a changed recipe builds anew instead of reusing a binary made the old way."""
+    recipe = hashlib.sha256("\n".join(cmake_flags()).encode()).hexdigest()[:6]
+    key = f"{LLAMA_CPP_PYTHON_VERSION}-{_cpu_fingerprint()}-{recipe}"
     return cache_root(environ) / "llama-server" / key / "llama-server"
 
 
@@ -138,17 +157,55 @@ def build(environ: Mapping[str, str] = os.environ) -> Path:
             work = Path(tmp)
             source = _extract_vendor(_download_sdist(work), work)
             build_dir = work / "build"
-            _run_with_progress(["cmake", "-S", str(source), "-B", str(build_dir), *CMAKE_FLAGS])
+            _run_with_progress(["cmake", "-S", str(source), "-B", str(build_dir), *cmake_flags()])
             _run_with_progress(
                 ["cmake", "--build", str(build_dir), "--target", "llama-server", "-j", jobs]
             )
             built = build_dir / "bin" / "llama-server"
+            smoke_check(built)
             staging = target.with_name(target.name + ".partial")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(built, staging)
             staging.replace(target)  # atomic: a reader never sees half a binary
         _say("built " + str(target))
     return target
+
+
+def smoke_check(binary: Path, timeout_s: float = 120.0) -> None:
+    """Start ``binary`` on the bundled model and wait until it says it is ready.
+
+    llama-server runs a warm-up pass over the model before it answers its health check, so a
+    binary that dies on this CPU (an instruction the CPU or its hypervisor refuses) dies here,
+    with a clear error, instead of entering the cache and failing every later start."""
+    from model_server.engines.llama_server import bundled_model_path, exit_reason
+
+    _say("checking the new binary on the bundled model")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [str(binary), "-m", str(bundled_model_path()), "--host", "127.0.0.1",
+           "--port", str(port), "--ctx-size", "512", "--parallel", "1"]
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=output, stderr=output)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                code = proc.poll()
+                if code is not None:
+                    output.seek(0)
+                    tail = output.read().decode(errors="replace").splitlines()[-20:]
+                    print("\n".join(tail), file=sys.stderr)
+                    raise RuntimeError(f"the built llama-server {exit_reason(code)} while "
+                                       "loading the bundled model; it was not cached")
+                with contextlib.suppress(OSError), urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+                time.sleep(0.2)
+            raise RuntimeError(f"the built llama-server was not ready in {timeout_s:g} s")
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> None:

@@ -40,6 +40,22 @@ def bundled_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def exit_reason(code: int) -> str:
+    """``exited with code 1``, or ``was killed by SIGILL (Illegal instruction)``."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        sig = signal.Signals(-code)
+    except ValueError:
+        return f"was killed by signal {-code}"
+    described = signal.strsignal(sig)
+    return f"was killed by {sig.name}" + (f" ({described})" if described else "")
+
+
+def _log_hint(path: Path | None) -> str:
+    return f"; its output is in {path}" if path is not None else ""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -132,7 +148,8 @@ class LlamaServerEngine:
             if self._proc.poll() is not None:
                 code = self._proc.returncode
                 await self.close()
-                raise EngineUnavailable(f"llama-server exited during start (code {code})")
+                raise EngineUnavailable(f"llama-server {exit_reason(code)} during start"
+                                        + _log_hint(self._log_path))
             if await self._proxy.ready():
                 log.info("llama-server ready")
                 return
@@ -163,7 +180,7 @@ class LlamaServerEngine:
             return self._proxy
         if proc is not None and self._restart_task is None:
             # It crashed (out of memory, a bad model file, a kill): bring it back by itself.
-            log.warning("llama-server exited (code %s); restarting it", proc.returncode)
+            log.warning("llama-server %s; restarting it", exit_reason(proc.returncode))
             self._restart_task = asyncio.get_running_loop().create_task(self._restart())
         raise EngineUnavailable("llama-server is not running; restarting")
 
