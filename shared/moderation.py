@@ -42,6 +42,7 @@ BUNDLED = "moderation_policy.toml"
 _MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 _BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 _WORD = re.compile(r"\w+")
+_NO_BOUND = 1 << 16  # a longest match at least this long counts as unbounded (``x*`` and kin)
 
 
 def normalise(text: str) -> str:
@@ -111,6 +112,25 @@ class Matcher:
                       for category, found in sorted(sources.items())]
         everything = "|".join(f"(?:{rx.pattern})" for _, rx in self._each)
         self._any = re.compile(everything, re.IGNORECASE) if everything else None
+        # For text checked a piece at a time (StreamCheck): how far back a match that reaches
+        # into the new piece can start. Terms: a number of words. Expressions: their longest
+        # match, where it is bounded; those without a bound are searched over the whole window.
+        self.term_words = max((len(rest) + 1 for found in self._words.values()
+                               for rest, _ in found), default=0)
+        bounded: list[tuple[int, str]] = []
+        unbounded: list[str] = []
+        for found in sources.values():
+            for source in found:
+                width = _longest_match(source)
+                if width is None:
+                    unbounded.append(source)
+                else:
+                    bounded.append((width, source))
+        self.bounded_width = max((w for w, _ in bounded), default=0)
+        self._bounded = (re.compile("|".join(f"(?:{src})" for _, src in bounded), re.IGNORECASE)
+                         if bounded else None)
+        self._unbounded = (re.compile("|".join(f"(?:{src})" for src in unbounded), re.IGNORECASE)
+                           if unbounded else None)
 
     def check(self, text: str) -> Verdict:
         """The categories ``text`` trips."""
@@ -126,6 +146,23 @@ class Matcher:
             found.update(c for c, rx in self._each if rx.search(text, start))
         return Verdict(tuple(sorted(found))) if found else CLEAN
 
+    def check_added(self, text: str, added: int, window: int) -> Verdict:
+        """Like :meth:`check_normalised`, for text whose first ``added`` characters were
+        checked already: only what could match now that more has come, looking back at most
+        ``window`` characters (terms: as many words as the longest term has; expressions with
+        a bounded match: as far as their longest match)."""
+        floor = max(0, added - window)
+        found = (self._term_hits(text, _words_back(text, added, self.term_words - 1, floor))
+                 if self._words else set())
+        hit = (self._bounded is not None and self._bounded.search(
+                   text, _word_start(text, max(floor, added - self.bounded_width))) is not None) \
+            or (self._unbounded is not None
+                and self._unbounded.search(text, _word_start(text, floor)) is not None)
+        if hit:
+            start = _word_start(text, floor)
+            found.update(c for c, rx in self._each if rx.search(text, start))
+        return Verdict(tuple(sorted(found))) if found else CLEAN
+
     def _term_hits(self, text: str, start: int) -> set[str]:
         if not self._words:
             return set()
@@ -136,6 +173,40 @@ class Matcher:
                 if category not in found and _followed_by(text, words, i, rest):
                     found.add(category)
         return found
+
+
+def _word_start(text: str, at: int) -> int:
+    """``at``, moved back to the start of the word it falls in."""
+    while at > 0 and _WORD.match(text, at - 1):
+        at -= 1
+    return at
+
+
+def _words_back(text: str, at: int, count: int, floor: int) -> int:
+    """The start of the word ``count`` words before the one at ``at``, across gaps of spaces
+    only (a term's words are separated by nothing else), not before ``floor``."""
+    start = at
+    while start > floor and _WORD.match(text, start - 1):
+        start -= 1
+    for _ in range(count):
+        gap = start
+        while gap > floor and text[gap - 1].isspace():
+            gap -= 1
+        if gap in (start, floor) or not _WORD.match(text, gap - 1):
+            break
+        while gap > floor and _WORD.match(text, gap - 1):
+            gap -= 1
+        start = gap
+    return start
+
+
+def _longest_match(source: str) -> int | None:
+    """How many characters ``source`` can match at most; None if it has no bound."""
+    try:
+        longest = re._parser.parse(source, re.IGNORECASE).getwidth()[1]  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a parser detail of this Python: assume no bound
+        return None
+    return int(longest) if longest < _NO_BOUND else None
 
 
 def _followed_by(text: str, words: list[re.Match[str]], i: int, rest: tuple[str, ...]) -> bool:
@@ -153,11 +224,13 @@ def _followed_by(text: str, words: list[re.Match[str]], i: int, rest: tuple[str,
 class StreamCheck:
     """Checks an answer while it grows, looking again only at its end.
 
-    Each call normalises only the new text and searches from ``window`` characters before it,
-    so a match that straddles two updates is still found, and a whole answer costs about one
-    pass. The word still being written is left for later (it may grow into another word:
-    "ass" into "assert"): :attr:`checked` says how much of the text has been checked, which is
-    what may be shown. A pattern longer than ``window`` is left to the check of the whole.
+    Each call normalises only the new text and looks back from it only as far as a match
+    that reaches into it could start (:meth:`Matcher.check_added`: the longest term's words,
+    the longest bounded pattern, ``window`` characters at most), so a match that straddles two
+    updates is still found, and a whole answer costs about one pass. The word still being
+    written is left for later (it may grow into another word: "ass" into "assert"):
+    :attr:`checked` says how much of the text has been checked, which is what may be shown. A
+    match longer than ``window`` is left to the check of the whole.
     """
 
     def __init__(self, matcher: Matcher, window: int = 256) -> None:
@@ -174,10 +247,10 @@ class StreamCheck:
             self.checked, self._text = 0, ""
         if end == self.checked:
             return CLEAN
-        start = max(0, len(self._text) - self._window)
+        added = len(self._text)
         self._text += normalise(text[self.checked:end])
         self.checked = end
-        return self._matcher.check_normalised(self._text, start)
+        return self._matcher.check_added(self._text, added, self._window)
 
 
 def _settled(text: str) -> int:

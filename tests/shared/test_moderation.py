@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -122,15 +121,74 @@ def test_the_stream_check_waits_for_the_word_being_written(policy) -> None:  # t
     assert not check.feed("a class and").flagged
 
 
-def test_checking_is_fast(policy) -> None:  # type: ignore[no-untyped-def]
+def test_a_policy_of_many_terms_is_one_dictionary_and_no_expression() -> None:
+    # What keeps a large policy cheap: its word terms are looked up word by word, not tried
+    # one by one as expressions (the speed itself is measured by bench/, not here).
     big = parse_policy("\n".join(
         f'[[rules]]\ncategory = "c{i % 7}"\nterms = ["word{i}a", "word{i} b"]' for i in range(500)))
-    text = "An ordinary answer, with nothing in it that any rule would object to. " * 30
     matcher = big.matcher((), "output")
-    started = time.perf_counter()
-    for _ in range(100):
-        assert not matcher.check(text).flagged
-    assert (time.perf_counter() - started) / 100 < 0.01
+    assert matcher.term_words == 2 and matcher.bounded_width == 0
+    assert matcher._any is None and matcher._bounded is None and matcher._unbounded is None
+    text = "An ordinary answer, with nothing in it that any rule would object to. " * 30
+    assert not matcher.check(text).flagged
+    assert matcher.check(text + "word499  b").categories == ("c2",)
+    assert matcher.check(text + "word498a").categories == ("c1",)
+
+
+STREAMED = r'''
+[[rules]]
+category = "terms"
+terms = ["child sexual abuse material", "odio"]
+
+[[rules]]
+category = "short"
+patterns = ['\bi (will|am going to) (kill|hurt) you\b']
+
+[[rules]]
+category = "long"
+patterns = ['-----begin [a-z ]*private key-----', 'xox[abpr]-[0-9a-z-]{10,}']
+'''
+
+
+def test_the_matcher_knows_how_far_back_each_kind_of_rule_can_reach() -> None:
+    matcher = parse_policy(STREAMED).matcher((), "output")
+    assert matcher.term_words == 4
+    assert matcher.bounded_width == len("i am going to kill you")  # \b takes no character
+    assert matcher._unbounded is not None
+    assert "private key" in matcher._unbounded.pattern and "kill" not in matcher._unbounded.pattern
+
+
+@pytest.mark.parametrize("answer", [
+    "Well. The file is -----BEGIN RSA PRIVATE KEY----- and more.",
+    "Your token: xoxb-1234567890-abcdef, keep it safe.",
+    "Listen: I am going to kill you, he said.",
+    "We never share child   sexual\nabuse  material here.",
+    "Siento ódio por los lunes.",
+    "A long and harmless answer about the weather, with a bit of everything in it, " * 3,
+    "child sexual abuse, material: these words apart are not the term.",
+])
+def test_streaming_finds_what_the_whole_check_finds_wherever_the_pieces_break(
+        answer: str) -> None:
+    matcher = parse_policy(STREAMED).matcher((), "output")
+    expected = matcher.check(answer).categories
+    for step in (1, 2, 3, 5, 8, 13):
+        check = StreamCheck(matcher)
+        found: tuple[str, ...] = ()
+        for end in [*range(step, len(answer), step), len(answer)]:
+            verdict = check.feed(answer[:end], whole=end == len(answer))
+            found = found or verdict.categories
+        assert found == expected, (step, answer)
+    assert bool(expected) == ("harmless" not in answer and "apart" not in answer)
+
+
+def test_streaming_looks_back_words_not_characters_for_terms() -> None:
+    # The first words of a term arrived long before its last one (many spaces between): the
+    # term is still found, because the check looks back four words, not a fixed distance.
+    matcher = parse_policy(STREAMED).matcher((), "output")
+    check = StreamCheck(matcher, window=256)
+    text = "child " + " " * 100 + "sexual abuse "
+    assert not check.feed(text).flagged
+    assert check.feed(text + "material.").categories == ("terms",)
 
 
 @pytest.mark.parametrize(("text", "error"), [
