@@ -1,7 +1,7 @@
 """The floor for a Python hop: an HTTP relay on asyncio (uvloop) and httptools, nothing else.
 
 No framework, no token check, no limits, no metrics: it reads a request, sends it to the
-upstream with the gateway's own engine client (model_server/engines/loopback_http.py) and
+upstream with the gateway's own engine client (shared/keepalive_http.py) and
 passes the answer back as it arrives (chunked). ``bench.gateway_cpu`` runs it beside the
 gateway on the same stand-in engine, so the gateway's CPU per token has a floor to compare to.
 """
@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 import httptools
 import uvloop
 
-from model_server.engines.loopback_http import LoopbackHTTP
+from shared.keepalive_http import KeepAliveHTTP
 
 
 class _Client(asyncio.Protocol):
-    def __init__(self, upstream: LoopbackHTTP) -> None:
+    def __init__(self, upstream: KeepAliveHTTP) -> None:
         self.upstream = upstream
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -66,7 +66,7 @@ def main() -> None:
     assert up.hostname is not None and up.port is not None
 
     async def serve() -> None:
-        upstream = LoopbackHTTP(up.hostname or "", up.port or 0)
+        upstream = KeepAliveHTTP(up.hostname or "", up.port or 0)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Client(upstream), "127.0.0.1", args.port)
         async with server:

@@ -18,7 +18,7 @@ from model_server.engines.base import (
     EngineUnavailable,
     Usage,
 )
-from model_server.engines.loopback_http import LoopbackHTTP, Response
+from shared.keepalive_http import KeepAliveHTTP, Response
 
 CHAT_PATH = "/v1/chat/completions"
 
@@ -43,11 +43,12 @@ class OpenAIHTTPProxy:
 
     def __init__(self, host: str, port: int, *, connect_timeout_s: float = 2.0,
                  read_timeout_s: float = 120.0) -> None:
-        self._http = LoopbackHTTP(host, port, connect_timeout_s=connect_timeout_s)
+        self._http = KeepAliveHTTP(host, port, connect_timeout_s=connect_timeout_s,
+                                   user_agent="charla-gateway")
         self._read_timeout = read_timeout_s
 
     async def close(self) -> None:
-        self._http.close()
+        await self._http.aclose()
 
     async def ready(self) -> bool:
         try:

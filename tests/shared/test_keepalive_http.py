@@ -1,67 +1,27 @@
-"""The gateway's HTTP/1.1 client for its engine, against a scripted server on loopback.
+"""The small HTTP/1.1 client of Charla's inner hops, against a scripted server on loopback.
 
-The real engine (llama-server) is exercised by the gateway tests; this scripted peer makes
-the cases llama-server rarely shows on demand: a closed idle connection, a body cut off,
-garbage instead of HTTP, a slow reader.
+The real servers (llama-server, the gateway) are exercised by the gateway and API tests; the
+scripted peer makes the cases they rarely show on demand: a closed idle connection, a body cut
+off, garbage instead of HTTP, a slow reader.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
-from model_server.engines.loopback_http import LoopbackHTTP
-
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
-
-
-@dataclass
-class Peer:
-    port: int
-    connections: int = 0
-    requests: list[bytes] = field(default_factory=list)
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    return head + await reader.readexactly(length)
+from shared.keepalive_http import KeepAliveHTTP
+from tests.fakes.http_peer import Peer, Script, certificate_authority, ok, read_request, serving
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[Script], Awaitable[Peer]]]:
-    servers: list[asyncio.Server] = []
-
-    async def start(script: Script) -> Peer:
-        peer = Peer(0)
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            peer.connections += 1
-            try:
-                await script(reader, writer, peer.connections)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        servers.append(server)
-        peer.port = server.sockets[0].getsockname()[1]
-        return peer
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-def ok(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    async with serving() as start:
+        yield start
 
 
 async def test_keeps_the_connection_alive_between_requests(serve) -> None:
@@ -71,7 +31,7 @@ async def test_keeps_the_connection_alive_between_requests(serve) -> None:
             writer.write(ok(b"echo:" + request.split(b"\r\n\r\n", 1)[1]))
 
     peer = await serve(script)
-    client = LoopbackHTTP("127.0.0.1", peer.port)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
     for i in range(3):
         response = await client.request("POST", "/x", b'{"n":%d}' % i)
         assert response.status == 200
@@ -95,7 +55,7 @@ async def test_chunked_body_arrives_piece_by_piece(serve) -> None:
         await asyncio.sleep(1)
 
     peer = await serve(script)
-    client = LoopbackHTTP("127.0.0.1", peer.port)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
     response = await client.request("POST", "/stream", b"{}")
     pieces = response.chunks()
     assert await anext(pieces) == b"data: "  # before the rest is even sent
@@ -114,7 +74,7 @@ async def test_an_idle_connection_closed_by_the_engine_is_replaced(serve) -> Non
         # and close the kept-alive connection, as an engine's idle timeout does
 
     peer = await serve(script)
-    client = LoopbackHTTP("127.0.0.1", peer.port)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
     response = await client.request("GET", "/a")
     assert await response.read() == b"first"
     response.release()
@@ -133,7 +93,7 @@ async def test_a_body_cut_off_raises_connection_error(serve) -> None:
         await writer.drain()
 
     peer = await serve(script)
-    client = LoopbackHTTP("127.0.0.1", peer.port)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
     response = await client.request("GET", "/")
     with pytest.raises(ConnectionError):
         await response.read()
@@ -149,14 +109,14 @@ async def test_garbage_instead_of_http_raises_connection_error(serve) -> None:
         await asyncio.sleep(1)
 
     peer = await serve(script)
-    client = LoopbackHTTP("127.0.0.1", peer.port)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
     with pytest.raises(ConnectionError, match="malformed"):
         await client.request("GET", "/")
     client.close()
 
 
 async def test_nothing_listening_raises_connection_error() -> None:
-    client = LoopbackHTTP("127.0.0.1", 1)
+    client = KeepAliveHTTP("127.0.0.1", 1)
     with pytest.raises(ConnectionError):
         await client.request("GET", "/")
 
@@ -172,7 +132,7 @@ async def test_closing_a_response_mid_body_drops_the_connection(serve) -> None:
         closed.set()
 
     peer = await serve(script)
-    client = LoopbackHTTP("127.0.0.1", peer.port)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
     response = await client.request("POST", "/stream", b"{}")
     assert await anext(response.chunks()) == b"hello"
     response.close()
@@ -189,7 +149,7 @@ async def test_a_slow_reader_pauses_the_socket_and_still_gets_everything(serve) 
         await writer.drain()
 
     peer = await serve(script)
-    client = LoopbackHTTP("127.0.0.1", peer.port)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
     response = await client.request("GET", "/big")
     await asyncio.sleep(0.3)  # let the engine send while nobody reads
     assert response._conn._buffered <= 2 * (1 << 20)  # reading paused near the mark
@@ -213,7 +173,7 @@ async def test_a_body_that_stalls_raises_timeout_after_the_idle_limit(serve) -> 
         await asyncio.sleep(5)  # an engine that hangs mid-answer
 
     peer = await serve(script)
-    client = LoopbackHTTP("127.0.0.1", peer.port)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
     response = await client.request("POST", "/stream", b"{}")
     pieces = response.chunks(idle_timeout_s=0.3)
     assert await anext(pieces) == b"one"
@@ -237,7 +197,7 @@ async def test_the_idle_limit_is_between_pieces_not_for_the_whole_body(serve) ->
             await writer.drain()
 
     peer = await serve(script)
-    client = LoopbackHTTP("127.0.0.1", peer.port)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
     response = await client.request("POST", "/stream", b"{}")
     assert [p async for p in response.chunks(idle_timeout_s=0.4)] == [b"%d" % i for i in range(8)]
     response.release()
@@ -249,3 +209,83 @@ async def test_the_idle_limit_is_between_pieces_not_for_the_whole_body(serve) ->
     response.release()
     assert peer.connections == 1
     client.close()
+
+
+async def test_headers_go_out_with_the_request_and_come_back_in_lower_case(serve) -> None:
+    async def script(reader, writer, _n):
+        peer.requests.append(await read_request(reader))
+        writer.write(ok(b"{}", b"Retry-After: 7", b"X-Charla-Thing: a b"))
+
+    peer = await serve(script)
+    client = KeepAliveHTTP("127.0.0.1", peer.port, user_agent="charla-test")
+    response = await client.request("GET", "/x", headers={"Authorization": "Bearer t0k"})
+    assert response.headers["retry-after"] == "7"
+    assert response.headers["x-charla-thing"] == "a b"
+    await response.read()
+    response.release()
+    head = peer.requests[0].split(b"\r\n")
+    assert b"Authorization: Bearer t0k" in head and b"User-Agent: charla-test" in head
+    assert head[0] == b"GET /x HTTP/1.1"
+
+
+async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(serve) -> None:
+    async def script(reader, writer, _n):
+        peer.requests.append(await read_request(reader))
+
+    peer = await serve(script)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
+    for bad in ({"X-A": "b\r\nX-Injected: 1"}, {"X-A\nB": "c"}):
+        with pytest.raises(ValueError, match="line break"):
+            await client.request("GET", "/x", headers=bad)
+    assert peer.connections == 0
+
+
+async def test_over_tls_it_checks_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
+    authority = certificate_authority(tmp_path)
+
+    async def script(reader, writer, _n):
+        while True:
+            peer.requests.append(await read_request(reader))
+            writer.write(ok(b"secret answer"))
+
+    async with serving(authority.server) as start:
+        peer = await start(script)
+        trusting = ssl.create_default_context(cafile=str(authority.ca_file))
+        client = KeepAliveHTTP("127.0.0.1", peer.port, tls=trusting)
+        for _ in range(2):
+            response = await client.request("POST", "/x", b"{}")
+            assert await response.read() == b"secret answer"
+            response.release()
+        assert peer.connections == 1 and len(peer.requests) == 2
+        client.close()
+        # Without the test CA among the trusted ones the handshake fails, nothing is sent.
+        untrusting = KeepAliveHTTP("127.0.0.1", peer.port, tls=ssl.create_default_context())
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await untrusting.request("POST", "/x", b"{}")
+        # A certificate for another name fails too.
+        other = KeepAliveHTTP("localhost", peer.port, tls=trusting)
+        with pytest.raises(ssl.SSLCertVerificationError, match="mismatch"):
+            await other.request("POST", "/x", b"{}")
+        assert len(peer.requests) == 2
+
+
+async def test_aclose_leaves_no_socket_for_the_garbage_collector(serve) -> None:
+    # A Lambda container ends by closing its clients, then its loop: the idle connections'
+    # sockets must be closed by then, not left to the garbage collector (a ResourceWarning).
+    async def script(reader, writer, _n):
+        while True:
+            await read_request(reader)
+            writer.write(ok(b"{}"))
+
+    peer = await serve(script)
+    client = KeepAliveHTTP("127.0.0.1", peer.port)
+    # One response nobody reads or releases (a generator left to the collector), one idle.
+    forgotten = await client.request("GET", "/x")
+    response = await client.request("GET", "/x")
+    await response.read()
+    response.release()
+    sockets = [c.transport.get_extra_info("socket") for c in client._open if c.transport]
+    assert len(sockets) == 2 and all(sock.fileno() >= 0 for sock in sockets)
+    await client.aclose()
+    assert [sock.fileno() for sock in sockets] == [-1, -1]
+    assert forgotten.status == 200 and not client._open
