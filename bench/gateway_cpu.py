@@ -90,10 +90,15 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
 
 
 def report_lines(data: dict[str, Any]) -> list[str]:
+    return cpu_table(f"Gateway CPU per token against a stand-in engine ({TOKENS} tokens per "
+                     f"chat, one every {INTERVAL_MS} ms; process CPU time over {ROUNDS} "
+                     "interleaved rounds):", data)
+
+
+def cpu_table(title: str, data: dict[str, Any]) -> list[str]:
+    """``title``, then CPU per token by answer kind and chats at once, one column per process."""
     names = list(next(iter(data.values())))
-    lines = [f"Gateway CPU per token against a stand-in engine ({TOKENS} tokens per chat, one "
-             f"every {INTERVAL_MS} ms; process CPU time over {ROUNDS} interleaved rounds):", "",
-             "| answers | chats at once | " + " | ".join(names) + " |",
+    lines = [title, "", "| answers | chats at once | " + " | ".join(names) + " |",
              "|---|---|" + "---|" * len(names)]
     for key, per in data.items():
         mode, chats = key.split("_")

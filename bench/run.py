@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from bench import (
+    api_cpu,
     bots,
     coldstart,
     encryption,
@@ -384,6 +385,8 @@ def report(out: dict[str, Any]) -> str:
         lines += ["", *quant.report_lines(out["quant"])]
     if "gateway_cpu" in out:
         lines += ["", *gateway_cpu.report_lines(out["gateway_cpu"])]
+    if "api_cpu" in out:
+        lines += ["", *api_cpu.report_lines(out["api_cpu"])]
     if "second_turn" in out:
         lines += ["", "| run | prompt tokens | first turn TTFT | second turn TTFT | ratio |",
                   "|---|---|---|---|---|"]
@@ -431,7 +434,9 @@ def report(out: dict[str, Any]) -> str:
 
 
 PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
-         "gateway_cpu": gateway_cpu.run, "quant": quant.run,
+         "gateway_cpu": gateway_cpu.run,
+         "api_cpu": lambda out, logdir, keys: api_cpu.run(out, logdir, keys, _database),
+         "quant": quant.run,
          "second_turn": run_second_turn, "ingress": run_ingress,
          "bots": run_bots, "ingestion": run_ingestion,
          "retrieval": lambda out, logdir, keys: retrieval.run(out, logdir),
