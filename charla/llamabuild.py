@@ -48,8 +48,8 @@ CMAKE_FLAGS = (
 # llama.cpp's AMX kernels (built in whenever -march=native finds AMX: Sapphire Rapids and
 # later) crash this version with SIGILL at the first prompt: the tile configuration they load
 # is built on the stack and GCC drops it, so the next tile instruction faults (seen on a
-# 2-core Xeon VM on 2026-11-30; upstream llama.cpp pull request 26954). They would only speed
-# up prompts of 16 tokens and more; the AVX-512/VNNI kernels do the rest either way.
+# 2-core Xeon VM on 2026-11-30; upstream llama.cpp pull request 26954). They serve products of
+# two rows and more (prompts, chats decoded together); the AVX-512/VNNI kernels take those too.
 _NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 
 
