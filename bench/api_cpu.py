@@ -16,30 +16,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import engines, procs
-from bench.gateway_cpu import ROUNDS, TOKENS, cpu_seconds, cpu_table, standin_binary
-
-
-async def _measure(api: str, headers: dict[str, str], procs_by_name: dict[str, Any]
-                   ) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    client = engines.session()
-    try:
-        for chats in (1, 8):
-            for mode in ("stream", "whole"):
-                cpu = dict.fromkeys(procs_by_name, 0.0)
-                tokens = 0
-                for _ in range(ROUNDS):
-                    before = {n: cpu_seconds(p.pid) for n, p in procs_by_name.items()}
-                    r = await engines.throughput(client, api, headers, chats,
-                                                 max_tokens=TOKENS, stream=mode == "stream")
-                    for n, p in procs_by_name.items():
-                        cpu[n] += cpu_seconds(p.pid) - before[n]
-                    tokens += r.tokens
-                result[f"{mode}_{chats}"] = {n: cpu[n] / tokens * 1e6 for n in procs_by_name}
-    finally:
-        await client.close()
-    return result
+from bench import procs
+from bench.gateway_cpu import ROUNDS, TOKENS, cpu_table, measure, standin_binary
 
 
 def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> None:
@@ -57,9 +35,9 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
                 procs.gateway(keys, logdir, engine=standin_binary(logdir), home="gateway-api"))
             api = stack.enter_context(procs.functions_app(keys, gw, database_url, secret,
                                                           logdir))
-            measured = {"api": procs.process_serving(api), "gateway": procs.process_serving(gw)}
+            counted = {"api": procs.process_serving(api), "gateway": procs.process_serving(gw)}
             out["api_cpu"] = asyncio.run(
-                _measure(api, {"Authorization": f"Bearer {token}"}, measured))
+                measure({"api": (api, {"Authorization": f"Bearer {token}"}, counted)}))
     finally:
         pg.stop()
 

@@ -48,24 +48,31 @@ def standin_binary(logdir: Path) -> Path:
     return path
 
 
-async def _measure(targets: dict[str, tuple[str, dict[str, str], Any]]) -> dict[str, Any]:
-    """Interleaved rounds per target; CPU µs per token of the process each target names."""
+Target = tuple[str, dict[str, str], dict[str, Any]]  # URL, headers, {column: process}
+
+
+async def measure(targets: dict[str, Target]) -> dict[str, Any]:
+    """Interleaved rounds per target; for each process a target counts, its CPU µs per token
+    of that target's answers."""
     result: dict[str, Any] = {}
     clients = {name: engines.session() for name in targets}
     try:
         for chats in (1, 8):
             for mode in ("stream", "whole"):
-                key = f"{mode}_{chats}"
-                cpu = dict.fromkeys(targets, 0.0)
+                cpu: dict[str, float] = {}
                 tokens = dict.fromkeys(targets, 0)
                 for _ in range(ROUNDS):
-                    for name, (url, headers, proc) in targets.items():
-                        before = cpu_seconds(proc.pid)
+                    for name, (url, headers, counted) in targets.items():
+                        before = {column: cpu_seconds(p.pid) for column, p in counted.items()}
                         r = await engines.throughput(clients[name], url, headers, chats,
                                                      max_tokens=TOKENS, stream=mode == "stream")
-                        cpu[name] += cpu_seconds(proc.pid) - before
+                        for column, p in counted.items():
+                            cpu[column] = (cpu.get(column, 0.0) + cpu_seconds(p.pid)
+                                           - before[column])
                         tokens[name] += r.tokens
-                result[key] = {name: cpu[name] / tokens[name] * 1e6 for name in targets}
+                result[f"{mode}_{chats}"] = {column: cpu[column] / tokens[name] * 1e6
+                                             for name, (_, _, counted) in targets.items()
+                                             for column in counted}
     finally:
         for client in clients.values():
             await client.close()
@@ -81,12 +88,12 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
                "--upstream", engine]
         with procs.running(cmd, f"http://127.0.0.1:{port}/health",
                            env={"PYTHONPATH": os.getcwd()}, log=logdir / "bare-relay.log"):
-            targets = {
-                "gateway": (gw, headers, procs.process_serving(gw)),
-                "bare relay": (f"http://127.0.0.1:{port}", {},
-                               procs.process_serving(f"http://127.0.0.1:{port}")),
+            relay = f"http://127.0.0.1:{port}"
+            targets: dict[str, Target] = {
+                "gateway": (gw, headers, {"gateway": procs.process_serving(gw)}),
+                "bare relay": (relay, {}, {"bare relay": procs.process_serving(relay)}),
             }
-            out["gateway_cpu"] = asyncio.run(_measure(targets))
+            out["gateway_cpu"] = asyncio.run(measure(targets))
 
 
 def report_lines(data: dict[str, Any]) -> list[str]:

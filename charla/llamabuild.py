@@ -18,7 +18,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -177,12 +176,10 @@ def smoke_check(binary: Path, timeout_s: float = 120.0) -> None:
     llama-server runs a warm-up pass over the model before it answers its health check, so a
     binary that dies on this CPU (an instruction the CPU or its hypervisor refuses) dies here,
     with a clear error, instead of entering the cache and failing every later start."""
-    from model_server.engines.llama_server import bundled_model_path, exit_reason
+    from model_server.engines.llama_server import bundled_model_path, exit_reason, free_port
 
     _say("checking the new binary on the bundled model")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     cmd = [str(binary), "-m", str(bundled_model_path()), "--host", "127.0.0.1",
            "--port", str(port), "--ctx-size", "512", "--parallel", "1"]
     with tempfile.TemporaryFile() as output:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -44,6 +45,17 @@ def unavailable() -> ModelServerError:
 def too_slow() -> ModelServerError:
     return ModelServerError(504, "the model server did not answer in time", None,
                             "model_server_timeout")
+
+
+@contextlib.contextmanager
+def _failures() -> Iterator[None]:
+    """Timeouts as :func:`too_slow`, connection failures (TLS included) as :func:`unavailable`."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise too_slow() from exc
+    except OSError as exc:  # ConnectionError, ssl.SSLError, a refused connect
+        raise unavailable() from exc
 
 
 def _refusal(status: int, raw: bytes, retry_after: str | None) -> ModelServerError:
@@ -102,7 +114,7 @@ class ModelClient:
         :class:`ModelServerError`."""
         payload = json.dumps(body).encode() if body is not None else None
         headers = self._headers(sub) if sub is not None else None
-        try:
+        with _failures():
             async with asyncio.timeout(within_s):
                 response = await self._http.request(method, self._prefix + path, payload,
                                                     headers=headers)
@@ -110,10 +122,6 @@ class ModelClient:
                     raw = await response.read()
                 finally:
                     response.release()
-        except TimeoutError as exc:
-            raise too_slow() from exc
-        except (ConnectionError, OSError) as exc:
-            raise unavailable() from exc
         if response.status != 200:
             raise _refusal(response.status, raw, response.headers.get("retry-after"))
         try:
@@ -150,25 +158,18 @@ class ModelClient:
         connection, which makes the gateway stop the engine.
         """
         payload = json.dumps(body).encode()
-        try:
+        with _failures():
             async with asyncio.timeout(self._wait_s):
                 response = await self._http.request("POST", self._prefix + "/v1/chat/completions",
                                                     payload, headers=self._headers(sub))
-        except TimeoutError as exc:
-            raise too_slow() from exc
-        except (ConnectionError, OSError) as exc:
-            raise unavailable() from exc
         try:
-            if response.status != 200:
-                async with asyncio.timeout(self._wait_s):
-                    raw = await response.read()
-                raise _refusal(response.status, raw, response.headers.get("retry-after"))
-            async for chunk in response.chunks(idle_timeout_s=self._wait_s):
-                yield chunk
-        except TimeoutError as exc:
-            raise too_slow() from exc
-        except (ConnectionError, OSError) as exc:
-            raise unavailable() from exc
+            with _failures():
+                if response.status != 200:
+                    async with asyncio.timeout(self._wait_s):
+                        raw = await response.read()
+                    raise _refusal(response.status, raw, response.headers.get("retry-after"))
+                async for chunk in response.chunks(idle_timeout_s=self._wait_s):
+                    yield chunk
         finally:
             response.release()
 

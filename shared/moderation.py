@@ -139,8 +139,7 @@ class Matcher:
     def check_normalised(self, text: str, start: int = 0) -> Verdict:
         """Like :meth:`check`, for text already normalised, looking from ``start`` on (moved
         back to the start of the word it falls in)."""
-        while start > 0 and _WORD.match(text, start - 1):
-            start -= 1
+        start = _word_start(text, start)
         found = self._term_hits(text, start)
         if self._any is not None and self._any.search(text, start) is not None:
             found.update(c for c, rx in self._each if rx.search(text, start))

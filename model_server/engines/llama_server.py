@@ -56,7 +56,8 @@ def _log_hint(path: Path | None) -> str:
     return f"; its output is in {path}" if path is not None else ""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -125,7 +126,7 @@ class LlamaServerEngine:
             raise EngineUnavailable(f"llama-server not found at {self._binary}")
         if not self._model_path.exists():
             raise EngineUnavailable(f"model file not found at {self._model_path}")
-        self.port = _free_port()
+        self.port = free_port()
         if self._log_path is not None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = self._log_path.open("ab")
