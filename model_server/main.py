@@ -95,6 +95,9 @@ def main() -> None:
         port=settings.model_server_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # Answers still streaming get this long to finish; then the engine is closed (up to
+        # STOP_GRACE_S more), all inside the 15 s that ``charla up`` waits for its children.
+        timeout_graceful_shutdown=8,
     )
 
 

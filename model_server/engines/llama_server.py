@@ -2,7 +2,13 @@
 
 It batches parallel chats into one forward pass (``-np`` slots, continuous batching), which
 llama-cpp-python's in-process server does not (docs/benchmarks.md has the side-by-side). The
-child listens on a loopback port that only the gateway knows; it dies with the gateway
+child listens on a loopback port that only the gateway knows.
+
+The gateway alone stops it, with one SIGTERM. The child runs in a session of its own, so a
+Ctrl-C or a SIGTERM to the gateway's process group does not reach it as well: llama-server takes
+a second signal as "terminate immediately" and calls ``exit()`` from its signal handler, which
+can hang for good in its static destructors while the first shutdown is under way (seen when
+``charla up`` was stopped). If the gateway dies without closing it, the kernel kills the child
 (``PR_SET_PDEATHSIG``), so a killed gateway never leaves a model server running.
 """
 
@@ -11,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import importlib.util
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -64,9 +72,15 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+STOP_GRACE_S = 5.0
+"""How long ``close()`` waits for llama-server to stop on SIGTERM before it kills it."""
+
+
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: nothing is left to save once it is gone
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 class LlamaServerEngine:
@@ -103,6 +117,12 @@ class LlamaServerEngine:
         self._restart_task: asyncio.Task[None] | None = None
         self.port = 0
 
+    @property
+    def pid(self) -> int | None:
+        """The running llama-server's process id; None when none was started or it exited."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
     def command(self, port: int) -> list[str]:
         cmd = [
             str(self._binary),
@@ -137,7 +157,8 @@ class LlamaServerEngine:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
-            preexec_fn=_die_with_parent,
+            start_new_session=True,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
         connect, read = self._timeouts
         self._proxy = OpenAIHTTPProxy(
@@ -166,7 +187,7 @@ class LlamaServerEngine:
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
-                await asyncio.to_thread(proc.wait, 10)
+                await asyncio.to_thread(proc.wait, STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)

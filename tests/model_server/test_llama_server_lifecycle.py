@@ -1,0 +1,102 @@
+"""How llama-server stops with the gateway that started it: by one SIGTERM from the gateway when
+its process group is signalled (Ctrl-C, ``charla up`` stopping), by the kernel when the gateway
+is killed outright."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+# A gateway reduced to the engine's lifecycle: start it, print llama-server's pid, close it on
+# SIGTERM or SIGINT, as uvicorn's lifespan does.
+GATEWAY = """
+import asyncio, signal, sys
+from pathlib import Path
+from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
+
+async def main():
+    engine = LlamaServerEngine(binary=Path(sys.argv[1]), model_path=bundled_model_path(),
+                               model="smollm2", parallel=1, ctx_size=1024,
+                               log_path=Path(sys.argv[2]))
+    await engine.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(engine.pid, flush=True)
+    await stop.wait()
+    await engine.close()
+    print("closed", flush=True)
+
+asyncio.run(main())
+"""
+
+
+@dataclass
+class Running:
+    gateway: subprocess.Popen[str]
+    llama: psutil.Process
+    log: Path
+
+
+@pytest.fixture
+def running(llama_server_bin: Path, tmp_path: Path) -> Iterator[Running]:
+    log = tmp_path / "llama-server.log"
+    gateway = subprocess.Popen(
+        [sys.executable, "-c", GATEWAY, str(llama_server_bin), str(log)],
+        stdout=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a terminal would give it
+    )
+    try:
+        assert gateway.stdout is not None
+        line = gateway.stdout.readline()
+        assert line.strip().isdigit(), f"the gateway did not start llama-server: {line!r}"
+        yield Running(gateway, psutil.Process(int(line)), log)
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+        gateway.communicate()
+
+
+def _gone(proc: psutil.Process, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_gateways_group_stops_llama_server_with_one_signal(
+    running: Running, sig: signal.Signals
+) -> None:
+    assert running.llama.ppid() == running.gateway.pid
+    os.killpg(running.gateway.pid, sig)
+    out, _ = running.gateway.communicate(timeout=30)
+    assert running.gateway.returncode == 0
+    assert out.strip() == "closed"
+    assert _gone(running.llama, within_s=1)
+    # A second signal makes llama-server exit() from its signal handler, which can hang for
+    # good: it must have had only the gateway's.
+    log = running.log.read_text(errors="replace")
+    assert "Received second interrupt" not in log
+    assert "cleaning up before exit" in log
+
+
+def test_a_killed_gateway_takes_llama_server_with_it(running: Running) -> None:
+    running.gateway.kill()
+    running.gateway.wait()
+    assert _gone(running.llama, within_s=5), "llama-server outlived its gateway"
