@@ -229,7 +229,8 @@ class StreamCheck:
     updates is still found, and a whole answer costs about one pass. The word still being
     written is left for later (it may grow into another word: "ass" into "assert"):
     :attr:`checked` says how much of the text has been checked, which is what may be shown. A
-    match longer than ``window`` is left to the check of the whole.
+    match longer than ``window`` is found only when the whole answer comes in
+    (``whole=True``), which checks all of it once more if it is longer than that.
     """
 
     def __init__(self, matcher: Matcher, window: int = 256) -> None:
@@ -244,12 +245,15 @@ class StreamCheck:
         end = len(text) if whole else _settled(text)
         if end < self.checked:  # not a continuation: start again
             self.checked, self._text = 0, ""
-        if end == self.checked:
-            return CLEAN
-        added = len(self._text)
-        self._text += normalise(text[self.checked:end])
-        self.checked = end
-        return self._matcher.check_added(self._text, added, self._window)
+        verdict = CLEAN
+        if end > self.checked:
+            added = len(self._text)
+            self._text += normalise(text[self.checked:end])
+            self.checked = end
+            verdict = self._matcher.check_added(self._text, added, self._window)
+        if whole and not verdict.flagged and len(self._text) > self._window:
+            verdict = self._matcher.check_normalised(self._text)
+        return verdict
 
 
 def _settled(text: str) -> int:

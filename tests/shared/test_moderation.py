@@ -121,6 +121,24 @@ def test_the_stream_check_waits_for_the_word_being_written(policy) -> None:  # t
     assert not check.feed("a class and").flagged
 
 
+def test_a_match_longer_than_the_window_is_found_when_the_whole_answer_comes_in() -> None:
+    policy = parse_policy(r'''
+[[rules]]
+category = "leak"
+patterns = ['begin private key.*end private key']
+''')
+    filler = "and more harmless text " * 20
+    text = f"Here: BEGIN PRIVATE KEY {filler} END PRIVATE KEY. "
+    check = StreamCheck(policy.matcher((), "output"), window=64)
+    for cut in range(1, len(text) + 1, 7):  # as a stream would bring it in
+        assert not check.feed(text[:cut]).flagged  # the start is out of the window's reach
+    assert not check.feed(text).flagged
+    assert check.feed(text, whole=True).categories == ("leak",)
+    # A short answer was seen whole already; a clean long one stays clean.
+    check = StreamCheck(policy.matcher((), "output"), window=64)
+    assert not check.feed(filler, whole=True).flagged
+
+
 def test_a_policy_of_many_terms_is_one_dictionary_and_no_expression() -> None:
     # What keeps a large policy cheap: its word terms are looked up word by word, not tried
     # one by one as expressions (the speed itself is measured by bench/, not here).
