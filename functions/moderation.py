@@ -170,6 +170,21 @@ class Moderation:
         return await self._classified("output", [{"role": "user", "content": question},
                                                  {"role": "assistant", "content": answer}], sub)
 
+    async def judge_streamed(self, question: str, answer: str, *, sub: str) -> Trip | None:
+        """The guard model's verdict on a streamed answer once it is complete (the policy
+        checked it while it streamed). Its text has been shown already, so a guard that cannot
+        answer is logged and the stream ends as it would have: nothing is left to hold back."""
+        if not self.classifier or not answer.strip():
+            return None
+        try:
+            return await self._classified("output", [{"role": "user", "content": question},
+                                                     {"role": "assistant", "content": answer}],
+                                          sub, shown=True)
+        except ModelServerError as exc:  # the person's own limit (429)
+            log.warning("moderation classifier refused to judge a streamed answer (%d %s)",
+                        exc.status, exc.message)
+            return None
+
     async def judge(self, text: str, scopes: Sequence[str], *, sub: str) -> Judgement:
         """Every category ``text`` trips, under the rules of both stages and the classifier."""
         flagged: set[str] = set()
@@ -200,8 +215,8 @@ class Moderation:
         except CharlaError:
             log.error("moderation event lost for %s: database unavailable", principal)
 
-    async def _classified(self, stage: Stage, messages: list[dict[str, Any]], sub: str
-                          ) -> Trip | None:
+    async def _classified(self, stage: Stage, messages: list[dict[str, Any]], sub: str,
+                          *, shown: bool = False) -> Trip | None:
         if not self.classifier:
             return None
         body = {"model": self.classifier, "messages": messages, "max_tokens": 24,
@@ -213,21 +228,26 @@ class Moderation:
         except ModelServerError as exc:
             if exc.status == 429:
                 raise  # the person's own limit: the same answer as for the chat model
-            self._failed(f"{exc.status} {exc.message}")
+            self._failed(f"{exc.status} {exc.message}", shown)
             return None
         except TimeoutError:
-            self._failed("timed out")
+            self._failed("timed out", shown)
             return None
         except (KeyError, IndexError, TypeError) as exc:
-            self._failed(f"malformed answer ({exc.__class__.__name__})")
+            self._failed(f"malformed answer ({exc.__class__.__name__})", shown)
             return None
         if verdict is None:
-            self._failed("its answer is not a verdict")
+            self._failed("its answer is not a verdict", shown)
             return None
         return Trip(stage, "classifier", verdict) if verdict else None
 
-    def _failed(self, reason: str) -> None:
-        """Fail open (log, and go on with the policy alone) or closed (raise 503)."""
+    def _failed(self, reason: str, shown: bool) -> None:
+        """Fail open (log, and go on with the policy alone) or closed (raise 503); for an
+        answer already ``shown``, only log."""
+        if shown:
+            log.warning("moderation classifier failed (%s) on a streamed answer, already shown",
+                        reason)
+            return None
         if self.settings.moderation_on_error == "open":
             log.warning("moderation classifier failed (%s); answering on the policy alone",
                         reason)

@@ -189,6 +189,7 @@ async def chat_completions(request: Request) -> Response:
     if citations is not None:
         recorder.before_done = citations_event(None, model, citations)
     check = ctx.moderation.stream_check(scopes)
+    moderating = check is not None or bool(ctx.moderation.classifier)
     cut_by: list[Trip] = []
 
     async def upstream() -> AsyncIterator[bytes | None]:
@@ -200,27 +201,39 @@ async def chat_completions(request: Request) -> Response:
     async def relay() -> AsyncIterator[bytes]:
         # Events wait until the text they carry has been checked: the word being written
         # could still turn into a blocked one (or out of one), so it goes with the next event.
-        held: list[tuple[bytes, int]] = []  # (events, length of the answer once they are in)
+        # The answer's last events (finish reason, usage, [DONE]) wait for the checks of the
+        # whole answer at the end, so that a cut can still end the stream.
+        held: list[tuple[bytes, int | None]] = []  # (events, answer's length once they are in)
         sent = 0  # characters of the answer the client has
         try:
             async for chunk in upstream():
                 out = recorder.feed(chunk) if chunk is not None else recorder.flush()
-                if check is None:
+                if not moderating:
                     if out:
                         yield out
                     continue
-                verdict = check.feed(recorder.answer, whole=chunk is None)
-                if verdict.flagged:
-                    cut_by.append(Trip("output", "policy", verdict.categories))
+                end = chunk is None
+                trip = None
+                if check is not None:
+                    verdict = check.feed(recorder.answer, whole=end)
+                    if verdict.flagged:
+                        trip = Trip("output", "policy", verdict.categories)
+                if trip is None and end and recorder.error is None:
+                    trip = await ctx.moderation.judge_streamed(question, recorder.answer,
+                                                               sub=principal)
+                if trip is not None:
+                    cut_by.append(trip)
                     yield content_filter_events(stream_id(first), model,
                                                 None if sent else refusal(question))
-                    if isinstance(events, AsyncGenerator):
+                    if not end and isinstance(events, AsyncGenerator):
                         await events.aclose()  # the engine stops writing what nobody will see
                     return
                 if out:
-                    held.append((out, len(recorder.answer)))
-                while held and held[0][1] <= check.checked:
-                    out, sent = held.pop(0)
+                    held.append((out, None if recorder.finish_reason else len(recorder.answer)))
+                checked = check.checked if check is not None else len(recorder.answer)
+                while held and (end or (held[0][1] is not None and held[0][1] <= checked)):
+                    out, length = held.pop(0)
+                    sent = length or sent
                     yield out
         except ModelServerError as exc:
             recorder.error = exc.message

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import REFUSAL_EN, REFUSAL_ES, Moderation, parse_guard, refusal
 from shared.moderation import parse_policy
 from tests.conftest import Gateway, ServerThread, api_env, free_port, make_settings
+from tests.fakes.guard import FakeGuard
 
 
 @pytest.mark.parametrize(("asked", "expected"), [
@@ -99,27 +95,6 @@ async def test_moderation_can_be_switched_off(service_keys: tuple[str, str]) -> 
     assert off.policy is None and off.stream_check(()) is None
     assert await off.check_input("bomb", (), sub="test:off") is None
     await model.close()
-
-
-class FakeGuard:
-    """A guard model server on loopback (it stands for ours on the GPU host, which this
-    machine cannot run): Llama Guard's answer shape, "unsafe" when it reads "attack"."""
-
-    def __init__(self) -> None:
-        self.asked: list[dict[str, Any]] = []
-
-    def app(self) -> Starlette:
-        async def chat(request: Request) -> Response:
-            body = await request.json()
-            self.asked.append(body)
-            text = " ".join(str(m.get("content", "")) for m in body["messages"])
-            verdict = "unsafe\nS1" if "attack" in text else "safe"
-            return JSONResponse({"id": "g", "object": "chat.completion", "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant",
-                                                          "content": verdict}}]})
-
-        return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
 
 async def test_a_guard_verdict_trips_input_and_output(gateway: Gateway,

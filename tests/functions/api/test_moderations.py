@@ -18,7 +18,16 @@ import pytest
 from functions.moderation import REFUSAL_EN, WITHHELD
 from shared.audit import open_bodies
 from shared.crypto import KeyRing
-from tests.conftest import Api, Gateway, api_env, fresh_database, make_settings, start_api
+from tests.conftest import (
+    Api,
+    Gateway,
+    ServerThread,
+    api_env,
+    fresh_database,
+    make_settings,
+    start_api,
+)
+from tests.fakes.guard import FakeGuard
 
 POLICY = """
 [[rules]]
@@ -265,3 +274,79 @@ async def test_clean_streams_still_end_normally(moderated: Api) -> None:
                 reasons.append(choice.finish_reason)
     assert "".join(pieces).strip()
     assert reasons[-1] in ("stop", "length")
+
+
+@pytest.fixture(scope="module")
+def guarded(service_keys: tuple[str, str], gateway: Gateway, pg_url: str, redis_url: str,
+            poem: Poem) -> Iterator[tuple[Api, FakeGuard]]:
+    """An API moderated by a guard model alone (no policy), which flags the poem's middle
+    word."""
+    guard = FakeGuard(flag=poem.middle)
+    guard_server = ServerThread(guard.app()).start()
+    settings = make_settings(**api_env(
+        service_keys, gateway.url, fresh_database(pg_url), redis_url,
+        CHARLA_MODERATION_POLICY="off", CHARLA_MODERATION_CLASSIFIER="guard",
+        CHARLA_MODERATION_CLASSIFIER_URL=guard_server.url))
+    server = start_api(settings)
+    yield Api(server.url, settings, server), guard
+    server.stop()
+    guard_server.stop()
+
+
+def judged_answers(guard: FakeGuard) -> list[str]:
+    return [body["messages"][-1]["content"] for body in guard.asked
+            if body["messages"][-1]["role"] == "assistant"]
+
+
+async def test_the_guard_judges_a_streamed_answer_once_it_is_complete(
+    guarded: tuple[Api, FakeGuard], poem: Poem
+) -> None:
+    api, guard = guarded
+    sub = f"guarded-{uuid.uuid4().hex[:6]}"
+    text, reasons, done = await stream_poem(api, sub)
+    # All of it was relayed as it came (the guard needs the whole answer); then the end
+    # says it was filtered, in place of the engine's "stop".
+    assert poem.middle in text.lower()
+    assert reasons[-1] == "content_filter" and "stop" not in reasons and done
+    assert judged_answers(guard)[-1] == text
+    await wait_for(api, sub)
+    [(_, _, answer, finish, _)] = exchanges(api, sub)
+    assert (answer, finish) == (WITHHELD, "content_filter")
+    assert [e[3:] for e in events(api, sub)] == [("output", "classifier", ["violence"])]
+
+
+async def test_a_streamed_answer_the_guard_finds_safe_ends_normally(
+    guarded: tuple[Api, FakeGuard], poem: Poem
+) -> None:
+    api, guard = guarded
+    guard.flag = "no answer says this"
+    try:
+        sub = f"safe-{uuid.uuid4().hex[:6]}"
+        text, reasons, done = await stream_poem(api, sub)
+    finally:
+        guard.flag = poem.middle
+    assert reasons[-1] in ("stop", "length") and done and "content_filter" not in reasons
+    assert judged_answers(guard)[-1] == text
+
+
+async def test_a_guard_failing_on_a_streamed_answer_leaves_the_answer_as_it_was(
+    guarded: tuple[Api, FakeGuard]
+) -> None:
+    # The text is out already: there is nothing to hold back, so the stream ends as the
+    # engine ended it (the failure is logged), even though the guard fails closed.
+    api, guard = guarded
+    assert api.settings.moderation_on_error == "closed"
+    guard.fail_on_answers = True
+    try:
+        sub = f"guard-down-{uuid.uuid4().hex[:6]}"
+        text, reasons, done = await stream_poem(api, sub)
+    finally:
+        guard.fail_on_answers = False
+    assert reasons[-1] in ("stop", "length") and done  # as the engine ended it
+    for _ in range(100):
+        if exchanges(api, sub):
+            break
+        await asyncio.sleep(0.05)
+    [(status, _, answer, finish, _)] = exchanges(api, sub)
+    assert (status, answer, finish) == (200, text, reasons[-1])
+    assert events(api, sub) == []
