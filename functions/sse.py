@@ -17,7 +17,8 @@ class StreamRecorder:
     def __init__(self, *, forward_usage: bool) -> None:
         self._forward_usage = forward_usage
         self._buffer = b""
-        self._parts: list[str] = []
+        self._parts: list[str] = []  # pieces not yet added to _answer
+        self._answer = ""
         self.finish_reason: str | None = None
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
@@ -27,7 +28,13 @@ class StreamRecorder:
 
     @property
     def answer(self) -> str:
-        return "".join(self._parts)
+        """The answer so far. Read after every event by the moderation check, so it joins only
+        the pieces that came since the last read (joining them all each time costs a long
+        answer more per token the longer it gets)."""
+        if self._parts:
+            self._answer += "".join(self._parts)
+            self._parts.clear()
+        return self._answer
 
     def feed(self, chunk: bytes) -> bytes:
         self._buffer += chunk
