@@ -152,7 +152,7 @@ class LlamaServerEngine:
             self._log_file = self._log_path.open("ab")
         out = self._log_file if self._log_file is not None else subprocess.DEVNULL
         log.info("starting llama-server on 127.0.0.1:%d (%d slots)", self.port, self.parallel)
-        self._proc = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
+        self._proc = proc = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
             self.command(self.port),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -161,25 +161,33 @@ class LlamaServerEngine:
             preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
         connect, read = self._timeouts
-        self._proxy = OpenAIHTTPProxy(
+        self._proxy = proxy = OpenAIHTTPProxy(
             "127.0.0.1", self.port, connect_timeout_s=connect, read_timeout_s=read
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._start_timeout
-        while loop.time() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                await self.close()
-                raise EngineUnavailable(f"llama-server {exit_reason(code)} during start"
-                                        + _log_hint(self._log_path))
-            if await self._proxy.ready():
-                log.info("llama-server ready")
-                return
-            await asyncio.sleep(0.1)
+        try:
+            while loop.time() < deadline:
+                if proc.poll() is not None:
+                    await self.close()
+                    raise EngineUnavailable(f"llama-server {exit_reason(proc.returncode)} "
+                                            "during start" + _log_hint(self._log_path))
+                if await proxy.ready():
+                    log.info("llama-server ready")
+                    return
+                await asyncio.sleep(0.1)
+        except asyncio.CancelledError:  # closed while it was starting (a restart, say)
+            await self.close()
+            raise
         await self.close()
         raise EngineUnavailable("llama-server did not become ready in time")
 
     async def close(self) -> None:
+        restart = self._restart_task
+        if restart is not None and restart is not asyncio.current_task():
+            restart.cancel()  # its start() stops what it started
+            with contextlib.suppress(asyncio.CancelledError):
+                await restart
         if self._proxy is not None:
             await self._proxy.close()
             self._proxy = None

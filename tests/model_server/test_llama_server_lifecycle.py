@@ -4,6 +4,7 @@ is killed outright."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
 
 # A gateway reduced to the engine's lifecycle: start it, print llama-server's pid, close it on
 # SIGTERM or SIGINT, as uvicorn's lifespan does.
@@ -100,3 +103,32 @@ def test_a_killed_gateway_takes_llama_server_with_it(running: Running) -> None:
     running.gateway.kill()
     running.gateway.wait()
     assert _gone(running.llama, within_s=5), "llama-server outlived its gateway"
+
+
+async def test_closing_the_engine_while_it_restarts_llama_server_stops_the_new_one(
+    llama_server_bin: Path, tmp_path: Path
+) -> None:
+    engine = LlamaServerEngine(binary=llama_server_bin, model_path=bundled_model_path(),
+                               model="smollm2", parallel=1, ctx_size=1024,
+                               log_path=tmp_path / "llama-server.log")
+    await engine.start()
+    assert engine.pid is not None
+    first = psutil.Process(engine.pid)
+    first.kill()
+    for _ in range(500):  # until it notices (once the kernel lets it reap the child)
+        assert not await engine.ready()
+        if engine._restart_task is not None:
+            break
+        await asyncio.sleep(0.01)
+    restart = engine._restart_task
+    assert restart is not None, "the engine did not notice that llama-server died"
+    for _ in range(200):
+        if engine.pid not in (None, first.pid):
+            break
+        await asyncio.sleep(0.01)
+    assert engine.pid is not None and engine.pid != first.pid
+    second = psutil.Process(engine.pid)
+    await engine.close()  # the gateway shutting down, the new one still loading
+    assert restart.done() and (restart.cancelled() or restart.exception() is None)
+    assert _gone(second, within_s=1)
+    assert engine.pid is None
