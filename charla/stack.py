@@ -3,12 +3,15 @@
 Embedded Postgres (unless ``DATABASE_URL``), the model server with the bundled model (unless
 ``MODEL_SERVER_URL``), and the functions app. Children run in our process group, so Ctrl-C or a
 SIGTERM to the group reaches them too; we then wait for each and stop Postgres (which ``pg_ctl``
-detaches into its own session) ourselves.
+detaches into its own session) ourselves. A closed terminal (SIGHUP) stops the stack the same
+way: the children ignore the hangup, which would kill them on the spot, and we pass it on to
+them as SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -33,7 +36,12 @@ DEV_TOKEN_TTL_S = 30 * 24 * 3600
 
 
 def say(message: str) -> None:
-    print(f"charla: {message}", flush=True)
+    with contextlib.suppress(OSError):  # the terminal went away (SIGHUP): stop all the same
+        print(f"charla: {message}", flush=True)
+
+
+def _ignore_hangup() -> None:  # pragma: no cover - runs in the child
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 class StartError(CharlaError):
@@ -59,7 +67,8 @@ class Stack:
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def spawn(self, name: str, module: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", module], env=self.environ)
+        proc = subprocess.Popen([sys.executable, "-m", module], env=self.environ,
+                                preexec_fn=_ignore_hangup)
         self.children.append((name, proc))
         return proc
 
@@ -222,8 +231,8 @@ def up(environ: Mapping[str, str] | None = None) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         stack.stopping.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     code = 0
     try:
         _start_database(stack)

@@ -174,6 +174,31 @@ def test_up_serves_the_api_and_stops_cleanly_on_sigterm(
     assert "stopped" in stack.output[-1]
 
 
+def test_a_closed_terminal_stops_the_stack_as_ctrl_c_does(tmp_path: Path,
+                                                          llama_server_bin: Path) -> None:
+    running = start(tmp_path / "home", llama_server_bin)
+    try:
+        running.wait_for(r"Charla is up", timeout=180)
+        running.wait_for(r"worker started", timeout=60)
+        children = descendants(running.proc.pid)
+        assert any("llama-server" in " ".join(p.cmdline()) for p in children)
+        pgdata = running.home / "pgdata"
+        assert (pgdata / "postmaster.pid").exists()
+        os.killpg(running.proc.pid, signal.SIGHUP)  # what closing the terminal sends
+        assert running.proc.wait(timeout=60) == 0
+        for child in children:
+            assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+        assert not (pgdata / "postmaster.pid").exists(), "embedded Postgres left running"
+        # Each child stopped in order, as on SIGTERM, instead of dying of the hangup.
+        if running.pump is not None:
+            running.pump.join(timeout=10)
+        text = "".join(running.output)
+        assert text.count("Application shutdown complete") == 2, text
+        assert "worker stopped" in text
+    finally:
+        running.close()
+
+
 def test_up_refuses_a_taken_port_clearly(tmp_path: Path, llama_server_bin: Path) -> None:
     import socket
 
