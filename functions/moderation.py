@@ -95,6 +95,11 @@ class Judgement:
     known: tuple[str, ...]  # every category the checks in force can flag
 
 
+def _exchange(question: str, answer: str) -> list[dict[str, Any]]:
+    """What the guard reads to judge ``answer``: the question, then the answer."""
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
 def classifier_unavailable() -> ModelServerError:
     return ModelServerError(503, "the moderation classifier is unavailable; try again shortly",
                             "5", "moderation_unavailable")
@@ -167,23 +172,15 @@ class Moderation:
                 return Trip("output", "policy", verdict.categories)
         if not answer.strip():
             return None
-        return await self._classified("output", [{"role": "user", "content": question},
-                                                 {"role": "assistant", "content": answer}], sub)
+        return await self._classified("output", _exchange(question, answer), sub)
 
     async def judge_streamed(self, question: str, answer: str, *, sub: str) -> Trip | None:
         """The guard model's verdict on a streamed answer once it is complete (the policy
         checked it while it streamed). Its text has been shown already, so a guard that cannot
         answer is logged and the stream ends as it would have: nothing is left to hold back."""
-        if not self.classifier or not answer.strip():
+        if not answer.strip():
             return None
-        try:
-            return await self._classified("output", [{"role": "user", "content": question},
-                                                     {"role": "assistant", "content": answer}],
-                                          sub, shown=True)
-        except ModelServerError as exc:  # the person's own limit (429)
-            log.warning("moderation classifier refused to judge a streamed answer (%d %s)",
-                        exc.status, exc.message)
-            return None
+        return await self._classified("output", _exchange(question, answer), sub, shown=True)
 
     async def judge(self, text: str, scopes: Sequence[str], *, sub: str) -> Judgement:
         """Every category ``text`` trips, under the rules of both stages and the classifier."""
@@ -226,7 +223,7 @@ class Moderation:
                                             self.settings.moderation_classifier_timeout_s)
             verdict = parse_guard(str(result["choices"][0]["message"]["content"] or ""))
         except ModelServerError as exc:
-            if exc.status == 429:
+            if exc.status == 429 and not shown:
                 raise  # the person's own limit: the same answer as for the chat model
             self._failed(f"{exc.status} {exc.message}", shown)
             return None

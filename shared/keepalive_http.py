@@ -65,7 +65,7 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
-            self._fail(ConnectionError("the engine sent a malformed HTTP response"))
+            self._fail(ConnectionError("the server sent a malformed HTTP response"))
             self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -73,7 +73,7 @@ class _Connection(asyncio.Protocol):
         self._on_lost(self)
         self.stop_idle_timer()
         if not self.complete:
-            self._fail(ConnectionError("the engine closed the connection"))
+            self._fail(ConnectionError("the server closed the connection"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -170,7 +170,7 @@ class Response:
     """A response whose status has arrived; read its body whole or piece by piece.
 
     Call :meth:`release` when done (the connection goes back to the pool if the body was read
-    to its end) or :meth:`close` to drop the connection, which makes the engine stop working
+    to its end) or :meth:`close` to drop the connection, which makes the server stop working
     on the request.
     """
 
@@ -270,7 +270,7 @@ class KeepAliveHTTP:
             try:
                 return await self._exchange(conn, message)
             except ConnectionError:
-                # The engine closed an idle connection as we reused it. It read nothing of
+                # The server closed an idle connection as we reused it. It read nothing of
                 # ours (no byte came back), so the request is sent again on a new one.
                 if conn.received:
                     raise
