@@ -22,8 +22,11 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	touch $@
 
 # torch first and pinned: the CPU build; an unpinned one pulls several GB of CUDA wheels.
+# llama-cpp-python next, from a wheel built once per CPU as llama-server is (bench/lcp_build.py:
+# pip's own build crashes on CPUs with AMX).
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
 	$(BIN)/python -m pip install 'torch==2.13.0'
+	$(BIN)/python -m pip install --no-deps --force-reinstall "$$($(BIN)/python -m bench.lcp_build)"
 	$(BIN)/python -m pip install --editable '.[bench]'
 	touch $@
 
