@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 
 from bench import lcp_build
@@ -27,3 +30,20 @@ def test_the_cache_key_follows_the_recipe(monkeypatch: pytest.MonkeyPatch) -> No
     assert before.parent.as_posix() == "/cache/llama-cpp-python"
     monkeypatch.setattr(lcp_build, "defines", lambda: ["cmake.define.GGML_NATIVE=OFF"])
     assert lcp_build.wheel_dir(env) != before
+
+
+def _installed(monkeypatch: pytest.MonkeyPatch, info: bytes) -> None:
+    fake = types.ModuleType("llama_cpp")
+    fake.llama_print_system_info = lambda: info  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "llama_cpp", fake)
+
+
+def test_a_build_with_amx_is_refused_before_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
+    _installed(monkeypatch, b"CPU : AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | OPENMP = 1 | ")
+    with pytest.raises(RuntimeError, match=r"AMX kernels.*bench\.lcp_build"):
+        lcp_build.require_no_amx()
+
+
+def test_a_build_without_amx_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    _installed(monkeypatch, b"CPU : AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | OPENMP = 1 | ")
+    lcp_build.require_no_amx()
