@@ -19,7 +19,6 @@ long as ``llama-server``'s build).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -27,13 +26,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from charla.llamabuild import (
-    LLAMA_CPP_PYTHON_VERSION,
-    _cpu_fingerprint,
-    _locked,
-    cache_root,
-    cmake_flags,
-)
+from charla.llamabuild import LLAMA_CPP_PYTHON_VERSION, cache_key, cache_root, cmake_flags, locked
 
 # Build flags given to llama-cpp-python's CMake: the CPU and AMX ones of llama-server's recipe
 # (the rest there selects llama-server's own targets).
@@ -48,15 +41,13 @@ def defines(machine: str | None = None) -> list[str]:
 
 
 def wheel_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    recipe = hashlib.sha256("\n".join(defines()).encode()).hexdigest()[:6]
-    key = f"{LLAMA_CPP_PYTHON_VERSION}-{_cpu_fingerprint()}-{recipe}"
-    return cache_root(environ) / "llama-cpp-python" / key
+    return cache_root(environ) / "llama-cpp-python" / cache_key(defines())
 
 
 def wheel(environ: Mapping[str, str] = os.environ) -> Path:
     """The cached wheel for this CPU and recipe, built first if it is not there."""
     target = wheel_dir(environ)
-    with _locked(target.parent / ".build.lock"):
+    with locked(target.parent / ".build.lock"):
         found = sorted(target.glob("llama_cpp_python-*.whl"))
         if found:
             return found[0]

@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -80,16 +80,21 @@ def _cpu_fingerprint() -> str:
     return hashlib.sha256(f"{platform.machine()}|{flags}|{compiler}".encode()).hexdigest()[:12]
 
 
+def cache_key(recipe: Sequence[str]) -> str:
+    """A cached build's folder name: the llama.cpp version, this CPU and the build flags, so
+    a changed recipe or another CPU builds anew instead of reusing what was made otherwise."""
+    flags = hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:6]
+    return f"{LLAMA_CPP_PYTHON_VERSION}-{_cpu_fingerprint()}-{flags}"
+
+
 def binary_path(environ: Mapping[str, str] = os.environ) -> Path:
     """The cached ``llama-server`` for this version, CPU and build recipe (it may not exist
-    yet): a changed recipe builds anew instead of reusing a binary made the old way."""
-    recipe = hashlib.sha256("\n".join(cmake_flags()).encode()).hexdigest()[:6]
-    key = f"{LLAMA_CPP_PYTHON_VERSION}-{_cpu_fingerprint()}-{recipe}"
-    return cache_root(environ) / "llama-server" / key / "llama-server"
+    yet)."""
+    return cache_root(environ) / "llama-server" / cache_key(cmake_flags()) / "llama-server"
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -147,7 +152,7 @@ def build(environ: Mapping[str, str] = os.environ) -> Path:
     target = binary_path(environ)
     if target.exists():
         return target
-    with _locked(target.parent.parent / ".build.lock"):
+    with locked(target.parent.parent / ".build.lock"):
         if target.exists():  # another process built it while we waited
             return target
         _say("building llama.cpp's server once; later runs reuse it from " + str(target.parent))
