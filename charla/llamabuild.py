@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import platform
 import re
@@ -45,18 +46,63 @@ CMAKE_FLAGS = (
 )
 
 # llama.cpp's AMX kernels (built in whenever -march=native finds AMX: Sapphire Rapids and
-# later) crash this version with SIGILL at the first prompt: the tile configuration they load
-# is built on the stack and GCC drops it, so the next tile instruction faults (seen on a
-# 2-core Xeon VM on 2026-11-30; upstream llama.cpp pull request 26954). They serve products of
-# two rows and more (prompts, chats decoded together); the AVX-512/VNNI kernels take those too.
+# later) load their tile configuration with ``_tile_loadconfig(&tc)`` from a struct on the stack.
+# GCC 11 and 12 declare that intrinsic as reading only 8 bytes, so the optimiser drops the stores
+# that set the tiles' rows and widths, and the first tile instruction faults (SIGILL, or SIGSEGV
+# when the leftover bytes make an invalid configuration; seen on 2026-11-30's AMX-capable Xeon).
+# The patch loads the configuration with an asm statement that reads the whole 64-byte struct.
+# With it the AMX kernels run and give the same perplexity as the AVX-512 ones, and about twice
+# their speed here (docs/benchmarks.md).
+PATCHES: tuple[tuple[str, str, str], ...] = (
+    ("ggml/src/ggml-cpu/amx/mmq.cpp",
+     "    _tile_loadconfig(&tc);\n",
+     "    // charla: the whole struct is an input; GCC 11/12's intrinsic declares 8 bytes\n"
+     '    __asm__ volatile("ldtilecfg %0" : : "m"(tc));\n'),
+)
+
+# A build without the AMX kernels, tried when the one with them fails its check on this CPU.
 _NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 
 
-def cmake_flags(machine: str | None = None) -> tuple[str, ...]:
-    """The configure flags for this machine (``platform.machine()`` by default)."""
-    if (machine or platform.machine()).lower() in ("x86_64", "amd64"):
+def _is_x86_64(machine: str | None) -> bool:
+    return (machine or platform.machine()).lower() in ("x86_64", "amd64")
+
+
+def cmake_flags(machine: str | None = None, *, amx: bool = True) -> tuple[str, ...]:
+    """The configure flags for this machine (``platform.machine()`` by default); with
+    ``amx=False``, an x86-64 build leaves llama.cpp's AMX kernels out."""
+    if not amx and _is_x86_64(machine):
         return (*CMAKE_FLAGS, f"-DCMAKE_C_FLAGS={_NO_AMX}", f"-DCMAKE_CXX_FLAGS={_NO_AMX}")
     return CMAKE_FLAGS
+
+
+def patch_vendor(source: Path) -> None:
+    """Apply PATCHES to an extracted llama.cpp tree; a patch that no longer matches exactly
+    once (another llama.cpp version) stops the build instead of building unpatched code."""
+    for relative, old, new in PATCHES:
+        path = source / relative
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise RuntimeError(f"cannot patch {relative}: expected {old.strip()!r} once, found "
+                               f"it {text.count(old)} times; update charla/llamabuild.PATCHES")
+        path.write_text(text.replace(old, new))
+
+
+def _attempts(machine: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """The builds to try, in order: what each is, and its flags."""
+    flags = cmake_flags(machine)
+    if not _is_x86_64(machine):
+        return [("native", flags)]
+    return [("native, with llama.cpp's AMX kernels where the CPU has AMX", flags),
+            ("native, without llama.cpp's AMX kernels", cmake_flags(machine, amx=False))]
+
+
+def recipe(machine: str | None = None) -> tuple[str, ...]:
+    """What a build depends on besides the version and the CPU: the flags of each attempt, in
+    order, and the patches."""
+    patches = [f"patch {rel} {hashlib.sha256(new.encode()).hexdigest()[:12]}"
+               for rel, _old, new in PATCHES]
+    return (*[" ".join(flags) for _what, flags in _attempts(machine)], *patches)
 
 
 def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
@@ -90,7 +136,7 @@ def cache_key(recipe: Sequence[str]) -> str:
 def binary_path(environ: Mapping[str, str] = os.environ) -> Path:
     """The cached ``llama-server`` for this version, CPU and build recipe (it may not exist
     yet)."""
-    return cache_root(environ) / "llama-server" / cache_key(cmake_flags()) / "llama-server"
+    return cache_root(environ) / "llama-server" / cache_key(recipe()) / "llama-server"
 
 
 @contextlib.contextmanager
@@ -108,7 +154,7 @@ def _say(message: str) -> None:
     print(f"[llama-server] {message}", file=sys.stderr, flush=True)
 
 
-def _download_sdist(workdir: Path) -> Path:
+def download_sdist(workdir: Path) -> Path:
     _say(f"downloading the llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} source from PyPI")
     subprocess.run(
         [
@@ -148,7 +194,10 @@ def _run_with_progress(cmd: list[str]) -> None:
 
 
 def build(environ: Mapping[str, str] = os.environ) -> Path:
-    """Return the cached binary, building it first if needed (about 5 minutes on 2 cores)."""
+    """Return the cached binary, building it first if needed (about 5 minutes on 2 cores).
+
+    On x86-64 a build whose binary fails :func:`smoke_check` is followed by one without the
+    AMX kernels; the flags the cached binary was built with are written beside it."""
     target = binary_path(environ)
     if target.exists():
         return target
@@ -159,28 +208,47 @@ def build(environ: Mapping[str, str] = os.environ) -> Path:
         jobs = str(os.cpu_count() or 2)
         with tempfile.TemporaryDirectory(prefix="charla-llama-") as tmp:
             work = Path(tmp)
-            source = _extract_vendor(_download_sdist(work), work)
-            build_dir = work / "build"
-            _run_with_progress(["cmake", "-S", str(source), "-B", str(build_dir), *cmake_flags()])
-            _run_with_progress(
-                ["cmake", "--build", str(build_dir), "--target", "llama-server", "-j", jobs]
-            )
-            built = build_dir / "bin" / "llama-server"
-            smoke_check(built)
-            staging = target.with_name(target.name + ".partial")
+            source = _extract_vendor(download_sdist(work), work)
+            patch_vendor(source)
+            attempts = _attempts()
+            for number, attempt in enumerate(attempts, 1):
+                what, flags = attempt
+                build_dir = work / f"build-{number}"
+                _run_with_progress(["cmake", "-S", str(source), "-B", str(build_dir), *flags])
+                _run_with_progress(
+                    ["cmake", "--build", str(build_dir), "--target", "llama-server", "-j", jobs]
+                )
+                built = build_dir / "bin" / "llama-server"
+                try:
+                    smoke_check(built)
+                except RuntimeError as failed:
+                    if number == len(attempts):
+                        raise
+                    _say(f"{failed}; building again, {attempts[number][0]}")
+                    continue
+                break
             target.parent.mkdir(parents=True, exist_ok=True)
+            target.with_name("recipe.txt").write_text(f"{what}\n" + "\n".join(flags) + "\n")
+            staging = target.with_name(target.name + ".partial")
             shutil.copy2(built, staging)
             staging.replace(target)  # atomic: a reader never sees half a binary
         _say("built " + str(target))
     return target
 
 
-def smoke_check(binary: Path, timeout_s: float = 120.0) -> None:
-    """Start ``binary`` on the bundled model and wait until it says it is ready.
+# Long enough to take the batched kernels (a product of more than one row), which a crashing
+# build died in at the first prompt while its health check had passed.
+_SMOKE_PROMPT = ("Charla answers a team's questions on its own hardware. Describe in two "
+                 "sentences why a company would keep its chat assistant inside its network.")
 
-    llama-server runs a warm-up pass over the model before it answers its health check, so a
-    binary that dies on this CPU (an instruction the CPU or its hypervisor refuses) dies here,
-    with a clear error, instead of entering the cache and failing every later start."""
+
+def smoke_check(binary: Path, timeout_s: float = 120.0) -> None:
+    """Start ``binary`` on the bundled model, wait until it is ready, and have it answer a
+    prompt of some forty tokens.
+
+    A binary that dies on this CPU (an instruction the CPU or its hypervisor refuses, a kernel
+    that faults) dies here, with a clear error, instead of entering the cache and failing
+    every later start."""
     from model_server.engines.llama_server import bundled_model_path, exit_reason, free_port
 
     _say("checking the new binary on the bundled model")
@@ -189,22 +257,44 @@ def smoke_check(binary: Path, timeout_s: float = 120.0) -> None:
            "--port", str(port), "--ctx-size", "512", "--parallel", "1"]
     with tempfile.TemporaryFile() as output:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=output, stderr=output)
+
+        def died(stage: str) -> RuntimeError:
+            output.seek(0)
+            tail = output.read().decode(errors="replace").splitlines()[-20:]
+            print("\n".join(tail), file=sys.stderr)
+            return RuntimeError(f"the built llama-server {exit_reason(proc.returncode)} while "
+                                f"{stage}; it was not cached")
+
         try:
             deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                code = proc.poll()
-                if code is not None:
-                    output.seek(0)
-                    tail = output.read().decode(errors="replace").splitlines()[-20:]
-                    print("\n".join(tail), file=sys.stderr)
-                    raise RuntimeError(f"the built llama-server {exit_reason(code)} while "
-                                       "loading the bundled model; it was not cached")
+            while True:
+                if proc.poll() is not None:
+                    raise died("loading the bundled model")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the built llama-server was not ready in {timeout_s:g} s")
                 with contextlib.suppress(OSError), urllib.request.urlopen(
                         f"http://127.0.0.1:{port}/health", timeout=2) as answer:
                     if answer.status == 200:
-                        return
+                        break
                 time.sleep(0.2)
-            raise RuntimeError(f"the built llama-server was not ready in {timeout_s:g} s")
+            body = json.dumps({"messages": [{"role": "user", "content": _SMOKE_PROMPT}],
+                               "max_tokens": 8, "temperature": 0}).encode()
+            try:
+                with urllib.request.urlopen(urllib.request.Request(
+                        f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                        headers={"Content-Type": "application/json"}), timeout=timeout_s
+                        ) as answer:
+                    content = json.load(answer)["choices"][0]["message"]["content"]
+            except (OSError, ValueError, LookupError, TypeError) as failed:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+                if proc.returncode is not None:
+                    raise died("answering its first prompt") from None
+                raise RuntimeError(f"the built llama-server failed its first prompt: "
+                                   f"{failed}") from None
+            if not isinstance(content, str) or not content.strip():
+                raise RuntimeError("the built llama-server answered its first prompt with "
+                                   "no text; it was not cached")
         finally:
             proc.kill()
             proc.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import socket
 import threading
 import time
@@ -117,7 +118,9 @@ def service_keys() -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def llama_server_bin() -> Path:
-    return build_llama_server()
+    """The cached build, or the binary CHARLA_LLAMA_SERVER_BIN names (as `charla up` does)."""
+    explicit = os.environ.get("CHARLA_LLAMA_SERVER_BIN")
+    return Path(explicit) if explicit else build_llama_server()
 
 
 def make_settings(**env: str) -> Settings:

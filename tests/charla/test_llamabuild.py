@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import platform
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,17 +23,21 @@ def _flag(flags: tuple[str, ...], name: str) -> str:
     return next(f for f in flags if f.startswith(f"-D{name}=")).split("=", 1)[1]
 
 
-def test_x86_builds_leave_out_llama_cpps_amx_kernels_in_both_languages() -> None:
-    flags = llamabuild.cmake_flags("x86_64")
+def test_x86_builds_keep_the_amx_kernels_first_and_can_leave_them_out() -> None:
+    assert llamabuild.cmake_flags("x86_64") == llamabuild.CMAKE_FLAGS
+    assert "-DGGML_NATIVE=ON" in llamabuild.CMAKE_FLAGS
+    without = llamabuild.cmake_flags("x86_64", amx=False)
     for language in ("CMAKE_C_FLAGS", "CMAKE_CXX_FLAGS"):
-        assert set(AMX_FLAGS) <= set(_flag(flags, language).split())
-    assert "-DGGML_NATIVE=ON" in flags
+        assert set(AMX_FLAGS) <= set(_flag(without, language).split())
 
 
 def test_other_machines_get_no_x86_compiler_flags() -> None:
-    flags = llamabuild.cmake_flags("aarch64")
-    assert not any("amx" in f for f in flags)
-    assert flags == llamabuild.CMAKE_FLAGS
+    for amx in (True, False):
+        flags = llamabuild.cmake_flags("aarch64", amx=amx)
+        assert not any("amx" in f for f in flags)
+        assert flags == llamabuild.CMAKE_FLAGS
+    assert len(llamabuild.recipe("aarch64")) == 1 + len(llamabuild.PATCHES)
+    assert len(llamabuild.recipe("x86_64")) == 2 + len(llamabuild.PATCHES)
 
 
 def test_a_changed_recipe_is_a_different_cache_entry(monkeypatch: pytest.MonkeyPatch,
@@ -41,6 +49,64 @@ def test_a_changed_recipe_is_a_different_cache_entry(monkeypatch: pytest.MonkeyP
     after = llamabuild.binary_path(env)
     assert after != before
     assert after.parent.parent == before.parent.parent == tmp_path / "llama-server"
+    (relative, old, new), = llamabuild.PATCHES
+    monkeypatch.setattr(llamabuild, "PATCHES", ((relative, old, new + "// changed\n"),))
+    assert llamabuild.binary_path(env) not in (before, after)
+
+
+# The vendored function as llama-cpp-python 0.3.36 ships it, cut down.
+_TILE_CONFIG_INIT = """inline void ggml_tile_config_init(void) {
+    alignas(64) tile_config_t tc = {};
+    tc.palette_id = 1;
+    tc.rows[0] = 8;   tc.colsb[0] = 64;
+    _tile_loadconfig(&tc);
+    done = true;
+}
+"""
+
+
+def test_the_tile_configuration_is_loaded_as_a_whole(tmp_path: Path) -> None:
+    source = tmp_path / "ggml/src/ggml-cpu/amx/mmq.cpp"
+    source.parent.mkdir(parents=True)
+    source.write_text(_TILE_CONFIG_INIT)
+    llamabuild.patch_vendor(tmp_path)
+    patched = source.read_text()
+    assert "_tile_loadconfig" not in patched
+    assert '    __asm__ volatile("ldtilecfg %0" : : "m"(tc));\n    done = true;' in patched
+    assert patched.startswith(_TILE_CONFIG_INIT.split("    _tile_loadconfig")[0])
+
+
+def test_a_patch_that_no_longer_matches_stops_the_build(tmp_path: Path) -> None:
+    source = tmp_path / "ggml/src/ggml-cpu/amx/mmq.cpp"
+    source.parent.mkdir(parents=True)
+    source.write_text(_TILE_CONFIG_INIT.replace("_tile_loadconfig(&tc)", "load(&tc)"))
+    with pytest.raises(RuntimeError, match=r"cannot patch ggml/src/ggml-cpu/amx/mmq\.cpp: "
+                                           r"expected '_tile_loadconfig\(&tc\);' once, found "
+                                           r"it 0 times"):
+        llamabuild.patch_vendor(tmp_path)
+    assert "load(&tc)" in source.read_text()  # left as it was
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
+def test_the_patched_statement_keeps_the_configurations_stores(tmp_path: Path) -> None:
+    """Compiled as the build compiles it (-O3, AMX on), the patched function still writes
+    the tiles' rows and widths before loading them; unpatched, GCC 12 drops them."""
+    source = tmp_path / "ggml/src/ggml-cpu/amx/mmq.cpp"
+    source.parent.mkdir(parents=True)
+    struct = ("#include <immintrin.h>\n#include <cstdint>\n"
+              "struct tile_config_t { uint8_t palette_id = 0; uint8_t start_row = 0;\n"
+              "  uint8_t reserved_0[14] = {0}; uint16_t colsb[16] = {0};\n"
+              "  uint8_t rows[16] = {0}; };\nbool done;\n")
+    # Not inline, so that the compiler emits it.
+    source.write_text(struct + _TILE_CONFIG_INIT.removeprefix("inline "))
+    llamabuild.patch_vendor(tmp_path)
+    listing = subprocess.run(
+        ["g++", "-O3", "-mamx-tile", "-S", "-o", "-", "-x", "c++", str(source)],
+        capture_output=True, text=True, check=True).stdout
+    before_load = listing.split("ldtilecfg")[0]
+    # colsb[0] = 64 and rows[0] = 8, each stored as an immediate (their neighbours are zero).
+    assert re.search(r"\tmov\w*\t\$64,", before_load), before_load
+    assert re.search(r"\tmov\w*\t\$8,", before_load), before_load
 
 
 def _script(tmp_path: Path, body: str) -> Path:
@@ -64,18 +130,141 @@ def test_a_binary_that_never_gets_ready_is_refused(tmp_path: Path) -> None:
         llamabuild.smoke_check(_script(tmp_path, "exec sleep 30"), timeout_s=1)
 
 
+def _fake_server(tmp_path: Path, on_prompt: str) -> Path:
+    """A stand-in llama-server: ready at once, then ``on_prompt`` (Python) on a POST."""
+    path = tmp_path / "llama-server"
+    path.write_text(f"""#!{sys.executable}
+import json, os, signal, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{{}}")
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        {on_prompt}
+
+    def log_message(self, *args):
+        pass
+
+HTTPServer(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])), Handler).serve_forever()
+""")
+    path.chmod(0o755)
+    return path
+
+
+def _answering(content: str) -> str:
+    body = {"choices": [{"message": {"role": "assistant", "content": content}}]}
+    return ("self.send_response(200); self.end_headers(); "
+            f"self.wfile.write({json.dumps(body).encode()!r})")
+
+
+def test_a_binary_that_crashes_at_its_first_prompt_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The AMX build's fault: ready and healthy, then dead at the first prompt."""
+    crashing = _fake_server(tmp_path, "print('tile fault', flush=True); "
+                                      "os.kill(os.getpid(), signal.SIGILL)")
+    with pytest.raises(RuntimeError, match=r"killed by SIGILL \(Illegal instruction\) while "
+                                           r"answering its first prompt; it was not cached"):
+        llamabuild.smoke_check(crashing, timeout_s=10)
+    assert "tile fault" in capsys.readouterr().err
+
+
+def test_a_binary_that_answers_its_first_prompt_with_nothing_is_refused(tmp_path: Path) -> None:
+    empty = _fake_server(tmp_path, _answering(" "))
+    with pytest.raises(RuntimeError, match="answered its first prompt with no text"):
+        llamabuild.smoke_check(empty, timeout_s=10)
+
+
+def test_a_binary_that_answers_its_first_prompt_passes(tmp_path: Path) -> None:
+    fine = _fake_server(tmp_path, _answering("Data"))
+    llamabuild.smoke_check(fine, timeout_s=10)
+
+
 def test_the_built_binary_passes_the_check(llama_server_bin: Path) -> None:
     llamabuild.smoke_check(llama_server_bin)
 
 
-@pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump is not installed")
-def test_the_built_binary_has_no_amx_tile_instructions(llama_server_bin: Path) -> None:
-    if not llamabuild.cmake_flags()[-1].startswith("-DCMAKE_CXX_FLAGS"):
-        pytest.skip("not an x86-64 build")
-    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(llama_server_bin)],
-                             capture_output=True, text=True, check=True).stdout
-    assert "vpdpbusd" in listing or "vpmaddubsw" in listing  # the disassembly has the kernels
-    assert "tilezero" not in listing and "ldtilecfg" not in listing
+def _fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: set[int]
+                ) -> tuple[dict[str, str], list[list[str]]]:
+    """build() with the download, the compiler and the check replaced: the checks of the
+    attempts numbered in ``failing`` raise as a crashing binary's would."""
+    source = tmp_path / "src"
+    (source / "ggml/src/ggml-cpu/amx").mkdir(parents=True)
+    (source / "ggml/src/ggml-cpu/amx/mmq.cpp").write_text(_TILE_CONFIG_INIT)
+    commands: list[list[str]] = []
+
+    def run(cmd: list[str]) -> None:
+        commands.append(cmd)
+        if "--build" in cmd:
+            binary = Path(cmd[cmd.index("--build") + 1]) / "bin" / "llama-server"
+            binary.parent.mkdir(parents=True)
+            binary.write_text(f"built in {binary.parent.parent.name}")
+
+    def check(binary: Path) -> None:
+        if int(binary.parent.parent.name.removeprefix("build-")) in failing:
+            raise RuntimeError("the built llama-server was killed by SIGILL (Illegal "
+                               "instruction) while answering its first prompt; it was not cached")
+
+    monkeypatch.setattr(llamabuild, "download_sdist", lambda work: work / "sdist.tar.gz")
+    monkeypatch.setattr(llamabuild, "_extract_vendor", lambda archive, work: source)
+    monkeypatch.setattr(llamabuild, "_run_with_progress", run)
+    monkeypatch.setattr(llamabuild, "smoke_check", check)
+    monkeypatch.setattr(llamabuild.platform, "machine", lambda: "x86_64")
+    return {"CHARLA_CACHE_DIR": str(tmp_path / "cache")}, commands
+
+
+def test_a_failed_amx_build_is_followed_by_one_without_the_kernels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env, commands = _fake_build(tmp_path, monkeypatch, failing={1})
+    binary = llamabuild.build(env)
+    assert binary == llamabuild.binary_path(env)
+    assert binary.read_text() == "built in build-2"
+    what, *flags = (binary.parent / "recipe.txt").read_text().splitlines()
+    assert what == "native, without llama.cpp's AMX kernels"
+    assert tuple(flags) == llamabuild.cmake_flags("x86_64", amx=False)
+    configures = [cmd for cmd in commands if "-S" in cmd]
+    assert [c[c.index("-B") + 1].rsplit("/", 1)[1] for c in configures] == ["build-1", "build-2"]
+    assert not any("amx" in flag for flag in configures[0] if flag.startswith("-D"))
+    assert "killed by SIGILL" in capsys.readouterr().err
+    assert "__asm__ volatile" in (tmp_path / "src/ggml/src/ggml-cpu/amx/mmq.cpp").read_text()
+
+
+def test_a_build_whose_every_attempt_fails_caches_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env, _commands = _fake_build(tmp_path, monkeypatch, failing={1, 2})
+    with pytest.raises(RuntimeError, match="killed by SIGILL"):
+        llamabuild.build(env)
+    assert not llamabuild.binary_path(env).exists()
+    assert not (llamabuild.binary_path(env).parent / "recipe.txt").exists()
+
+
+def test_a_build_that_passes_at_once_is_cached_with_the_amx_kernels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env, commands = _fake_build(tmp_path, monkeypatch, failing=set())
+    binary = llamabuild.build(env)
+    assert binary.read_text() == "built in build-1"
+    assert (binary.parent / "recipe.txt").read_text().startswith(
+        "native, with llama.cpp's AMX kernels")
+    assert len([cmd for cmd in commands if "--build" in cmd]) == 1
+    assert llamabuild.build(env) == binary  # cached: nothing built again
+    assert len([cmd for cmd in commands if "--build" in cmd]) == 1
+
+
+def test_the_cached_binary_says_how_it_was_built(llama_server_bin: Path) -> None:
+    what, *flags = (llama_server_bin.parent / "recipe.txt").read_text().splitlines()
+    assert tuple(flags) in {llamabuild.cmake_flags(), llamabuild.cmake_flags(amx=False)}
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if " amx_int8" in cpu and platform.machine() == "x86_64":
+        # The patched AMX kernels pass the check here; no fallback was needed.
+        assert what.startswith("native, with llama.cpp's AMX kernels"), what
+        if shutil.which("objdump"):
+            listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn",
+                                      str(llama_server_bin)],
+                                     capture_output=True, text=True, check=True).stdout
+            assert "ldtilecfg" in listing and "tdpb" in listing
 
 
 def test_exit_reasons_read_like_english() -> None:

@@ -42,12 +42,15 @@ applies_to = ["input"]
 
 [[rules]]
 category = "poetry"
-terms = ["soul"]
+terms = ["soul", "creature"]
 applies_to = ["output"]
 """
-# At temperature 0 the bundled model answers this with a poem whose fourth line or so says
-# "soul": well after the first words are posted.
+# At temperature 0 the bundled model answers this with a poem whose third or fourth line says
+# one of LATE_WORDS, well after the first words are posted: "soul" with ggml's AVX-512 and
+# AVX2 kernels, "creature" with its AMX ones (they sum in another order, and greedy answers
+# part ways).
 POEM = "Write a short poem about the sea."
+LATE_WORDS = ("soul", "creature")
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +126,14 @@ async def test_an_answer_that_trips_mid_stream_is_replaced_in_place(
     ev = body["event"]
     assert await answered(moderated, body) == [REFUSAL_EN]
     # The first lines went out as they were written, then that message became the refusal:
-    # one message, never a second part, and "soul" was never shown.
+    # one message, never a second part, and the word was never shown.
     [post] = posts_in(moderated, ev["channel"], ev["ts"])
-    assert post["text"].endswith(MORE.strip()) and "soul" not in post["text"].lower()
+    assert post["text"].endswith(MORE.strip())
+    assert not any(word in post["text"].lower() for word in LATE_WORDS)
     edits = [c.json["text"] for c in moderated.slack.calls_to("chat.update")
              if c.json["channel"] == ev["channel"]]
     assert edits and edits[-1] == REFUSAL_EN
-    assert not any("soul" in e.lower() for e in edits)
+    assert not any(word in e.lower() for e in edits for word in LATE_WORDS)
     key = f"{TEAM_ID}:{ev['channel']}:{ev['ts']}"
     assert moderated.turns("slack", key) == [("user", POEM), ("assistant", REFUSAL_EN)]
     principal = f"slack:{TEAM_ID}:{ev['channel']}"
@@ -169,4 +173,5 @@ def test_the_audit_trail_holds_no_text(moderated: Bots) -> None:
                        "categories"]
     for row in moderated.rows("SELECT * FROM moderation_events"):
         flat = " ".join(str(v) for v in row).lower()
-        assert "bomba" not in flat and "bomb " not in flat and "soul" not in flat
+        assert "bomba" not in flat and "bomb " not in flat
+        assert not any(word in flat for word in LATE_WORDS)
