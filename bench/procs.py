@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from bench.lcp_build import require_no_amx
+from bench.lcp_build import require_working_build
 from charla.llamabuild import build
 from model_server.engines.llama_server import bundled_model_path
 from shared.tokens import TokenSigner, generate_ed25519_pair
@@ -73,7 +73,7 @@ def running(cmd: list[str], health: str, env: dict[str, str] | None = None,
 def llama_cpp_python_server(logdir: Path, *extra: str, model: Path | None = None
                             ) -> Iterator[str]:
     """llama-cpp-python's own OpenAI server on the same model file, with its defaults."""
-    require_no_amx()
+    require_working_build()
     port = free_port()
     model = model or bundled_model_path()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import engines, procs
-from bench.lcp_build import require_no_amx
+from bench.lcp_build import require_working_build
 from model_server.engines.llama_server import bundled_model_path
 from model_server.requantize import requantized
 
@@ -37,7 +37,7 @@ def perplexity(model: Path, text: str) -> tuple[float, int]:
     import numpy as np
     from llama_cpp import Llama
 
-    require_no_amx()
+    require_working_build()
     llm = Llama(model_path=str(model), n_ctx=WINDOW, logits_all=True, verbose=False)
     tokens = llm.tokenize(text.encode(), add_bos=False)
     nll, count = 0.0, 0

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from bench import (
+    amx,
     api_cpu,
     bots,
     coldstart,
@@ -383,6 +384,8 @@ def report(out: dict[str, Any]) -> str:
                          f"{g['gateway_cpu_us_per_token']:.0f} µs |")
     if "quant" in out:
         lines += ["", *quant.report_lines(out["quant"])]
+    if "amx" in out:
+        lines += ["", *amx.report_lines(out["amx"])]
     if "gateway_cpu" in out:
         lines += ["", *gateway_cpu.report_lines(out["gateway_cpu"])]
     if "api_cpu" in out:
@@ -436,7 +439,7 @@ def report(out: dict[str, Any]) -> str:
 PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "gateway_cpu": gateway_cpu.run,
          "api_cpu": lambda out, logdir, keys: api_cpu.run(out, logdir, keys, _database),
-         "quant": quant.run,
+         "quant": quant.run, "amx": amx.run,
          "second_turn": run_second_turn, "ingress": run_ingress,
          "bots": run_bots, "ingestion": run_ingestion,
          "retrieval": lambda out, logdir, keys: retrieval.run(out, logdir),

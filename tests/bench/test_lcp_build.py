@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
-import types
+from pathlib import Path
 
 import pytest
 
 from bench import lcp_build
+from charla import llamabuild
 
 
-def test_on_x86_64_it_is_native_without_amx() -> None:
-    defines = lcp_build.defines("x86_64")
-    assert "cmake.define.GGML_NATIVE=ON" in defines
-    flags = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-    # Each is one --config-settings value, spaces and all.
-    assert f"cmake.define.CMAKE_C_FLAGS={flags}" in defines
-    assert f"cmake.define.CMAKE_CXX_FLAGS={flags}" in defines
-    assert len(defines) == 3  # nothing of llama-server's own targets
-
-
-def test_elsewhere_there_are_no_x86_flags() -> None:
+def test_on_x86_64_it_is_native_with_llama_servers_patches() -> None:
+    assert lcp_build.defines("x86_64") == ["cmake.define.GGML_NATIVE=ON"]
     assert lcp_build.defines("aarch64") == ["cmake.define.GGML_NATIVE=ON"]
 
 
@@ -29,21 +22,38 @@ def test_the_cache_key_follows_the_recipe(monkeypatch: pytest.MonkeyPatch) -> No
     before = lcp_build.wheel_dir(env)
     assert before.parent.as_posix() == "/cache/llama-cpp-python"
     monkeypatch.setattr(lcp_build, "defines", lambda: ["cmake.define.GGML_NATIVE=OFF"])
-    assert lcp_build.wheel_dir(env) != before
+    flags_changed = lcp_build.wheel_dir(env)
+    assert flags_changed != before
+    (relative, old, new), = llamabuild.PATCHES
+    monkeypatch.setattr(llamabuild, "PATCHES", ((relative, old, new + "// changed\n"),))
+    assert lcp_build.wheel_dir(env) not in (before, flags_changed)
 
 
-def _installed(monkeypatch: pytest.MonkeyPatch, info: bytes) -> None:
-    fake = types.ModuleType("llama_cpp")
-    fake.llama_print_system_info = lambda: info  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "llama_cpp", fake)
+def _installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_eval: str) -> str:
+    """A stand-in ``llama_cpp`` package first on the probe's path; ``on_eval`` runs at eval."""
+    package = tmp_path / "site" / "llama_cpp"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "import os, signal\n"
+        "class Llama:\n"
+        "    def __init__(self, model_path, n_ctx, verbose): pass\n"
+        "    def tokenize(self, text, add_bos): return list(text)\n"
+        f"    def eval(self, tokens): {on_eval}\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site") + os.pathsep
+                       + os.environ.get("PYTHONPATH", ""))
+    lcp_build.require_working_build.cache_clear()
+    return sys.executable
 
 
-def test_a_build_with_amx_is_refused_before_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
-    _installed(monkeypatch, b"CPU : AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | OPENMP = 1 | ")
-    with pytest.raises(RuntimeError, match=r"AMX kernels.*bench\.lcp_build"):
-        lcp_build.require_no_amx()
+def test_a_build_that_dies_on_a_prompt_is_refused_before_measuring(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    python = _installed(tmp_path, monkeypatch, "os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(RuntimeError, match=r"was killed by SIGSEGV .* on a short prompt; "
+                                           r"install the bench's build.*bench\.lcp_build"):
+        lcp_build.require_working_build(python)
 
 
-def test_a_build_without_amx_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    _installed(monkeypatch, b"CPU : AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | OPENMP = 1 | ")
-    lcp_build.require_no_amx()
+def test_a_build_that_evaluates_the_prompt_passes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    python = _installed(tmp_path, monkeypatch, "return None")
+    lcp_build.require_working_build(python)

@@ -1,0 +1,42 @@
+"""The AMX on/off bench part's report and when it declines to measure (bench/amx.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import amx
+
+
+def test_the_report_gives_each_ratio_from_its_own_figures() -> None:
+    data = {"tok_s": {"AMX on": {"1": 200.0, "4": 300.0, "8": 400.0},
+                      "AMX off (--no-repack)": {"1": 100.0, "4": 200.0, "8": 160.0}},
+            "prompt_tokens": 1512,
+            "first_token_ms": {"AMX on": 250.0, "AMX off (--no-repack)": 1000.0}}
+    lines = amx.report_lines(data)
+    assert "1,512-token prompt" in lines[0]
+    assert "| 1 chat | 200 tok/s | 100 tok/s | 2.00x |" in lines
+    assert "| 4 chats | 300 tok/s | 200 tok/s | 1.50x |" in lines
+    assert "| 8 chats | 400 tok/s | 160 tok/s | 2.50x |" in lines
+    assert lines[-1] == "| first token | 250 ms | 1000 ms | 4.00x faster |"
+
+
+def test_a_skipped_part_says_why() -> None:
+    assert amx.report_lines({"skipped": "this CPU has no AMX"}) == [
+        "llama.cpp's AMX kernels: not measured, this CPU has no AMX."]
+
+
+def test_a_binary_built_without_the_kernels_is_not_measured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    binary = tmp_path / "llama-server"
+    (tmp_path / "recipe.txt").write_text("native, without llama.cpp's AMX kernels\n-DX=1\n")
+    monkeypatch.setattr(amx, "build", lambda: binary)
+    monkeypatch.setattr(amx, "_cpu_flags", lambda: "flags : fpu avx512f amx_tile amx_int8")
+    assert amx.skipped_because() == (
+        "the cached llama-server was built without llama.cpp's AMX kernels")
+    (tmp_path / "recipe.txt").write_text("native, with llama.cpp's AMX kernels where the CPU "
+                                         "has AMX\n-DX=1\n")
+    assert amx.skipped_because() is None
+    monkeypatch.setattr(amx, "_cpu_flags", lambda: "flags : fpu avx2")
+    assert amx.skipped_because() == "this CPU has no AMX"
