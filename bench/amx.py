@@ -70,7 +70,7 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
             port = procs.free_port()
             cmd = [str(binary), "--model", str(bundled_model_path()), "--host", "127.0.0.1",
                    "--port", str(port), "--parallel", str(procs.PARALLEL),
-                   "--ctx-size", str(procs.CTX), "--no-webui", *extra]
+                   "--ctx-size", str(procs.CTX), "--no-webui", "--flash-attn", "off", *extra]
             stack.enter_context(procs.running(cmd, f"http://127.0.0.1:{port}/health",
                                               log=logdir / f"llama-server-amx-{len(targets)}.log"))
             targets[name] = (f"http://127.0.0.1:{port}", {})

@@ -23,6 +23,7 @@ import psycopg
 from bench import (
     amx,
     api_cpu,
+    attention,
     bots,
     coldstart,
     encryption,
@@ -386,6 +387,8 @@ def report(out: dict[str, Any]) -> str:
         lines += ["", *quant.report_lines(out["quant"])]
     if "amx" in out:
         lines += ["", *amx.report_lines(out["amx"])]
+    if "attention" in out:
+        lines += ["", *attention.report_lines(out["attention"])]
     if "gateway_cpu" in out:
         lines += ["", *gateway_cpu.report_lines(out["gateway_cpu"])]
     if "api_cpu" in out:
@@ -440,6 +443,7 @@ PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "gateway_cpu": gateway_cpu.run,
          "api_cpu": lambda out, logdir, keys: api_cpu.run(out, logdir, keys, _database),
          "quant": quant.run, "amx": amx.run,
+         "attention": attention.run,
          "second_turn": run_second_turn, "ingress": run_ingress,
          "bots": run_bots, "ingestion": run_ingestion,
          "retrieval": lambda out, logdir, keys: retrieval.run(out, logdir),

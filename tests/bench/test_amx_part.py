@@ -40,3 +40,19 @@ def test_a_binary_built_without_the_kernels_is_not_measured(
     assert amx.skipped_because() is None
     monkeypatch.setattr(amx, "_cpu_flags", lambda: "flags : fpu avx2")
     assert amx.skipped_because() == "this CPU has no AMX"
+
+
+def test_the_attention_report_compares_each_figure() -> None:
+    from bench import attention
+
+    side = {"first_ms": 2000.0, "second_ms": 400.0, "prompt_tokens": 1761.0,
+            "deep_tok_s": 40.0, "tok_s": {"1": 200.0, "8": 400.0}}
+    other = {"first_ms": 4000.0, "second_ms": 40.0, "prompt_tokens": 1761.0,
+             "deep_tok_s": 90.0, "tok_s": {"1": 190.0, "8": 380.0}}
+    lines = attention.report_lines({"on": side, "off": other})
+    assert "1,761 prompt tokens" in lines[0]
+    assert "| first turn, time to first token | 2,000 ms | 4,000 ms | 2.00 |" in lines
+    assert "| second turn, time to first token | 400 ms | 40 ms | 0.10 |" in lines
+    assert "| second / first | 0.200 | 0.010 | |" in lines
+    assert "| decoding after the long prompt | 40 tok/s | 90 tok/s | 2.25 |" in lines
+    assert "| short prompts, 8 chats | 400 tok/s | 380 tok/s | 0.95 |" in lines
