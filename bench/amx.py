@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import engines, procs
+from bench import procs
 from charla.llamabuild import build
 from model_server.engines.llama_server import bundled_model_path
 
@@ -45,6 +45,8 @@ def skipped_because() -> str | None:
 
 async def _first_tokens(targets: dict[str, tuple[str, dict[str, str]]]
                         ) -> tuple[int, dict[str, list[float]]]:
+    from bench import engines  # aiohttp: installed by make bench only
+
     out: dict[str, list[float]] = {name: [] for name in targets}
     prompt_tokens = 0
     async with engines.session() as client:
@@ -57,6 +59,8 @@ async def _first_tokens(targets: dict[str, tuple[str, dict[str, str]]]
 
 
 def run(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    from bench import engines  # aiohttp: installed by make bench only
+
     print("== llama.cpp's AMX kernels on and off", flush=True)
     reason = skipped_because()
     if reason:

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import engines, procs
+from bench import procs
 from charla.llamabuild import build
 from model_server.engines.llama_server import bundled_model_path
 
@@ -27,6 +27,8 @@ CHATS = (1, 8)
 
 async def _deep_decode(client: Any, url: str) -> float:
     """Tokens/s of a 128-token answer after a long conversation, by llama-server's own timer."""
+    from bench import engines  # aiohttp: installed by make bench only
+
     messages = engines.conversation(uuid.uuid4().hex)
     messages.append({"role": "user", "content": "Tell me more about the first topic."})
     body = {"messages": messages, "max_tokens": 128, "temperature": 0, "ignore_eos": True}
@@ -37,6 +39,8 @@ async def _deep_decode(client: Any, url: str) -> float:
 
 
 async def _measure(targets: dict[str, str]) -> dict[str, dict[str, list[float]]]:
+    from bench import engines  # aiohttp: installed by make bench only
+
     out: dict[str, dict[str, list[float]]] = {
         name: {"first_ms": [], "second_ms": [], "prompt_tokens": [], "deep_tok_s": []}
         for name in targets}
@@ -54,6 +58,8 @@ async def _measure(targets: dict[str, str]) -> dict[str, dict[str, list[float]]]
 
 
 def run(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    from bench import engines  # aiohttp: installed by make bench only
+
     print("== flash attention on and off", flush=True)
     binary = build()
     with ExitStack() as stack:
