@@ -65,7 +65,7 @@ def wheel(environ: Mapping[str, str] = os.environ) -> Path:
               f"later runs install it from {target}", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="charla-lcp-", dir=target.parent) as tmp:
             work = Path(tmp)
-            archive = download_sdist(work)
+            archive = download_sdist(work, label="llama-cpp-python")
             with tarfile.open(archive) as tar:
                 tar.extractall(work, filter="data")
             source = work / archive.name.removesuffix(".tar.gz")

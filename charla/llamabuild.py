@@ -150,12 +150,12 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _say(message: str) -> None:
-    print(f"[llama-server] {message}", file=sys.stderr, flush=True)
+def _say(message: str, label: str = "llama-server") -> None:
+    print(f"[{label}] {message}", file=sys.stderr, flush=True)
 
 
-def download_sdist(workdir: Path) -> Path:
-    _say(f"downloading the llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} source from PyPI")
+def download_sdist(workdir: Path, label: str = "llama-server") -> Path:
+    _say(f"downloading the llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} source from PyPI", label)
     subprocess.run(
         [
             sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
