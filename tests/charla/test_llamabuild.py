@@ -177,6 +177,13 @@ def test_a_binary_that_answers_its_first_prompt_with_nothing_is_refused(tmp_path
         llamabuild.smoke_check(empty, timeout_s=10)
 
 
+def test_a_binary_that_refuses_its_first_prompt_is_refused(tmp_path: Path) -> None:
+    failing = _fake_server(tmp_path, "self.send_response(500); self.end_headers()")
+    with pytest.raises(RuntimeError, match=r"failed its first prompt \(HTTP Error 500.*\); "
+                                           r"it was not cached"):
+        llamabuild.smoke_check(failing, timeout_s=10)
+
+
 def test_a_binary_that_answers_its_first_prompt_passes(tmp_path: Path) -> None:
     fine = _fake_server(tmp_path, _answering("Data"))
     llamabuild.smoke_check(fine, timeout_s=10)
