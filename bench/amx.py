@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from charla.llamabuild import build
-from model_server.engines.llama_server import bundled_model_path
+from charla.llamabuild import build, cmake_flags
 
 CHATS = (1, 4, 8)
 ROUNDS = 3
@@ -37,9 +36,9 @@ def skipped_because() -> str | None:
     """Why the comparison cannot run here, or None."""
     if " amx_int8" not in _cpu_flags():
         return "this CPU has no AMX"
-    what = (build().parent / "recipe.txt").read_text().splitlines()[0]
-    if "without" in what:
-        return f"the cached llama-server was built {what.removeprefix('native, ')}"
+    _what, *flags = (build().parent / "recipe.txt").read_text().splitlines()
+    if tuple(flags) == cmake_flags("x86_64", amx=False):  # AMX is x86-64 only
+        return "the cached llama-server was built without llama.cpp's AMX kernels"
     return None
 
 
@@ -53,7 +52,7 @@ async def _first_tokens(targets: dict[str, tuple[str, dict[str, str]]]
         for _ in range(PROMPT_ROUNDS):
             for name, (url, headers) in targets.items():
                 messages = engines.conversation(uuid.uuid4().hex)  # never cached
-                ms, _answer, prompt_tokens = await engines._ttft(client, url, headers, messages)
+                ms, _answer, prompt_tokens = await engines.ttft(client, url, headers, messages)
                 out[name].append(ms)
     return prompt_tokens, out
 
@@ -67,17 +66,11 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
         print(f"   skipped: {reason}", flush=True)
         out["amx"] = {"skipped": reason}
         return
-    binary = build()
     with ExitStack() as stack:
-        targets: dict[str, tuple[str, dict[str, str]]] = {}
-        for name, extra in (("AMX on", ()), ("AMX off (--no-repack)", ("--no-repack",))):
-            port = procs.free_port()
-            cmd = [str(binary), "--model", str(bundled_model_path()), "--host", "127.0.0.1",
-                   "--port", str(port), "--parallel", str(procs.PARALLEL),
-                   "--ctx-size", str(procs.CTX), "--no-webui", "--flash-attn", "off", *extra]
-            stack.enter_context(procs.running(cmd, f"http://127.0.0.1:{port}/health",
-                                              log=logdir / f"llama-server-amx-{len(targets)}.log"))
-            targets[name] = (f"http://127.0.0.1:{port}", {})
+        targets: dict[str, tuple[str, dict[str, str]]] = {
+            name: (stack.enter_context(procs.llama_server(logdir, slug, *extra)), {})
+            for name, slug, extra in (("AMX on", "amx-on", ()),
+                                      ("AMX off (--no-repack)", "amx-off", ("--no-repack",)))}
         runs, _cut = asyncio.run(engines.interleaved(targets, CHATS, ROUNDS))
         prompt_tokens, first = asyncio.run(_first_tokens(targets))
     out["amx"] = {

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from charla.llamabuild import build
-from model_server.engines.llama_server import bundled_model_path
 
 MODES = ("on", "off")
 ROUNDS = 3
@@ -61,17 +59,10 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
     from bench import engines  # aiohttp: installed by make bench only
 
     print("== flash attention on and off", flush=True)
-    binary = build()
     with ExitStack() as stack:
-        targets: dict[str, str] = {}
-        for mode in MODES:
-            port = procs.free_port()
-            cmd = [str(binary), "--model", str(bundled_model_path()), "--host", "127.0.0.1",
-                   "--port", str(port), "--parallel", str(procs.PARALLEL),
-                   "--ctx-size", str(procs.CTX), "--no-webui", "--flash-attn", mode]
-            stack.enter_context(procs.running(cmd, f"http://127.0.0.1:{port}/health",
-                                              log=logdir / f"llama-server-fa-{mode}.log"))
-            targets[mode] = f"http://127.0.0.1:{port}"
+        targets = {mode: stack.enter_context(procs.llama_server(logdir, f"fa-{mode}",
+                                                                "--flash-attn", mode))
+                   for mode in MODES}
         deep = asyncio.run(_measure(targets))
         rates, _cut = asyncio.run(engines.interleaved(
             {mode: (url, {}) for mode, url in targets.items()}, CHATS, ROUNDS))

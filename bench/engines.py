@@ -139,7 +139,7 @@ def conversation(nonce: str, turns: int = 9) -> list[dict[str, str]]:
     return messages
 
 
-async def _ttft(client: aiohttp.ClientSession, url: str, headers: dict[str, str],
+async def ttft(client: aiohttp.ClientSession, url: str, headers: dict[str, str],
                 messages: list[dict[str, str]]) -> tuple[float, str, int]:
     body = {"messages": messages, "max_tokens": 48, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
@@ -184,10 +184,10 @@ async def second_turn(url: str, headers: dict[str, str]) -> Turns:
     async with session() as client:
         messages = conversation(uuid.uuid4().hex)
         messages.append({"role": "user", "content": "Summarise our conversation in one line."})
-        first_ms, answer, prompt_tokens = await _ttft(client, url, headers, messages)
+        first_ms, answer, prompt_tokens = await ttft(client, url, headers, messages)
         messages += [{"role": "assistant", "content": answer},
                      {"role": "user", "content": "Thanks. And which topic came first?"}]
-        second_ms, _, _ = await _ttft(client, url, headers, messages)
+        second_ms, _, _ = await ttft(client, url, headers, messages)
     return Turns(prompt_tokens, first_ms, second_ms)
 
 

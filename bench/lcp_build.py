@@ -38,9 +38,9 @@ from charla.llamabuild import (
     recipe,
 )
 
-# Build flags given to llama-cpp-python's CMake: the CPU ones of llama-server's recipe (the
+# Build flags given to llama-cpp-python's CMake: the CPU one of llama-server's recipe (the
 # rest there selects llama-server's own targets).
-_KEEP = ("-DGGML_NATIVE=", "-DCMAKE_C_FLAGS=", "-DCMAKE_CXX_FLAGS=")
+_KEEP = ("-DGGML_NATIVE=",)
 
 
 def defines(machine: str | None = None) -> list[str]:

@@ -19,7 +19,7 @@ import httpx
 
 from bench.lcp_build import require_working_build
 from charla.llamabuild import build
-from model_server.engines.llama_server import bundled_model_path
+from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
 from shared.tokens import TokenSigner, generate_ed25519_pair
 
 PARALLEL = 8
@@ -80,6 +80,18 @@ def llama_cpp_python_server(logdir: Path, *extra: str, model: Path | None = None
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
            "--model_alias", "smollm2-135m-instruct", *extra]
     with running(cmd, f"http://127.0.0.1:{port}/v1/models", log=logdir / "llama-cpp-python.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def llama_server(logdir: Path, name: str, *extra: str) -> Iterator[str]:
+    """A ``llama-server`` reached directly, started with the command line the gateway gives it
+    (LlamaServerEngine.command) and ``extra`` flags after it, which win; yields its URL."""
+    port = free_port()
+    engine = LlamaServerEngine(binary=build(), model_path=bundled_model_path(),
+                               model="smollm2-135m-instruct", parallel=PARALLEL, ctx_size=CTX)
+    with running([*engine.command(port), *extra], f"http://127.0.0.1:{port}/health",
+                 log=logdir / f"llama-server-{name}.log"):
         yield f"http://127.0.0.1:{port}"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench import amx
+from charla import llamabuild
 
 
 def test_the_report_gives_each_ratio_from_its_own_figures() -> None:
@@ -30,13 +31,15 @@ def test_a_skipped_part_says_why() -> None:
 def test_a_binary_built_without_the_kernels_is_not_measured(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     binary = tmp_path / "llama-server"
-    (tmp_path / "recipe.txt").write_text("native, without llama.cpp's AMX kernels\n-DX=1\n")
+    without = "\n".join(llamabuild.cmake_flags("x86_64", amx=False))
+    (tmp_path / "recipe.txt").write_text(f"native, without llama.cpp's AMX kernels\n{without}\n")
     monkeypatch.setattr(amx, "build", lambda: binary)
     monkeypatch.setattr(amx, "_cpu_flags", lambda: "flags : fpu avx512f amx_tile amx_int8")
     assert amx.skipped_because() == (
         "the cached llama-server was built without llama.cpp's AMX kernels")
+    with_amx = "\n".join(llamabuild.cmake_flags("x86_64"))
     (tmp_path / "recipe.txt").write_text("native, with llama.cpp's AMX kernels where the CPU "
-                                         "has AMX\n-DX=1\n")
+                                         f"has AMX\n{with_amx}\n")
     assert amx.skipped_because() is None
     monkeypatch.setattr(amx, "_cpu_flags", lambda: "flags : fpu avx2")
     assert amx.skipped_because() == "this CPU has no AMX"

@@ -12,7 +12,7 @@ from bench import lcp_build
 from charla import llamabuild
 
 
-def test_on_x86_64_it_is_native_with_llama_servers_patches() -> None:
+def test_it_takes_llama_servers_native_flag_and_nothing_else() -> None:
     assert lcp_build.defines("x86_64") == ["cmake.define.GGML_NATIVE=ON"]
     assert lcp_build.defines("aarch64") == ["cmake.define.GGML_NATIVE=ON"]
 

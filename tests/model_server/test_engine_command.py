@@ -18,7 +18,9 @@ def _command(tmp_path: Path, **env: str) -> list[str]:
 
 
 def _value(cmd: list[str], flag: str) -> str:
-    return cmd[len(cmd) - 1 - cmd[::-1].index(flag) + 1]  # the last one given wins
+    """The value after the last ``flag`` (llama-server takes the last one given)."""
+    last = len(cmd) - 1 - cmd[::-1].index(flag)
+    return cmd[last + 1]
 
 
 def test_flash_attention_is_off_unless_asked_for(tmp_path: Path) -> None:
