@@ -289,10 +289,14 @@ async def test_token_budget_trips_and_recovers(tight_gateway: Gateway,
                                                http: httpx.AsyncClient) -> None:
     carol = f"carol-{uuid.uuid4().hex}"
     url = tight_gateway.url + "/v1/chat/completions"
-    body = {**CHAT, "max_tokens": 40}
+    # The prompt alone is over the budget, so the first request spends it whatever the model
+    # answers (a greedy answer's length changes with the CPU's kernels).
+    words = " ".join(["apple", "pear", "plum"] * 25)
+    body = {**CHAT, "messages": [{"role": "user", "content": f"Repeat: {words}"}],
+            "max_tokens": 8}
     first = await http.post(url, json=body, headers=tight_gateway.headers(carol))
     assert first.status_code == 200
-    assert first.json()["usage"]["total_tokens"] > 60  # the whole budget, spent at once
+    assert first.json()["usage"]["prompt_tokens"] > 60  # the whole budget, spent at once
     refused = await http.post(url, json=body, headers=tight_gateway.headers(carol))
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "token_budget_exceeded"
