@@ -173,6 +173,8 @@ class Settings:
     slack_signing_secret: Secret | None = None
     slack_bot_token: Secret | None = None
     slack_api_url: str = "https://slack.com/api"
+    # Answer in Slack with its native streaming (chat.startStream); off: post, then edit.
+    slack_streaming: bool = True
     telegram_bot_token: Secret | None = None
     telegram_secret_token: Secret | None = None
     telegram_api_url: str = "https://api.telegram.org"
@@ -297,6 +299,7 @@ class Settings:
             slack_signing_secret=r.secret("SLACK_SIGNING_SECRET"),
             slack_bot_token=r.secret("SLACK_BOT_TOKEN"),
             slack_api_url=_base_url(r.text("SLACK_API_URL"), "https://slack.com/api"),
+            slack_streaming=r.choice("CHARLA_SLACK_STREAMING", "on", ("on", "off")) == "on",
             telegram_bot_token=r.secret("TELEGRAM_BOT_TOKEN"),
             telegram_secret_token=r.secret("TELEGRAM_SECRET_TOKEN"),
             telegram_api_url=_base_url(r.text("TELEGRAM_API_URL"), "https://api.telegram.org"),

@@ -1,4 +1,4 @@
-"""The one client Charla uses to talk to Slack's Web API: post, update, auth.test.
+"""The one client Charla uses to talk to Slack's Web API: post, update, stream, auth.test.
 
 No automatic retries: a retried ``chat.postMessage`` can post the same answer twice, so every
 failure comes out as one :class:`~functions.messaging.PlatformError` whose ``sent`` tells the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -34,6 +35,15 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 # https://api.slack.com/methods/chat.postMessage#errors
 _TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable",
                         "request_timeout", "ratelimited", "unknown_error"})
+
+
+# A streamed message's ref (functions/worker/reply.py keeps it in the outbox): "stream:<ts>", so
+# that a later run of the job knows to stop the stream before it edits the message.
+STREAM_REF = "stream:"
+
+# How long a channel whose stream Slack refused is answered by post-then-edit instead.
+STREAM_REFUSAL_S = 600.0
+_stream_refused: dict[str, float] = {}  # channel -> time.monotonic() until which to not stream
 
 
 def escape(text: str) -> str:
@@ -94,12 +104,41 @@ class SlackClient:
         """Replace the text of the bot's message ``ts`` in ``channel`` (``chat.update``)."""
         await self._call("chat.update", {"channel": channel, "ts": ts, **message_body(text)})
 
+    async def start_stream(self, channel: str, thread_ts: str, text: str, *,
+                           recipient: tuple[str, str] | None = None) -> str:
+        """Start a streamed reply in the thread ``thread_ts`` with ``text`` (escaped, as
+        Markdown); return the message's ts. ``recipient``: the asker's (user, team), which Slack
+        needs outside a DM. https://docs.slack.dev/reference/methods/chat.startStream"""
+        payload: dict[str, Any] = {"channel": channel, "thread_ts": thread_ts,
+                                   "markdown_text": escape(text)}
+        if recipient is not None:
+            payload["recipient_user_id"], payload["recipient_team_id"] = recipient
+        data = await self._call("chat.startStream", payload)
+        ts = data.get("ts")
+        if not isinstance(ts, str) or not ts:
+            raise PlatformError("Slack chat.startStream: answer without ts", sent=True,
+                                status=200)
+        return ts
+
+    async def append_stream(self, channel: str, ts: str, text: str) -> None:
+        """Add ``text`` (escaped) to the end of the streamed message ``ts``."""
+        await self._call("chat.appendStream",
+                         {"channel": channel, "ts": ts, "markdown_text": escape(text)})
+
+    async def stop_stream(self, channel: str, ts: str, text: str = "") -> None:
+        """End the streamed message ``ts``, adding ``text`` (escaped) first when there is any."""
+        payload: dict[str, Any] = {"channel": channel, "ts": ts}
+        if text:
+            payload["markdown_text"] = escape(text)
+        await self._call("chat.stopStream", payload)
+
     async def auth_test(self) -> dict[str, Any]:
         """Who the token belongs to: ``team_id``, ``user_id`` (the bot user), ``bot_id``..."""
         return await self._call("auth.test", {})
 
-    def reply_channel(self, reply_to: dict[str, Any]) -> SlackReply:
-        """The :class:`~functions.messaging.ReplyChannel` for a stored ``reply_to``.
+    def reply_channel(self, reply_to: dict[str, Any], *, streaming: bool = True) -> SlackReply:
+        """The :class:`~functions.messaging.ReplyChannel` for a stored ``reply_to``;
+        ``streaming``: whether it may answer with Slack's native streaming.
 
         Raises ValueError when ``reply_to`` has no channel (a job not made by the Slack edge).
         """
@@ -108,7 +147,12 @@ class SlackClient:
             raise ValueError("Slack reply_to has no channel")
         if thread_ts is not None and not isinstance(thread_ts, str):
             raise ValueError("Slack reply_to has a thread_ts that is not a string")
-        return SlackReply(self, channel, thread_ts or None)
+        user, team = reply_to.get("user"), reply_to.get("team")
+        # Jobs queued before the asker was recorded have none: they stream in DMs only.
+        recipient = (user, team) if isinstance(user, str) and isinstance(team, str) and \
+            user and team else None
+        return SlackReply(self, channel, thread_ts or None, recipient=recipient,
+                          streaming=streaming)
 
     async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         headers = {
@@ -147,14 +191,56 @@ class SlackClient:
 
 
 class SlackReply:
-    """One Slack thread as a :class:`~functions.messaging.ReplyChannel`."""
+    """One Slack thread as a :class:`~functions.messaging.ReplyChannel` that can also stream
+    (:class:`~functions.worker.reply.Streams`): Slack's ``chat.startStream``,
+    ``chat.appendStream`` and ``chat.stopStream`` show the answer as it is written, in a
+    thread. Where Slack refuses to stream (a channel type, an app without the feature, a
+    channel stream without the asker's ids), the answer is posted and edited instead, and that
+    channel is not offered a stream again for :data:`STREAM_REFUSAL_S`."""
 
     max_length: int = SECTION_TEXT_LIMIT
 
-    def __init__(self, client: SlackClient, channel: str, thread_ts: str | None) -> None:
+    def __init__(self, client: SlackClient, channel: str, thread_ts: str | None, *,
+                 recipient: tuple[str, str] | None = None, streaming: bool = True) -> None:
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
+        self.recipient = recipient
+        self.streaming = streaming
+        self._stopped: set[str] = set()  # streamed refs this reply stopped
+
+    def can_stream(self) -> bool:
+        """Whether to offer this answer as a stream: in a thread, in a DM or with the asker's
+        ids (Slack needs them in channels), and not refused here lately."""
+        if not self.streaming or not self.thread_ts:
+            return False
+        if self.recipient is None and not self.channel.startswith("D"):
+            return False
+        return _stream_refused.get(self.channel, 0.0) <= time.monotonic()
+
+    async def start_stream(self, text: str) -> str:
+        """Start the streamed message with ``text``; return its ref."""
+        assert self.thread_ts is not None
+        try:
+            ts = await self.client.start_stream(self.channel, self.thread_ts, text,
+                                                recipient=self.recipient)
+        except PlatformError as exc:
+            if not exc.sent and exc.permanent:
+                log.info("Slack refused to stream in a channel (%s); posting and editing there"
+                         " for %.0f minutes", exc.message, STREAM_REFUSAL_S / 60)
+                now = time.monotonic()
+                for expired in [c for c, until in _stream_refused.items() if until <= now]:
+                    del _stream_refused[expired]
+                _stream_refused[self.channel] = now + STREAM_REFUSAL_S
+            raise
+        return STREAM_REF + ts
+
+    async def append_stream(self, ref: str, text: str) -> None:
+        await self.client.append_stream(self.channel, _ts(ref), text)
+
+    async def stop_stream(self, ref: str, text: str) -> None:
+        self._stopped.add(ref)  # tried: a stream that could not be stopped is not tried again
+        await self.client.stop_stream(self.channel, _ts(ref), text)
 
     def length(self, text: str) -> int:
         """Length after escaping: ``&`` becomes ``&amp;``, and Slack limits what it receives."""
@@ -168,9 +254,23 @@ class SlackReply:
         return await self.client.post_message(self.channel, text, thread_ts=self.thread_ts)
 
     async def edit(self, ref: str, text: str, part: int) -> None:
-        """Replace the text of the message ``ref`` posted by :meth:`post`."""
-        await self.client.update(self.channel, ref, text)
+        """Replace the text of the message ``ref`` posted by :meth:`post` or streamed.
+
+        A streamed message that this reply did not stop (an earlier run of the job streamed
+        it) is stopped first; Slack's refusal, when it was stopped already or has expired,
+        does not matter."""
+        if ref.startswith(STREAM_REF) and ref not in self._stopped:
+            try:
+                await self.stop_stream(ref, "")
+            except PlatformError as exc:
+                if exc.sent or not exc.permanent:
+                    raise
+        await self.client.update(self.channel, _ts(ref), text)
 
     def sources(self, citations: list[str]) -> str:
         """A numbered "Sources:" footer (the label in bold)."""
         return plain_sources(citations, ("*", "*"))
+
+
+def _ts(ref: str) -> str:
+    return ref.removeprefix(STREAM_REF)

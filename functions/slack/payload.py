@@ -178,7 +178,9 @@ def _inbound(body: dict[str, Any], ev: dict[str, Any], bot_user: str | None) -> 
         conversation=f"{team}:{channel}:{thread}",
         user=f"{team}:{user}",
         text=text,
-        reply_to={"channel": channel, "thread_ts": thread},
+        # The asker as Slack names them: a streamed answer in a channel is addressed to them.
+        reply_to={"channel": channel, "thread_ts": thread, "user": user,
+                  "team": _text(ev, "user_team") or _text(ev, "team") or team},
         # Knowledge-base grants: this channel, then the whole workspace.
         principals=(f"slack:{team}:{channel}", f"slack:{team}"),
     )

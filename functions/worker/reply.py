@@ -3,6 +3,12 @@
 "Early" is half a second after the first words: a short answer is then usually whole and
 goes out as one message, with no edit, while a long one still starts showing at once.
 
+Where the platform streams natively (:class:`Streams`: Slack's ``chat.startStream``), a
+growing answer's first message is a stream instead: what the answer gains is appended, at most
+once a second, and the stream is stopped with the last words. Text that changes rather than
+grows (a withdrawn answer, an apology, a stream the platform gave up on) ends the stream and
+the message is edited whole, as elsewhere. A refused start falls back to post-then-edit.
+
 Every post is first claimed in the outbox (shared/outbox.py), so a job that runs again after a
 failure edits the messages it posted instead of posting them twice. The text is split at the
 platform's limit (functions/worker/split.py); while the answer grows, the last part carries a
@@ -14,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from functions.messaging import PlatformError, ReplyChannel
 from functions.worker.split import split_message
@@ -29,6 +35,28 @@ class Deletes(Protocol):
     """A reply channel that can also delete a message it posted."""
 
     async def delete(self, ref: str, part: int) -> None: ...
+
+
+@runtime_checkable
+class Streams(Protocol):
+    """A reply channel that can also stream a message as it is written."""
+
+    def can_stream(self) -> bool:
+        """Whether to offer this answer as a stream at all."""
+
+    async def start_stream(self, text: str) -> str:
+        """Start a streamed message with ``text``; return its ref (as :meth:`post` does)."""
+
+    async def append_stream(self, ref: str, text: str) -> None:
+        """Add ``text`` to the end of the streamed message ``ref``."""
+
+    async def stop_stream(self, ref: str, text: str) -> None:
+        """End the streamed message ``ref``, adding ``text`` (possibly empty) first."""
+
+
+def _refused(exc: PlatformError) -> bool:
+    """The platform said no, and did nothing: the same text may go another way."""
+    return not exc.sent and (exc.permanent or exc.status == 429)
 
 
 class ProgressiveReply:
@@ -47,6 +75,7 @@ class ProgressiveReply:
         self._refs: dict[int, str | None] = {}  # part -> message id (None: posted, id unknown)
         self._shown: dict[int, str] = {}
         self._changed_at: dict[int, float] = {}
+        self._streaming: dict[int, str] = {}  # part -> what its open stream shows
 
     @property
     def posted(self) -> bool:
@@ -84,36 +113,91 @@ class ProgressiveReply:
             else:
                 await self._show_part(part, ref, WITHDRAWN, final=True)
 
+    def _streams(self, part: int) -> Streams | None:
+        """The channel, when part ``part`` is (or would start as) a stream."""
+        channel = self._channel
+        if part in self._streaming or (
+                part == 0 and part not in self._refs and isinstance(channel, Streams)
+                and channel.can_stream()):
+            return cast(Streams, channel)
+        return None
+
     def _parts(self, text: str, *, growing: bool) -> list[str]:
         channel = self._channel
         parts = split_message(text, channel.max_length, channel.length)
-        if growing and channel.length(parts[-1] + MORE) <= channel.max_length:
-            parts[-1] += MORE
+        last = len(parts) - 1
+        if growing and self._streams(last) is None and \
+                channel.length(parts[-1] + MORE) <= channel.max_length:
+            parts[-1] += MORE  # a stream shows by itself that more is coming
         return parts
 
     async def _show(self, parts: list[str], *, final: bool) -> None:
         for part, text in enumerate(parts):
-            if part not in self._refs and await self._post(part, text):
+            if part not in self._refs and await self._post(part, text, final=final):
                 continue
             ref = self._refs[part]
             if ref is not None:
                 await self._show_part(part, ref, text, final=final)
 
+    def _wait(self, part: int) -> float:
+        """Seconds until part ``part`` may change again (at most once an interval)."""
+        return self._changed_at.get(part, -1e9) + self._interval - self._clock()
+
+    def _changed(self, part: int, text: str) -> None:
+        self._shown[part] = text
+        self._changed_at[part] = self._clock()
+
     async def _show_part(self, part: int, ref: str, text: str, *, final: bool) -> None:
         """Edit a posted part into ``text``; unless ``final``, only if a second has passed."""
+        if part in self._streaming:
+            await self._stream_part(part, ref, text, final=final)
+            return
         if self._shown.get(part) == text:
             return
-        wait = self._changed_at.get(part, -1e9) + self._interval - self._clock()
+        wait = self._wait(part)
         if wait > 0:
             if not final:
                 return
             await asyncio.sleep(wait)
         await self._channel.edit(ref, text, part)
-        self._shown[part] = text
-        self._changed_at[part] = self._clock()
+        self._changed(part, text)
 
-    async def _post(self, part: int, text: str) -> bool:
-        """Post ``part`` unless the outbox says it was posted; True if this call posted it."""
+    async def _stream_part(self, part: int, ref: str, text: str, *, final: bool) -> None:
+        """Append what a streamed part gained; stop it when ``final``. Text that is not the
+        streamed text grown (a withdrawal, an apology, a split that moved) ends the stream, and
+        the message is edited whole instead."""
+        channel = cast(Streams, self._channel)
+        streamed = self._streaming[part]
+        if not final and (text == streamed or self._wait(part) > 0):
+            return  # nothing new, or too soon: a later update or the end shows it
+        grown = text.startswith(streamed)
+        try:
+            if grown and not final:
+                await channel.append_stream(ref, text[len(streamed):])
+                self._streaming[part] = text
+                self._changed(part, text)
+                return
+            await channel.stop_stream(ref, text[len(streamed):] if grown else "")
+        except PlatformError as exc:
+            if not _refused(exc):
+                raise
+            if not final and exc.status == 429:
+                # Rate limited: an update after Slack's wait appends what this one could not.
+                self._changed_at[part] = self._clock() - self._interval + max(
+                    exc.retry_after or 0.0, self._interval)
+                return
+            grown = False  # the stream is gone (expired, or given up on): edit it whole
+        del self._streaming[part]
+        if grown:
+            self._changed(part, text)
+            return
+        self._shown[part] = streamed
+        await self._show_part(part, ref, text, final=final)
+
+    async def _post(self, part: int, text: str, *, final: bool = False) -> bool:
+        """Post ``part`` unless the outbox says it was posted; True if this call posted it.
+        A growing answer's first part starts as a stream where the channel offers one."""
+        streams = None if final else self._streams(part)
         claim = await self._outbox.claim(self._delivery, part)
         if not claim.new:
             # Posted by an earlier run of this job: edit it (or, if that post's fate is
@@ -121,13 +205,25 @@ class ProgressiveReply:
             self._refs[part] = claim.ref
             return False
         try:
-            ref = await self._channel.post(text, part)
+            ref = None
+            if streams is not None:
+                try:
+                    ref = await streams.start_stream(text)
+                except PlatformError as exc:
+                    if not _refused(exc):
+                        raise
+                    streams = None  # refused, nothing shown: post and edit instead
+                    if self._channel.length(text + MORE) <= self._channel.max_length:
+                        text += MORE  # as _parts marks a growing answer that is not a stream
+            if ref is None:
+                ref = await self._channel.post(text, part)
         except PlatformError as exc:
             if not exc.sent:
                 await self._outbox.not_sent(self._delivery, part)
             raise
         await self._outbox.sent(self._delivery, part, ref)
         self._refs[part] = ref
-        self._shown[part] = text
-        self._changed_at[part] = self._clock()
+        if streams is not None:
+            self._streaming[part] = text
+        self._changed(part, text)
         return True

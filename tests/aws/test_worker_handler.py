@@ -211,6 +211,8 @@ def test_the_last_attempt_apologizes_once_and_dead_letters_the_job(
 def test_a_job_redriven_from_the_dead_letter_queue_is_answered(
     setup: dict[str, Any], aws: Aws, queues: Queues, container: Container, fakes: Fakes
 ) -> None:
+    # Posted, not streamed: a refused stream start would be followed by a post in its place.
+    setup["configure"](CHARLA_SLACK_STREAMING="off")
     body = mention("Are you back?")
     webhooks((SLACK, slack_event(body)))
     fakes.slack.fail_next(1, mode="error", error="channel_not_found")  # permanent: given up

@@ -153,10 +153,11 @@ def test_up_serves_the_api_and_stops_cleanly_on_sigterm(
     assert acked.status_code == 200
     fake = fake_slack[0]
     deadline = time.monotonic() + 60
-    while not fake.calls_to("chat.postMessage"):
+    while not fake.messages:  # posted, or streamed (a longer answer)
         assert time.monotonic() < deadline, "the worker did not answer the Slack event"
         time.sleep(0.2)
-    assert fake.calls_to("chat.postMessage")[0].json["thread_ts"] == event["event"]["ts"]
+    [message] = list(fake.messages.values())
+    assert message["thread_ts"] == event["event"]["ts"]
 
     children = descendants(stack.proc.pid)
     assert any("llama-server" in " ".join(p.cmdline()) for p in children)

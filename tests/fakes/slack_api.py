@@ -25,6 +25,7 @@ TEAM_ID = "T0A1B2C3D"
 BOT_USER_ID = "U07CHARLA"
 BOT_ID = "B07CHARLA"
 SECTION_TEXT_LIMIT = 3000
+STREAM_TEXT_LIMIT = 12_000  # markdown_text, per streaming call
 
 FailureMode = Literal["ratelimited", "error", "server_error", "slow"]
 
@@ -47,10 +48,16 @@ class _Failure:
 
 
 class FakeSlack:
-    """A Starlette app serving ``chat.postMessage``, ``chat.update`` and ``auth.test``."""
+    """A Starlette app serving ``chat.postMessage``, ``chat.update``, the three streaming
+    methods (``chat.startStream``, ``chat.appendStream``, ``chat.stopStream``) and
+    ``auth.test``.
+
+    ``refuse_streams``, when set, is the error ``chat.startStream`` answers with (as for a
+    channel type or an app that Slack does not stream to)."""
 
     def __init__(self, token: str = BOT_TOKEN) -> None:
         self.token = token
+        self.refuse_streams: str | None = None
         self.calls: list[Call] = []
         # (channel, ts) -> the message as Slack would store it
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
@@ -60,6 +67,9 @@ class FakeSlack:
         self.app = Starlette(routes=[
             Route("/chat.postMessage", self._post_message, methods=["POST"]),
             Route("/chat.update", self._update, methods=["POST"]),
+            Route("/chat.startStream", self._start_stream, methods=["POST"]),
+            Route("/chat.appendStream", self._append_stream, methods=["POST"]),
+            Route("/chat.stopStream", self._stop_stream, methods=["POST"]),
             Route("/auth.test", self._auth_test, methods=["POST"]),
         ])
 
@@ -72,11 +82,12 @@ class FakeSlack:
             self._failures.extend(_Failure(mode, error, retry_after, delay_s) for _ in range(n))
 
     def reset(self) -> None:
-        """Forget calls, messages and pending failures."""
+        """Forget calls, messages, pending failures and a refusal to stream."""
         with self._lock:
             self.calls.clear()
             self.messages.clear()
             self._failures.clear()
+            self.refuse_streams = None
 
     def calls_to(self, method: str) -> list[Call]:
         """The recorded calls of one Web API method, oldest first."""
@@ -145,12 +156,66 @@ class FakeSlack:
         message = self.messages.get((channel, ts))
         if message is None:
             return _error("message_not_found")
+        if message.get("streaming"):
+            # Stricter than Slack documents: a stream is stopped before its message is edited.
+            return _error("message_is_streaming")
         if problem := _check_content(body):
             return _error(problem)
         message.update(text=body.get("text", ""), blocks=body.get("blocks", []),
                        edited={"user": BOT_USER_ID, "ts": self._next_ts()})
         return JSONResponse({"ok": True, "channel": channel, "ts": ts,
                              "text": message["text"], "message": message})
+
+    async def _start_stream(self, request: Request) -> Response:
+        body, failed = await self._receive(request)
+        if failed is not None:
+            return failed
+        if self.refuse_streams:
+            return _error(self.refuse_streams)
+        channel, thread = body.get("channel"), body.get("thread_ts")
+        if not isinstance(channel, str) or not channel:
+            return _error("channel_not_found")
+        if not channel.startswith("D"):  # "Required when streaming to channels"
+            if not body.get("recipient_user_id"):
+                return _error("missing_recipient_user_id")
+            if not body.get("recipient_team_id"):
+                return _error("missing_recipient_team_id")
+        text = body.get("markdown_text", "")
+        if not isinstance(text, str) or len(text) > STREAM_TEXT_LIMIT:
+            return _error("msg_too_long")
+        ts = self._next_ts()
+        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts,
+                   "text": text, "blocks": [], "team": TEAM_ID, "streaming": True,
+                   "recipient": (body.get("recipient_user_id"), body.get("recipient_team_id"))}
+        if thread:
+            message["thread_ts"] = thread
+        self.messages[(channel, ts)] = message
+        return JSONResponse({"ok": True, "channel": channel, "ts": ts})
+
+    async def _append_stream(self, request: Request) -> Response:
+        return await self._stream_call(request, stop=False)
+
+    async def _stop_stream(self, request: Request) -> Response:
+        return await self._stream_call(request, stop=True)
+
+    async def _stream_call(self, request: Request, *, stop: bool) -> Response:
+        body, failed = await self._receive(request)
+        if failed is not None:
+            return failed
+        message = self.messages.get((body.get("channel"), body.get("ts")))
+        if message is None:
+            return _error("message_not_found")
+        if not message.get("streaming"):
+            return _error("message_not_in_streaming_state")
+        text = body.get("markdown_text", "")
+        if not isinstance(text, str) or len(text) > STREAM_TEXT_LIMIT:
+            return _error("msg_too_long")
+        if not stop and not text:
+            return _error("no_text")
+        message["text"] += text
+        if stop:
+            message["streaming"] = False
+        return JSONResponse({"ok": True, "channel": body["channel"], "ts": body["ts"]})
 
     async def _auth_test(self, request: Request) -> Response:
         _, failed = await self._receive(request)

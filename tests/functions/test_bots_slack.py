@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import html
 import json
 import time
 import uuid
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID
+from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, Call
 from tests.functions.bots import Bots, eventually
 
 EVENTS = Path(__file__).resolve().parents[1] / "events" / "slack"
@@ -41,8 +42,27 @@ def mention(text: str = "What is two plus two?", *, thread_ts: str | None = None
 
 
 def posts_in(bots: Bots, channel: str, thread: str) -> list[dict[str, Any]]:
-    return [c.json for c in bots.slack.calls_to("chat.postMessage")
-            if c.json.get("channel") == channel and c.json.get("thread_ts") == thread]
+    """The calls that made a new message in the thread, posts and stream starts, each with
+    the text it showed first (``text`` for a post, ``markdown_text`` for a stream)."""
+    return [{**c.json, "method": c.method,
+             "text": c.json.get("text", c.json.get("markdown_text", ""))}
+            for c in bots.slack.calls
+            if c.method in ("chat.postMessage", "chat.startStream")
+            and c.json.get("channel") == channel and c.json.get("thread_ts") == thread]
+
+
+def stream_calls(bots: Bots, channel: str, ts: str) -> list[Call]:
+    """The appends and the stop of the streamed message ``ts``, in order."""
+    return [c for c in bots.slack.calls
+            if c.method in ("chat.appendStream", "chat.stopStream")
+            and c.json.get("channel") == channel and c.json.get("ts") == ts]
+
+
+def streamed_ts(bots: Bots, channel: str, thread: str) -> str:
+    """The ts of the one message streamed in the thread."""
+    [ts] = [ts for (ch, ts), m in bots.slack.messages.items()
+            if ch == channel and m.get("thread_ts") == thread and "streaming" in m]
+    return ts
 
 
 def shown(bots: Bots, channel: str, thread: str) -> list[str]:
@@ -72,14 +92,19 @@ async def test_a_mention_is_answered_in_its_thread_and_the_thread_goes_on(
     [answer] = await answered(bots, first)
     assert answer.strip() and not answer.endswith("…")
     channel, thread = first["event"]["channel"], first["event"]["ts"]
-    # One message: posted whole, or (a longer answer) posted early, marked "…" as still
-    # growing, and edited into the whole (the model decides the length; tests/functions/
+    # One message: posted whole, or (a longer answer) streamed to the asker as it was
+    # written, and stopped with the last words (the model decides the length; tests/functions/
     # worker/test_reply.py pins the timing down).
     [post] = posts_in(bots, channel, thread)
     edits = [c.json["text"] for c in bots.slack.calls_to("chat.update")
              if c.json["channel"] == channel]
-    if edits:
-        assert post["text"].endswith(" …") and edits[-1] == answer
+    assert not edits
+    if post["method"] == "chat.startStream":
+        assert (post["recipient_user_id"], post["recipient_team_id"]) == (
+            first["event"]["user"], TEAM_ID)
+        rest = stream_calls(bots, channel, streamed_ts(bots, channel, thread))
+        assert [c.method for c in rest][-1] == "chat.stopStream"
+        assert post["text"] + "".join(c.json.get("markdown_text", "") for c in rest) == answer
     else:
         assert post["text"] == answer
     assert bots.turns("slack", f"{TEAM_ID}:{channel}:{thread}")[0] == (
@@ -94,6 +119,35 @@ async def test_a_mention_is_answered_in_its_thread_and_the_thread_goes_on(
     await eventually(lambda: len(bots.turns("slack", f"{TEAM_ID}:{channel}:{thread}")) == 4,
                      timeout=60)
     assert len(shown(bots, channel, thread)) == 2
+
+
+async def test_a_long_answer_is_streamed_to_the_asker(bots: Bots,
+                                                     http: httpx.AsyncClient) -> None:
+    body = mention("Write a short poem about the sea.")
+    await bots.slack_event(http, body)
+    [answer] = await answered(bots, body)
+    ev = body["event"]
+    channel, thread = ev["channel"], ev["ts"]
+    [start] = posts_in(bots, channel, thread)
+    assert start["method"] == "chat.startStream"
+    assert (start["thread_ts"], start["recipient_user_id"], start["recipient_team_id"]) == (
+        thread, ev["user"], TEAM_ID)
+    rest = stream_calls(bots, channel, streamed_ts(bots, channel, thread))
+    *appends, stop = rest
+    assert appends and {c.method for c in appends} == {"chat.appendStream"}
+    assert stop.method == "chat.stopStream"
+    # Appended at most once an edit interval (0.2 s here), and nothing was edited.
+    assert min(b.at - a.at for a, b in zip([start_call(bots, channel), *appends],
+                                           appends, strict=False)) >= 0.15
+    assert not [c for c in bots.slack.calls_to("chat.update") if c.json["channel"] == channel]
+    assert start["text"] + "".join(c.json.get("markdown_text", "") for c in rest) == answer
+    assert bots.turns("slack", f"{TEAM_ID}:{channel}:{thread}")[-1] == (
+        "assistant", html.unescape(answer))
+
+
+def start_call(bots: Bots, channel: str) -> Call:
+    [call] = [c for c in bots.slack.calls_to("chat.startStream") if c.json["channel"] == channel]
+    return call
 
 
 async def test_a_thread_reply_where_charla_never_spoke_is_left_alone(
@@ -130,7 +184,8 @@ async def test_bad_signatures_are_401(bots: Bots, http: httpx.AsyncClient, case:
     signer = SignatureVerifier("not-the-secret" if case == "wrong secret" else
                                "8f742231b10e8888abcd99yyyzzz85a5")
     headers = {"Content-Type": "application/json"}
-    ts = {"stale": now - 301, "future": now + 301}.get(case, now)
+    # 301 s in the past, 310 in the future: the server reads its clock a moment later.
+    ts = {"stale": now - 301, "future": now + 310}.get(case, now)
     if case != "missing":
         headers["X-Slack-Request-Timestamp"] = {"malformed timestamp": "12a45",
                                                 "empty timestamp": ""}.get(case, str(ts))

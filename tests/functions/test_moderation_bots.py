@@ -32,7 +32,13 @@ from tests.conftest import (
 )
 from tests.fakes.slack_api import TEAM_ID
 from tests.functions.bots import Bots, start_bots
-from tests.functions.test_bots_slack import answered, mention, posts_in
+from tests.functions.test_bots_slack import (
+    answered,
+    mention,
+    posts_in,
+    stream_calls,
+    streamed_ts,
+)
 
 # The poem rule trips at an answer's fourth line break, whatever its words: the bundled
 # model's greedy poem changes with the kernels that compute it (AVX2, AVX-512, AMX, flash
@@ -119,21 +125,40 @@ async def test_a_blocked_message_gets_the_refusal_in_its_language_and_no_model(
         (f"slack:{TEAM_ID}:{ev['user']}", "input", "policy", ["illicit/violent"])]
 
 
+@pytest.mark.parametrize("streams", [True, False], ids=["streamed", "posted"])
 async def test_an_answer_that_trips_mid_stream_is_replaced_in_place(
-    moderated: Bots, http: httpx.AsyncClient
+    moderated: Bots, http: httpx.AsyncClient, streams: bool
 ) -> None:
     body = mention(POEM)
-    await moderated.slack_event(http, body)
     ev = body["event"]
-    assert await answered(moderated, body) == [REFUSAL_EN]
+    if not streams:  # a channel Slack will not stream to: posted, then edited
+        moderated.slack.refuse_streams = "method_not_supported_for_channel_type"
+    try:
+        await moderated.slack_event(http, body)
+        assert await answered(moderated, body) == [REFUSAL_EN]
+    finally:
+        moderated.slack.refuse_streams = None
     # The first lines went out as they were written, then that message became the refusal:
     # one message, never a second part, and the fourth line's end was never shown.
-    [post] = posts_in(moderated, ev["channel"], ev["ts"])
-    assert post["text"].endswith(MORE.strip()) and post["text"].count("\n") < 4
+    starts = posts_in(moderated, ev["channel"], ev["ts"])
+    if not streams:  # the start Slack refused, then the post
+        assert [p["method"] for p in starts] == ["chat.startStream", "chat.postMessage"]
+        starts = starts[1:]
+    [post] = starts
     edits = [c.json["text"] for c in moderated.slack.calls_to("chat.update")
              if c.json["channel"] == ev["channel"]]
     assert edits and edits[-1] == REFUSAL_EN
-    assert all(e.count("\n") < 4 for e in edits)
+    if streams:
+        assert post["method"] == "chat.startStream"
+        rest = stream_calls(moderated, ev["channel"],
+                            streamed_ts(moderated, ev["channel"], ev["ts"]))
+        assert rest[-1].method == "chat.stopStream" and "markdown_text" not in rest[-1].json
+        shown = post["text"] + "".join(c.json.get("markdown_text", "") for c in rest)
+        assert shown.count("\n") < 4
+        assert edits == [REFUSAL_EN]  # stopped, then edited once
+    else:
+        assert post["text"].endswith(MORE.strip()) and post["text"].count("\n") < 4
+        assert all(e.count("\n") < 4 for e in edits)
     key = f"{TEAM_ID}:{ev['channel']}:{ev['ts']}"
     assert moderated.turns("slack", key) == [("user", POEM), ("assistant", REFUSAL_EN)]
     principal = f"slack:{TEAM_ID}:{ev['channel']}"

@@ -13,6 +13,8 @@ def test_defaults_follow_the_contract() -> None:
     assert s.model_server_url == "http://127.0.0.1:8001"
     assert s.database_url is None
     assert s.rate_limit_storage == "memory://"
+    assert s.slack_streaming is True
+    assert Settings.from_env({"CHARLA_SLACK_STREAMING": "OFF"}).slack_streaming is False
 
 
 def test_model_server_port_moves_the_default_url() -> None:
@@ -42,6 +44,7 @@ def test_secrets_never_print() -> None:
         ("PORT", "0", "at least 1"),
         ("CHARLA_ENGINE", "magic", "one of"),
         ("CHARLA_MODEL_TIMEOUT", "-3", "positive"),
+        ("CHARLA_SLACK_STREAMING", "yes", "one of"),
     ],
 )
 def test_bad_values_say_which_setting(name: str, value: str, words: str) -> None:

@@ -70,7 +70,8 @@ def test_app_mention_in_a_channel() -> None:
         conversation=f"{TEAM}:{CHANNEL}:1718000100.000200",
         user=f"{TEAM}:{ALICE}",
         text="what is our on-call rotation this week?",
-        reply_to={"channel": CHANNEL, "thread_ts": "1718000100.000200"},
+        reply_to={"channel": CHANNEL, "thread_ts": "1718000100.000200", "user": ALICE,
+                  "team": TEAM},
         principals=(f"slack:{TEAM}:{CHANNEL}", f"slack:{TEAM}"),
     )
 
@@ -80,7 +81,8 @@ def test_app_mention_in_a_thread_continues_the_thread() -> None:
     inbound = result.inbound
     assert result.needs_existing_conversation is False
     assert inbound.conversation == f"{TEAM}:{CHANNEL}:1718000100.000200"  # the parent's ts
-    assert inbound.reply_to == {"channel": CHANNEL, "thread_ts": "1718000100.000200"}
+    assert inbound.reply_to == {"channel": CHANNEL, "thread_ts": "1718000100.000200",
+                                "user": BOB, "team": TEAM}
     assert inbound.user == f"{TEAM}:{BOB}"
     # The bot's mention goes, another person's stays.
     assert inbound.text == f"and who is the backup? cc <@{ALICE}>"
@@ -92,7 +94,8 @@ def test_direct_message() -> None:
     assert result.inbound.delivery_id == "Ev07DIRECT1"
     assert result.inbound.conversation == f"{TEAM}:{DM}:1718000400.000500"
     assert result.inbound.text == "How do I reset my VPN password?"
-    assert result.inbound.reply_to == {"channel": DM, "thread_ts": "1718000400.000500"}
+    assert result.inbound.reply_to == {"channel": DM, "thread_ts": "1718000400.000500",
+                                       "user": ALICE, "team": TEAM}
 
 
 def test_thread_reply_without_mention_needs_an_existing_conversation() -> None:

@@ -6,7 +6,7 @@ No model here: the answer's text is chosen, so each platform's limit can be hit 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +18,8 @@ from functions.messaging import ReplyChannel, utf16_length
 from functions.slack.client import SlackClient
 from functions.telegram.client import TelegramClient
 from functions.worker.reply import ProgressiveReply
-from shared.db import Database, make_pool
 from shared.outbox import Outbox
-from shared.settings import Secret, Settings
+from shared.settings import Secret
 from tests.conftest import ServerThread
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
@@ -46,19 +45,6 @@ def fakes() -> Iterator[Fakes]:
     yield Fakes(slack, telegram, discord, {n: s.url for n, s in servers.items()})
     for server in servers.values():
         server.stop()
-
-
-@pytest.fixture
-async def outbox(pg_url: str) -> AsyncIterator[Outbox]:
-    db = Database(make_pool(Settings.from_env({"DATABASE_URL": pg_url})))
-    yield Outbox(db)
-    await db.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 def channel(fakes: Fakes, http: httpx.AsyncClient, platform: str) -> tuple[ReplyChannel, Any]:

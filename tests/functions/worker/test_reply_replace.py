@@ -3,37 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
 from functions.slack.client import SlackClient, SlackReply
 from functions.worker.reply import WITHDRAWN, ProgressiveReply
-from shared.db import Database, make_pool
 from shared.outbox import Outbox
-from shared.settings import Secret, Settings
-from tests.conftest import ServerThread
+from shared.settings import Secret
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 REFUSAL = "I can't help with that."
 THREAD = "1718000000.000001"
 LONG = "A harmless sentence that goes on. " * 150  # two Slack messages
-
-
-@pytest.fixture(scope="module")
-def slack() -> Iterator[tuple[FakeSlack, str]]:
-    fake = FakeSlack()
-    server = ServerThread(fake.app).start()
-    yield fake, server.url
-    server.stop()
-
-
-@pytest.fixture
-async def outbox(pg_url: str) -> AsyncIterator[Outbox]:
-    db = Database(make_pool(Settings.from_env({"DATABASE_URL": pg_url})))
-    yield Outbox(db)
-    await db.close()
 
 
 class DeletingSlackReply(SlackReply):

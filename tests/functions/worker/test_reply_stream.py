@@ -1,0 +1,255 @@
+"""Answers streamed with Slack's native streaming, through the real client into Slack's fake.
+
+No model here: the answer's text is chosen, and the clock is the test's, so each call the reply
+makes can be named. The fake keeps what each message shows, refuses to edit a message that is
+still streaming, and refuses to append to one that is not.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from functions.messaging import PlatformError
+from functions.slack import client as slack_client
+from functions.slack.client import SlackClient, SlackReply
+from functions.worker.reply import ProgressiveReply
+from shared.outbox import Outbox
+from shared.settings import Secret
+from tests.fakes.slack_api import BOT_TOKEN, TEAM_ID, Call, FakeSlack
+
+THREAD = "1718000000.000001"
+ASKER = "U02ALICE1"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Thread:
+    """One fresh channel's thread: its reply channel, and what the fake shows and was sent."""
+
+    def __init__(self, fake: FakeSlack, url: str, http: httpx.AsyncClient, *,
+                 channel: str | None = None, **reply_to: str) -> None:
+        self.fake = fake
+        self.url = url
+        self.channel = channel or f"C{uuid.uuid4().hex[:8].upper()}"
+        self.reply_to = {"channel": self.channel, "thread_ts": THREAD, "user": ASKER,
+                         "team": TEAM_ID, **reply_to}
+        self.client = SlackClient(url, Secret(BOT_TOKEN), http)
+
+    def reply_channel(self) -> SlackReply:
+        return self.client.reply_channel({k: v for k, v in self.reply_to.items() if v})
+
+    def shown(self) -> list[str]:
+        return [m["text"] for (c, _), m in sorted(self.fake.messages.items())
+                if c == self.channel]
+
+    def calls(self) -> list[Call]:
+        return [c for c in self.fake.calls if c.json and c.json.get("channel") == self.channel]
+
+    def methods(self) -> list[str]:
+        return [c.method.removeprefix("chat.") for c in self.calls()]
+
+    def streaming(self) -> bool:
+        return any(m.get("streaming") for (c, _), m in self.fake.messages.items()
+                   if c == self.channel)
+
+
+@pytest.fixture
+def thread(slack: tuple[FakeSlack, str], http: httpx.AsyncClient) -> Thread:
+    return Thread(*slack, http)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def progressive(channel: SlackReply, outbox: Outbox, clock: Clock,
+                delivery: str | None = None) -> ProgressiveReply:
+    return ProgressiveReply(channel, outbox, delivery or f"test:{uuid.uuid4().hex}",
+                            interval_s=1.0, first_after_s=0.5, clock=clock)
+
+
+async def grow(reply: ProgressiveReply, clock: Clock, words: list[str], step: float,
+               start: int = 1) -> None:
+    """Update ``reply`` with one more word every ``step`` seconds, from ``start`` words."""
+    for n in range(start, len(words) + 1):
+        await reply.update(" ".join(words[:n]))
+        clock.now += step
+
+
+WORDS = [f"palabra{n}" for n in range(40)]
+ANSWER = " ".join(WORDS)
+
+
+async def test_a_growing_answer_is_streamed_appended_once_a_second_and_stopped(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    await grow(reply, clock, WORDS, 0.25)  # 10 s of words
+    assert thread.streaming()
+    await reply.finish(ANSWER)
+    methods = thread.methods()
+    assert methods[0] == "startStream" and methods[-1] == "stopStream"
+    assert set(methods[1:-1]) == {"appendStream"}
+    assert 8 <= len(methods) - 2 <= 10  # ~10 s of growth: an append a second at most
+    start = thread.calls()[0].json
+    assert (start["thread_ts"], start["recipient_user_id"], start["recipient_team_id"]) == (
+        THREAD, ASKER, TEAM_ID)
+    assert not start["markdown_text"].endswith("…")  # a stream shows by itself it goes on
+    assert thread.shown() == [ANSWER] and not thread.streaming()
+    assert "chat.update" not in {c.method for c in thread.calls()}
+
+
+async def test_a_short_answer_is_posted_whole_not_streamed(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    await reply.update("Hola")
+    clock.now += 0.1
+    await reply.finish("Hola, ¿qué tal?")
+    assert thread.methods() == ["postMessage"]
+    assert thread.shown() == ["Hola, ¿qué tal?"]
+
+
+async def test_a_withdrawn_stream_is_stopped_then_edited_into_the_refusal(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    await grow(reply, clock, WORDS[:12], 0.25)
+    await reply.replace("I can't help with that.")
+    assert thread.methods()[-2:] == ["stopStream", "update"]
+    assert thread.shown() == ["I can't help with that."]
+    stop = thread.calls()[-2].json
+    assert "markdown_text" not in stop  # nothing more of the withdrawn text goes out
+
+
+async def test_a_second_run_stops_the_first_runs_stream_and_edits_it(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    delivery = f"test:{uuid.uuid4().hex}"
+    first = progressive(thread.reply_channel(), outbox, clock, delivery)
+    await grow(first, clock, WORDS[:8], 0.25)
+    assert thread.streaming()
+    # ...the model server goes away here; the job runs again later, from a new process:
+    second = progressive(thread.reply_channel(), outbox, clock, delivery)
+    await grow(second, clock, WORDS, 0.25)
+    await second.finish(ANSWER)
+    assert thread.shown() == [ANSWER] and not thread.streaming()
+    methods = thread.methods()
+    assert methods.count("startStream") == 1 and "postMessage" not in methods
+    # The second run edits: it stopped the open stream first, once.
+    assert methods[methods.index("update") - 1] == "stopStream"
+    assert methods.count("stopStream") == 1
+
+
+async def test_a_second_run_after_the_stream_was_stopped_still_edits(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    delivery = f"test:{uuid.uuid4().hex}"
+    first = progressive(thread.reply_channel(), outbox, clock, delivery)
+    await grow(first, clock, WORDS[:8], 0.25)
+    await first.finish("A first answer.")
+    second = progressive(thread.reply_channel(), outbox, clock, delivery)
+    await second.finish(ANSWER)  # Slack refuses to stop it again: that is fine
+    assert thread.shown() == [ANSWER]
+
+
+async def test_a_stream_slack_gave_up_on_is_edited_whole(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    fake = thread.fake
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    await grow(reply, clock, WORDS[:8], 0.25)
+    ts = next(ts for (c, ts) in fake.messages if c == thread.channel)
+    fake.messages[(thread.channel, ts)]["streaming"] = False  # expired on Slack's side
+    await grow(reply, clock, WORDS, 0.25, start=9)
+    await reply.finish(ANSWER)
+    assert thread.shown() == [ANSWER]
+    methods = thread.methods()
+    assert methods.count("startStream") == 1 and "postMessage" not in methods
+    assert "update" in methods
+
+
+async def test_a_rate_limited_append_waits_and_loses_nothing(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    fake = thread.fake
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    await grow(reply, clock, WORDS[:6], 0.25)  # started
+    fake.fail_next(1, mode="ratelimited", retry_after=3)
+    await grow(reply, clock, WORDS[:18], 0.25, start=7)  # refused at 1.5 s: none until 4.5
+    assert [c.method for c in thread.calls()].count("chat.appendStream") == 1
+    await grow(reply, clock, WORDS[:22], 0.25, start=19)  # 4.5 s and on: appended again
+    assert [c.method for c in thread.calls()].count("chat.appendStream") == 2
+    await reply.finish(ANSWER)
+    assert thread.shown() == [ANSWER]
+
+
+@pytest.mark.parametrize("error", ["method_not_supported_for_channel_type",
+                                   "missing_recipient_user_id", "ratelimited"])
+async def test_where_slack_will_not_stream_the_answer_is_posted_and_edited(
+    thread: Thread, clock: Clock, outbox: Outbox, error: str
+) -> None:
+    fake = thread.fake
+    if error == "ratelimited":
+        fake.fail_next(1, mode="ratelimited", retry_after=30)
+    else:
+        fake.refuse_streams = error
+    try:
+        reply = progressive(thread.reply_channel(), outbox, clock)
+        await grow(reply, clock, WORDS, 0.25)
+        await reply.finish(ANSWER)
+        assert thread.methods()[:2] == ["startStream", "postMessage"]
+        assert thread.calls()[1].json["text"].endswith(" …")  # marked as still growing
+        assert thread.shown() == [ANSWER]
+        assert thread.methods().count("update") >= 5  # edited as it grew
+        # A permanent refusal is remembered for the channel; a rate limit is not.
+        again = progressive(thread.reply_channel(), outbox, clock)
+        await grow(again, clock, WORDS[:6], 0.25)
+        await again.finish("Otra respuesta.")
+        assert thread.methods().count("startStream") == (2 if error == "ratelimited" else 1)
+    finally:
+        fake.refuse_streams = None
+        slack_client._stream_refused.pop(thread.channel, None)
+
+
+async def test_a_start_whose_answer_was_lost_is_not_posted_again(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    fake = thread.fake
+    thread.client = SlackClient(thread.url, Secret(BOT_TOKEN), httpx.AsyncClient(timeout=0.5))
+    fake.fail_next(1, mode="slow", delay_s=1.0)  # Slack starts it, but answers too late
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    delivery = reply._delivery
+    with pytest.raises(PlatformError) as raised:
+        await grow(reply, clock, WORDS[:6], 0.25)
+    assert raised.value.sent
+    again = progressive(thread.reply_channel(), outbox, clock, delivery)
+    await grow(again, clock, WORDS, 0.25)
+    await again.finish(ANSWER)
+    await thread.client._http.aclose()
+    assert [m for m in thread.methods() if m in ("startStream", "postMessage")] == [
+        "startStream"]
+
+
+async def test_who_may_be_offered_a_stream(slack: tuple[FakeSlack, str],
+                                           http: httpx.AsyncClient) -> None:
+    client = SlackClient(slack[1], Secret(BOT_TOKEN), http)
+    in_channel = {"channel": "C0CHANNEL1", "thread_ts": THREAD}
+    assert client.reply_channel({**in_channel, "user": ASKER, "team": TEAM_ID}).can_stream()
+    # A job queued before the asker was recorded: in a channel Slack needs them.
+    assert not client.reply_channel(in_channel).can_stream()
+    assert client.reply_channel({"channel": "D0DIRECT01", "thread_ts": THREAD}).can_stream()
+    assert not client.reply_channel({"channel": "D0DIRECT01"}).can_stream()  # no thread
+    assert not client.reply_channel({**in_channel, "user": ASKER, "team": TEAM_ID},
+                                    streaming=False).can_stream()  # CHARLA_SLACK_STREAMING=off
+
