@@ -239,8 +239,13 @@ class SlackReply:
         await self.client.append_stream(self.channel, _ts(ref), text)
 
     async def stop_stream(self, ref: str, text: str) -> None:
-        self._stopped.add(ref)  # tried: a stream that could not be stopped is not tried again
-        await self.client.stop_stream(self.channel, _ts(ref), text)
+        try:
+            await self.client.stop_stream(self.channel, _ts(ref), text)
+        except PlatformError as exc:
+            if not exc.sent and exc.permanent:
+                self._stopped.add(ref)  # stopped already or expired: nothing left to stop
+            raise
+        self._stopped.add(ref)
 
     def length(self, text: str) -> int:
         """Length after escaping: ``&`` becomes ``&amp;``, and Slack limits what it receives."""

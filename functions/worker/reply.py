@@ -28,6 +28,7 @@ from shared.outbox import Outbox
 
 MORE = " …"
 WITHDRAWN = "—"  # what a withdrawn answer's later parts say where they cannot be deleted
+STOP_WAIT_S = 30.0  # the longest Retry-After a stream's stop waits out in place
 
 
 @runtime_checkable
@@ -177,7 +178,7 @@ class ProgressiveReply:
                 self._streaming[part] = text
                 self._changed(part, text)
                 return
-            await channel.stop_stream(ref, text[len(streamed):] if grown else "")
+            await self._stop(channel, ref, text[len(streamed):] if grown else "")
         except PlatformError as exc:
             if not _refused(exc):
                 raise
@@ -193,6 +194,19 @@ class ProgressiveReply:
             return
         self._shown[part] = streamed
         await self._show_part(part, ref, text, final=final)
+
+    @staticmethod
+    async def _stop(channel: Streams, ref: str, text: str) -> None:
+        """Stop a stream. Stopping is what makes the message whole, so a rate-limited stop
+        waits the platform's Retry-After (up to :data:`STOP_WAIT_S`) and tries once more."""
+        try:
+            await channel.stop_stream(ref, text)
+        except PlatformError as exc:
+            wait = exc.retry_after or 1.0
+            if exc.sent or exc.status != 429 or wait > STOP_WAIT_S:
+                raise
+            await asyncio.sleep(wait)
+            await channel.stop_stream(ref, text)
 
     async def _post(self, part: int, text: str, *, final: bool = False) -> bool:
         """Post ``part`` unless the outbox says it was posted; True if this call posted it.

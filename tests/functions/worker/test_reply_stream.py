@@ -7,6 +7,7 @@ still streaming, and refuses to append to one that is not.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -192,6 +193,34 @@ async def test_a_rate_limited_append_waits_and_loses_nothing(
     assert [c.method for c in thread.calls()].count("chat.appendStream") == 2
     await reply.finish(ANSWER)
     assert thread.shown() == [ANSWER]
+
+
+async def test_a_rate_limited_stop_waits_and_stops(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    await grow(reply, clock, WORDS, 0.25)
+    thread.fake.fail_next(1, mode="ratelimited", retry_after=1)
+    started = time.monotonic()
+    await reply.finish(ANSWER)
+    assert time.monotonic() - started >= 0.9  # Slack's Retry-After, waited out in place
+    assert thread.methods()[-2:] == ["stopStream", "stopStream"]
+    assert thread.shown() == [ANSWER] and not thread.streaming()
+
+
+async def test_a_stop_still_rate_limited_leaves_the_job_to_try_again(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    delivery = f"test:{uuid.uuid4().hex}"
+    reply = progressive(thread.reply_channel(), outbox, clock, delivery)
+    await grow(reply, clock, WORDS, 0.25)
+    thread.fake.fail_next(3, mode="ratelimited", retry_after=0)
+    with pytest.raises(PlatformError) as raised:
+        await reply.finish(ANSWER)  # stop, stop again, then the edit's own stop: all refused
+    assert raised.value.status == 429  # a retry, with Slack's wait; not given up
+    again = progressive(thread.reply_channel(), outbox, clock, delivery)
+    await again.finish(ANSWER)
+    assert thread.shown() == [ANSWER] and not thread.streaming()
 
 
 @pytest.mark.parametrize("error", ["method_not_supported_for_channel_type",
