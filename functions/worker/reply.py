@@ -84,8 +84,10 @@ class ProgressiveReply:
         return bool(self._refs)
 
     async def update(self, text: str) -> None:
-        """The answer so far; posted or edited unless the last change is under a second old."""
-        if not text.strip():
+        """The answer so far; posted or edited unless the last change is under a second old.
+        Leading blanks go, as the whole answer's do (a stream can only grow at its end)."""
+        text = text.lstrip()
+        if not text:
             return
         if not self._refs:
             now = self._clock()

@@ -110,6 +110,18 @@ async def test_a_growing_answer_is_streamed_appended_once_a_second_and_stopped(
     assert "chat.update" not in {c.method for c in thread.calls()}
 
 
+async def test_leading_blanks_do_not_end_the_stream(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    for n in range(1, len(WORDS) + 1):  # the model's first token often starts with a blank
+        await reply.update("\n " + " ".join(WORDS[:n]))
+        clock.now += 0.25
+    await reply.finish(ANSWER)  # the whole answer, stripped
+    assert "update" not in thread.methods()
+    assert thread.shown() == [ANSWER]
+
+
 async def test_a_short_answer_is_posted_whole_not_streamed(
     thread: Thread, clock: Clock, outbox: Outbox
 ) -> None:
