@@ -29,8 +29,11 @@ VARIANTS = {
 def run(out: dict[str, Any], logdir: Path, keys: procs.Keys,
         database: Callable[[Path, str], tuple[Any, str]]) -> None:
     print("== bots end to end, privacy controls off and on (Slack, one at a time)", flush=True)
+    # Greedy sampling (the bots send no temperature): both stacks get the same answer, so
+    # the times compare the controls, not answers of different lengths.
     timings, _ = bots.alternating(logdir, keys, database, VARIANTS, rounds=ROUNDS,
-                                  per_round=PER_ROUND)
+                                  per_round=PER_ROUND,
+                                  gateway_env={"CHARLA_ENGINE_ARGS": "--temp 0"})
     out["privacy"] = {name: bots.summary(t) for name, t in timings.items()}
     out["privacy"]["ratio_whole_p50"] = (
         statistics.median(t.whole_ms for t in timings["on"])
@@ -40,10 +43,10 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys,
 def report_lines(data: dict[str, Any]) -> list[str]:
     lines = ["Slack event → reply seen by Slack, one conversation at a time, privacy controls off"
              " and on (alternating rounds):", "",
-             "| controls | n | first words p50 | whole answer p50 | whole p95 |",
-             "|---|---|---|---|---|"]
+             "| controls | n | first words p50 | whole answer p50 | whole p95 | length p50 |",
+             "|---|---|---|---|---|---|"]
     for name in VARIANTS:
         d = data[name]
         lines.append(f"| {name} | {d['n']} | {d['first_p50']:.0f} ms | {d['whole_p50']:.0f} ms"
-                     f" | {d['whole_p95']:.0f} ms |")
+                     f" | {d['whole_p95']:.0f} ms | {d.get('chars_p50', 0):.0f} chars |")
     return [*lines, "", f"Whole answer p50, on / off: {data['ratio_whole_p50']:.3f}."]
