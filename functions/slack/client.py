@@ -208,6 +208,7 @@ class SlackReply:
         self.recipient = recipient
         self.streaming = streaming
         self._stopped: set[str] = set()  # streamed refs this reply stopped
+        self._streamed = False  # whether this answer started as a stream (shown as Markdown)
 
     def can_stream(self) -> bool:
         """Whether to offer this answer as a stream: in a thread, in a DM or with the asker's
@@ -233,6 +234,7 @@ class SlackReply:
                     del _stream_refused[expired]
                 _stream_refused[self.channel] = now + STREAM_REFUSAL_S
             raise
+        self._streamed = True
         return STREAM_REF + ts
 
     async def append_stream(self, ref: str, text: str) -> None:
@@ -273,8 +275,9 @@ class SlackReply:
         await self.client.update(self.channel, _ts(ref), text)
 
     def sources(self, citations: list[str]) -> str:
-        """A numbered "Sources:" footer (the label in bold)."""
-        return plain_sources(citations, ("*", "*"))
+        """A numbered "Sources:" footer, the label in bold: Markdown's ``**`` in a streamed
+        answer, mrkdwn's ``*`` in a posted one."""
+        return plain_sources(citations, ("**", "**") if self._streamed else ("*", "*"))
 
 
 def _ts(ref: str) -> str:

@@ -294,3 +294,16 @@ async def test_who_may_be_offered_a_stream(slack: tuple[FakeSlack, str],
     assert not client.reply_channel({**in_channel, "user": ASKER, "team": TEAM_ID},
                                     streaming=False).can_stream()  # CHARLA_SLACK_STREAMING=off
 
+
+
+async def test_a_streamed_answer_marks_its_sources_in_markdown(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    channel = thread.reply_channel()
+    assert channel.sources(["a.pdf"]) == "*Sources:*\n[1] a.pdf"  # mrkdwn, as posted
+    reply = progressive(channel, outbox, clock)
+    await grow(reply, clock, WORDS[:8], 0.25)
+    footer = channel.sources(["a.pdf", "b.md"])
+    assert footer == "**Sources:**\n[1] a.pdf\n[2] b.md"  # the stream renders Markdown
+    await reply.finish(" ".join(WORDS[:8]) + "\n\n" + footer)
+    assert thread.shown()[0].endswith(footer)
