@@ -109,11 +109,14 @@ class Answerer:
     async def _verdict(self, exc: Exception, reply: ProgressiveReply, attempt: int,
                        last: bool) -> Exception:
         reason = _reason(exc)
-        if _permanent(exc):
-            return GiveUp(reason)
-        if last:
+        if last and not _permanent(exc):
             await self._apologize(reply)
             return GiveUp(f"{reason} (after {attempt} attempts)")
+        # The answer stops here: a stream it left open stops too, showing what it has (a
+        # retry edits it whole), instead of looking alive until the platform expires it.
+        await reply.end_streams()
+        if _permanent(exc):
+            return GiveUp(reason)
         return Retry(reason, max(self.backoff(attempt), _platform_wait(exc)))
 
     async def _answer(self, inbound: Inbound, channel: ReplyChannel,

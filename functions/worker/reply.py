@@ -18,6 +18,7 @@ platform's limit (functions/worker/split.py); while the answer grows, the last p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol, cast, runtime_checkable
@@ -115,6 +116,18 @@ class ProgressiveReply:
                 del self._refs[part]
             else:
                 await self._show_part(part, ref, WITHDRAWN, final=True)
+
+    async def end_streams(self) -> None:
+        """Stop the streams this answer left open, keeping what they show: it failed and
+        will be tried again (that run edits the message whole) or not at all. Best effort:
+        a stream that cannot be stopped now is stopped by the next run, or expires."""
+        channel = self._channel
+        for part in list(self._streaming):
+            ref = self._refs.get(part)
+            del self._streaming[part]
+            if ref is not None and isinstance(channel, Streams):
+                with contextlib.suppress(PlatformError):
+                    await channel.stop_stream(ref, "")
 
     def _streams(self, part: int) -> Streams | None:
         """The channel, when part ``part`` is (or would start as) a stream."""

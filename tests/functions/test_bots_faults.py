@@ -25,7 +25,8 @@ def outage(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
     target = urlsplit(gateway.url)
     switch = Switch(target.hostname or "127.0.0.1", target.port or 80)
     bots = start_bots(service_keys, switch.url, fresh_database(pg_url), redis_url,
-                      CHARLA_JOB_MAX_ATTEMPTS="4", CHARLA_JOB_BACKOFF="0.3")
+                      CHARLA_JOB_MAX_ATTEMPTS="4", CHARLA_JOB_BACKOFF="0.3",
+                      CHARLA_BOT_MAX_TOKENS="300")  # long enough to be cut mid-answer
     yield bots, switch
     bots.stop()
 
@@ -71,6 +72,37 @@ async def test_a_model_outage_is_waited_out_and_answered_once(
     switch.on = True
     [answer] = await answered(bots, body)
     assert answer != APOLOGY
+    [(state, attempts, _)] = bots.job_state("slack", body["event_id"])
+    assert state == "done" and attempts >= 2
+
+
+async def test_an_outage_mid_stream_ends_in_one_whole_message(
+    outage: tuple[Bots, Switch], http: httpx.AsyncClient
+) -> None:
+    bots, switch = outage
+    body = mention("Write a short poem about the sea, in four stanzas.")
+    ev = body["event"]
+    await bots.slack_event(http, body)
+    try:
+        # The answer is streaming to Slack when the way to the model server is cut.
+        await eventually(lambda: any(m.get("streaming") and m["text"].count("\n") >= 2
+                                     for (c, _), m in bots.slack.messages.items()
+                                     if c == ev["channel"]), timeout=60, every=0.01)
+        switch.on = False
+        await eventually(lambda: bots.job_state("slack", body["event_id"])[0][1] >= 2)
+        # Given up on for now, the stream was stopped, keeping the words it had shown.
+        [cut] = [m for (c, _), m in bots.slack.messages.items() if c == ev["channel"]]
+        assert not cut["streaming"] and cut["text"]
+    finally:
+        switch.on = True
+    [answer] = await answered(bots, body)
+    assert answer != APOLOGY
+    # One message: the stream the first attempt started, edited whole by a later attempt.
+    [start] = posts_in(bots, ev["channel"], ev["ts"])
+    assert start["method"] == "chat.startStream"
+    edits = [c.json["text"] for c in bots.slack.calls_to("chat.update")
+             if c.json["channel"] == ev["channel"]]
+    assert edits and edits[-1] == answer
     [(state, attempts, _)] = bots.job_state("slack", body["event_id"])
     assert state == "done" and attempts >= 2
 

@@ -307,3 +307,17 @@ async def test_a_streamed_answer_marks_its_sources_in_markdown(
     assert footer == "**Sources:**\n[1] a.pdf\n[2] b.md"  # the stream renders Markdown
     await reply.finish(" ".join(WORDS[:8]) + "\n\n" + footer)
     assert thread.shown()[0].endswith(footer)
+
+
+async def test_ending_the_streams_of_a_failed_answer_never_raises(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    delivery = f"test:{uuid.uuid4().hex}"
+    reply = progressive(thread.reply_channel(), outbox, clock, delivery)
+    await grow(reply, clock, WORDS[:8], 0.25)
+    thread.fake.fail_next(1, mode="server_error")
+    await reply.end_streams()  # Slack failed to stop it: the next run will
+    assert thread.streaming()
+    again = progressive(thread.reply_channel(), outbox, clock, delivery)
+    await again.finish(ANSWER)
+    assert thread.shown() == [ANSWER] and not thread.streaming()
