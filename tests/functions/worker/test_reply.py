@@ -15,7 +15,7 @@ import pytest
 
 from functions.discord.client import DiscordClient
 from functions.messaging import ReplyChannel, utf16_length
-from functions.slack.client import SlackClient
+from functions.slack.client import SlackClient, SlackReply
 from functions.telegram.client import TelegramClient
 from functions.worker.reply import ProgressiveReply
 from shared.outbox import Outbox
@@ -49,10 +49,12 @@ def fakes() -> Iterator[Fakes]:
 
 def channel(fakes: Fakes, http: httpx.AsyncClient, platform: str) -> tuple[ReplyChannel, Any]:
     """A reply channel on ``platform`` and a function that reads what the fake now shows."""
-    if platform == "slack":
+    if platform in ("slack", "slack-stream"):
         chan, thread = f"C{uuid.uuid4().hex[:8]}", "1718000000.000001"
+        # With the asker's ids a Slack channel streams the first part; without, it posts.
+        asker = {"user": "U02ALICE1", "team": "T0A1B2C3D"} if platform == "slack-stream" else {}
         reply = SlackClient(fakes.urls["slack"], Secret(BOT_TOKEN), http).reply_channel(
-            {"channel": chan, "thread_ts": thread})
+            {"channel": chan, "thread_ts": thread, **asker})
         return reply, lambda: [m["text"] for (c, _), m in sorted(fakes.slack.messages.items())
                                if c == chan]
     if platform == "telegram":
@@ -68,10 +70,11 @@ def channel(fakes: Fakes, http: httpx.AsyncClient, platform: str) -> tuple[Reply
     return reply, lambda: [fakes.discord.original(token), *fakes.discord.followups(token)]
 
 
-LIMITS = {"slack": (3000, len), "telegram": (4096, utf16_length), "discord": (2000, utf16_length)}
+LIMITS = {"slack": (3000, len), "slack-stream": (3000, len), "telegram": (4096, utf16_length),
+          "discord": (2000, utf16_length)}
 
 
-@pytest.mark.parametrize("platform", ["slack", "telegram", "discord"])
+@pytest.mark.parametrize("platform", ["slack", "slack-stream", "telegram", "discord"])
 @pytest.mark.parametrize("extra", [0, 1, 5000])
 async def test_answers_at_and_over_the_limit(fakes: Fakes, http: httpx.AsyncClient,
                                              outbox: Outbox, platform: str, extra: int) -> None:
@@ -92,6 +95,11 @@ async def test_answers_at_and_over_the_limit(fakes: Fakes, http: httpx.AsyncClie
     expected = {0: 1, 1: 2}.get(extra)
     assert len(parts) == expected if expected else len(parts) >= 2
     assert " ".join(parts).split() == text.split()  # every word, none cut, none added
+    if platform == "slack-stream":
+        assert isinstance(reply_channel, SlackReply)
+        assert next(c.method for c in fakes.slack.calls if c.json.get("channel") ==
+                reply_channel.channel) == "chat.startStream"
+        assert not any(m.get("streaming") for m in fakes.slack.messages.values())
 
 
 async def test_a_second_run_edits_what_the_first_posted(fakes: Fakes, http: httpx.AsyncClient,
