@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, cast, runtime_checkable
 
 from functions.messaging import PlatformError, ReplyChannel
@@ -29,7 +29,7 @@ from shared.outbox import Outbox
 
 MORE = " …"
 WITHDRAWN = "—"  # what a withdrawn answer's later parts say where they cannot be deleted
-STOP_WAIT_S = 30.0  # the longest Retry-After a stream's stop waits out in place
+FINAL_WAIT_S = 30.0  # the longest Retry-After a last edit or a stream's stop waits out in place
 
 
 @runtime_checkable
@@ -59,6 +59,24 @@ class Streams(Protocol):
 def _refused(exc: PlatformError) -> bool:
     """The platform said no, and did nothing: the same text may go another way."""
     return not exc.sent and (exc.permanent or exc.status == 429)
+
+
+def _rate_limited(exc: PlatformError) -> bool:
+    return not exc.sent and exc.status == 429
+
+
+async def _patiently(call: Callable[[], Awaitable[None]], *, final: bool) -> None:
+    """Run ``call``; when it is what makes an answer whole (``final``: the last edit, a
+    stream's stop) and the platform rate-limits it, wait its Retry-After (up to
+    :data:`FINAL_WAIT_S`) and run it once more, rather than fail the whole answer."""
+    try:
+        await call()
+    except PlatformError as exc:
+        wait = exc.retry_after or 1.0
+        if not final or not _rate_limited(exc) or wait > FINAL_WAIT_S:
+            raise
+        await asyncio.sleep(wait)
+        await call()
 
 
 class ProgressiveReply:
@@ -175,8 +193,20 @@ class ProgressiveReply:
             if not final:
                 return
             await asyncio.sleep(wait)
-        await self._channel.edit(ref, text, part)
+        try:
+            await _patiently(lambda: self._channel.edit(ref, text, part), final=final)
+        except PlatformError as exc:
+            if final or not _rate_limited(exc):
+                raise
+            self._wait_out(part, exc)  # an edit on the way: a later one shows the text
+            return
         self._changed(part, text)
+
+    def _wait_out(self, part: int, exc: PlatformError) -> None:
+        """Change part ``part`` again only after the platform's Retry-After (at least the
+        interval): an update in between is skipped, and the next change shows it."""
+        self._changed_at[part] = self._clock() - self._interval + max(
+            exc.retry_after or 0.0, self._interval)
 
     async def _stream_part(self, part: int, ref: str, text: str, *, final: bool) -> None:
         """Append what a streamed part gained; stop it when ``final``. Text that is not the
@@ -193,14 +223,13 @@ class ProgressiveReply:
                 self._streaming[part] = text
                 self._changed(part, text)
                 return
-            await self._stop(channel, ref, text[len(streamed):] if grown else "")
+            added = text[len(streamed):] if grown else ""
+            await _patiently(lambda: channel.stop_stream(ref, added), final=True)
         except PlatformError as exc:
             if not _refused(exc):
                 raise
-            if not final and exc.status == 429:
-                # Rate limited: an update after Slack's wait appends what this one could not.
-                self._changed_at[part] = self._clock() - self._interval + max(
-                    exc.retry_after or 0.0, self._interval)
+            if not final and _rate_limited(exc):
+                self._wait_out(part, exc)  # a later update appends what this one could not
                 return
             grown = False  # the stream is gone (expired, or given up on): edit it whole
         del self._streaming[part]
@@ -209,19 +238,6 @@ class ProgressiveReply:
             return
         self._shown[part] = streamed
         await self._show_part(part, ref, text, final=final)
-
-    @staticmethod
-    async def _stop(channel: Streams, ref: str, text: str) -> None:
-        """Stop a stream. Stopping is what makes the message whole, so a rate-limited stop
-        waits the platform's Retry-After (up to :data:`STOP_WAIT_S`) and tries once more."""
-        try:
-            await channel.stop_stream(ref, text)
-        except PlatformError as exc:
-            wait = exc.retry_after or 1.0
-            if exc.sent or exc.status != 429 or wait > STOP_WAIT_S:
-                raise
-            await asyncio.sleep(wait)
-            await channel.stop_stream(ref, text)
 
     async def _post(self, part: int, text: str, *, final: bool = False) -> bool:
         """Post ``part`` unless the outbox says it was posted; True if this call posted it.

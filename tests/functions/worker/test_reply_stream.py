@@ -226,9 +226,10 @@ async def test_a_stop_still_rate_limited_leaves_the_job_to_try_again(
     delivery = f"test:{uuid.uuid4().hex}"
     reply = progressive(thread.reply_channel(), outbox, clock, delivery)
     await grow(reply, clock, WORDS, 0.25)
-    thread.fake.fail_next(3, mode="ratelimited", retry_after=0)
+    thread.fake.fail_next(4, mode="ratelimited", retry_after=0)
     with pytest.raises(PlatformError) as raised:
-        await reply.finish(ANSWER)  # stop, stop again, then the edit's own stop: all refused
+        # Stop, stop again; then the edit's own stop, and once more: all refused.
+        await reply.finish(ANSWER)
     assert raised.value.status == 429  # a retry, with Slack's wait; not given up
     again = progressive(thread.reply_channel(), outbox, clock, delivery)
     await again.finish(ANSWER)
@@ -321,3 +322,34 @@ async def test_ending_the_streams_of_a_failed_answer_never_raises(
     again = progressive(thread.reply_channel(), outbox, clock, delivery)
     await again.finish(ANSWER)
     assert thread.shown() == [ANSWER] and not thread.streaming()
+
+
+# Rate limits on the post-then-edit path (a channel that does not stream: no asker's ids).
+
+async def test_a_rate_limited_edit_is_skipped_not_fatal(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    thread.reply_to["user"] = ""  # a channel job without the asker: posted and edited
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    await grow(reply, clock, WORDS[:8], 0.25)  # posted at 0.5 s, edited at 1.5 s
+    thread.fake.fail_next(1, mode="ratelimited", retry_after=3)
+    await grow(reply, clock, WORDS[:20], 0.25, start=9)  # 2.0 s: refused; none until 5.0 s
+    assert thread.methods().count("update") == 2
+    await grow(reply, clock, WORDS[:26], 0.25, start=21)  # 5.0 s and on: edited again
+    assert thread.methods().count("update") == 3
+    await reply.finish(ANSWER)
+    assert thread.methods()[0] == "postMessage" and thread.shown() == [ANSWER]
+
+
+async def test_a_rate_limited_last_edit_waits_and_edits(
+    thread: Thread, clock: Clock, outbox: Outbox
+) -> None:
+    thread.reply_to["user"] = ""
+    reply = progressive(thread.reply_channel(), outbox, clock)
+    await grow(reply, clock, WORDS, 0.25)
+    thread.fake.fail_next(1, mode="ratelimited", retry_after=1)
+    started = time.monotonic()
+    await reply.finish(ANSWER)
+    assert time.monotonic() - started >= 0.9  # Slack's Retry-After, waited out in place
+    assert thread.methods()[-2:] == ["update", "update"]
+    assert thread.shown() == [ANSWER]
