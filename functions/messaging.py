@@ -7,6 +7,8 @@ knows only these two shapes, never which platform asked.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -103,3 +105,25 @@ def plain_sources(citations: list[str], bold: tuple[str, str] = ("", "")) -> str
     lines = [f"{bold[0]}Sources:{bold[1]}"]
     lines += [f"[{n}] {citation}" for n, citation in enumerate(citations, 1)]
     return "\n".join(lines)
+
+
+class Refusals:
+    """Where a platform refused a way of answering (a Slack stream, a Telegram draft), keyed
+    by channel or chat: that way is not offered there again for ``for_s`` seconds. Per process,
+    and small: expired keys go whenever another is added."""
+
+    def __init__(self, for_s: float) -> None:
+        self.for_s = for_s
+        self._until: dict[Hashable, float] = {}
+
+    def refused(self, key: Hashable) -> bool:
+        return self._until.get(key, 0.0) > time.monotonic()
+
+    def remember(self, key: Hashable) -> None:
+        now = time.monotonic()
+        for expired in [k for k, until in self._until.items() if until <= now]:
+            del self._until[expired]
+        self._until[key] = now + self.for_s
+
+    def forget(self, key: Hashable) -> None:
+        self._until.pop(key, None)

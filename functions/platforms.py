@@ -58,7 +58,8 @@ class Platforms:
 
             assert s.telegram_bot_token is not None
             return TelegramClient(s.telegram_api_url, s.telegram_bot_token,
-                                  self.http).reply_channel(inbound.reply_to)
+                                  self.http).reply_channel(inbound.reply_to,
+                                                           streaming=s.telegram_streaming)
         from functions.discord.client import DiscordClient
 
         assert s.discord_application_id is not None

@@ -178,6 +178,8 @@ class Settings:
     telegram_bot_token: Secret | None = None
     telegram_secret_token: Secret | None = None
     telegram_api_url: str = "https://api.telegram.org"
+    # Show a private chat's answer as a draft while it is written (sendMessageDraft), then send it.
+    telegram_streaming: bool = True
     telegram_bot_username: str | None = None
     discord_public_key: str | None = None
     discord_application_id: str | None = None
@@ -303,6 +305,7 @@ class Settings:
             telegram_bot_token=r.secret("TELEGRAM_BOT_TOKEN"),
             telegram_secret_token=r.secret("TELEGRAM_SECRET_TOKEN"),
             telegram_api_url=_base_url(r.text("TELEGRAM_API_URL"), "https://api.telegram.org"),
+            telegram_streaming=r.choice("CHARLA_TELEGRAM_STREAMING", "on", ("on", "off")) == "on",
             telegram_bot_username=r.text("TELEGRAM_BOT_USERNAME"),
             discord_public_key=r.text("DISCORD_PUBLIC_KEY"),
             discord_application_id=r.text("DISCORD_APPLICATION_ID"),

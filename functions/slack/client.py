@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 import httpx
 
-from functions.messaging import PlatformError, plain_sources
+from functions.messaging import PlatformError, Refusals, plain_sources
 from shared.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ STREAM_REF = "stream:"
 
 # How long a channel whose stream Slack refused is answered by post-then-edit instead.
 STREAM_REFUSAL_S = 600.0
-_stream_refused: dict[str, float] = {}  # channel -> time.monotonic() until which to not stream
+stream_refusals = Refusals(STREAM_REFUSAL_S)  # by channel id
 
 
 def escape(text: str) -> str:
@@ -217,7 +216,7 @@ class SlackReply:
             return False
         if self.recipient is None and not self.channel.startswith("D"):
             return False
-        return _stream_refused.get(self.channel, 0.0) <= time.monotonic()
+        return not stream_refusals.refused(self.channel)
 
     async def start_stream(self, text: str) -> str:
         """Start the streamed message with ``text``; return its ref."""
@@ -229,10 +228,7 @@ class SlackReply:
             if not exc.sent and exc.permanent:
                 log.info("Slack refused to stream in a channel (%s); posting and editing there"
                          " for %.0f minutes", exc.message, STREAM_REFUSAL_S / 60)
-                now = time.monotonic()
-                for expired in [c for c, until in _stream_refused.items() if until <= now]:
-                    del _stream_refused[expired]
-                _stream_refused[self.channel] = now + STREAM_REFUSAL_S
+                stream_refusals.remember(self.channel)
             raise
         self._streamed = True
         return STREAM_REF + ts

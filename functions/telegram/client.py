@@ -9,11 +9,12 @@ here: a retried ``sendMessage`` can post twice, so the caller decides from ``Pla
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import httpx
 
-from functions.messaging import PlatformError, plain_sources, utf16_length
+from functions.messaging import PlatformError, Refusals, plain_sources, utf16_length
 from functions.telegram.verify import valid_secret
 from shared.logs import protect_http_logs
 from shared.settings import Secret
@@ -21,6 +22,10 @@ from shared.settings import Secret
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 4096  # sendMessage: "1-4096 characters after entities parsing"
+
+# How long a chat whose draft Telegram refused gets no drafts (the answer is posted and edited).
+DRAFT_REFUSAL_S = 600.0
+draft_refusals = Refusals(DRAFT_REFUSAL_S)  # by chat id
 
 # Raised before any byte of the request could reach Telegram: safe to send again.
 _NOT_SENT: tuple[type[Exception], ...] = (
@@ -112,6 +117,16 @@ class TelegramClient:
                 return
             raise
 
+    async def send_message_draft(self, chat_id: int, draft_id: int, text: str, *,
+                                 message_thread_id: int | None = None) -> None:
+        """Show ``text`` as the answer being written in a private chat: an ephemeral draft
+        (the same ``draft_id`` updates it, animated) that a sendMessage replaces.
+        https://core.telegram.org/bots/api#sendmessagedraft"""
+        body: dict[str, Any] = {"chat_id": chat_id, "draft_id": draft_id, "text": text}
+        if message_thread_id is not None:
+            body["message_thread_id"] = message_thread_id
+        await self.call("sendMessageDraft", body)
+
     async def send_chat_action(self, chat_id: int, action: str = "typing", *,
                                message_thread_id: int | None = None) -> None:
         """Show ``action`` (e.g. "typing") in the chat for about five seconds."""
@@ -150,28 +165,54 @@ class TelegramClient:
         """Stop webhook deliveries."""
         await self.call("deleteWebhook", {"drop_pending_updates": drop_pending_updates})
 
-    def reply_channel(self, reply_to: dict[str, Any]) -> TelegramReply:
-        """The chat (and forum topic) an answer goes to, from an Inbound's ``reply_to``."""
+    def reply_channel(self, reply_to: dict[str, Any], *,
+                      streaming: bool = True) -> TelegramReply:
+        """The chat (and forum topic) an answer goes to, from an Inbound's ``reply_to``;
+        ``streaming``: whether a private chat sees the answer as a draft while it is written."""
         chat_id, thread = reply_to.get("chat_id"), reply_to.get("message_thread_id")
         question = reply_to.get("reply_to_message_id")
         if not isinstance(chat_id, int):
             raise ValueError("Telegram reply_to needs an integer chat_id")
         return TelegramReply(self, chat_id=chat_id,
                              message_thread_id=thread if isinstance(thread, int) else None,
-                             reply_to_message_id=question if isinstance(question, int) else None)
+                             reply_to_message_id=question if isinstance(question, int) else None,
+                             streaming=streaming)
 
 
 class TelegramReply:
-    """A :class:`functions.messaging.ReplyChannel` into one Telegram chat or forum topic."""
+    """A :class:`functions.messaging.ReplyChannel` into one Telegram chat or forum topic.
+
+    In a private chat it also previews (:class:`~functions.worker.reply.Previews`): the answer
+    shows as a draft while it is written (``sendMessageDraft``), and goes out as one message
+    when it is whole. Where Telegram refuses drafts, the answer is posted and edited, and that
+    chat gets no drafts for :data:`DRAFT_REFUSAL_S`."""
 
     max_length: int = MAX_LENGTH
 
     def __init__(self, client: TelegramClient, *, chat_id: int, message_thread_id: int | None,
-                 reply_to_message_id: int | None) -> None:
+                 reply_to_message_id: int | None, streaming: bool = True) -> None:
         self.client = client
         self.chat_id = chat_id
         self.message_thread_id = message_thread_id
         self.reply_to_message_id = reply_to_message_id
+        self.streaming = streaming
+        self.draft_id = secrets.randbelow(2**31 - 1) + 1  # non-zero; one draft per answer
+
+    def can_preview(self) -> bool:
+        """Drafts are for private chats (a user's chat id is positive), unless refused lately."""
+        return self.streaming and self.chat_id > 0 and not draft_refusals.refused(self.chat_id)
+
+    async def preview(self, text: str) -> None:
+        """Show ``text`` as the draft of the answer."""
+        try:
+            await self.client.send_message_draft(self.chat_id, self.draft_id, text,
+                                                 message_thread_id=self.message_thread_id)
+        except PlatformError as exc:
+            if not exc.sent and exc.permanent:
+                log.info("Telegram refused a draft (%s); posting and editing in that chat for"
+                         " %.0f minutes", exc.message, DRAFT_REFUSAL_S / 60)
+                draft_refusals.remember(self.chat_id)
+            raise
 
     def length(self, text: str) -> int:
         """UTF-16 code units: an emoji outside the BMP counts two, as Telegram counts it."""

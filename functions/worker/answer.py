@@ -257,8 +257,8 @@ class Answerer:
 
 
 async def _keep_typing(channel: ReplyChannel, reply: ProgressiveReply) -> None:
-    """Show "typing…" until the first words are posted."""
-    while not reply.posted:
+    """Show "typing…" until the first words show (posted, streamed or as a draft)."""
+    while not reply.showing:
         try:
             await channel.typing()
         except PlatformError:

@@ -3,6 +3,10 @@
 "Early" is half a second after the first words: a short answer is then usually whole and
 goes out as one message, with no edit, while a long one still starts showing at once.
 
+Where the platform shows drafts (:class:`Previews`: Telegram's ``sendMessageDraft`` in a
+private chat), a growing answer shows as a draft, updated at most once a second, and is posted
+once, whole; an answer that outgrows one message, or a refused draft, is posted and edited.
+
 Where the platform streams natively (:class:`Streams`: Slack's ``chat.startStream``), a
 growing answer's first message is a stream instead: what the answer gains is appended, at most
 once a second, and the stream is stopped with the last words. Text that changes rather than
@@ -56,6 +60,17 @@ class Streams(Protocol):
         """End the streamed message ``ref``, adding ``text`` (possibly empty) first."""
 
 
+@runtime_checkable
+class Previews(Protocol):
+    """A reply channel that can show an answer as an ephemeral draft while it is written."""
+
+    def can_preview(self) -> bool:
+        """Whether to show this answer as a draft at all."""
+
+    async def preview(self, text: str) -> None:
+        """Show ``text`` as the draft; the answer's first post takes its place."""
+
+
 def _refused(exc: PlatformError) -> bool:
     """The platform said no, and did nothing: the same text may go another way."""
     return not exc.sent and (exc.permanent or exc.status == 429)
@@ -96,11 +111,18 @@ class ProgressiveReply:
         self._shown: dict[int, str] = {}
         self._changed_at: dict[int, float] = {}
         self._streaming: dict[int, str] = {}  # part -> what its open stream shows
+        self._previews = isinstance(channel, Previews) and channel.can_preview()
+        self._previewed = False  # a draft of this answer is showing
 
     @property
     def posted(self) -> bool:
         """Whether anything of this answer is on the platform (or may be)."""
         return bool(self._refs)
+
+    @property
+    def showing(self) -> bool:
+        """Whether the answer shows in the chat: posted, streaming or as a draft."""
+        return self.posted or self._previewed
 
     async def update(self, text: str) -> None:
         """The answer so far; posted or edited unless the last change is under a second old.
@@ -114,7 +136,32 @@ class ProgressiveReply:
                 self._first_words_at = now
             if now - self._first_words_at < self._first_after:
                 return
+            if self._previews and await self._preview(text):
+                return
         await self._show(self._parts(text, growing=True), final=False)
+
+    async def _preview(self, text: str) -> bool:
+        """Show the answer so far as a draft, at most once an interval; False when it is to be
+        posted instead (it outgrew one message, or the platform refused the draft)."""
+        channel = cast(Previews, self._channel)
+        if len(split_message(text, self._channel.max_length, self._channel.length)) > 1:
+            self._previews = False  # too long for one draft: post the parts as they fill
+            return False
+        if self._wait(0) > 0:
+            return True
+        try:
+            await channel.preview(text)
+        except PlatformError as exc:
+            if _rate_limited(exc):
+                self._wait_out(0, exc)  # the next draft after the platform's wait
+                return True
+            if _refused(exc):
+                self._previews = False
+                return False
+            # A draft that may not have arrived: it is ephemeral, the next one replaces it.
+        self._previewed = True
+        self._changed_at[0] = self._clock()
+        return True
 
     async def finish(self, text: str) -> None:
         """The whole answer: every part shown as it ends."""

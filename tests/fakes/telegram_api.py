@@ -47,6 +47,10 @@ class FakeTelegram:
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[int, int], str] = field(default_factory=dict)
     webhook: dict[str, Any] = field(default_factory=dict)
+    # (chat_id, draft_id) -> the draft's text; a message sent to the chat clears its drafts
+    drafts: dict[tuple[int, int], str] = field(default_factory=dict)
+    # When set, sendMessageDraft answers this 400 description (as where Telegram refuses).
+    refuse_drafts: str | None = None
 
     def __post_init__(self) -> None:
         head = self.token.partition(":")[0]
@@ -82,6 +86,8 @@ class FakeTelegram:
             self.calls.clear()
             self.messages.clear()
             self.webhook.clear()
+            self.drafts.clear()
+            self.refuse_drafts = None
 
     def called(self, method: str) -> list[Call]:
         """The recorded calls of Bot API ``method``, oldest first."""
@@ -136,6 +142,8 @@ class FakeTelegram:
         self._next_id += 1
         chat_id = body["chat_id"]
         self.messages[(chat_id, self._next_id)] = text
+        for key in [k for k in self.drafts if k[0] == chat_id]:
+            del self.drafts[key]  # the message takes the draft's place
         message: dict[str, Any] = {
             "message_id": self._next_id, "from": self.me(), "date": int(time.time()),
             "chat": {"id": chat_id, "type": "private" if int(chat_id) > 0 else "supergroup"},
@@ -161,6 +169,19 @@ class FakeTelegram:
         self.messages[key] = text
         return _ok({"message_id": key[1], "chat": {"id": key[0]}, "text": text,
                     "edit_date": int(time.time())})
+
+    def _send_message_draft(self, body: dict[str, Any]) -> JSONResponse:
+        chat_id, draft_id, text = body.get("chat_id"), body.get("draft_id"), body.get("text")
+        if self.refuse_drafts:
+            return _error(400, self.refuse_drafts)
+        if not isinstance(chat_id, int) or chat_id <= 0:
+            return _error(400, "Bad Request: drafts can be sent only to private chats")
+        if not isinstance(draft_id, int) or draft_id == 0:
+            return _error(400, "Bad Request: draft_id must be non-zero")
+        if not isinstance(text, str) or len(text.encode("utf-16-le")) // 2 > 4096:
+            return _error(400, "Bad Request: message is too long")
+        self.drafts[(chat_id, draft_id)] = text
+        return _ok(True)
 
     def _send_chat_action(self, body: dict[str, Any]) -> JSONResponse:
         if body.get("action") not in _ACTIONS:
@@ -199,6 +220,7 @@ _METHODS = {
     "sendMessage": FakeTelegram._send_message,
     "editMessageText": FakeTelegram._edit_message_text,
     "sendChatAction": FakeTelegram._send_chat_action,
+    "sendMessageDraft": FakeTelegram._send_message_draft,
     "getMe": FakeTelegram._get_me,
     "setWebhook": FakeTelegram._set_webhook,
     "getWebhookInfo": FakeTelegram._get_webhook_info,

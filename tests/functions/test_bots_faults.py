@@ -85,7 +85,7 @@ async def test_an_outage_mid_stream_ends_in_one_whole_message(
     await bots.slack_event(http, body)
     try:
         # The answer is streaming to Slack when the way to the model server is cut.
-        await eventually(lambda: any(m.get("streaming") and m["text"].count("\n") >= 2
+        await eventually(lambda: any(m.get("streaming") and len(m["text"]) >= 60
                                      for (c, _), m in bots.slack.messages.items()
                                      if c == ev["channel"]), timeout=60, every=0.01)
         switch.on = False

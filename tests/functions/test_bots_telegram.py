@@ -54,6 +54,21 @@ async def test_a_private_message_is_answered_with_typing_first(bots: Bots,
     assert bots.turns("telegram", str(chat))[0] == ("user", "Hola, ¿qué tal? 🙂")
 
 
+async def test_a_long_private_answer_shows_as_a_draft_then_goes_out_once(
+    bots: Bots, http: httpx.AsyncClient
+) -> None:
+    upd = update(text="Write a short poem about the sea.")
+    await bots.telegram_update(http, upd)
+    await done(bots, upd)
+    chat = upd["message"]["chat"]["id"]
+    drafts = sent_to(bots, chat, "sendMessageDraft")
+    assert drafts and len({d["draft_id"] for d in drafts}) == 1
+    [sent] = sent_to(bots, chat)  # one message, sent whole, never edited
+    assert not sent_to(bots, chat, "editMessageText")
+    assert sent["text"].startswith(drafts[-1]["text"].rstrip())
+    assert bots.turns("telegram", str(chat))[-1] == ("assistant", sent["text"])
+
+
 async def test_a_redelivered_update_gets_one_answer(bots: Bots, http: httpx.AsyncClient) -> None:
     upd = update(text="Say hello.")
     responses = await asyncio.gather(*(bots.telegram_update(http, upd) for _ in range(3)))

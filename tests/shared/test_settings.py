@@ -15,6 +15,8 @@ def test_defaults_follow_the_contract() -> None:
     assert s.rate_limit_storage == "memory://"
     assert s.slack_streaming is True
     assert Settings.from_env({"CHARLA_SLACK_STREAMING": "OFF"}).slack_streaming is False
+    assert s.telegram_streaming is True
+    assert Settings.from_env({"CHARLA_TELEGRAM_STREAMING": "off"}).telegram_streaming is False
 
 
 def test_model_server_port_moves_the_default_url() -> None:
@@ -45,6 +47,7 @@ def test_secrets_never_print() -> None:
         ("CHARLA_ENGINE", "magic", "one of"),
         ("CHARLA_MODEL_TIMEOUT", "-3", "positive"),
         ("CHARLA_SLACK_STREAMING", "yes", "one of"),
+        ("CHARLA_TELEGRAM_STREAMING", "drafts", "one of"),
     ],
 )
 def test_bad_values_say_which_setting(name: str, value: str, words: str) -> None:

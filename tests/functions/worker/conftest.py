@@ -1,5 +1,5 @@
 """Fixtures of the reply tests: the outbox on the embedded Postgres, Slack's fake, an HTTP
-client for the platform clients."""
+client for the platform clients, a clock the test moves."""
 
 from __future__ import annotations
 
@@ -35,3 +35,18 @@ def slack() -> Iterator[tuple[FakeSlack, str]]:
     server = ServerThread(fake.app).start()
     yield fake, server.url
     server.stop()
+
+
+class Clock:
+    """A clock that stands still until the test moves ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()

@@ -57,8 +57,9 @@ def channel(fakes: Fakes, http: httpx.AsyncClient, platform: str) -> tuple[Reply
             {"channel": chan, "thread_ts": thread, **asker})
         return reply, lambda: [m["text"] for (c, _), m in sorted(fakes.slack.messages.items())
                                if c == chan]
-    if platform == "telegram":
-        chat = int(uuid.uuid4().int % 10**9)
+    if platform in ("telegram", "telegram-draft"):
+        # A private chat (positive id) sees drafts while the answer grows; a group posts+edits.
+        chat = int(uuid.uuid4().int % 10**9) * (1 if platform == "telegram-draft" else -1)
         reply = TelegramClient(fakes.urls["telegram"], Secret(TG_TOKEN), http).reply_channel(
             {"chat_id": chat, "reply_to_message_id": 1})
         return reply, lambda: [t for (c, _), t in sorted(fakes.telegram.messages.items())
@@ -71,10 +72,11 @@ def channel(fakes: Fakes, http: httpx.AsyncClient, platform: str) -> tuple[Reply
 
 
 LIMITS = {"slack": (3000, len), "slack-stream": (3000, len), "telegram": (4096, utf16_length),
-          "discord": (2000, utf16_length)}
+          "telegram-draft": (4096, utf16_length), "discord": (2000, utf16_length)}
 
 
-@pytest.mark.parametrize("platform", ["slack", "slack-stream", "telegram", "discord"])
+@pytest.mark.parametrize("platform", ["slack", "slack-stream", "telegram", "telegram-draft",
+                                      "discord"])
 @pytest.mark.parametrize("extra", [0, 1, 5000])
 async def test_answers_at_and_over_the_limit(fakes: Fakes, http: httpx.AsyncClient,
                                              outbox: Outbox, platform: str, extra: int) -> None:

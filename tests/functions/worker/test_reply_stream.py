@@ -20,17 +20,10 @@ from functions.worker.reply import ProgressiveReply
 from shared.outbox import Outbox
 from shared.settings import Secret
 from tests.fakes.slack_api import BOT_TOKEN, TEAM_ID, Call, FakeSlack
+from tests.functions.worker.conftest import Clock
 
 THREAD = "1718000000.000001"
 ASKER = "U02ALICE1"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Thread:
@@ -66,11 +59,6 @@ class Thread:
 @pytest.fixture
 def thread(slack: tuple[FakeSlack, str], http: httpx.AsyncClient) -> Thread:
     return Thread(*slack, http)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 def progressive(channel: SlackReply, outbox: Outbox, clock: Clock,
@@ -261,7 +249,7 @@ async def test_where_slack_will_not_stream_the_answer_is_posted_and_edited(
         assert thread.methods().count("startStream") == (2 if error == "ratelimited" else 1)
     finally:
         fake.refuse_streams = None
-        slack_client._stream_refused.pop(thread.channel, None)
+        slack_client.stream_refusals.forget(thread.channel)
 
 
 async def test_a_start_whose_answer_was_lost_is_not_posted_again(
