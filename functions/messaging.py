@@ -7,10 +7,13 @@ knows only these two shapes, never which platform asked.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 ANSWER_JOB = "answer"  # the job kind a webhook queues and the worker answers
 FORGET_JOB = "forget"  # a person asked the bot to forget them (Slack: posted by the worker)
@@ -108,16 +111,25 @@ def plain_sources(citations: list[str], bold: tuple[str, str] = ("", "")) -> str
 
 
 class Refusals:
-    """Where a platform refused a way of answering (a Slack stream, a Telegram draft), keyed
-    by channel or chat: that way is not offered there again for ``for_s`` seconds. Per process,
-    and small: expired keys go whenever another is added."""
+    """Where a platform refused a way of answering (``what``: a Slack stream, a Telegram
+    draft), keyed by channel or chat: that way is not offered there again for ``for_s``
+    seconds. Per process, and small: expired keys go whenever another is added."""
 
-    def __init__(self, for_s: float) -> None:
+    def __init__(self, what: str, for_s: float) -> None:
+        self.what = what
         self.for_s = for_s
         self._until: dict[Hashable, float] = {}
 
     def refused(self, key: Hashable) -> bool:
         return self._until.get(key, 0.0) > time.monotonic()
+
+    def note(self, key: Hashable, exc: PlatformError) -> None:
+        """Remember ``key`` when ``exc`` is a refusal: answered, and for good (a rate limit or
+        a lost answer says nothing about whether the platform allows it there)."""
+        if not exc.sent and exc.permanent:
+            log.info("%s was refused (%s); posting and editing there for %.0f minutes",
+                     self.what, exc.message, self.for_s / 60)
+            self.remember(key)
 
     def remember(self, key: Hashable) -> None:
         now = time.monotonic()

@@ -42,7 +42,7 @@ STREAM_REF = "stream:"
 
 # How long a channel whose stream Slack refused is answered by post-then-edit instead.
 STREAM_REFUSAL_S = 600.0
-stream_refusals = Refusals(STREAM_REFUSAL_S)  # by channel id
+stream_refusals = Refusals("a Slack stream", STREAM_REFUSAL_S)  # by channel id
 
 
 def escape(text: str) -> str:
@@ -62,6 +62,15 @@ def message_body(text: str) -> dict[str, Any]:
         # A section needs at least one character; Slack answers no_text for an empty message.
         body["blocks"] = [{"type": "section", "text": {"type": "mrkdwn", "text": escaped}}]
     return body
+
+
+def _ts_of(data: dict[str, Any], method: str) -> str:
+    """The new message's ts from an ``ok`` answer of ``method``."""
+    ts = data.get("ts")
+    if not isinstance(ts, str) or not ts:
+        # Slack acted (ok: true) but we cannot refer to the message: do not send again.
+        raise PlatformError(f"Slack {method}: answer without ts", sent=True, status=200)
+    return ts
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -91,13 +100,7 @@ class SlackClient:
         payload = {"channel": channel, **message_body(text)}
         if thread_ts:
             payload["thread_ts"] = thread_ts
-        data = await self._call("chat.postMessage", payload)
-        ts = data.get("ts")
-        if not isinstance(ts, str) or not ts:
-            # Slack posted (ok: true) but we cannot refer to the message: do not post again.
-            raise PlatformError("Slack chat.postMessage: answer without ts", sent=True,
-                                status=200)
-        return ts
+        return _ts_of(await self._call("chat.postMessage", payload), "chat.postMessage")
 
     async def update(self, channel: str, ts: str, text: str) -> None:
         """Replace the text of the bot's message ``ts`` in ``channel`` (``chat.update``)."""
@@ -112,12 +115,7 @@ class SlackClient:
                                    "markdown_text": escape(text)}
         if recipient is not None:
             payload["recipient_user_id"], payload["recipient_team_id"] = recipient
-        data = await self._call("chat.startStream", payload)
-        ts = data.get("ts")
-        if not isinstance(ts, str) or not ts:
-            raise PlatformError("Slack chat.startStream: answer without ts", sent=True,
-                                status=200)
-        return ts
+        return _ts_of(await self._call("chat.startStream", payload), "chat.startStream")
 
     async def append_stream(self, channel: str, ts: str, text: str) -> None:
         """Add ``text`` (escaped) to the end of the streamed message ``ts``."""
@@ -225,10 +223,7 @@ class SlackReply:
             ts = await self.client.start_stream(self.channel, self.thread_ts, text,
                                                 recipient=self.recipient)
         except PlatformError as exc:
-            if not exc.sent and exc.permanent:
-                log.info("Slack refused to stream in a channel (%s); posting and editing there"
-                         " for %.0f minutes", exc.message, STREAM_REFUSAL_S / 60)
-                stream_refusals.remember(self.channel)
+            stream_refusals.note(self.channel, exc)
             raise
         self._streamed = True
         return STREAM_REF + ts

@@ -25,7 +25,7 @@ MAX_LENGTH = 4096  # sendMessage: "1-4096 characters after entities parsing"
 
 # How long a chat whose draft Telegram refused gets no drafts (the answer is posted and edited).
 DRAFT_REFUSAL_S = 600.0
-draft_refusals = Refusals(DRAFT_REFUSAL_S)  # by chat id
+draft_refusals = Refusals("a Telegram draft", DRAFT_REFUSAL_S)  # by chat id
 
 # Raised before any byte of the request could reach Telegram: safe to send again.
 _NOT_SENT: tuple[type[Exception], ...] = (
@@ -208,10 +208,7 @@ class TelegramReply:
             await self.client.send_message_draft(self.chat_id, self.draft_id, text,
                                                  message_thread_id=self.message_thread_id)
         except PlatformError as exc:
-            if not exc.sent and exc.permanent:
-                log.info("Telegram refused a draft (%s); posting and editing in that chat for"
-                         " %.0f minutes", exc.message, DRAFT_REFUSAL_S / 60)
-                draft_refusals.remember(self.chat_id)
+            draft_refusals.note(self.chat_id, exc)
             raise
 
     def length(self, text: str) -> int:

@@ -186,11 +186,11 @@ class ProgressiveReply:
         """Stop the streams this answer left open, keeping what they show: it failed and
         will be tried again (that run edits the message whole) or not at all. Best effort:
         a stream that cannot be stopped now is stopped by the next run, or expires."""
-        channel = self._channel
+        channel = cast(Streams, self._channel)  # only a Streams channel has open streams
         for part in list(self._streaming):
             ref = self._refs.get(part)
             del self._streaming[part]
-            if ref is not None and isinstance(channel, Streams):
+            if ref is not None:
                 with contextlib.suppress(PlatformError):
                     await channel.stop_stream(ref, "")
 
@@ -206,11 +206,15 @@ class ProgressiveReply:
     def _parts(self, text: str, *, growing: bool) -> list[str]:
         channel = self._channel
         parts = split_message(text, channel.max_length, channel.length)
-        last = len(parts) - 1
-        if growing and self._streams(last) is None and \
-                channel.length(parts[-1] + MORE) <= channel.max_length:
-            parts[-1] += MORE  # a stream shows by itself that more is coming
+        if growing and self._streams(len(parts) - 1) is None:
+            parts[-1] = self._growing(parts[-1])  # a stream shows by itself that more comes
         return parts
+
+    def _growing(self, text: str) -> str:
+        """``text`` marked as still growing, where the mark fits."""
+        channel = self._channel
+        fits = channel.length(text + MORE) <= channel.max_length
+        return text + MORE if fits else text
 
     async def _show(self, parts: list[str], *, final: bool) -> None:
         for part, text in enumerate(parts):
@@ -305,8 +309,7 @@ class ProgressiveReply:
                     if not _refused(exc):
                         raise
                     streams = None  # refused, nothing shown: post and edit instead
-                    if self._channel.length(text + MORE) <= self._channel.max_length:
-                        text += MORE  # as _parts marks a growing answer that is not a stream
+                    text = self._growing(text)
             if ref is None:
                 ref = await self._channel.post(text, part)
         except PlatformError as exc:

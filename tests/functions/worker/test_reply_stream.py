@@ -195,16 +195,20 @@ async def test_a_rate_limited_append_waits_and_loses_nothing(
     assert thread.shown() == [ANSWER]
 
 
-async def test_a_rate_limited_stop_waits_and_stops(
-    thread: Thread, clock: Clock, outbox: Outbox
+@pytest.mark.parametrize(("streamed", "last"), [(True, "stopStream"), (False, "update")],
+                         ids=["stop", "last edit"])
+async def test_what_makes_the_answer_whole_waits_out_a_rate_limit(
+    thread: Thread, clock: Clock, outbox: Outbox, streamed: bool, last: str
 ) -> None:
+    if not streamed:
+        thread.reply_to["user"] = ""  # a channel job without the asker: posted and edited
     reply = progressive(thread.reply_channel(), outbox, clock)
     await grow(reply, clock, WORDS, 0.25)
     thread.fake.fail_next(1, mode="ratelimited", retry_after=1)
     started = time.monotonic()
     await reply.finish(ANSWER)
     assert time.monotonic() - started >= 0.9  # Slack's Retry-After, waited out in place
-    assert thread.methods()[-2:] == ["stopStream", "stopStream"]
+    assert thread.methods()[-2:] == [last, last]
     assert thread.shown() == [ANSWER] and not thread.streaming()
 
 
@@ -327,17 +331,3 @@ async def test_a_rate_limited_edit_is_skipped_not_fatal(
     assert thread.methods().count("update") == 3
     await reply.finish(ANSWER)
     assert thread.methods()[0] == "postMessage" and thread.shown() == [ANSWER]
-
-
-async def test_a_rate_limited_last_edit_waits_and_edits(
-    thread: Thread, clock: Clock, outbox: Outbox
-) -> None:
-    thread.reply_to["user"] = ""
-    reply = progressive(thread.reply_channel(), outbox, clock)
-    await grow(reply, clock, WORDS, 0.25)
-    thread.fake.fail_next(1, mode="ratelimited", retry_after=1)
-    started = time.monotonic()
-    await reply.finish(ANSWER)
-    assert time.monotonic() - started >= 0.9  # Slack's Retry-After, waited out in place
-    assert thread.methods()[-2:] == ["update", "update"]
-    assert thread.shown() == [ANSWER]
