@@ -97,6 +97,17 @@ class Conversations:
         keys = self._db.keys
         return [(turn_text(keys, r, "q_"), turn_text(keys, r, "a_")) for r in rows]
 
+    async def answer_to(self, platform: str, key: str, delivery_id: str) -> str | None:
+        """The stored answer to delivery ``delivery_id``, if it was answered and stored."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT t.conversation_id, t.role, t.delivery_id, t.content, t.content_sealed"
+                " FROM turns t JOIN conversations c ON c.id = t.conversation_id"
+                " WHERE c.platform = %s AND c.key = %s AND t.delivery_id = %s"
+                " AND t.role = 'assistant'", (platform, key, delivery_id), binary=True)
+            row = await cur.fetchone()
+        return turn_text(self._db.keys, row) if row is not None else None
+
     async def exists(self, platform: str, key: str) -> bool:
         async with self._db.connection() as conn:
             cur = await conn.execute(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 from shared.crypto import KeyRing
 
@@ -84,3 +84,15 @@ class JobQueue(Protocol):
 
     async def wait(self, timeout_s: float) -> None:
         """Return when a job may have arrived, or after ``timeout_s``."""
+
+
+@runtime_checkable
+class Leases(Protocol):
+    """A queue whose taken jobs are taken for ``lease_s`` seconds only (Postgres's): a worker
+    renews the leases of the jobs it still runs, or another worker takes them again."""
+
+    @property
+    def lease_s(self) -> float: ...
+
+    async def renew(self, jobs: list[Job]) -> None:
+        """Extend the leases of ``jobs`` (those this worker still runs)."""

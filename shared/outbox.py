@@ -10,6 +10,7 @@ not posted again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from shared.db import Database
 
@@ -46,6 +47,23 @@ class Outbox:
             await conn.execute(
                 "UPDATE outbound_messages SET state = 'sent', ref = %s, updated_at = now()"
                 " WHERE delivery = %s AND part = %s", (ref, delivery, part))
+
+    async def parts(self, delivery: str) -> dict[int, str | None]:
+        """Every part recorded for ``delivery``: its platform id, or None while its post's
+        fate is unknown."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT part, state, ref FROM outbound_messages WHERE delivery = %s",
+                (delivery,))
+            rows = await cur.fetchall()
+        return {cast(int, r["part"]): str(r["ref"]) if r["state"] == "sent" else None for r in rows}
+
+    async def deleted(self, delivery: str, part: int) -> None:
+        """The part's message was deleted: a later, longer answer may post it afresh."""
+        async with self._db.connection() as conn:
+            await conn.execute(
+                "DELETE FROM outbound_messages WHERE delivery = %s AND part = %s",
+                (delivery, part))
 
     async def not_sent(self, delivery: str, part: int) -> None:
         """The platform refused the post: the part may be posted again."""

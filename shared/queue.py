@@ -22,6 +22,7 @@ from typing import Any, cast
 import psycopg
 from psycopg.types.json import Jsonb
 
+from shared import threads
 from shared.crypto import sealed_key_id
 from shared.db import Database
 from shared.errors import SealError
@@ -90,7 +91,10 @@ class PgQueue:
     """:class:`JobQueue` on the ``jobs`` table, shared by every process that uses the database.
 
     ``lease_s`` bounds how long a job stays taken: a worker that dies mid-job leaves it
-    ``running``, and once the lease has run out another worker takes it again.
+    ``running``, and once the lease has run out another worker takes it again. A live worker
+    renews the leases of the jobs it runs (:meth:`renew`), so a long answer is not taken
+    twice; and a job is ended only by the run that holds it (its ``attempts``), so a run that
+    lost its lease cannot end the run that took over.
     """
 
     def __init__(self, db: Database, *, lease_s: float = 300.0) -> None:
@@ -111,28 +115,37 @@ class PgQueue:
         return await self._batch.submit(_Delivery(dedup[0], dedup[1], kind, payload))
 
     async def _accept(self, batch: list[_Delivery]) -> set[tuple[str, str]]:
-        """Record deliveries and queue their jobs in one statement; return the keys that were
-        new. A delivery seen before (or twice in ``batch``) queues nothing more."""
+        """Record deliveries, queue their jobs and mark their Slack threads (shared/threads.py)
+        in one statement; return the keys that were new. A delivery seen before (or twice in
+        ``batch``) queues nothing more."""
         document = []
         for d in batch:
             # Sealed just before the write: a key rotated meanwhile is already in use.
             readable, sealed = seal_payload(self._db.keys, d.kind, d.payload)
+            thread = threads.mark(self._db.keys, d.payload)
             document.append({"platform": d.platform, "delivery_id": d.delivery_id,
                              "kind": d.kind, "payload": readable,
                              "sealed": base64.b64encode(sealed).decode() if sealed else None,
-                             "key_id": sealed_key_id(sealed) if sealed else None})
+                             "key_id": sealed_key_id(sealed) if sealed else None,
+                             "thread": base64.b64encode(thread).decode() if thread else None})
         async with self._db.connection() as conn:
             # The batch travels as one JSON document: one C-speed dump here, one parse there.
             cur = await conn.execute(
                 "WITH input AS (SELECT DISTINCT ON (platform, delivery_id) * FROM"
                 " jsonb_to_recordset(%s) AS t(platform text, delivery_id text, kind text,"
-                " payload jsonb, sealed text, key_id text)),"
+                " payload jsonb, sealed text, key_id text, thread text)),"
                 " accepted AS (INSERT INTO inbound_deliveries (platform, delivery_id)"
                 " SELECT platform, delivery_id FROM input ON CONFLICT DO NOTHING"
                 " RETURNING platform, delivery_id),"
                 " queued AS (INSERT INTO jobs (kind, payload, sealed, key_id)"
                 " SELECT i.kind, i.payload, decode(i.sealed, 'base64'), i.key_id"
-                " FROM input i JOIN accepted a USING (platform, delivery_id))"
+                " FROM input i JOIN accepted a USING (platform, delivery_id)),"
+                # The Slack thread of each question is known from now (shared/threads.py).
+                " marked AS (INSERT INTO slack_threads (digest)"
+                " SELECT DISTINCT decode(i.thread, 'base64') AS d"
+                " FROM input i JOIN accepted a USING (platform, delivery_id)"
+                " WHERE i.thread IS NOT NULL ORDER BY d"  # in order: no deadlock between two
+                " ON CONFLICT (digest) DO UPDATE SET asked_at = now())"
                 " SELECT platform, delivery_id FROM accepted",
                 (Jsonb(document),),
             )
@@ -158,7 +171,8 @@ class PgQueue:
             except SealError as exc:
                 # No attempt can open it: the job fails now, visible to operators.
                 log.error("job %s: payload does not open: %s", r["id"], exc)
-                await self._finish(Job(str(r["id"]), str(r["kind"]), {}, 0),
+                await self._finish(Job(str(r["id"]), str(r["kind"]), {},
+                                       cast(int, r["attempts"])),
                                    "UPDATE jobs SET state = 'failed', locked_until = NULL,"
                                    " last_error = %s, finished_at = now() WHERE id = %s",
                                    (str(exc)[:1000],))
@@ -167,9 +181,29 @@ class PgQueue:
                             queued_at=cast(datetime, r["created_at"])))
         return jobs
 
-    async def _finish(self, job: Job, sql: str, params: tuple[Any, ...]) -> None:
+    @property
+    def lease_s(self) -> float:
+        return self._lease_s
+
+    async def renew(self, jobs: list[Job]) -> None:
+        """Extend the leases of ``jobs``, still running, by another ``lease_s``."""
         async with self._db.connection() as conn:
-            await conn.execute(sql, (*params, int(job.id)))
+            await conn.execute(
+                "UPDATE jobs SET locked_until = now() + make_interval(secs => %s)"
+                " FROM unnest(%s::bigint[], %s::int[]) AS held(id, attempts)"
+                " WHERE jobs.id = held.id AND jobs.attempts = held.attempts"
+                " AND jobs.state = 'running'",
+                (self._lease_s, [int(j.id) for j in jobs], [j.attempts for j in jobs]))
+
+    async def _finish(self, job: Job, sql: str, params: tuple[Any, ...]) -> None:
+        """Run ``sql`` (ending ``WHERE id = %s``) on ``job``'s row, if this run still holds it:
+        after a lost lease another run took the job (``attempts`` went up), and it ends it."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(sql + " AND attempts = %s",
+                                     (*params, int(job.id), job.attempts))
+            if cur.rowcount == 0:
+                log.warning("job %s: not ended by attempt %d, another attempt holds it",
+                            job.id, job.attempts)
 
     async def complete(self, job: Job) -> None:
         await self._finish(job, "UPDATE jobs SET state = 'done', locked_until = NULL,"

@@ -191,6 +191,10 @@ class DiscordReply:
             return ORIGINAL
         return await self._client.followup(self._token, text)
 
+    def fixed_ref(self, part: int) -> str | None:
+        """Part 0 is the deferred answer, there from the start: filling it twice is an edit."""
+        return ORIGINAL if part == 0 else None
+
     async def edit(self, ref: str, text: str, part: int) -> None:
         """Replace the text of the deferred answer or of one follow-up."""
         if ref == ORIGINAL:

@@ -91,6 +91,12 @@ class Answerer:
         reply = ProgressiveReply(channel, self.outbox, f"{inbound.platform}:{inbound.delivery_id}",
                                  interval_s=interval, first_after_s=interval / 2)
         try:
+            stored = await self._stored(inbound)
+            if stored is not None:
+                # An earlier run answered and stored it, then stopped short of ending the job
+                # (a crash, a lost database): show that answer whole again, ask nothing anew.
+                await reply.finish(stored)
+                return
             await self._answer(inbound, channel, reply, asked_at)
         except PromptTooLong:
             await reply.finish(TOO_LONG)
@@ -109,15 +115,28 @@ class Answerer:
     async def _verdict(self, exc: Exception, reply: ProgressiveReply, attempt: int,
                        last: bool) -> Exception:
         reason = _reason(exc)
-        if last and not _permanent(exc):
-            await self._apologize(reply)
-            return GiveUp(f"{reason} (after {attempt} attempts)")
+        permanent = _permanent(exc)
+        if permanent and isinstance(exc, PlatformError):
+            # The platform refused for good (a revoked token, a channel gone): nothing more
+            # can be said there; a stream it left open stops, if it still can.
+            await reply.end_streams()
+            return GiveUp(reason)
+        if permanent or last:
+            # No attempt is left, or none could help (the model server refuses this request):
+            # the person is told, rather than left with silence or half an answer.
+            too_long = isinstance(exc, ModelServerError) and exc.status == 413
+            await self._apologize(reply, TOO_LONG if too_long else APOLOGY)
+            return GiveUp(reason if permanent else f"{reason} (after {attempt} attempts)")
         # The answer stops here: a stream it left open stops too, showing what it has (a
         # retry edits it whole), instead of looking alive until the platform expires it.
         await reply.end_streams()
-        if _permanent(exc):
-            return GiveUp(reason)
         return Retry(reason, max(self.backoff(attempt), _platform_wait(exc)))
+
+    async def _stored(self, inbound: Inbound) -> str | None:
+        if self.settings.conversation_retention_days == 0:
+            return None  # nothing is stored: nothing to find
+        return await self.conversations.answer_to(inbound.platform, inbound.conversation,
+                                                  inbound.delivery_id)
 
     async def _answer(self, inbound: Inbound, channel: ReplyChannel,
                       reply: ProgressiveReply, asked_at: datetime | None) -> None:
@@ -249,9 +268,9 @@ class Answerer:
             raise ModelServerError(502, recorder.error)
         return recorder.answer.strip()
 
-    async def _apologize(self, reply: ProgressiveReply) -> None:
+    async def _apologize(self, reply: ProgressiveReply, text: str = APOLOGY) -> None:
         try:
-            await reply.finish(APOLOGY)
+            await reply.finish(text)
         except (PlatformError, StorageError) as exc:
             log.warning("could not send the apology either: %s", _reason(exc))
 

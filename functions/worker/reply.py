@@ -44,6 +44,15 @@ class Deletes(Protocol):
 
 
 @runtime_checkable
+class FixedRefs(Protocol):
+    """A reply channel whose first post fills a message that already exists (Discord's
+    deferred answer): its ref is known before it is posted, and posting it again is an edit."""
+
+    def fixed_ref(self, part: int) -> str | None:
+        """Part ``part``'s ref before it is posted, when it has one."""
+
+
+@runtime_checkable
 class Streams(Protocol):
     """A reply channel that can also stream a message as it is written."""
 
@@ -164,8 +173,10 @@ class ProgressiveReply:
         return True
 
     async def finish(self, text: str) -> None:
-        """The whole answer: every part shown as it ends."""
-        await self._show(self._parts(text, growing=False), final=True)
+        """The whole answer: every part shown as it ends. Parts that an earlier, longer text
+        showed (this run's, or an earlier run's of this job) are withdrawn, as by
+        :meth:`replace`."""
+        await self._final(self._parts(text, growing=False))
 
     async def replace(self, text: str) -> None:
         """Withdraw the answer shown so far: ``text`` (one short message) takes its place.
@@ -173,14 +184,26 @@ class ProgressiveReply:
         The first message is edited into ``text`` (posted, if nothing was yet); the later
         parts of a long answer are deleted where the channel can, else edited into a dash.
         """
-        await self._show([text], final=True)
-        later = sorted((p, ref) for p, ref in self._refs.items() if p > 0 and ref is not None)
+        await self._final([text])
+
+    async def _final(self, parts: list[str]) -> None:
+        # An earlier run of this job may have shown more parts than this run has touched.
+        for part, ref in (await self._outbox.parts(self._delivery)).items():
+            self._refs.setdefault(part, ref or self._fixed_ref(part))
+        await self._show(parts, final=True)
+        later = sorted((p, ref) for p, ref in self._refs.items()
+                       if p >= len(parts) and ref is not None)
         for part, ref in later:
-            if isinstance(self._channel, Deletes):
+            if isinstance(self._channel, Deletes) and part not in self._streaming:
                 await self._channel.delete(ref, part)
+                await self._outbox.deleted(self._delivery, part)
                 del self._refs[part]
             else:
                 await self._show_part(part, ref, WITHDRAWN, final=True)
+
+    def _fixed_ref(self, part: int) -> str | None:
+        channel = self._channel
+        return channel.fixed_ref(part) if isinstance(channel, FixedRefs) else None
 
     async def end_streams(self) -> None:
         """Stop the streams this answer left open, keeping what they show: it failed and
@@ -297,8 +320,8 @@ class ProgressiveReply:
         claim = await self._outbox.claim(self._delivery, part)
         if not claim.new:
             # Posted by an earlier run of this job: edit it (or, if that post's fate is
-            # unknown, leave it rather than risk a second copy).
-            self._refs[part] = claim.ref
+            # unknown, leave it rather than risk a second copy, unless posting it is an edit).
+            self._refs[part] = claim.ref or self._fixed_ref(part)
             return False
         try:
             ref = None

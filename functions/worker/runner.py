@@ -9,13 +9,14 @@ worker takes nothing new, lets running jobs finish for a grace period, and puts 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from functions.worker.answer import GiveUp, Retry
 from shared.errors import CharlaError
-from shared.jobs import Job, JobQueue
+from shared.jobs import Job, JobQueue, Leases
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,31 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set."""
         log.info("worker started (%d at once)", self._concurrency)
+        renewing = asyncio.create_task(self._renew_leases(stop))
+        try:
+            await self._work(stop)
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+        log.info("worker stopped")
+
+    async def _renew_leases(self, stop: asyncio.Event) -> None:
+        """Every third of a lease, renew the leases of the jobs running here (a queue that
+        leases jobs: Postgres; on SQS the function's timeout bounds a run instead)."""
+        queue = self._queue
+        if not isinstance(queue, Leases):
+            return
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=queue.lease_s / 3)
+            jobs = list(self._running.values())
+            if jobs:
+                try:
+                    await queue.renew(jobs)
+                except CharlaError as exc:
+                    log.warning("could not renew the leases of running jobs: %s", exc)
+
+    async def _work(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             free = self._concurrency - len(self._running)
             jobs: list[Job] = []
@@ -55,7 +81,6 @@ class Worker:
                 continue  # more may be waiting
             await self._idle(stop, full=free <= 0 or len(jobs) == free)
         await self._drain()
-        log.info("worker stopped")
 
     async def _idle(self, stop: asyncio.Event, *, full: bool) -> None:
         """Wait for a new job, a free slot, or stop."""

@@ -11,9 +11,20 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from functions.worker.answer import APOLOGY
-from tests.conftest import Gateway, fresh_database, gateway_env, make_settings, start_gateway
+from functions.worker.answer import APOLOGY, TOO_LONG
+from tests.conftest import (
+    Gateway,
+    ServerThread,
+    fresh_database,
+    gateway_env,
+    make_settings,
+    start_gateway,
+)
 from tests.functions.bots import Bots, Switch, eventually, start_bots
 from tests.functions.test_bots_slack import answered, mention, posts_in, shown
 
@@ -158,3 +169,71 @@ async def test_a_person_over_their_budget_is_told_how_long_to_wait(
     assert told.startswith("You have used up your share") and "minute" in told
     [(state, attempts, _)] = stingy.job_state("slack", second["event_id"])
     assert (state, attempts) == ("done", 1)
+
+
+async def test_a_job_run_again_after_its_answer_was_stored_asks_nothing_anew(
+    outage: tuple[Bots, Switch], http: httpx.AsyncClient
+) -> None:
+    """A worker that stored the answer and died before ending the job: the job runs again
+    when its lease runs out. It shows the stored answer, without asking the model (here
+    unreachable) again or writing a second answer over the one already read."""
+    bots, switch = outage
+    body = mention("Say hello.")
+    await bots.slack_event(http, body)
+    [answer] = await answered(bots, body)
+    switch.on = False
+    try:
+        bots.rows("UPDATE jobs SET state = 'queued', run_at = now() WHERE"
+                  " payload->>'platform' = 'slack' AND payload->>'delivery_id' = %s"
+                  " RETURNING id", body["event_id"])
+        await eventually(lambda: bots.job_state("slack", body["event_id"])[0][:2]
+                         == ("done", 2), timeout=30)
+    finally:
+        switch.on = True
+    ev = body["event"]
+    assert shown(bots, ev["channel"], ev["ts"]) == [answer]
+    assert len(posts_in(bots, ev["channel"], ev["ts"])) == 1
+
+
+class RefusingModelServer:
+    """A model server that refuses every request with ``status`` (a bad service key: 401)."""
+
+    def __init__(self) -> None:
+        self.status = 401
+        self.app = Starlette(routes=[Route("/{path:path}", self._refuse,
+                                           methods=["GET", "POST"])])
+
+    async def _refuse(self, request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"error": {"message": "refused", "type": "invalid_request_error",
+                                       "code": None}}, status_code=self.status)
+
+
+@pytest.fixture(scope="module")
+def refused(service_keys: tuple[str, str], pg_url: str,
+            redis_url: str) -> Iterator[tuple[Bots, RefusingModelServer]]:
+    model = RefusingModelServer()
+    server = ServerThread(model.app).start()
+    bots = start_bots(service_keys, server.url, fresh_database(pg_url), redis_url)
+    yield bots, model
+    bots.stop()
+    server.stop()
+
+
+@pytest.mark.parametrize(("status", "told"), [(401, APOLOGY), (403, APOLOGY), (400, APOLOGY),
+                                               (413, TOO_LONG)])
+async def test_a_model_server_that_refuses_for_good_gets_one_short_reply(
+    refused: tuple[Bots, RefusingModelServer], http: httpx.AsyncClient, status: int, told: str
+) -> None:
+    """No attempt can help (the gateway refuses the service key, or the request): the job
+    fails at once, and the person is told rather than left with silence."""
+    bots, model = refused
+    model.status = status
+    body = mention("Say yes.")
+    await bots.slack_event(http, body)
+    await eventually(lambda: [s for s, *_ in bots.job_state("slack", body["event_id"])]
+                     == ["failed"], timeout=30)
+    ev = body["event"]
+    assert shown(bots, ev["channel"], ev["ts"]) == [told]
+    [(_, attempts, error)] = bots.job_state("slack", body["event_id"])
+    assert attempts == 1 and error is not None and str(status) in error

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from functions.worker.runner import Worker
 from shared import retention
 from shared.db import Database, make_pool
+from shared.jobs import Job
 from shared.queue import PgQueue
 from shared.settings import Settings
 from tests.conftest import fresh_database
@@ -100,6 +102,66 @@ async def test_a_job_whose_worker_died_is_taken_again_after_its_lease(db: Databa
     await asyncio.sleep(0.4)
     [again] = await q.claim(1)
     assert again.id == job.id and again.attempts == 2
+
+
+async def job_row(db: Database, job_id: str) -> tuple[str, int]:
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT state, attempts FROM jobs WHERE id = %s",
+                                 (int(job_id),))
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row["state"]), int(row["attempts"])
+
+
+async def test_a_run_that_lost_its_lease_cannot_end_the_run_that_took_over(
+    db: Database
+) -> None:
+    q = PgQueue(db, lease_s=0.3)
+    await q.enqueue("answer", {"x": 1})
+    [stale] = await q.claim(1)
+    await asyncio.sleep(0.4)
+    [live] = await q.claim(1)  # the lease ran out: another run took the job
+    await q.complete(stale)
+    await q.retry(stale, "late", 0)
+    await q.fail(stale, "late")
+    assert await job_row(db, live.id) == ("running", 2)
+    await q.complete(live)
+    assert await job_row(db, live.id) == ("done", 2)
+
+
+async def test_a_renewed_lease_keeps_the_job_taken(db: Database) -> None:
+    q = PgQueue(db, lease_s=0.3)
+    await q.enqueue("answer", {"x": 1})
+    [job] = await q.claim(1)
+    for _ in range(3):
+        await asyncio.sleep(0.2)
+        await q.renew([job])
+    assert await q.claim(1) == []
+
+
+async def test_the_worker_renews_the_leases_of_the_jobs_it_runs(db: Database) -> None:
+    """An answer that takes longer than the lease is not taken by a second worker."""
+    q, other = PgQueue(db, lease_s=0.3), PgQueue(db, lease_s=0.3)
+    await q.enqueue("answer", {"x": 1})
+    taken_twice: list[Job] = []
+    finished = asyncio.Event()
+
+    async def slow(job: Job, last: bool) -> None:
+        for _ in range(8):  # 0.8 s: more than two leases
+            await asyncio.sleep(0.1)
+            taken_twice.extend(await other.claim(1))
+        finished.set()
+
+    stop = asyncio.Event()
+    running = asyncio.create_task(Worker(q, slow, poll_s=0.05).run(stop))
+    await asyncio.wait_for(finished.wait(), timeout=10)
+    stop.set()
+    await running
+    await q.close()  # the worker listened for new jobs on a connection of its own
+    assert taken_twice == []
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT state, attempts FROM jobs")
+        assert [(r["state"], r["attempts"]) for r in await cur.fetchall()] == [("done", 1)]
 
 
 async def test_release_puts_a_job_back_without_counting_it(db: Database) -> None:

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from functions.discord.client import DiscordClient
-from functions.messaging import ReplyChannel, utf16_length
+from functions.messaging import PlatformError, ReplyChannel, utf16_length
 from functions.slack.client import SlackClient, SlackReply
 from functions.telegram.client import TelegramClient
-from functions.worker.reply import ProgressiveReply
+from functions.worker.reply import WITHDRAWN, ProgressiveReply
 from shared.outbox import Outbox
 from shared.settings import Secret
 from tests.conftest import ServerThread
@@ -135,3 +135,40 @@ async def test_edits_wait_for_the_interval(fakes: Fakes, http: httpx.AsyncClient
     now[0] += 5
     await reply.finish("One more, done.")
     assert shown() == ["One more, done."]
+
+
+@pytest.mark.parametrize("platform", ["slack", "slack-stream", "telegram", "discord"])
+@pytest.mark.parametrize("rerun", [False, True])
+async def test_parts_a_longer_text_showed_are_withdrawn_when_a_shorter_one_ends_it(
+    fakes: Fakes, http: httpx.AsyncClient, outbox: Outbox, platform: str, rerun: bool
+) -> None:
+    """The apology after a long answer was cut, or a shorter answer from the job's next run:
+    the first message says it, the rest of the old answer does not stay up beside it."""
+    limit, _length = LIMITS[platform]
+    long = ("The old answer goes on. " * limit)[:limit + 500]
+    reply_channel, shown = channel(fakes, http, platform)
+    delivery = f"test:{uuid.uuid4().hex}"
+    first = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0, first_after_s=0)
+    await first.update(long)
+    assert len(shown()) == 2
+    last = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0,
+                            first_after_s=0) if rerun else first
+    await last.finish("Sorry, I can't answer right now.")
+    assert shown() == ["Sorry, I can't answer right now.", WITHDRAWN]
+
+
+async def test_a_lost_fill_of_discords_deferred_answer_is_filled_by_the_next_run(
+    fakes: Fakes, http: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    """Filling the deferred answer is an edit: when its answer is lost, the next run fills it
+    again (before, the outbox's "fate unknown" kept it "thinking…" for good)."""
+    reply_channel, shown = channel(fakes, http, "discord")
+    delivery = f"test:{uuid.uuid4().hex}"
+    fakes.discord.fail_next(1, "drop")
+    first = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0, first_after_s=0)
+    with pytest.raises(PlatformError) as lost:
+        await first.update("The first try was cut")
+    assert lost.value.sent  # the request went out; Discord's answer never came
+    second = ProgressiveReply(reply_channel, outbox, delivery, interval_s=0, first_after_s=0)
+    await second.finish("The second try is whole.")
+    assert shown() == ["The second try is whole."]
