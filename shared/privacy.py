@@ -46,6 +46,8 @@ TABLES: dict[str, str] = {
     "inbound_deliveries": "none: platform delivery ids (and, on SQS, the send carrying each),"
                           " for de-duplication",
     "outbound_messages": "none: ids of messages posted, keyed by delivery id",
+    "slack_threads": "none: keyed digests of Slack threads the bot was asked in, so that"
+                     " replies there are answered without a mention",
     "collections": "none: knowledge-base collections",
     "documents": "none: the team's documents",
     "chunks": "none: passages of the team's documents",

@@ -7,7 +7,8 @@
   rows are deleted; 0 keeps the usage figures (and moderation events, which have no bodies)
   but no bodies.
 - Jobs, remembered deliveries and posted-message records (``CHARLA_JOB_RETENTION_DAYS``,
-  default 7), once finished.
+  default 7), once finished; the marks of Slack threads the bot was asked in (shared/threads.py)
+  that long after the thread's last question.
 - Forget records (digests of people who asked to be forgotten): 15 days.
 
 Every statement touches at most ``batch`` rows, by primary key, so a purge never holds long
@@ -87,6 +88,11 @@ def _rules(policy: Policy) -> list[tuple[_Rule, int]]:
                " - make_interval(days => %(days)s)",
                "DELETE FROM inbound_deliveries WHERE (platform, delivery_id) IN ({rows})",
                key="platform, delivery_id"), policy.job_days),
+        (_Rule("Slack thread marks",
+               "SELECT digest FROM slack_threads WHERE asked_at < now()"
+               " - make_interval(days => %(days)s)",
+               "DELETE FROM slack_threads WHERE digest IN ({rows})", key="digest"),
+         policy.job_days),
         (_Rule("forget records",
                "SELECT digest FROM forgotten WHERE forgotten_at < now()"
                " - make_interval(days => %(days)s)",

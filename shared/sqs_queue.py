@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared import aws
+from shared import aws, threads
 from shared.crypto import KeyRing
 from shared.dead_letters import DeadLetterError, DeadLetters
 from shared.errors import ConfigError, SealError, StorageError
@@ -231,8 +231,9 @@ class SqsQueue:
         Each delivery is recorded with the send that carries it, in one statement for the
         batch. A message that comes back (a retry, a redrive from the dead-letter queue) finds
         its own record and runs again; a copy finds another send's and is dropped, with a log
-        line. :class:`StorageError` if the database cannot say: the batch is then delivered
-        again.
+        line. The Slack thread of each question is marked in that statement too
+        (shared/threads.py): before it is answered, as the local queue does when it accepts it.
+        :class:`StorageError` if the database cannot say: the batch is then delivered again.
         """
         keyed = [job for job in jobs if job.delivery is not None]
         if not keyed:
@@ -244,15 +245,19 @@ class SqsQueue:
             assert job.delivery is not None
             owner.setdefault(job.delivery, job.sent_as)
         platforms, ids, messages = zip(*((p, d, m) for (p, d), m in owner.items()), strict=True)
+        marks = [m for job in keyed if (m := threads.mark(self.keys, job.payload))]
         async with self._db.connection() as conn:
             # DO UPDATE (a no-op) so that every row comes back, with whichever message owns it.
             cur = await conn.execute(
-                "INSERT INTO inbound_deliveries (platform, delivery_id, sent_as)"
+                "WITH marked AS (INSERT INTO slack_threads (digest)"
+                " SELECT DISTINCT d FROM unnest(%s::bytea[]) AS d ORDER BY d"
+                " ON CONFLICT (digest) DO UPDATE SET asked_at = now())"
+                " INSERT INTO inbound_deliveries (platform, delivery_id, sent_as)"
                 " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
                 " ON CONFLICT (platform, delivery_id) DO UPDATE"
                 " SET sent_as = inbound_deliveries.sent_as"
                 " RETURNING platform, delivery_id, sent_as",
-                (list(platforms), list(ids), list(messages)))
+                (marks, list(platforms), list(ids), list(messages)))
             rows = await cur.fetchall()
         recorded = {(str(r["platform"]), str(r["delivery_id"])): r["sent_as"] for r in rows}
         run: list[SqsJob] = []

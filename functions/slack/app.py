@@ -14,9 +14,18 @@ from starlette.responses import Response
 
 from functions.messaging import FORGET_JOB
 from functions.slack.payload import Ignored, UrlVerification, classify, forget_request
-from functions.webhooks import ok, parse_body, raw_body, unauthorized, webhooks
+from functions.webhooks import Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
 
 log = logging.getLogger(__name__)
+
+
+async def _asked_in(hooks: Webhooks, thread: str) -> bool:
+    """Whether the bot was asked in this thread: marked from the moment a question there is
+    accepted, not once it is answered (shared/threads.py)."""
+    # Loaded here: only a thread reply needs the database on the webhook's way.
+    from shared import threads
+
+    return await threads.known(hooks.db(), thread)
 
 
 async def slack_events(request: Request) -> Response:
@@ -38,8 +47,7 @@ async def slack_events(request: Request) -> Response:
     if event.direct and forget_request(inbound.text):
         await hooks.accept(inbound, FORGET_JOB)  # the worker forgets, then says so
         return ok()
-    if event.needs_existing_conversation and not await hooks.conversations().exists(
-            "slack", inbound.conversation):
+    if event.needs_existing_conversation and not await _asked_in(hooks, inbound.conversation):
         return ok()  # a thread Charla is not part of
     await hooks.accept(inbound)  # a retried event (X-Slack-Retry-Num) finds its id taken
     return ok()

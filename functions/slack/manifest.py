@@ -22,7 +22,7 @@ BOT_SCOPES = (
 )
 
 # app_mention for "@Charla ..." anywhere; message.* for DMs and for replies in threads where
-# Charla already answers (functions.slack.payload decides which to answer).
+# Charla was asked (functions.slack.payload decides which to answer).
 BOT_EVENTS = (
     "app_mention",
     "message.im",

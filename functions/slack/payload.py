@@ -1,8 +1,9 @@
 """What a verified Slack Events API delivery asks of Charla: pure functions over the JSON body.
 
 :func:`classify` sorts a delivery into a URL check to echo, a question to answer, or something
-to ignore. Messages from bots (including this one) and edits are ignored so that the bot never
-answers itself or another bot in a loop.
+to ignore. Messages from bots (including this one) are ignored so that the bot never answers
+itself or another bot in a loop, and edits so that an edited question is not answered twice. A
+message with files attached is answered by its text; the files are not read.
 https://api.slack.com/apis/events-api#callback-field
 """
 
@@ -29,8 +30,9 @@ class UrlVerification:
 class Question:
     """A message to answer.
 
-    ``needs_existing_conversation``: answer only if Charla already talks in this thread (a
-    thread reply that does not mention the bot must not pull it into every thread).
+    ``needs_existing_conversation``: answer only if Charla was asked in this thread
+    (shared/threads.py): a thread reply that does not mention the bot must not pull it into
+    every thread.
     """
 
     inbound: Inbound
@@ -110,13 +112,25 @@ def strip_mentions(text: str, user_id: str | None) -> str:
     return _mention(user_id).sub("", text).strip()
 
 
-def _from_a_bot(ev: dict[str, Any], bot_user: str | None) -> str | None:
-    """Why this event must not be answered as a person's message, or None."""
+# Subtypes that are still a person's new message: one with files attached (the files are not
+# read; its text is answered). Every other subtype is a bot, an edit, a deletion, a join...
+# https://api.slack.com/events/message/file_share
+_PERSON_SUBTYPES = frozenset({"file_share"})
+
+
+def _not_a_new_message(ev: dict[str, Any], bot_user: str | None) -> str | None:
+    """Why this event must not be answered as a person's new message, or None."""
     if "bot_id" in ev or "bot_profile" in ev:
         return "message from a bot"
     if "subtype" in ev:
-        # bot_message, message_changed, message_deleted, channel_join, thread_broadcast ...
-        return f"message subtype {_text(ev, 'subtype') or '?'}"
+        subtype = _text(ev, "subtype")
+        if subtype not in _PERSON_SUBTYPES:
+            # bot_message, message_changed, message_deleted, channel_join, thread_broadcast ...
+            return f"message subtype {subtype or '?'}"
+    if "edited" in ev:
+        # Editing a message that mentions the bot delivers app_mention again, under a new
+        # event_id, with ``edited`` and no subtype: the question was answered when first sent.
+        return "edited message (answered when it was first sent)"
     if bot_user is not None and ev.get("user") == bot_user:
         return "message from this bot itself"
     return None
@@ -139,7 +153,7 @@ def classify(body: dict[str, Any], *, bot_user: str | None = None) -> Classified
     if ev_type not in ("app_mention", "message"):
         return Ignored(f"event type {ev_type if isinstance(ev_type, str) else '?'}")
     bot_user = bot_user or bot_user_id(body)
-    if reason := _from_a_bot(ev, bot_user):
+    if reason := _not_a_new_message(ev, bot_user):
         return Ignored(reason)
 
     needs_existing = False
@@ -170,7 +184,8 @@ def _inbound(body: dict[str, Any], ev: dict[str, Any], bot_user: str | None) -> 
         return Ignored("event without event_id, team, channel, user or ts")
     text = strip_mentions(_text(ev, "text") or "", bot_user)
     if not text:
-        return Ignored("empty text")
+        # A file alone: the bot does not read files, and has no question to answer.
+        return Ignored("files without text" if ev.get("files") else "empty text")
     thread = _text(ev, "thread_ts") or ts
     return Inbound(
         platform=PLATFORM,

@@ -64,10 +64,11 @@ def _cut(units: bytes, start: int, end: int) -> str:
     return units[2 * start:2 * end].decode("utf-16-le", errors="replace")
 
 
-def _entities(message: dict[str, Any], kind: str) -> list[tuple[int, int]]:
-    """(offset, end) in UTF-16 units of each well-formed entity of type ``kind``."""
+def _entities(message: dict[str, Any], kind: str, field: str) -> list[tuple[int, int]]:
+    """(offset, end) in UTF-16 units of each well-formed entity of type ``kind`` in
+    ``message[field]`` (``entities`` of a text, ``caption_entities`` of a caption)."""
     spans = []
-    for entity in message.get("entities") or ():
+    for entity in message.get(field) or ():
         if not isinstance(entity, dict) or entity.get("type") != kind:
             continue
         offset, length = entity.get("offset"), entity.get("length")
@@ -107,7 +108,9 @@ def classify(update: dict[str, Any], *, bot_id: int,
 
     Private chats: every text message is a question. Groups: only messages that mention
     ``@bot_username``, reply to the bot, or start with ``/ask``. ``bot_username`` may be None
-    while it is unknown; then only replies and ``/ask`` count in groups.
+    while it is unknown; then only replies and ``/ask`` count in groups. A photo, document or
+    other media with a caption counts as its caption (the file itself is not read); media
+    without a caption, a sticker or a location has no text and is ignored.
     """
     message = update.get("message")
     if not isinstance(update.get("update_id"), int):
@@ -115,9 +118,14 @@ def classify(update: dict[str, Any], *, bot_id: int,
     if not isinstance(message, dict):
         kinds = sorted(key for key in update if key != "update_id")
         return Ignored(f"not a new message: {', '.join(kinds) or 'empty update'}")
-    text, chat, sender = message.get("text"), message.get("chat"), message.get("from")
+    chat, sender = message.get("chat"), message.get("from")
+    # A caption is the text of a photo, a document, a video...; its entities (a mention, a
+    # command) come in caption_entities. https://core.telegram.org/bots/api#message
+    source = "text" if "text" in message else "caption"
+    text = message.get(source)
     if not isinstance(text, str) or not text:
-        return Ignored("message without text")
+        return Ignored("message without text or caption")
+    entities = "entities" if source == "text" else "caption_entities"
     if not isinstance(chat, dict) or not isinstance(chat.get("id"), int):
         return Ignored("message without a chat")
     if not isinstance(sender, dict) or not isinstance(sender.get("id"), int):
@@ -136,9 +144,9 @@ def classify(update: dict[str, Any], *, bot_id: int,
     me = f"@{bot_username.lstrip('@')}".lower() if bot_username else None
 
     units = _utf16(text)
-    mentions = [s for s in _entities(message, "mention")
+    mentions = [s for s in _entities(message, "mention", entities)
                 if me is not None and _cut(units, *s).lower() == me]
-    commands = [s for s in _entities(message, "bot_command") if s[0] == 0]
+    commands = [s for s in _entities(message, "bot_command", entities) if s[0] == 0]
     asked = False
     if commands:
         name, _, target = _cut(units, *commands[0]).lstrip("/").partition("@")

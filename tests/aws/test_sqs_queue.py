@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared import aws as aws_api
+from shared import threads
 from shared.crypto import KeyRing
 from shared.db import Database, make_pool
 from shared.errors import StorageError
@@ -108,6 +109,23 @@ async def test_on_sqs_a_delivery_sent_twice_runs_once(db: Database, aws: Aws,
     # The same message back for a retry runs again; the copy in a batch of its own does not.
     assert await worker.first_deliveries([first]) == [first]
     assert await worker.first_deliveries([copy]) == []
+
+
+async def test_on_sqs_a_slack_thread_is_known_once_the_worker_records_its_question(
+    db: Database, aws: Aws, queues: Queues
+) -> None:
+    thread = f"T1:C{uuid.uuid4().hex[:8]}:1718000100.000200"
+    key = delivery()
+    sender = SqsQueue(queues.url, db.keys)  # a webhook's: no database, so no mark yet
+    await sender.enqueue("answer", {"platform": "slack", "delivery_id": key[1],
+                                    "conversation": thread, "text": "hi"}, dedup=key)
+    await sender.enqueue("answer", {"platform": "slack", "delivery_id": key[1],
+                                    "conversation": thread, "text": "hi"}, dedup=key)
+    jobs = received_jobs(aws, queues, db.keys)
+    assert not await threads.known(db, thread)
+    # Before the question is answered: a reply in the thread meanwhile is answered too.
+    assert len(await SqsQueue(queues.url, db.keys, db=db).first_deliveries(jobs)) == 1
+    assert await threads.known(db, thread)
 
 
 async def test_on_sqs_copies_in_concurrent_batches_run_once(db: Database, aws: Aws,

@@ -8,14 +8,16 @@ import html
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.conftest import Gateway, fresh_database
 from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, Call
-from tests.functions.bots import Bots, eventually
+from tests.functions.bots import Bots, eventually, start_bots
 
 EVENTS = Path(__file__).resolve().parents[1] / "events" / "slack"
 
@@ -38,6 +40,14 @@ def mention(text: str = "What is two plus two?", *, thread_ts: str | None = None
         ev["thread_ts"] = thread_ts
     else:
         ev.pop("thread_ts", None)
+    return body
+
+
+def follow_up(channel: str, thread: str, text: str) -> dict[str, Any]:
+    """A fresh reply in a channel thread, without a mention."""
+    body = copy.deepcopy(sample("message_thread_reply"))
+    body["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
+    body["event"].update(channel=channel, thread_ts=thread, ts=f"{time.time():.6f}", text=text)
     return body
 
 
@@ -111,14 +121,71 @@ async def test_a_mention_is_answered_in_its_thread_and_the_thread_goes_on(
         "user", "Name a colour of the sky.")
 
     # A follow-up in that thread, without a mention, continues the same conversation.
-    follow = copy.deepcopy(sample("message_thread_reply"))
-    follow["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
-    follow["event"].update(channel=channel, thread_ts=thread, ts=f"{time.time():.6f}",
-                           text="And at night?")
+    follow = follow_up(channel, thread, "And at night?")
     assert (await bots.slack_event(http, follow)).status_code == 200
     await eventually(lambda: len(bots.turns("slack", f"{TEAM_ID}:{channel}:{thread}")) == 4,
                      timeout=60)
     assert len(shown(bots, channel, thread)) == 2
+
+
+async def test_a_follow_up_sent_before_the_first_answer_is_stored_is_answered(
+    bots: Bots, http: httpx.AsyncClient
+) -> None:
+    first = mention("Name a fruit.")
+    assert (await bots.slack_event(http, first)).status_code == 200
+    channel, thread = first["event"]["channel"], first["event"]["ts"]
+    # At once: the first answer is still being written, and nothing of the thread is stored.
+    assert bots.turns("slack", f"{TEAM_ID}:{channel}:{thread}") == []
+    follow = follow_up(channel, thread, "And a vegetable?")
+    assert (await bots.slack_event(http, follow)).status_code == 200
+    assert bots.job_state("slack", follow["event_id"]), "the follow-up was dropped"
+    await answered(bots, first)
+    await answered(bots, follow)
+    assert len(shown(bots, channel, thread)) == 2
+
+
+@pytest.fixture
+def stateless_bots(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
+                   redis_url: str) -> Iterator[Bots]:
+    running = start_bots(service_keys, gateway.url, fresh_database(pg_url), redis_url,
+                         CHARLA_CONVERSATION_RETENTION_DAYS="0")
+    yield running
+    running.stop()
+
+
+async def test_a_thread_goes_on_where_no_conversation_is_kept(
+    stateless_bots: Bots, http: httpx.AsyncClient
+) -> None:
+    bots = stateless_bots
+    first = mention("Name a colour of the sky.")
+    await bots.slack_event(http, first)
+    await answered(bots, first)
+    channel, thread = first["event"]["channel"], first["event"]["ts"]
+    follow = follow_up(channel, thread, "And at night?")
+    assert (await bots.slack_event(http, follow)).status_code == 200
+    assert bots.job_state("slack", follow["event_id"]), "the follow-up was dropped"
+    await answered(bots, follow)
+    assert len(shown(bots, channel, thread)) == 2
+    assert bots.rows("SELECT count(*) FROM turns") == [(0,)]  # and still no history
+    # The mark names no thread: a keyed digest only (shared/threads.py).
+    [(mark,)] = bots.rows("SELECT digest FROM slack_threads")
+    assert thread.encode() not in bytes(mark) and channel.encode() not in bytes(mark)
+
+
+async def test_a_direct_message_with_a_file_is_answered_by_its_text(
+    bots: Bots, http: httpx.AsyncClient
+) -> None:
+    body = copy.deepcopy(sample("message_im_file_share"))
+    ts = f"{time.time():.6f}"
+    body["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
+    body["event"].update(channel=f"D{uuid.uuid4().hex[:9].upper()}", ts=ts, event_ts=ts,
+                         text="What is two plus two?")
+    assert (await bots.slack_event(http, body)).status_code == 200
+    [answer] = await answered(bots, body)
+    assert answer.strip()
+    ev = body["event"]
+    assert bots.turns("slack", f"{TEAM_ID}:{ev['channel']}:{ts}")[0] == (
+        "user", "What is two plus two?")
 
 
 async def test_a_long_answer_is_streamed_to_the_asker(bots: Bots,
@@ -211,7 +278,7 @@ async def test_malformed_json_is_400_even_when_signed(bots: Bots, http: httpx.As
 
 
 @pytest.mark.parametrize("name", ["reaction_added", "message_bot_message", "message_from_self",
-                                  "message_changed"])
+                                  "message_changed", "app_mention_edited"])
 async def test_unknown_events_and_bots_get_200_and_no_answer(
     bots: Bots, http: httpx.AsyncClient, name: str
 ) -> None:

@@ -54,6 +54,20 @@ async def test_a_private_message_is_answered_with_typing_first(bots: Bots,
     assert bots.turns("telegram", str(chat))[0] == ("user", "Hola, ¿qué tal? 🙂")
 
 
+async def test_a_document_with_a_caption_is_answered_by_its_caption(
+    bots: Bots, http: httpx.AsyncClient
+) -> None:
+    upd = update("private_document_caption")
+    upd["message"]["caption"] = "What is two plus two? The sum is in the file."
+    assert (await bots.telegram_update(http, upd)).status_code == 200
+    await done(bots, upd)
+    chat = upd["message"]["chat"]["id"]
+    [sent] = sent_to(bots, chat)
+    assert sent["reply_parameters"]["message_id"] == upd["message"]["message_id"]
+    assert bots.turns("telegram", str(chat))[0] == (
+        "user", "What is two plus two? The sum is in the file.")
+
+
 async def test_a_long_private_answer_shows_as_a_draft_then_goes_out_once(
     bots: Bots, http: httpx.AsyncClient
 ) -> None:

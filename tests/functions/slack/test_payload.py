@@ -46,9 +46,10 @@ IGNORED = {
     "message_from_self.json": "bot",
     "message_channel_join.json": "channel_join",
     "reaction_added.json": "reaction_added",
+    "app_mention_edited.json": "edited",
 }
 ANSWERED = {"app_mention_channel.json", "app_mention_thread.json", "app_mention_unicode.json",
-            "message_im.json", "message_thread_reply.json"}
+            "message_im.json", "message_im_file_share.json", "message_thread_reply.json"}
 
 
 def test_every_sample_event_has_an_expectation() -> None:
@@ -138,6 +139,62 @@ def test_any_subtype_is_ignored(subtype: str) -> None:
     assert subtype in result.reason
 
 
+def test_an_edited_mention_is_not_answered_again() -> None:
+    # Slack delivers app_mention again for an edit: a new event_id, `edited`, no subtype.
+    body = load("app_mention_edited.json")
+    assert body["event_id"] != load("app_mention_channel.json")["event_id"]
+    assert "subtype" not in body["event"]
+    assert classify(body) == Ignored("edited message (answered when it was first sent)")
+
+
+@pytest.mark.parametrize("name", ["message_im.json", "message_thread_reply.json",
+                                  "message_im_file_share.json"])
+def test_an_edited_message_of_any_kind_is_ignored(name: str) -> None:
+    body = load(name)
+    body["event"]["edited"] = {"user": ALICE, "ts": "1718000999.000000"}
+    result = classify(body)
+    assert isinstance(result, Ignored)
+    assert "edited" in result.reason
+
+
+def test_a_direct_message_with_a_file_is_answered_by_its_text() -> None:
+    result = question("message_im_file_share.json")
+    assert result.direct is True
+    assert result.inbound.text == "The VPN client shows this error, what does it mean?"
+    # A file_share event may come without `team`: the envelope's names the workspace.
+    assert result.inbound.user == f"{TEAM}:{ALICE}"
+    assert result.inbound.reply_to == {"channel": DM, "thread_ts": "1718000700.000700",
+                                       "user": ALICE, "team": TEAM}
+
+
+def test_a_file_without_text_is_ignored() -> None:
+    body = load("message_im_file_share.json")
+    body["event"]["text"] = ""
+    assert classify(body) == Ignored("files without text")
+
+
+def test_a_mention_with_a_file_is_answered_by_its_text() -> None:
+    body = load("app_mention_channel.json")
+    body["event"].update(subtype="file_share", files=[{"id": "F07SCREEN1"}], upload=False)
+    result = classify(body)
+    assert isinstance(result, Question)
+    assert result.inbound.text == "what is our on-call rotation this week?"
+
+
+def test_a_thread_reply_with_a_file_needs_an_existing_conversation() -> None:
+    body = load("message_thread_reply.json")
+    body["event"].update(subtype="file_share", files=[{"id": "F07SCREEN1"}], upload=False)
+    result = classify(body)
+    assert isinstance(result, Question)
+    assert result.needs_existing_conversation is True
+
+
+def test_a_file_shared_by_a_bot_is_ignored() -> None:
+    body = load("message_im_file_share.json")
+    body["event"]["bot_id"] = "B09DEPLOY1"
+    assert classify(body) == Ignored("message from a bot")
+
+
 def test_an_app_mention_from_another_bot_is_ignored() -> None:
     body = load("app_mention_channel.json")
     body["event"]["bot_id"] = "B09DEPLOY1"
@@ -207,7 +264,8 @@ def test_team_falls_back_to_the_events_team() -> None:
 
 
 @pytest.mark.parametrize("change", ["no event_id", "no user", "no channel", "event not a dict",
-                                    "text not a string", "unknown envelope"])
+                                    "text not a string", "subtype not a string",
+                                    "unknown envelope"])
 def test_malformed_deliveries_are_ignored_not_raised(change: str) -> None:
     body = copy.deepcopy(load("message_im.json"))
     if change == "no event_id":
@@ -220,6 +278,8 @@ def test_malformed_deliveries_are_ignored_not_raised(change: str) -> None:
         body["event"] = ["message"]
     elif change == "text not a string":
         body["event"]["text"] = {"oops": 1}
+    elif change == "subtype not a string":
+        body["event"]["subtype"] = ["file_share"]
     else:
         body["type"] = "app_rate_limited"
     assert isinstance(classify(body), Ignored)

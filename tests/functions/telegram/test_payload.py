@@ -41,7 +41,8 @@ def test_every_sample_is_used() -> None:
             "command_start", "command_help_addressed", "command_reset", "group_ask",
             "command_other_bot", "edited_message", "message_from_bot", "photo_without_caption",
             "forum_topic_message", "forum_topic_unaddressed", "unicode_emoji", "channel_post",
-            "callback_query", "my_chat_member"}
+            "callback_query", "my_chat_member", "group_photo_caption",
+            "private_document_caption"}
     assert {path.stem for path in EVENTS.glob("*.json")} == used
 
 
@@ -164,13 +165,59 @@ def test_a_command_later_in_the_text_is_just_text() -> None:
     ("channel_post", "channel_post"),
     ("callback_query", "callback_query"),
     ("my_chat_member", "my_chat_member"),
-    ("photo_without_caption", "without text"),
+    ("photo_without_caption", "without text or caption"),
     ("message_from_bot", "from a bot"),
 ])
 def test_updates_that_are_ignored(name: str, reason: str) -> None:
     result = run(name)
     assert isinstance(result, Ignored)
     assert reason in result.reason
+
+
+def test_a_document_with_a_caption_is_answered_by_its_caption() -> None:
+    result = run("private_document_caption")
+    assert isinstance(result, Question)
+    assert result.inbound.text == ("Why does the VPN client keep disconnecting? The log is"
+                                   " attached.")
+    assert result.inbound.reply_to == {"chat_id": 1111111111, "message_thread_id": None,
+                                       "reply_to_message_id": 21}
+
+
+def test_a_mention_in_a_photo_caption_addresses_the_bot_in_a_group() -> None:
+    # caption_entities count UTF-16 units like entities: the emoji before the mention is two.
+    result = run("group_photo_caption")
+    assert isinstance(result, Question)
+    assert result.inbound.text == "🔥 what does this error in the deploy log mean?"
+    assert result.inbound.reply_to["reply_to_message_id"] == 4110
+    # Without its caption_entities the caption does not mention the bot.
+    update = event("group_photo_caption")
+    del update["message"]["caption_entities"]
+    assert run(update) == Ignored("group message not addressed to the bot")
+
+
+def test_text_entities_do_not_address_a_caption() -> None:
+    update = event("group_photo_caption")
+    update["message"]["entities"] = update["message"].pop("caption_entities")
+    assert run(update) == Ignored("group message not addressed to the bot")
+
+
+def test_a_command_in_a_caption() -> None:
+    update = event("group_photo_caption")
+    update["message"].update(caption="/ask@charla_test_bot is this graph normal?",
+                             caption_entities=[{"offset": 0, "length": 20,
+                                                "type": "bot_command"}])
+    result = run(update)
+    assert isinstance(result, Question)
+    assert result.inbound.text == "is this graph normal?"
+    update["message"].update(caption="/reset", caption_entities=[
+        {"offset": 0, "length": 6, "type": "bot_command"}])
+    assert run(update) == Command("reset", GROUP, None, str(GROUP), "2222222222", "583920016")
+
+
+def test_an_empty_caption_is_ignored() -> None:
+    update = event("private_document_caption")
+    update["message"]["caption"] = ""
+    assert run(update) == Ignored("message without text or caption")
 
 
 def test_an_update_without_an_update_id_is_ignored() -> None:
