@@ -14,9 +14,9 @@ import json
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -27,9 +27,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from model_server.engines.base import ChatEngine, Embedder, EngineError, Usage
+from model_server.engines.base import ChatEngine, Embedder, EngineError, EngineTimeout, Usage
 from model_server.event_stream import DIRECT_SEND, EventStream
 from model_server.metrics import Metrics
+from shared.chat import Message, prompt_tokens
 from shared.errors import BadRequest
 from shared.http import (
     BearerTokenBackend,
@@ -119,44 +120,127 @@ async def chat_completions(request: Request) -> Response:
     # One model per gateway: like TGI and llama-server, any requested name is served by it
     # (clients hard-code names such as "tgi" or "dummy"); the answer's "model" says which.
     body = chat.engine_body(gw.engine.model, chat.max_tokens or gw.settings.max_tokens_cap)
-    usage = Usage()
+    charge = _Charge(gw, sub, chat.messages)
     started = time.perf_counter()
     if not chat.stream:
         gw.metrics.engine_enter(gw.engine.parallel)
+        # Not cancelled when the client hangs up: llama-server would go on writing a whole
+        # (not streamed) answer anyway, so the gateway waits for it and charges what it cost.
+        # (Reading whole answers as streams, to stop the engine then, cost the gateway five
+        # times the CPU per token: docs/benchmarks.md.)
         try:
-            result = await gw.engine.complete(body, usage)
+            result = await gw.engine.complete(body, charge.usage)
+            charge.engine_worked = True
+        except (EngineTimeout, asyncio.CancelledError):
+            charge.engine_worked = True  # it worked on the request until then
+            raise
         finally:
             gw.metrics.engine_leave(gw.engine.parallel)
-            _account(gw, sub, usage)
+            charge.settle()
         gw.metrics.chat_latency.observe(time.perf_counter() - started)
         return JSONResponse(result)
-    return await _start_stream(gw, sub, body, usage, chat.include_usage, started)
+    return await _start_stream(request, gw, body, charge, chat.include_usage, started)
 
 
-def _account(gw: Gateway, sub: str, usage: Usage) -> None:
-    gw.metrics.prompt_tokens.inc(usage.prompt_tokens)
-    gw.metrics.completion_tokens.inc(usage.completion_tokens)
-    gw.budget.charge(sub, usage.prompt_tokens + usage.completion_tokens)
+@dataclass
+class _Charge:
+    """What one chat request costs its user, charged once however it ends.
+
+    The engine's own usage when it reported it. When it did not (the answer was cut short: the
+    client left, a timeout, the engine failed mid-stream; or the engine never reports usage)
+    but the engine did work on the request, an estimate: the prompt by the project's
+    estimator, since the engine read all of it, plus the answer's tokens counted as they
+    passed. Else a user could spend the engine for free by hanging up before the end. The
+    tokens metrics count exactly what is charged.
+    """
+
+    gw: Gateway
+    sub: str
+    messages: list[Message]
+    usage: Usage = field(default_factory=Usage)
+    engine_worked: bool = False
+    _done: bool = False
+
+    def settle(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        usage = self.usage
+        if not usage.reported and self.engine_worked:
+            usage.settle(prompt_tokens(self.messages))
+            self.gw.metrics.estimated_usage.inc()
+        self.gw.metrics.prompt_tokens.inc(usage.prompt_tokens)
+        self.gw.metrics.completion_tokens.inc(usage.completion_tokens)
+        self.gw.budget.charge(self.sub, usage.prompt_tokens + usage.completion_tokens)
+
+
+T = TypeVar("T")
+
+
+async def _while_connected(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None when the client hangs up first; ``work`` is then cancelled,
+    which drops the engine's stream, and llama-server stops at its next token.
+
+    The body has been read, so the next ASGI message is ``http.disconnect``: uvicorn sends it
+    when the connection closes, httpx's ASGITransport once the response is complete. Waiting
+    on ``receive`` wakes at once, where polling ``request.is_disconnected()`` would not.
+    """
+    job = asyncio.ensure_future(work)
+
+    async def hang_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hang_up())
+    try:
+        await asyncio.wait((job, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not job.done():
+            job.cancel()
+        await asyncio.wait((job, watcher))
+    if job.cancelled() and watcher.done() and not watcher.cancelled():
+        watcher.result()  # a failure to receive, if that ended it
+        return None
+    return job.result()  # the engine's error, if it failed
+
+
+def _client_left() -> Response:
+    """The answer to a caller that hung up: nobody reads it, but the metrics count it as 499,
+    nginx's "client closed request"."""
+    log.info("the client hung up before the answer; the engine's work on it was stopped")
+    return Response(status_code=499)
 
 
 async def _start_stream(
-    gw: Gateway, sub: str, body: dict[str, Any], usage: Usage, include_usage: bool,
+    request: Request, gw: Gateway, body: dict[str, Any], charge: _Charge, include_usage: bool,
     started: float,
 ) -> Response:
     """Wait for the first event before answering, so an engine failure gets a real status."""
     gw.metrics.engine_enter(gw.engine.parallel)
+    usage = charge.usage
     events = gw.engine.stream(body, usage, forward_usage=include_usage)
     try:
-        first = await asyncio.wait_for(anext(events), gw.settings.model_first_token_timeout_s)
+        first = await _while_connected(request, asyncio.wait_for(
+            anext(events), gw.settings.model_first_token_timeout_s))
     except BaseException as exc:
         gw.metrics.engine_leave(gw.engine.parallel)
         with contextlib.suppress(Exception):
             await events.aclose()  # type: ignore[attr-defined]
+        charge.engine_worked = isinstance(exc, (TimeoutError, asyncio.CancelledError))
+        charge.settle()
         if isinstance(exc, TimeoutError):
             raise EngineError("the engine did not start answering in time", 504) from None
         if isinstance(exc, StopAsyncIteration):
             raise EngineError("the engine closed the stream without answering") from None
         raise
+    if first is None:
+        gw.metrics.engine_leave(gw.engine.parallel)
+        with contextlib.suppress(Exception):
+            await events.aclose()  # type: ignore[attr-defined]
+        charge.engine_worked = True
+        charge.settle()
+        return _client_left()
     gw.metrics.first_token.observe(time.perf_counter() - started)
 
     async def relay() -> AsyncIterator[bytes]:
@@ -169,9 +253,15 @@ async def _start_stream(
             error = {"error": {"message": exc.message, "type": "engine_error"}}
             yield b"data: " + json.dumps(error).encode() + b"\n\n"
         finally:
+            # Reached however the stream ends: to its end, an engine failure, a cancellation
+            # when the client hangs up, or aclose() (GeneratorExit) by whoever stops reading.
             gw.metrics.engine_leave(gw.engine.parallel)
             gw.metrics.chat_latency.observe(time.perf_counter() - started)
-            _account(gw, sub, usage)
+            charge.engine_worked = True
+            charge.settle()
+            # The engine's stream too, which drops its connection if it is still open.
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
 
     return EventStream(relay())
 

@@ -29,6 +29,12 @@ class Metrics:
             "charla_tokens", "Tokens processed, by kind (prompt, completion, embedding).",
             ["kind"], registry=r,
         )
+        self.estimated_usage = Counter(
+            "charla_usage_estimated",
+            "Chat requests charged by estimate because the engine reported no usage (the "
+            "client left, a timeout, the engine failed mid-answer); the tokens counters hold "
+            "the estimates.", registry=r,
+        )
         self.inflight = Gauge(
             "charla_engine_inflight", "Requests being answered by the engine now.", registry=r,
         )

@@ -39,17 +39,42 @@ class EngineRejected(EngineError):
     status = 400
 
 
+# What a streamed delta with text carries: ``"content":"`` (answer) or ``"reasoning_content":"``.
+# Inside a JSON string a quote is escaped (``\"``), so no text in an answer can match it.
+_TEXT_DELTA = b'content":"'
+
+
 @dataclass
 class Usage:
-    """Token counts of one request, filled in as the engine reports them."""
+    """Token counts of one request, filled in as the engine reports them.
+
+    Engines report usage once, at the end (a stream's final chunk), so an answer cut short (the
+    client left, the engine failed) has none. For that case each engine counts what passes:
+    :attr:`counted` holds the streamed text deltas, about one token each (llama-server, TGI and
+    vLLM send one token per event), and :meth:`settle` turns the count and an estimate of the
+    prompt into the charge.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reported: bool = False
+    counted: int = 0
 
     def update(self, usage: Any) -> None:
         if isinstance(usage, dict):
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
+            self.reported = True
+
+    def count_deltas(self, events: bytes) -> None:
+        """Count the text deltas in server-sent events as they pass (one C-level scan)."""
+        self.counted += events.count(_TEXT_DELTA)
+
+    def settle(self, prompt_estimate: int) -> None:
+        """When the engine reported nothing: ``prompt_estimate`` and the deltas counted."""
+        if not self.reported:
+            self.prompt_tokens = prompt_estimate
+            self.completion_tokens = self.counted
 
 
 class ChatEngine(Protocol):
@@ -68,7 +93,11 @@ class ChatEngine(Protocol):
         """Whether the engine answers now."""
 
     async def complete(self, body: dict[str, Any], usage: Usage) -> dict[str, Any]:
-        """A whole ``chat.completion`` object for an OpenAI-style request body."""
+        """A whole ``chat.completion`` object for an OpenAI-style request body.
+
+        Cancelling it must stop the engine's work on the request. It fills ``usage`` as
+        :meth:`stream` does, counting the answer's deltas as they come.
+        """
 
     def stream(
         self, body: dict[str, Any], usage: Usage, *, forward_usage: bool
@@ -76,7 +105,8 @@ class ChatEngine(Protocol):
         """Server-sent events (``data: {...}\\n\\n`` ... ``data: [DONE]\\n\\n``) as they come.
 
         The engine fills ``usage`` from its final chunk; that chunk is only forwarded to the
-        caller when ``forward_usage`` is set (the caller asked for ``include_usage``).
+        caller when ``forward_usage`` is set (the caller asked for ``include_usage``). Until
+        then it counts the text deltas that pass (:meth:`Usage.count_deltas`).
         """
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -126,7 +126,7 @@ class InferenceClientEngine:
 
     async def stream(
         self, body: dict[str, Any], usage: Usage, *, forward_usage: bool
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         try:
             chunks = await self._client.chat_completion(
                 body["messages"], model=self.model, stream=True, **self._kwargs(body)
@@ -138,7 +138,9 @@ class InferenceClientEngine:
                     if not data.get("choices") and not forward_usage:
                         continue
                 data["model"] = self.model
-                yield b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+                event = b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+                usage.count_deltas(event)
+                yield event
         except EngineError:
             raise
         except Exception as exc:

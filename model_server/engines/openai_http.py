@@ -1,14 +1,15 @@
 """A thin proxy to the OpenAI-compatible engine on this host (llama.cpp's ``llama-server``).
 
 Streaming passes the engine's server-sent events through as they arrive, without decoding
-them: the gateway's cost per event is one bytes split. Only the final usage chunk is parsed.
+them: the gateway's cost per event is one bytes split and a count of its text deltas (the
+budget's fallback when no usage comes). Only the final usage chunk is parsed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from model_server.engines.base import (
@@ -88,7 +89,7 @@ class OpenAIHTTPProxy:
 
     async def stream(
         self, body: dict[str, Any], usage: Usage, *, forward_usage: bool
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         try:
             async with asyncio.timeout(self._read_timeout):
                 response = await self._post(body)
@@ -108,6 +109,7 @@ class OpenAIHTTPProxy:
                 *events, buffer = buffer.split(b"\n\n")
                 out = []
                 for event in events:
+                    usage.count_deltas(event)
                     usage_only = b'"usage":{' in event and self._is_usage_only(event, usage)
                     if usage_only and not forward_usage:
                         continue
@@ -115,6 +117,7 @@ class OpenAIHTTPProxy:
                 if out:
                     yield b"".join(out)
             if buffer.strip():
+                usage.count_deltas(buffer)
                 yield buffer + b"\n\n"
             finished = True
         except TimeoutError as exc:
