@@ -23,8 +23,6 @@ class StreamRecorder:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.error: str | None = None
-        # Sent right before ``data: [DONE]`` (a grounded answer's citations).
-        self.before_done = b""
 
     @property
     def answer(self) -> str:
@@ -48,8 +46,6 @@ class StreamRecorder:
         return self._out(rest) if rest.strip() and self._keep(rest) else b""
 
     def _out(self, event: bytes) -> bytes:
-        if self.before_done and event.strip() == b"data: [DONE]":
-            return self.before_done + event + b"\n\n"
         return event + b"\n\n"
 
     def _keep(self, event: bytes) -> bool:

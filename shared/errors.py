@@ -22,6 +22,10 @@ class InvalidToken(CharlaError):
 class BadRequest(CharlaError):
     """The caller sent something we cannot act on; the message is safe to show them."""
 
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param  # the request field at fault, for OpenAI's error ``param``
+
 
 class PromptTooLong(BadRequest):
     """The messages cannot fit the model's context window even after trimming old turns."""

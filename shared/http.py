@@ -79,8 +79,9 @@ def auth_error(conn: HTTPConnection, exc: AuthenticationError) -> JSONResponse:
 
 
 def json_error(status: int, message: str, kind: str, code: str | None = None,
-               headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, kind, code), status_code=status, headers=headers)
+               headers: dict[str, str] | None = None, param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, kind, code, param), status_code=status,
+                        headers=headers)
 
 
 class BodyTooLarge(BadRequest):
@@ -118,8 +119,9 @@ def subject_of(request: Request) -> str:
 # Lambda function's): a short JSON error, never a traceback.
 
 async def bad_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BadRequest)
     status = 413 if isinstance(exc, BodyTooLarge) else 400
-    return json_error(status, str(exc), "invalid_request_error")
+    return json_error(status, str(exc), "invalid_request_error", param=exc.param)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:

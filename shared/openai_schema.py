@@ -1,8 +1,13 @@
 """Validation of OpenAI-style chat requests, shared by the API and the model server's gateway.
 
 Both are trust boundaries, so both check; the checks are plain functions over dicts with
-messages that say exactly which field is wrong. Only the fields we pass on are kept: an
-unknown field is ignored, as OpenAI's own API does, but never forwarded to the engine.
+messages that say exactly which field is wrong (and name it in OpenAI's ``param``). A field
+asking for what we cannot give (tools, JSON mode, log probabilities, several choices, audio)
+is refused, never silently dropped, since the client would misread the answer. Any other field
+we do not use is ignored: OpenAI's hints to its own service (``user``, ``store``,
+``service_tier``...) and other engines' sampling knobs (``top_k``, ``min_p``), which clients
+written for llama.cpp or vLLM send, change nothing a client reads back. Only the fields we
+pass on ever reach the engine. ``null`` means unset.
 """
 
 from __future__ import annotations
@@ -18,6 +23,40 @@ from shared.errors import BadRequest
 MAX_MESSAGES = 1_000
 MAX_STOP_SEQUENCES = 4
 _ROLES = ("system", "user", "assistant", "developer", "tool")
+
+# OpenAI's fields that _check_unsupported refuses (unless harmless).
+_UNSUPPORTED = frozenset({
+    "tools", "functions", "tool_choice", "function_call", "response_format", "logprobs",
+    "top_logprobs", "logit_bias", "modalities", "audio", "prediction", "web_search_options",
+})
+
+
+def _refuse(what: str, name: str) -> BadRequest:
+    return BadRequest(f"{what} is not supported: remove '{name}' from the request", name)
+
+
+def _check_unsupported(body: dict[str, Any]) -> None:
+    """Refuse what asks for an answer we cannot give; the harmless values pass."""
+    for name, what in (("tools", "tool calling"), ("functions", "function calling")):
+        if body.get(name):  # null or [] asks for nothing
+            raise _refuse(what, name)
+    for name in ("tool_choice", "function_call"):
+        if body.get(name) not in (None, "none"):
+            raise _refuse("tool calling", name)
+    if body.get("response_format") not in (None, {"type": "text"}):
+        raise _refuse("a response format other than {\"type\": \"text\"}", "response_format")
+    if body.get("logprobs") not in (None, False):
+        raise _refuse("log probabilities", "logprobs")
+    if body.get("top_logprobs") is not None:
+        raise _refuse("log probabilities", "top_logprobs")
+    if body.get("logit_bias"):  # null or {} changes nothing
+        raise _refuse("logit bias", "logit_bias")
+    if body.get("modalities") not in (None, ["text"]):
+        raise _refuse("an output other than text", "modalities")
+    for name, what in (("audio", "audio output"), ("prediction", "predicted output"),
+                       ("web_search_options", "web search")):
+        if body.get(name) is not None:
+            raise _refuse(what, name)
 
 
 @dataclass
@@ -66,6 +105,10 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         value = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON ({exc.__class__.__name__})") from None
+    except ValueError:  # an integer over Python's limit on digits (sys.get_int_max_str_digits)
+        raise BadRequest("the request body holds a number with too many digits") from None
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply") from None
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")
     return value
@@ -79,38 +122,38 @@ def _content_text(content: Any, where: str) -> str:
         texts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text":
-                raise BadRequest(f"{where}: only text content parts are supported")
+                raise BadRequest(f"{where}: only text content parts are supported", "messages")
             text = part.get("text")
             if not isinstance(text, str):
-                raise BadRequest(f"{where}: a text part needs a string 'text'")
+                raise BadRequest(f"{where}: a text part needs a string 'text'", "messages")
             texts.append(text)
-        return "".join(texts)
+        return "\n".join(texts)
     if content is None:
-        raise BadRequest(f"{where}.content is required")
-    raise BadRequest(f"{where}.content must be a string or a list of text parts")
+        raise BadRequest(f"{where}.content is required", "messages")
+    raise BadRequest(f"{where}.content must be a string or a list of text parts", "messages")
 
 
 def _messages(value: Any) -> list[Message]:
     if not isinstance(value, list):
-        raise BadRequest("'messages' must be a list of messages")
+        raise BadRequest("'messages' must be a list of messages", "messages")
     if not value:
-        raise BadRequest("'messages' must not be empty")
+        raise BadRequest("'messages' must not be empty", "messages")
     if len(value) > MAX_MESSAGES:
-        raise BadRequest(f"'messages' holds more than {MAX_MESSAGES} messages")
+        raise BadRequest(f"'messages' holds more than {MAX_MESSAGES} messages", "messages")
     out: list[Message] = []
     for i, item in enumerate(value):
         where = f"messages[{i}]"
         if not isinstance(item, dict):
-            raise BadRequest(f"{where} must be an object with 'role' and 'content'")
+            raise BadRequest(f"{where} must be an object with 'role' and 'content'", "messages")
         role = item.get("role")
         if role not in _ROLES:
-            raise BadRequest(f"{where}.role must be one of {', '.join(_ROLES)}")
+            raise BadRequest(f"{where}.role must be one of {', '.join(_ROLES)}", "messages")
         if role == "tool":
-            raise BadRequest(f"{where}: tool messages are not supported")
+            raise BadRequest(f"{where}: tool messages are not supported", "messages")
         text = _content_text(item.get("content"), where)
         out.append({"role": "system" if role == "developer" else role, "content": text})
     if out[-1]["role"] == "assistant":
-        raise BadRequest("the last message must come from the user or the system")
+        raise BadRequest("the last message must come from the user or the system", "messages")
     return out
 
 
@@ -118,10 +161,12 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> float |
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadRequest(f"'{name}' must be a number")
+    # An int is compared as it is: float() of one with hundreds of digits overflows.
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or (isinstance(value, float) and not math.isfinite(value))):
+        raise BadRequest(f"'{name}' must be a number", name)
     if not low <= value <= high:
-        raise BadRequest(f"'{name}' must be between {low:g} and {high:g}")
+        raise BadRequest(f"'{name}' must be between {low:g} and {high:g}", name)
     return float(value)
 
 
@@ -130,9 +175,9 @@ def _integer(body: dict[str, Any], name: str, low: int, high: int) -> int | None
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"'{name}' must be a whole number")
+        raise BadRequest(f"'{name}' must be a whole number", name)
     if not low <= value <= high:
-        raise BadRequest(f"'{name}' must be between {low} and {high}")
+        raise BadRequest(f"'{name}' must be between {low} and {high}", name)
     return value
 
 
@@ -141,26 +186,32 @@ def _stop(value: Any) -> list[str]:
         return []
     stops = [value] if isinstance(value, str) else value
     if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-        raise BadRequest("'stop' must be a non-empty string or a list of them")
+        raise BadRequest("'stop' must be a non-empty string or a list of them", "stop")
     if len(stops) > MAX_STOP_SEQUENCES:
-        raise BadRequest(f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences")
+        raise BadRequest(f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences", "stop")
     return list(stops)
 
 
 def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int) -> ChatRequest:
     """Validate a chat completion request body; raise :class:`BadRequest` saying what is wrong."""
+    _check_unsupported(body)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
-        raise BadRequest("'model' must be a string")
-    stream = body.get("stream", False)
+        raise BadRequest("'model' must be a string", "model")
+    stream = body.get("stream")
+    if stream is None:
+        stream = False
     if not isinstance(stream, bool):
-        raise BadRequest("'stream' must be true or false")
+        raise BadRequest("'stream' must be true or false", "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
-        raise BadRequest("'stream_options' must be an object")
-    n = body.get("n", 1)
-    if n != 1:
-        raise BadRequest("only 'n': 1 is supported")
+        raise BadRequest("'stream_options' must be an object", "stream_options")
+    if options is not None and not stream:
+        raise BadRequest("'stream_options' is only allowed when 'stream' is true",
+                         "stream_options")
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise BadRequest("only 'n': 1 is supported (one choice per request)", "n")
     max_tokens = _integer(body, "max_completion_tokens", 1, max_tokens_cap)
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1, max_tokens_cap)
@@ -169,7 +220,7 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int) -> ChatRequ
     if collections is not None and not (
             isinstance(collections, list)
             and all(isinstance(c, str) and c for c in collections)):
-        raise BadRequest("'collections' must be a list of collection names")
+        raise BadRequest("'collections' must be a list of collection names", "collections")
     return ChatRequest(
         messages=_messages(body.get("messages")),
         model=model,
@@ -186,6 +237,8 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int) -> ChatRequ
     )
 
 
-def error_body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
-    """OpenAI's error shape, so OpenAI clients raise their usual exceptions."""
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+def error_body(message: str, kind: str, code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape, so OpenAI clients raise their usual exceptions; ``param`` names
+    the request field at fault."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}

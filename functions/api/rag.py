@@ -131,21 +131,34 @@ def dont_know_answer(grounding: Grounding, chat: ChatRequest, model: str) -> Res
     async def events() -> AsyncIterator[bytes]:
         yield chunk([{"index": 0, "delta": {"role": "assistant", "content": text},
                       "finish_reason": None}])
-        yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], citations=[])
         if chat.include_usage:
             yield chunk([], usage=usage)
-        yield citations_event(ident, model, [])
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
 
 
-def citations_event(ident: str | None, model: str, citations: list[dict[str, Any]]) -> bytes:
-    """The extra chunk a streamed grounded answer ends with, before ``[DONE]``."""
-    body = {"id": ident or f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model, "choices": [], "citations": citations}
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
+def with_citations(events: bytes, citations: list[dict[str, Any]]) -> bytes:
+    """``events`` (whole server-sent events) with ``citations`` added to the chunk that carries
+    the finish reason: a streamed grounded answer's citations ride on its last choice chunk,
+    since clients read ``chunk.choices[0]`` of every chunk but the usage one, and ignore fields
+    they do not know."""
+    parts = events.split(b"\n\n")
+    for i, event in enumerate(parts):
+        payload = event.strip().removeprefix(b"data:").strip()
+        if not payload.startswith(b"{") or b"finish_reason" not in payload:
+            continue
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            continue
+        if any(isinstance(c, dict) and c.get("finish_reason") for c in body.get("choices") or []):
+            body["citations"] = citations
+            parts[i] = b"data: " + json.dumps(body).encode()
+            return b"\n\n".join(parts)
+    return events
 
 
 async def list_collections(request: Request) -> Response:

@@ -7,6 +7,7 @@ ask the model server as ``api:<client>`` → answer (streamed or whole) → reco
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
@@ -23,7 +24,7 @@ from functions.api.moderations import (
     stream_id,
 )
 from functions.api.overflow import overflow_scale
-from functions.api.rag import citations_event, dont_know_answer, ground
+from functions.api.rag import dont_know_answer, ground, with_citations
 from functions.knowledge import Knowledge
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import WITHHELD, Moderation, Trip, refusal
@@ -33,11 +34,14 @@ from shared.chat import Budget, Message, fit_messages, prompt_tokens
 from shared.db import Database
 from shared.errors import CharlaError
 from shared.http import read_body, subject_of
-from shared.openai_schema import ChatRequest, parse_chat_request, parse_json_object
+from shared.openai_schema import ChatRequest, error_body, parse_chat_request, parse_json_object
 from shared.redact import redact_messages
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The audit row's error for a streamed answer its client stopped reading before the end.
+CLIENT_DISCONNECTED = "client_disconnected"
 
 
 @dataclass
@@ -186,8 +190,6 @@ async def chat_completions(request: Request) -> Response:
     assert events is not None
     exchange.first_token_ms = _ms(started)
     recorder = StreamRecorder(forward_usage=chat.include_usage)
-    if citations is not None:
-        recorder.before_done = citations_event(None, model, citations)
     check = ctx.moderation.stream_check(scopes)
     moderating = check is not None or bool(ctx.moderation.classifier)
     cut_by: list[Trip] = []
@@ -198,6 +200,15 @@ async def chat_completions(request: Request) -> Response:
             yield chunk
         yield None  # the end: what is left in the recorder's buffer
 
+    def forward(chunk: bytes | None) -> bytes:
+        """What the client gets of ``chunk`` (None: the end); a grounded answer's citations
+        ride on the chunk that finishes it."""
+        finished = recorder.finish_reason is not None
+        out = recorder.feed(chunk) if chunk is not None else recorder.flush()
+        if citations is not None and not finished and recorder.finish_reason is not None:
+            out = with_citations(out, citations)
+        return out
+
     async def relay() -> AsyncIterator[bytes]:
         # Events wait until the text they carry has been checked: the word being written
         # could still turn into a blocked one (or out of one), so it goes with the next event.
@@ -205,9 +216,10 @@ async def chat_completions(request: Request) -> Response:
         # whole answer at the end, so that a cut can still end the stream.
         held: list[tuple[bytes, int | None]] = []  # (events, answer's length once they are in)
         sent = 0  # characters of the answer the client has
+        ended = False  # False while the client could still leave before the end
         try:
             async for chunk in upstream():
-                out = recorder.feed(chunk) if chunk is not None else recorder.flush()
+                out = forward(chunk)
                 if not moderating:
                     if out:
                         yield out
@@ -225,6 +237,7 @@ async def chat_completions(request: Request) -> Response:
                     cut_by.append(trip)
                     yield content_filter_events(stream_id(first), model,
                                                 None if sent else refusal(question))
+                    ended = True
                     if not end and isinstance(events, AsyncGenerator):
                         await events.aclose()  # the engine stops writing what nobody will see
                     return
@@ -235,16 +248,18 @@ async def chat_completions(request: Request) -> Response:
                     out, length = held.pop(0)
                     sent = length or sent
                     yield out
-        except ModelServerError as exc:
+            ended = True
+        except ModelServerError as exc:  # mid-answer: the status is sent, so an error event
             recorder.error = exc.message
-            yield b'data: {"error":{"message":"the model server stopped answering",' \
-                  b'"type":"server_error"}}\n\n'
+            yield _sse_error(exc)
         finally:
+            # Left before the end: the client disconnected (the server cancels or closes this
+            # generator), which the audit row says, rather than passing for a whole answer.
             exchange.answer = recorder.answer
             exchange.finish_reason = recorder.finish_reason
             exchange.prompt_tokens = recorder.prompt_tokens
             exchange.completion_tokens = recorder.completion_tokens
-            exchange.error = recorder.error
+            exchange.error = recorder.error or (None if ended else CLIENT_DISCONNECTED)
             exchange.latency_ms = _ms(started)
             if cut_by:
                 exchange.answer, exchange.finish_reason = WITHHELD, CONTENT_FILTER
@@ -255,6 +270,13 @@ async def chat_completions(request: Request) -> Response:
     return StreamingResponse(relay(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                                       **_knowledge_header(request)})
+
+
+def _sse_error(exc: ModelServerError) -> bytes:
+    """The event that ends a stream the model server broke off, with its reason (timeout or
+    unavailable) in OpenAI's error shape."""
+    body = error_body(exc.message, "server_error", exc.code)
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
 def _knowledge_header(request: Request) -> dict[str, str]:

@@ -31,17 +31,79 @@ def test_a_full_request_is_understood() -> None:
 def test_text_parts_and_developer_role_are_normalised() -> None:
     req = parse_chat_request(
         {"messages": [{"role": "developer", "content": "be brief"},
-                      {"role": "user", "content": [{"type": "text", "text": "ho"},
-                                                   {"type": "text", "text": "la"}]}]},
+                      {"role": "user", "content": [{"type": "text", "text": "Hello"},
+                                                   {"type": "text", "text": "world"}]}]},
         max_tokens_cap=10,
     )
     assert req.messages == [{"role": "system", "content": "be brief"},
-                            {"role": "user", "content": "hola"}]
+                            {"role": "user", "content": "Hello\nworld"}]
 
 
-def test_unknown_fields_are_not_forwarded() -> None:
-    req = parse_chat_request(ok(tools=[{"x": 1}], logit_bias={"1": 2}), max_tokens_cap=10)
-    assert "tools" not in req.engine_body("m", 5)
+def test_harmless_fields_are_accepted_but_not_forwarded() -> None:
+    harmless = {"user": "u1", "metadata": {"k": "v"}, "store": False, "service_tier": "auto",
+                "parallel_tool_calls": True, "reasoning_effort": "low",
+                "safety_identifier": "h", "prompt_cache_key": "k", "verbosity": "low",
+                # Other engines' knobs, which clients written for them send:
+                "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1}
+    # Asking for nothing of what we lack is no reason to refuse.
+    nothing = {"tools": [], "tool_choice": "none", "response_format": {"type": "text"},
+               "logprobs": False, "logit_bias": {}, "modalities": ["text"], "audio": None,
+               "top_logprobs": None, "prediction": None, "function_call": "none"}
+    req = parse_chat_request(ok(**harmless, **nothing, collections=["hr"]), max_tokens_cap=10)
+    assert req.collections == ["hr"]
+    assert set(req.engine_body("m", 5)) == {"model", "messages", "max_tokens", "stream"}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("tools", [{"type": "function", "function": {"name": "f"}}]),
+    ("functions", [{"name": "f"}]),
+    ("function_call", "auto"),
+    ("tool_choice", "auto"),
+    ("tool_choice", {"type": "function", "function": {"name": "f"}}),
+    ("response_format", {"type": "json_object"}),
+    ("response_format", {"type": "json_schema", "json_schema": {"name": "x"}}),
+    ("logprobs", True),
+    ("top_logprobs", 2),
+    ("logit_bias", {"50256": -100}),
+    ("modalities", ["text", "audio"]),
+    ("audio", {"voice": "alloy", "format": "wav"}),
+    ("prediction", {"type": "content", "content": "x"}),
+    ("n", 2),
+])
+def test_what_we_cannot_give_is_refused_naming_the_field(field: str, value: Any) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_chat_request(ok(**{field: value}), max_tokens_cap=10)
+    assert f"'{field}'" in str(err.value)
+    assert err.value.param == field
+
+
+def test_null_means_unset() -> None:
+    req = parse_chat_request(ok(n=None, stream=None, stream_options=None, temperature=None,
+                                max_tokens=None, stop=None, seed=None, model=None),
+                             max_tokens_cap=10)
+    assert not req.stream and not req.include_usage and req.max_tokens is None
+
+
+@pytest.mark.parametrize("stream", [False, None, "absent"])
+def test_stream_options_need_a_stream(stream: Any) -> None:
+    body = ok(stream_options={"include_usage": True})
+    if stream != "absent":
+        body["stream"] = stream
+    with pytest.raises(BadRequest) as err:
+        parse_chat_request(body, max_tokens_cap=10)
+    assert err.value.param == "stream_options"
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 1' + b"0" * 400 + b"}",
+    b'{"messages": [{"role": "user", "content": "hi"}], "top_p": -1' + b"0" * 400 + b"}",
+    b'{"messages": [{"role": "user", "content": "hi"}], "seed": 1' + b"0" * 400 + b"}",
+    b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 1e400}',
+])
+def test_huge_numbers_are_a_bad_request(raw: bytes) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_chat_request(parse_json_object(raw), max_tokens_cap=10)
+    assert err.value.param in ("temperature", "top_p", "seed")
 
 
 @pytest.mark.parametrize(
@@ -64,6 +126,8 @@ def test_unknown_fields_are_not_forwarded() -> None:
         (ok(stop=[""]), "stop"),
         (ok(stream="yes"), "stream"),
         (ok(n=2), "'n'"),
+        (ok(n=0), "'n'"),
+        (ok(n=True), "'n'"),
         (ok(model=3), "model"),
     ],
 )
@@ -77,3 +141,13 @@ def test_bad_requests_say_what_is_wrong(body: dict[str, Any], words: str) -> Non
 def test_bodies_that_are_not_one_json_object(raw: bytes) -> None:
     with pytest.raises(BadRequest):
         parse_json_object(raw)
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    (b'{"seed": 1' + b"0" * 5000 + b"}", "too many digits"),  # over Python's 4300-digit limit
+    (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+])
+def test_bodies_json_cannot_hold_are_a_bad_request(raw: bytes, words: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_json_object(raw)
+    assert words in str(err.value)

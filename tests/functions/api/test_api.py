@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -62,7 +63,7 @@ async def test_openai_client_whole_answer_is_audited(api: Api) -> None:
     rows = await wait_for_rows(api, sub, 1)
     assert len(rows) == 1
     row = rows[0]
-    assert row["status"] == 200 and row["stream"] is False
+    assert row["status"] == 200 and row["stream"] is False and row["error"] is None
     assert row["answer"] == text
     assert row["request_messages"] == QUESTION
     assert row["completion_tokens"] == reply.usage.completion_tokens
@@ -85,7 +86,7 @@ async def test_openai_client_streaming(api: Api) -> None:
     assert answer
     assert usage is not None and usage.completion_tokens > 0
     rows = await wait_for_rows(api, sub, 1)
-    assert rows[0]["stream"] is True
+    assert rows[0]["stream"] is True and rows[0]["error"] is None
     assert rows[0]["answer"] == answer
     assert rows[0]["first_token_ms"] is not None
 
@@ -106,22 +107,24 @@ async def test_max_tokens_temperature_and_stop_are_honoured(api: Api) -> None:
             max_tokens=3, temperature=0)
         assert one.choices[0].finish_reason == "length"
         assert one.usage is not None and one.usage.completion_tokens == 3
-        # With temperature 0 the answer is reproducible; a stop sequence cuts it short.
+        # With temperature 0 the answer starts the same way each time (only its start: the
+        # second run reads the prompt from llama-server's cache, and the arithmetic of another
+        # batch shape can tip a late token); a stop sequence cuts it short.
         prompt = [{"role": "user", "content": "List the days of the week, comma separated."}]
         full = await client.chat.completions.create(model="x", messages=prompt, max_tokens=40,
                                                     temperature=0)
         text = full.choices[0].message.content or ""
         again = await client.chat.completions.create(model="x", messages=prompt, max_tokens=40,
                                                      temperature=0)
-        assert again.choices[0].message.content == text
         words = text.split()
-        assert len(words) > 3
-        stop = words[2]
+        assert len(words) > 3, text
+        assert (again.choices[0].message.content or "").split()[:2] == words[:2]
+        # Cut at the first space, which any answer of several words has.
         cut = await client.chat.completions.create(model="x", messages=prompt, max_tokens=40,
-                                                   temperature=0, stop=[stop])
+                                                   temperature=0, stop=[" "])
         assert cut.choices[0].finish_reason == "stop"
-        assert stop not in (cut.choices[0].message.content or "")
-        assert len(cut.choices[0].message.content or "") < len(text)
+        shown = cut.choices[0].message.content or ""
+        assert shown and " " not in shown.strip() and len(shown) < len(text)
 
 
 async def test_models_lists_the_chat_model(api: Api) -> None:
@@ -173,6 +176,10 @@ async def test_jwt_attacks_get_401_json(api: Api, http: httpx.AsyncClient) -> No
          "temperature"),
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 4000}', 400,
          "max_tokens"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": 1' + b"0" * 400
+         + b"}", 400, "temperature"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "seed": 1' + b"0" * 5000 + b"}",
+         400, "too many digits"),
     ],
 )
 async def test_bad_input_gets_a_clear_4xx(api: Api, http: httpx.AsyncClient, raw: bytes,
@@ -181,6 +188,33 @@ async def test_bad_input_gets_a_clear_4xx(api: Api, http: httpx.AsyncClient, raw
                                headers={**api.headers(), "content-type": "application/json"})
     assert response.status_code == status
     assert words in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"logprobs": True}, "logprobs"),
+    ({"n": 2}, "n"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),  # without a stream
+])
+async def test_what_the_api_cannot_give_is_a_400_naming_the_field(
+    api: Api, extra: dict[str, object], param: str
+) -> None:
+    async with openai_client(api) as client:
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.chat.completions.create(model="x", messages=QUESTION, max_tokens=2,
+                                                 extra_body=extra)
+    assert err.value.param == param
+    assert f"'{param}'" in str(err.value)
+
+
+async def test_harmless_fields_and_nulls_are_accepted(api: Api, http: httpx.AsyncClient) -> None:
+    body = {"messages": QUESTION, "max_tokens": 2, "n": None, "stream": None,
+            "user": "u-1", "metadata": {"job": "nightly"}, "store": False,
+            "parallel_tool_calls": False, "tool_choice": "none", "top_k": 5}
+    response = await http.post(api.url + "/v1/chat/completions", json=body, headers=api.headers())
+    assert response.status_code == 200, response.text
+    assert response.json()["object"] == "chat.completion"
 
 
 async def test_oversized_body_is_413_and_too_long_prompt_is_400(api: Api,
@@ -262,11 +296,89 @@ class BlackHole:
             except OSError:
                 return
             self.conns.append(conn)
+            threading.Thread(target=self._answer_quietly, args=(conn,), daemon=True).start()
+
+    def _answer_quietly(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # closed by the test
+            self.answer(conn)
+
+    def answer(self, conn: socket.socket) -> None:
+        """Never answer."""
 
     def close(self) -> None:
         self.sock.close()
         for conn in self.conns:
             conn.close()
+
+
+FIRST_EVENT = (b'data: {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, '
+               b'"model": "m", "choices": [{"index": 0, "finish_reason": null, '
+               b'"delta": {"role": "assistant", "content": "Paris"}}]}\n\n')
+
+
+class BreakingStream(BlackHole):
+    """A model server that starts a streamed answer, then stalls or hangs up (``hang_up``)."""
+
+    def __init__(self, hang_up: bool) -> None:
+        self.hang_up = hang_up
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def answer(self, conn: socket.socket) -> None:
+        seen = b""
+        while b"\r\n\r\n" not in seen:
+            seen += conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n"
+                     + b"%x\r\n%s\r\n" % (len(FIRST_EVENT), FIRST_EVENT))
+        if self.hang_up:
+            conn.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.parametrize(("hang_up", "code"), [(False, "model_server_timeout"),
+                                               (True, "model_server_unavailable")])
+async def test_a_stream_the_model_server_breaks_off_ends_with_why_and_is_audited(
+    service_keys: tuple[str, str], api: Api, redis_url: str, http: httpx.AsyncClient,
+    hang_up: bool, code: str
+) -> None:
+    broken = BreakingStream(hang_up)
+    assert api.settings.database_url is not None
+    settings = make_settings(**api_env(
+        service_keys, broken.url, api.settings.database_url.reveal(), redis_url,
+        CHARLA_MODEL_FIRST_TOKEN_TIMEOUT="1"))
+    server = start_api(settings)
+    sub = f"broken-{uuid.uuid4().hex[:6]}"
+    try:
+        response = await http.post(server.url + "/v1/chat/completions", headers=api.headers(sub),
+                                   json={"messages": QUESTION, "stream": True})
+        rows = await wait_for_rows(api, sub, 1)
+    finally:
+        server.stop()
+        broken.close()
+    assert response.status_code == 200
+    events = [json.loads(line[6:]) for line in response.text.splitlines()
+              if line.startswith("data: {")]
+    error = events[-1]["error"]
+    assert error["code"] == code and error["type"] == "server_error"
+    assert ("in time" if code.endswith("timeout") else "unavailable") in error["message"]
+    assert rows[0]["status"] == 200 and rows[0]["answer"] == "Paris"
+    assert rows[0]["error"] == error["message"]
+
+
+async def test_a_stream_its_client_leaves_is_audited_as_abandoned(
+    api: Api, http: httpx.AsyncClient
+) -> None:
+    sub = f"gone-{uuid.uuid4().hex[:6]}"
+    body = {"messages": [{"role": "user", "content": "Write a long story about a cat."}],
+            "max_tokens": 400, "temperature": 0, "stream": True}
+    async with http.stream("POST", api.url + "/v1/chat/completions", json=body,
+                           headers=api.headers(sub)) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                break  # leaving the block drops the connection mid-answer
+    row = (await wait_for_rows(api, sub, 1))[0]
+    assert row["error"] == "client_disconnected" and row["finish_reason"] is None
 
 
 async def test_model_server_slow_is_504_within_the_timeout(

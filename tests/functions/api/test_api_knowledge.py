@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from functions.api.auth import client_signer
@@ -79,19 +80,45 @@ async def test_a_granted_client_gets_an_answer_with_citations_it_can_open(
     assert stranger.status_code == 404
 
 
-async def test_a_streamed_answer_ends_with_its_citations_before_done(
-    api: Api, http: httpx.AsyncClient, library: Library
-) -> None:
-    events: list[str] = []
-    async with http.stream("POST", f"{api.url}/v1/chat/completions",
-                           json=library.ask(QUESTION, stream=True),
+async def streamed(api: Api, http: httpx.AsyncClient, library: Library,
+                   body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chunks of a streamed answer, after checking that it ends with ``[DONE]``."""
+    async with http.stream("POST", f"{api.url}/v1/chat/completions", json=body,
                            headers=library.headers) as response:
         assert response.status_code == 200
         events = [line[6:] async for line in response.aiter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
-    last = json.loads(events[-2])
-    assert last["choices"] == [] and last["citations"][0]["source"] == "travel.md"
-    assert all("citations" not in json.loads(e) for e in events[:-2])
+    return [json.loads(e) for e in events[:-1]]
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+async def test_a_streamed_answer_carries_its_citations_on_its_finishing_chunk(
+    api: Api, http: httpx.AsyncClient, library: Library, include_usage: bool
+) -> None:
+    body = library.ask(QUESTION, stream=True)
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    chunks = await streamed(api, http, library, body)
+    cited = [c for c in chunks if "citations" in c]
+    assert len(cited) == 1 and cited[0]["choices"][0]["finish_reason"]
+    assert cited[0]["citations"][0]["source"] == "travel.md"
+    # Every chunk has a choice (clients read chunk.choices[0]) but the usage one, if asked for.
+    assert [c for c in chunks if not c["choices"]] == (chunks[-1:] if include_usage else [])
+    if include_usage:
+        assert chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+async def test_readmes_openai_streaming_example_works_for_a_granted_client(
+    api: Api, library: Library
+) -> None:
+    token = library.headers["Authorization"].removeprefix("Bearer ")
+    async with openai.AsyncOpenAI(base_url=api.url + "/v1", api_key=token,
+                                  max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            model="x", stream=True, max_tokens=24, temperature=0,
+            messages=[{"role": "user", "content": QUESTION}])
+        text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream])
+    assert text
 
 
 async def test_nothing_relevant_means_i_dont_know_without_asking_the_model(
@@ -111,9 +138,11 @@ async def test_nothing_relevant_means_i_dont_know_without_asking_the_model(
         headers=library.headers)
     chunks = [json.loads(line[6:]) for line in streamed.text.splitlines()
               if line.startswith("data: {")]
-    text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks
-                   if c["choices"])
+    text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks)
     assert text.startswith("I don't know") and streamed.text.rstrip().endswith("[DONE]")
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["citations"] == []
+    assert all("citations" not in c for c in chunks[:-1])
 
 
 async def test_naming_a_collection_the_client_may_not_read_is_refused(
