@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,14 @@ class ReplyChannel(Protocol):
 
     def sources(self, citations: list[str]) -> str:
         """The documents an answer drew on, as a footer in the platform's own markup."""
+
+
+@runtime_checkable
+class Expires(Protocol):
+    """A reply channel the platform closes at a known time (Discord: an interaction's token
+    lives 15 minutes): an answer that cannot be shown by then is not worth writing."""
+
+    expires_at: float | None  # Unix time; None: unknown
 
 
 def plain_sources(citations: list[str], bold: tuple[str, str] = ("", "")) -> str:

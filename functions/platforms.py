@@ -64,7 +64,8 @@ class Platforms:
 
         assert s.discord_application_id is not None
         return DiscordClient(s.discord_api_url, s.discord_application_id, s.discord_bot_token,
-                             self.http).reply_channel(inbound.reply_to)
+                             self.http).reply_channel(inbound.reply_to,
+                                                      interaction_id=inbound.delivery_id)
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -25,6 +25,8 @@ from shared.settings import Secret
 
 MAX_CONTENT = 2000  # https://discord.com/developers/docs/resources/message#create-message
 ORIGINAL = "@original"
+DISCORD_EPOCH_MS = 1_420_070_400_000  # 2015-01-01, where snowflakes count from
+TOKEN_LIFETIME_S = 15 * 60  # an interaction's token works this long after the interaction
 # Discord asks every HTTP client for "DiscordBot ($url, $version)":
 # https://discord.com/developers/docs/reference#user-agent
 USER_AGENT = "DiscordBot (charla, 0.1.0)"
@@ -110,14 +112,16 @@ class DiscordClient:
                                 sent=True, status=response.status_code)
         return registered
 
-    def reply_channel(self, reply_to: dict[str, Any]) -> DiscordReply:
-        """The answer's channel for an ``Inbound.reply_to`` made by ``payload.classify``."""
+    def reply_channel(self, reply_to: dict[str, Any], *,
+                      interaction_id: str | None = None) -> DiscordReply:
+        """The answer's channel for an ``Inbound.reply_to`` made by ``payload.classify``;
+        ``interaction_id`` (the delivery id) says when its token expires."""
         token = reply_to.get("token")
         if not isinstance(token, str) or not token:
             raise ValueError("reply_to has no interaction token")
         if str(reply_to.get("application_id")) != self.application_id:
             raise ValueError("reply_to belongs to another Discord application")
-        return DiscordReply(self, token)
+        return DiscordReply(self, token, expires_at=token_expiry(interaction_id))
 
     async def _webhook(self, op: str, method: str, token: str, rest: str, body: dict[str, Any],
                        params: dict[str, str] | None = None) -> httpx.Response:
@@ -166,11 +170,24 @@ class DiscordClient:
         return PlatformError(text, sent=False, status=status, retry_after=retry_after)
 
 
-class DiscordReply:
-    """One interaction's answer: part 0 fills the deferred answer, later parts follow up."""
+def token_expiry(interaction_id: str | None) -> float | None:
+    """When an interaction's token stops working (Unix time): 15 minutes after the interaction
+    was made, which its id (a snowflake) records in its top 42 bits, in milliseconds since
+    Discord's epoch. https://docs.discord.com/developers/reference#snowflakes"""
+    if interaction_id is None or not interaction_id.isdigit():
+        return None
+    created_ms = (int(interaction_id) >> 22) + DISCORD_EPOCH_MS
+    return created_ms / 1000 + TOKEN_LIFETIME_S
 
-    def __init__(self, client: DiscordClient, token: str) -> None:
+
+class DiscordReply:
+    """One interaction's answer: part 0 fills the deferred answer, later parts follow up.
+    ``expires_at``: when the interaction's token, and with it the answer's way out, expires."""
+
+    def __init__(self, client: DiscordClient, token: str, *,
+                 expires_at: float | None = None) -> None:
         self.max_length = MAX_CONTENT
+        self.expires_at = expires_at
         self._client = client
         self._token = token
 

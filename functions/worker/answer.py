@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import cast
 import numpy as np
 
 from functions.knowledge import Knowledge, Lookup, dont_know
-from functions.messaging import Inbound, PlatformError, ReplyChannel
+from functions.messaging import Expires, Inbound, PlatformError, ReplyChannel
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import WITHHELD, Moderation, Trip, refusal
 from functions.sse import StreamRecorder
@@ -41,6 +42,7 @@ NO_ANSWER = "I have no answer to that."
 LIMITED = "You have used up your share of the assistant for now. Try again in {wait}."
 LONG_WAIT_S = 60.0  # a limit that resets later than this is told to the user, not waited out
 TYPING_EVERY_S = 4.0  # Telegram shows "typing…" for 5 s per call
+EXPIRY_MARGIN_S = 60.0  # a reply window closing sooner than this: no answer could make it
 
 
 class Retry(Exception):
@@ -87,6 +89,12 @@ class Answerer:
         """Answer ``inbound`` on ``channel``; raise :class:`Retry` or :class:`GiveUp`.
         ``asked_at``: when the message was queued; if its author asked to be forgotten since,
         it is answered but not stored (shared/privacy.py)."""
+        expires_at = channel.expires_at if isinstance(channel, Expires) else None
+        if expires_at is not None and time.time() > expires_at - EXPIRY_MARGIN_S:
+            # The platform no longer takes this answer (a queue backed up for longer than a
+            # Discord interaction lives): asking the model would only add to the backlog.
+            raise GiveUp("the platform's time to reply ran out while the message waited"
+                         f" (it closed {_duration(max(0.0, time.time() - expires_at))} ago)")
         interval = self.settings.edit_interval_s
         reply = ProgressiveReply(channel, self.outbox, f"{inbound.platform}:{inbound.delivery_id}",
                                  interval_s=interval, first_after_s=interval / 2)

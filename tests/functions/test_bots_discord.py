@@ -12,14 +12,21 @@ from typing import Any
 import httpx
 import pytest
 
+from functions.discord.client import DISCORD_EPOCH_MS
 from tests.functions.bots import DISCORD_APP, Bots, eventually
 from tests.functions.discord.events import event
+
+
+def snowflake(age_s: float = 0.0) -> str:
+    """A fresh Discord id made ``age_s`` seconds ago (its time is in its top bits)."""
+    made_ms = int((time.time() - age_s) * 1000) - DISCORD_EPOCH_MS
+    return str(made_ms << 22 | random.getrandbits(22))
 
 
 def interaction(name: str = "ask_guild", question: str | None = None) -> dict[str, Any]:
     """A sample interaction with fresh ids and token, for our application."""
     body = event(name)
-    body["id"] = str(random.randint(10**18, 2 * 10**18))
+    body["id"] = snowflake()
     body["token"] = "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(40)
     body["application_id"] = DISCORD_APP
     body["channel_id"] = str(random.randint(10**18, 2 * 10**18))
@@ -108,3 +115,19 @@ async def test_bad_signatures_are_401(bots: Bots, http: httpx.AsyncClient, case:
     assert response.status_code == 401
     await asyncio.sleep(0.1)
     assert bots.job_state("discord", body["id"]) == []
+
+
+async def test_an_interaction_that_expired_while_queued_is_given_up_without_asking(
+    bots: Bots, http: httpx.AsyncClient
+) -> None:
+    """A backlog longer than the 15 minutes an interaction's token lives: the answer could not
+    be shown, so the job ends at once, saying why, and asks the model nothing."""
+    body = interaction(question="Is anybody there?")
+    body["id"] = snowflake(age_s=16 * 60)
+    bots.discord.open_interaction(body["token"])
+    assert (await bots.discord_interaction(http, body)).json() == {"type": 5}
+    await eventually(lambda: [s for s, *_ in bots.job_state("discord", body["id"])]
+                     == ["failed"], timeout=30)
+    [(_, attempts, error)] = bots.job_state("discord", body["id"])
+    assert attempts == 1 and error is not None and "time to reply ran out" in error
+    assert not [c for c in bots.discord.calls if body["token"] in c.path]
