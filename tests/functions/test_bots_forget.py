@@ -6,14 +6,11 @@ from __future__ import annotations
 import copy
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from functions.messaging import FORGOT_YOU, FORGOT_YOU_ES
-from tests.conftest import Gateway, fresh_database
-from tests.functions.bots import Bots, eventually, start_bots
+from tests.functions.bots import Bots, eventually
 from tests.functions.test_bots_discord import interaction, user_id
 from tests.functions.test_bots_slack import sample
 from tests.functions.test_bots_telegram import done, update
@@ -97,15 +94,6 @@ async def test_slack_forget_me_in_a_direct_message(bots: Bots, http: httpx.Async
     await bots.slack_event(http, forget, retry=1)
     assert len([c for c in bots.slack.calls_to("chat.postMessage")
                 if c.json.get("text") == FORGOT_YOU_ES and c.json.get("channel") == channel]) == 1
-
-
-@pytest.fixture
-def stateless_bots(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
-                   redis_url: str) -> Iterator[Bots]:
-    running = start_bots(service_keys, gateway.url, fresh_database(pg_url), redis_url,
-                         CHARLA_CONVERSATION_RETENTION_DAYS="0")
-    yield running
-    running.stop()
 
 
 async def test_conversation_retention_zero_answers_but_keeps_no_history(

@@ -8,16 +8,14 @@ import html
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Gateway, fresh_database
 from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, Call
-from tests.functions.bots import Bots, eventually, start_bots
+from tests.functions.bots import Bots, eventually
 
 EVENTS = Path(__file__).resolve().parents[1] / "events" / "slack"
 
@@ -142,15 +140,6 @@ async def test_a_follow_up_sent_before_the_first_answer_is_stored_is_answered(
     await answered(bots, first)
     await answered(bots, follow)
     assert len(shown(bots, channel, thread)) == 2
-
-
-@pytest.fixture
-def stateless_bots(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
-                   redis_url: str) -> Iterator[Bots]:
-    running = start_bots(service_keys, gateway.url, fresh_database(pg_url), redis_url,
-                         CHARLA_CONVERSATION_RETENTION_DAYS="0")
-    yield running
-    running.stop()
 
 
 async def test_a_thread_goes_on_where_no_conversation_is_kept(
