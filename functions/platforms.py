@@ -52,7 +52,8 @@ class Platforms:
 
             assert s.slack_bot_token is not None
             return SlackClient(s.slack_api_url, s.slack_bot_token, self.http).reply_channel(
-                inbound.reply_to, streaming=s.slack_streaming)
+                inbound.reply_to, streaming=s.slack_streaming,
+                mark=f"{inbound.platform}:{inbound.delivery_id}")  # ProgressiveReply's key
         if inbound.platform == "telegram":
             from functions.telegram.client import TelegramClient
 

@@ -35,6 +35,23 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 _TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable",
                         "request_timeout", "ratelimited", "unknown_error"})
 
+# Slack's own failures, after which "some aspect of the operation" may have succeeded: a
+# chat.postMessage answered so may have posted. Such a post is found by its metadata on the
+# job's next run (SlackReply.find), so it is neither lost nor posted twice.
+# https://api.slack.com/methods/chat.postMessage#errors
+_MAY_HAVE_ACTED = frozenset({"internal_error", "fatal_error"})
+_POST = "chat.postMessage"
+
+# The metadata event type that marks Charla's answers, with {"delivery", "part"} as payload.
+# https://docs.slack.dev/messaging/message-metadata
+ANSWER_EVENT = "charla_answer"
+# How much of a thread SlackReply.find reads: pages of replies, oldest first.
+REPLIES_PAGE = 200
+REPLIES_PAGES = 5
+# How long after a lost post SlackReply.find's "not there" is believed, when the HTTP client
+# sets no read timeout to go by.
+SETTLE_S = 60.0
+
 
 # A streamed message's ref (functions/worker/reply.py keeps it in the outbox): "stream:<ts>", so
 # that a later run of the job knows to stop the stream before it edits the message.
@@ -95,12 +112,37 @@ class SlackClient:
         self._token = bot_token
         self._http = http
 
-    async def post_message(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
-        """Post ``text`` (escaped) to ``channel``, in the thread ``thread_ts``; return its ts."""
+    @property
+    def timeout_s(self) -> float | None:
+        """How long the HTTP client waits for an answer (None: for ever)."""
+        return self._http.timeout.read
+
+    async def post_message(self, channel: str, text: str, *, thread_ts: str | None = None,
+                           metadata: dict[str, Any] | None = None) -> str:
+        """Post ``text`` (escaped) to ``channel``, in the thread ``thread_ts``, with the
+        message ``metadata`` (``event_type``, ``event_payload``) if any; return its ts."""
         payload = {"channel": channel, **message_body(text)}
         if thread_ts:
             payload["thread_ts"] = thread_ts
-        return _ts_of(await self._call("chat.postMessage", payload), "chat.postMessage")
+        if metadata is not None:
+            payload["metadata"] = metadata
+        return _ts_of(await self._call(_POST, payload), _POST)
+
+    async def replies(self, channel: str, ts: str, *, cursor: str | None = None,
+                      limit: int = REPLIES_PAGE) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the thread ``ts`` (oldest first), with every message's metadata; and
+        the cursor of the next page, None at the end. A read method: sent as a query string,
+        not JSON. https://docs.slack.dev/reference/methods/conversations.replies"""
+        params = {"channel": channel, "ts": ts, "include_all_metadata": "true",
+                  "limit": str(limit)}
+        if cursor:
+            params["cursor"] = cursor
+        data = await self._call("conversations.replies", params, read=True)
+        messages = data.get("messages")
+        meta = data.get("response_metadata")
+        following = meta.get("next_cursor") if isinstance(meta, dict) else None
+        return ([m for m in messages if isinstance(m, dict)] if isinstance(messages, list)
+                else [], following if isinstance(following, str) and following else None)
 
     async def update(self, channel: str, ts: str, text: str) -> None:
         """Replace the text of the bot's message ``ts`` in ``channel`` (``chat.update``)."""
@@ -133,9 +175,11 @@ class SlackClient:
         """Who the token belongs to: ``team_id``, ``user_id`` (the bot user), ``bot_id``..."""
         return await self._call("auth.test", {})
 
-    def reply_channel(self, reply_to: dict[str, Any], *, streaming: bool = True) -> SlackReply:
+    def reply_channel(self, reply_to: dict[str, Any], *, streaming: bool = True,
+                      mark: str | None = None) -> SlackReply:
         """The :class:`~functions.messaging.ReplyChannel` for a stored ``reply_to``;
-        ``streaming``: whether it may answer with Slack's native streaming.
+        ``streaming``: whether it may answer with Slack's native streaming; ``mark``: the
+        answer's delivery key, put on its posts so that a lost post can be found.
 
         Raises ValueError when ``reply_to`` has no channel (a job not made by the Slack edge).
         """
@@ -149,17 +193,21 @@ class SlackClient:
         recipient = (user, team) if isinstance(user, str) and isinstance(team, str) and \
             user and team else None
         return SlackReply(self, channel, thread_ts or None, recipient=recipient,
-                          streaming=streaming)
+                          streaming=streaming, mark=mark)
 
-    async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        headers = {
-            "Authorization": f"Bearer {self._token.reveal()}",
-            "Content-Type": "application/json; charset=utf-8",
-        }
-        content = json.dumps(payload, ensure_ascii=False).encode()
+    async def _call(self, method: str, payload: dict[str, Any], *,
+                    read: bool = False) -> dict[str, Any]:
+        """Call ``method`` with ``payload``: as JSON, or as a GET query string when ``read``
+        (Slack's read methods do not take JSON bodies)."""
+        headers = {"Authorization": f"Bearer {self._token.reveal()}"}
+        url = f"{self._base_url}/{method}"
         try:
-            response = await self._http.post(f"{self._base_url}/{method}", content=content,
-                                             headers=headers)
+            if read:
+                response = await self._http.get(url, params=payload, headers=headers)
+            else:
+                headers["Content-Type"] = "application/json; charset=utf-8"
+                content = json.dumps(payload, ensure_ascii=False).encode()
+                response = await self._http.post(url, content=content, headers=headers)
         # `from None` and only the error's class name: nothing of the request goes along.
         except _NOT_SENT as exc:
             raise PlatformError(f"Slack {method}: could not connect ({type(exc).__name__})",
@@ -175,7 +223,8 @@ class SlackClient:
             raise PlatformError(f"Slack {method}: rate limited", status=429,
                                 retry_after=_retry_after(response))
         if not response.is_success:
-            raise PlatformError(f"Slack {method}: HTTP {status}", status=status)
+            raise PlatformError(f"Slack {method}: HTTP {status}", status=status,
+                                sent=method == _POST and status >= 500)
         try:
             data = response.json()
         except ValueError:
@@ -183,7 +232,8 @@ class SlackClient:
         if not isinstance(data, dict) or data.get("ok") is not True:
             code = _error_code(data)
             raise PlatformError(f"Slack {method}: {code}", status=status,
-                                permanent=code not in _TRANSIENT)
+                                permanent=code not in _TRANSIENT,
+                                sent=method == _POST and code in _MAY_HAVE_ACTED)
         return data
 
 
@@ -193,13 +243,24 @@ class SlackReply:
     ``chat.appendStream`` and ``chat.stopStream`` show the answer as it is written, in a
     thread. Where Slack refuses to stream (a channel type, an app without the feature, a
     channel stream without the asker's ids), the answer is posted and edited instead, and that
-    channel is not offered a stream again for :data:`STREAM_REFUSAL_S`."""
+    channel is not offered a stream again for :data:`STREAM_REFUSAL_S`.
+
+    With a ``mark`` (the answer's delivery key), every post carries it as message metadata,
+    so that a post whose answer was lost can be found in the thread (:meth:`find`, the
+    worker's :class:`~functions.worker.reply.Finds`) rather than left or posted twice. A
+    stream cannot carry metadata (``chat.startStream`` takes none): a lost start stays unknown.
+    """
 
     max_length: int = SECTION_TEXT_LIMIT
 
     def __init__(self, client: SlackClient, channel: str, thread_ts: str | None, *,
-                 recipient: tuple[str, str] | None = None, streaming: bool = True) -> None:
+                 recipient: tuple[str, str] | None = None, streaming: bool = True,
+                 mark: str | None = None) -> None:
         self.client = client
+        self.mark = mark
+        # A post Slack has not shown after three times the client's wait is not coming.
+        wait = client.timeout_s
+        self.settle_s = 3 * wait if wait is not None else SETTLE_S
         self.channel = channel
         self.thread_ts = thread_ts
         self.recipient = recipient
@@ -248,8 +309,37 @@ class SlackReply:
         """Nothing: the Web API has no typing indicator for bots."""
 
     async def post(self, text: str, part: int) -> str:
-        """Post part ``part`` in the thread; return the message ``ts`` (the ref for edits)."""
-        return await self.client.post_message(self.channel, text, thread_ts=self.thread_ts)
+        """Post part ``part`` in the thread, marked as this answer's (see :meth:`find`);
+        return the message ``ts`` (the ref for edits)."""
+        metadata = None if self.mark is None else {
+            "event_type": ANSWER_EVENT, "event_payload": {"delivery": self.mark, "part": part}}
+        return await self.client.post_message(self.channel, text, thread_ts=self.thread_ts,
+                                              metadata=metadata)
+
+    async def find(self, part: int) -> str | None:
+        """The ts of this answer's part ``part`` if the thread shows it (a post :meth:`post`
+        marked), None if it does not. Reads the thread's first :data:`REPLIES_PAGES` pages.
+
+        Raises PlatformError when Slack cannot say now (rate limited, its own failure): try
+        later. Raises LookupError when it cannot be told: no mark or no thread, Slack refuses
+        to read the thread, or the thread is longer than that."""
+        if self.mark is None or self.thread_ts is None:
+            raise LookupError("this Slack reply's posts carry no mark to find them by")
+        cursor: str | None = None
+        for _ in range(REPLIES_PAGES):
+            try:
+                messages, cursor = await self.client.replies(
+                    self.channel, self.thread_ts, cursor=cursor, limit=REPLIES_PAGE)
+            except PlatformError as exc:
+                if exc.permanent:  # missing_scope, not_in_channel, thread_not_found ...
+                    raise LookupError(f"cannot read the thread: {exc.message}") from None
+                raise
+            for message in messages:
+                if _is_part(message, self.mark, part):
+                    return str(message["ts"])
+            if cursor is None:
+                return None
+        raise LookupError("the thread is longer than is read to find a post")
 
     async def edit(self, ref: str, text: str, part: int) -> None:
         """Replace the text of the message ``ref`` posted by :meth:`post` or streamed.
@@ -273,3 +363,16 @@ class SlackReply:
 
 def _ts(ref: str) -> str:
     return ref.removeprefix(STREAM_REF)
+
+
+def _is_part(message: dict[str, Any], mark: str, part: int) -> bool:
+    """Whether ``message`` is a bot's post that :meth:`SlackReply.post` marked as part
+    ``part`` of the answer ``mark``."""
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != ANSWER_EVENT:
+        return False
+    payload = metadata.get("event_payload")
+    ts = message.get("ts")
+    return (isinstance(payload, dict) and payload.get("delivery") == mark
+            and payload.get("part") == part and bool(message.get("bot_id"))
+            and isinstance(ts, str) and bool(ts))

@@ -97,7 +97,8 @@ class Answerer:
                          f" (it closed {_duration(max(0.0, time.time() - expires_at))} ago)")
         interval = self.settings.edit_interval_s
         reply = ProgressiveReply(channel, self.outbox, f"{inbound.platform}:{inbound.delivery_id}",
-                                 interval_s=interval, first_after_s=interval / 2)
+                                 interval_s=interval, first_after_s=interval / 2,
+                                 patient=not last)
         try:
             stored = await self._stored(inbound)
             if stored is not None:

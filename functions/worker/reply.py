@@ -14,9 +14,14 @@ grows (a withdrawn answer, an apology, a stream the platform gave up on) ends th
 the message is edited whole, as elsewhere. A refused start falls back to post-then-edit.
 
 Every post is first claimed in the outbox (shared/outbox.py), so a job that runs again after a
-failure edits the messages it posted instead of posting them twice. The text is split at the
-platform's limit (functions/worker/split.py); while the answer grows, the last part carries a
-" …" to show that more is coming.
+failure edits the messages it posted instead of posting them twice. A post whose fate is
+unknown (the request went out, no answer came back) is looked for on the platform where it
+can be (:class:`Finds`: Slack): found, it is edited; not found once it could no longer land,
+it is posted. Elsewhere, and for a stream's start, which carries nothing to be found by, it is
+left rather than risk a second copy.
+
+The text is split at the platform's limit (functions/worker/split.py); while the answer grows,
+the last part carries a " …" to show that more is coming.
 """
 
 from __future__ import annotations
@@ -70,6 +75,21 @@ class Streams(Protocol):
 
 
 @runtime_checkable
+class Finds(Protocol):
+    """A reply channel that can tell whether a post of this answer shows on the platform."""
+
+    # How long after a post's claim the platform could still make it (the request may still
+    # be on its way or in the works): not found sooner, it is looked for again later.
+    settle_s: float
+
+    async def find(self, part: int) -> str | None:
+        """The ref of this answer's part ``part`` if the platform shows it, None if not.
+
+        Raises PlatformError when the platform cannot say now (the job runs again later),
+        LookupError when it cannot be told at all (the part is then left as it is)."""
+
+
+@runtime_checkable
 class Previews(Protocol):
     """A reply channel that can show an answer as an ephemeral draft while it is written."""
 
@@ -108,7 +128,11 @@ class ProgressiveReply:
 
     def __init__(self, channel: ReplyChannel, outbox: Outbox, delivery: str, *,
                  interval_s: float = 1.0, first_after_s: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, patient: bool = True) -> None:
+        """``patient``: a lost post not found yet is looked for again later (a later run);
+        False on the job's last run, where it is posted at once: a possible second copy is
+        better than the silence that waiting would end in."""
+        self._patient = patient
         self._channel = channel
         self._outbox = outbox
         self._delivery = delivery
@@ -189,7 +213,10 @@ class ProgressiveReply:
     async def _final(self, parts: list[str]) -> None:
         # An earlier run of this job may have shown more parts than this run has touched.
         for part, ref in (await self._outbox.parts(self._delivery)).items():
-            self._refs.setdefault(part, ref or self._fixed_ref(part))
+            ref = ref or self._fixed_ref(part)
+            if ref is None and part < len(parts):
+                continue  # fate unknown: _post looks for it (where the platform can tell)
+            self._refs.setdefault(part, ref)
         await self._show(parts, final=True)
         later = sorted((p, ref) for p, ref in self._refs.items()
                        if p >= len(parts) and ref is not None)
@@ -317,12 +344,45 @@ class ProgressiveReply:
         """Post ``part`` unless the outbox says it was posted; True if this call posted it.
         A growing answer's first part starts as a stream where the channel offers one."""
         streams = None if final else self._streams(part)
-        claim = await self._outbox.claim(self._delivery, part)
+        claim = await self._outbox.claim(self._delivery, part, stream=streams is not None)
         if not claim.new:
-            # Posted by an earlier run of this job: edit it (or, if that post's fate is
-            # unknown, leave it rather than risk a second copy, unless posting it is an edit).
-            self._refs[part] = claim.ref or self._fixed_ref(part)
+            # Posted by an earlier run of this job: edit it. If that post's fate is unknown,
+            # look for it; where it cannot be looked for, leave it rather than risk a second
+            # copy (unless posting it is an edit).
+            ref = claim.ref or self._fixed_ref(part)
+            if ref is None and not claim.stream:
+                try:
+                    ref = await self._find(part, claim.age_s)
+                except _Missing:
+                    if not final and streams is not None:
+                        text = self._growing(text)  # posted, not streamed: mark it growing
+                    return await self._send(part, text, None)
+            self._refs[part] = ref
             return False
+        return await self._send(part, text, streams)
+
+    async def _find(self, part: int, age_s: float) -> str | None:
+        """Part ``part``'s ref, found on the platform and recorded; None when it cannot be
+        told. Raises :class:`_Missing` when the platform does not show it (post it now) and
+        PlatformError when the platform cannot say now, or the post could still appear."""
+        channel = self._channel
+        if not isinstance(channel, Finds):
+            return None
+        try:
+            ref = await channel.find(part)
+        except LookupError:
+            return None
+        if ref is None:
+            if self._patient and age_s < channel.settle_s:
+                # Posted now, a late post could still land beside it: look again later.
+                raise PlatformError(f"part {part}'s post is not found yet", sent=True,
+                                    retry_after=channel.settle_s - age_s)
+            raise _Missing
+        await self._outbox.sent(self._delivery, part, ref)
+        return ref
+
+    async def _send(self, part: int, text: str, streams: Streams | None) -> bool:
+        """Post (or start as a stream) the claimed part ``part``, and record it."""
         try:
             ref = None
             if streams is not None:
@@ -333,6 +393,7 @@ class ProgressiveReply:
                         raise
                     streams = None  # refused, nothing shown: post and edit instead
                     text = self._growing(text)
+                    await self._outbox.posting(self._delivery, part)
             if ref is None:
                 ref = await self._channel.post(text, part)
         except PlatformError as exc:
@@ -345,3 +406,7 @@ class ProgressiveReply:
             self._streaming[part] = text
         self._changed(part, text)
         return True
+
+
+class _Missing(Exception):
+    """A post whose fate was unknown is not on the platform: it was never made."""

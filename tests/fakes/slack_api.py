@@ -24,10 +24,14 @@ BOT_TOKEN = "xoxb-1111111111-2222222222-fAkEsEcReTtOkEn0123456789"
 TEAM_ID = "T0A1B2C3D"
 BOT_USER_ID = "U07CHARLA"
 BOT_ID = "B07CHARLA"
+APP_ID = "A07CHARLA"
 SECTION_TEXT_LIMIT = 3000
 STREAM_TEXT_LIMIT = 12_000  # markdown_text, per streaming call
 
-FailureMode = Literal["ratelimited", "error", "server_error", "slow"]
+FailureMode = Literal["ratelimited", "error", "server_error", "slow", "acted_server_error",
+                      "acted_error", "lost"]
+# Modes that do the work first, then answer as a failure.
+_ACTED = ("acted_server_error", "acted_error")
 
 
 class Call(NamedTuple):
@@ -45,12 +49,17 @@ class _Failure:
     error: str
     retry_after: int
     delay_s: float
+    method: str | None = None  # only calls of this method fail; None: any call
 
 
 class FakeSlack:
     """A Starlette app serving ``chat.postMessage``, ``chat.update``, the three streaming
-    methods (``chat.startStream``, ``chat.appendStream``, ``chat.stopStream``) and
-    ``auth.test``.
+    methods (``chat.startStream``, ``chat.appendStream``, ``chat.stopStream``),
+    ``conversations.replies`` and ``auth.test``.
+
+    Messages are stored with the bot's identity (``user``, ``bot_id``, ``app_id``) and the
+    ``metadata`` they were posted with, which ``conversations.replies`` returns only when asked
+    (``include_all_metadata``), as Slack does.
 
     ``refuse_streams``, when set, is the error ``chat.startStream`` answers with (as for a
     channel type or an app that Slack does not stream to)."""
@@ -70,16 +79,29 @@ class FakeSlack:
             Route("/chat.startStream", self._start_stream, methods=["POST"]),
             Route("/chat.appendStream", self._append_stream, methods=["POST"]),
             Route("/chat.stopStream", self._stop_stream, methods=["POST"]),
+            Route("/conversations.replies", self._replies, methods=["GET", "POST"]),
             Route("/auth.test", self._auth_test, methods=["POST"]),
         ])
 
     def fail_next(self, n: int = 1, *, mode: FailureMode, error: str = "channel_not_found",
-                  retry_after: int = 30, delay_s: float = 2.0) -> None:
+                  retry_after: int = 30, delay_s: float = 2.0,
+                  method: str | None = None) -> None:
         """Make the next ``n`` calls fail: ``ratelimited`` (429 + Retry-After), ``error``
-        (200 with ``ok: false`` and ``error``), ``server_error`` (500) or ``slow`` (answer
-        normally after ``delay_s``, i.e. act, but later than the client waits)."""
+        (200 with ``ok: false`` and ``error``), ``server_error`` (500), ``slow`` (answer
+        normally after ``delay_s``, i.e. act, but later than the client waits), ``lost``
+        (do nothing, and answer 500 only after ``delay_s``: the client sees no answer),
+        ``acted_server_error`` (act, then answer 500) or ``acted_error`` (act, then answer
+        ``ok: false`` with ``error``, e.g. ``internal_error``); the last two act only in
+        ``chat.postMessage``, elsewhere they answer as usual. ``method``: only the next calls
+        of that Web API method fail (by default, the next calls of any)."""
         with self._lock:
-            self._failures.extend(_Failure(mode, error, retry_after, delay_s) for _ in range(n))
+            self._failures.extend(_Failure(mode, error, retry_after, delay_s, method)
+                                  for _ in range(n))
+
+    def disarm(self) -> None:
+        """Forget the failures not yet met."""
+        with self._lock:
+            self._failures.clear()
 
     def reset(self) -> None:
         """Forget calls, messages, pending failures and a refusal to stream."""
@@ -94,16 +116,23 @@ class FakeSlack:
         return [call for call in self.calls if call.method == method]
 
     async def _receive(self, request: Request) -> tuple[Any, Response | None]:
-        """Record the call; return its JSON body and, if it must fail, the failure answer."""
+        """Record the call; return its JSON body (a read's query string) and, if it must fail,
+        the failure answer. A failure that acts first is left in ``request.state.then``."""
+        request.state.then = None
         raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            body = None
+        if request.method == "GET":
+            body: Any = dict(request.query_params)
+        else:
+            try:
+                body = json.loads(raw) if raw else {}
+            except ValueError:
+                body = None
         method = request.url.path.lstrip("/")
         with self._lock:
             self.calls.append(Call(method, dict(request.headers), body, time.monotonic()))
-            failure = self._failures.pop(0) if self._failures else None
+            failure = next((f for f in self._failures if f.method in (None, method)), None)
+            if failure is not None:
+                self._failures.remove(failure)
         if failure is not None:
             if failure.mode == "ratelimited":
                 return body, JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
@@ -112,16 +141,32 @@ class FakeSlack:
                 return body, _error(failure.error)
             if failure.mode == "server_error":
                 return body, PlainTextResponse("Internal Server Error", status_code=500)
-            await asyncio.sleep(failure.delay_s)  # slow: then act as usual
+            if failure.mode == "lost":
+                await asyncio.sleep(failure.delay_s)
+                return body, PlainTextResponse("Gateway Timeout", status_code=504)
+            if failure.mode in _ACTED:
+                request.state.then = failure
+            else:
+                await asyncio.sleep(failure.delay_s)  # slow: then act as usual
         authorization = request.headers.get("authorization")
         if not authorization:
             return body, _error("not_authed")
         if authorization != f"Bearer {self.token}":
             return body, _error("invalid_auth")
-        if not isinstance(body, dict) or not request.headers.get(
-                "content-type", "").startswith("application/json"):
+        if not isinstance(body, dict) or (request.method != "GET" and not request.headers.get(
+                "content-type", "").startswith("application/json")):
             return body, _error("invalid_arguments")
         return body, None
+
+    @staticmethod
+    def _acted(request: Request, response: Response) -> Response:
+        """``response``, or the failure the call was told to answer after acting."""
+        then: _Failure | None = request.state.then
+        if then is None:
+            return response
+        if then.mode == "acted_server_error":
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        return _error(then.error)
 
     def _next_ts(self) -> str:
         with self._lock:
@@ -138,13 +183,47 @@ class FakeSlack:
         if problem := _check_content(body):
             return _error(problem)
         ts = self._next_ts()
-        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts,
-                   "text": body.get("text", ""), "blocks": body.get("blocks", []),
+        metadata = body.get("metadata")
+        if metadata is not None and not (
+                isinstance(metadata, dict) and isinstance(metadata.get("event_type"), str)
+                and isinstance(metadata.get("event_payload"), dict)):
+            return _error("invalid_metadata_format")
+        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "app_id": APP_ID,
+                   "ts": ts, "text": body.get("text", ""), "blocks": body.get("blocks", []),
                    "team": TEAM_ID}
         if body.get("thread_ts"):
             message["thread_ts"] = body["thread_ts"]
+        if metadata is not None:
+            message["metadata"] = metadata
         self.messages[(channel, ts)] = message
-        return JSONResponse({"ok": True, "channel": channel, "ts": ts, "message": message})
+        return self._acted(request, JSONResponse(
+            {"ok": True, "channel": channel, "ts": ts, "message": message}))
+
+    async def _replies(self, request: Request) -> Response:
+        """A thread's messages, oldest first: the parent (when the fake has it) and the
+        replies, ``limit`` a page, paged by ``cursor``; metadata only with
+        ``include_all_metadata``."""
+        body, failed = await self._receive(request)
+        if failed is not None:
+            return failed
+        channel, thread = body.get("channel"), body.get("ts")
+        if not isinstance(channel, str) or not isinstance(thread, str) or not thread:
+            return _error("invalid_arguments")
+        with_metadata = str(body.get("include_all_metadata", "")).lower() in ("true", "1")
+        try:
+            limit = max(1, min(1000, int(body.get("limit") or 1000)))
+            start = int(str(body.get("cursor") or "next:0").removeprefix("next:"))
+        except ValueError:
+            return _error("invalid_cursor")
+        thread_messages = [m for (c, ts), m in sorted(self.messages.items())
+                           if c == channel and (ts == thread or m.get("thread_ts") == thread)]
+        page = thread_messages[start:start + limit]
+        shown = [m if with_metadata else {k: v for k, v in m.items() if k != "metadata"}
+                 for m in page]
+        more = start + limit < len(thread_messages)
+        return JSONResponse({"ok": True, "messages": shown, "has_more": more,
+                             "response_metadata": {
+                                 "next_cursor": f"next:{start + limit}" if more else ""}})
 
     async def _update(self, request: Request) -> Response:
         body, failed = await self._receive(request)
