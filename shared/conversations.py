@@ -108,13 +108,6 @@ class Conversations:
             row = await cur.fetchone()
         return turn_text(self._db.keys, row) if row is not None else None
 
-    async def exists(self, platform: str, key: str) -> bool:
-        async with self._db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT 1 FROM conversations WHERE platform = %s AND key = %s",
-                (platform, key))
-            return await cur.fetchone() is not None
-
     async def add_exchange(self, platform: str, key: str, *, delivery_id: str, author: str,
                            question: str, answer: str, embedding: np.ndarray | None = None,
                            asked_at: datetime | None = None) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import AsyncIterator, Iterator
 from typing import cast
 
 import httpx
@@ -24,26 +23,6 @@ from tests.fakes.slack_api import (
 )
 
 CHANNEL, THREAD = "C05GENERL1", "1718000100.000200"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[tuple[FakeSlack, ServerThread]]:
-    fake = FakeSlack()
-    server = ServerThread(fake.app).start()
-    yield fake, server
-    server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: tuple[FakeSlack, ServerThread]) -> FakeSlack:
-    fake_server[0].reset()
-    return fake_server[0]
-
-
-@pytest.fixture
-async def slack(fake_server: tuple[FakeSlack, ServerThread]) -> AsyncIterator[SlackClient]:
-    async with httpx.AsyncClient(timeout=5) as http:
-        yield SlackClient(fake_server[1].url, Secret(BOT_TOKEN), http)
 
 
 async def test_post_message_posts_in_the_thread(fake: FakeSlack, slack: SlackClient) -> None:

@@ -3,7 +3,6 @@ answer was lost (functions/worker/reply.py's ``Finds``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import cast
 
 import httpx
@@ -12,32 +11,11 @@ import pytest
 import functions.slack.client as slack_client
 from functions.messaging import PlatformError
 from functions.slack.client import ANSWER_EVENT, SlackClient, SlackReply
-from shared.settings import Secret
 from tests.conftest import ServerThread
 from tests.fakes.slack_api import BOT_TOKEN, FailureMode, FakeSlack
 
 CHANNEL, THREAD = "C05GENERL1", "1718000100.000200"
 MARK = "slack:Ev0FINDME1"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[tuple[FakeSlack, ServerThread]]:
-    fake = FakeSlack()
-    server = ServerThread(fake.app).start()
-    yield fake, server
-    server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: tuple[FakeSlack, ServerThread]) -> FakeSlack:
-    fake_server[0].reset()
-    return fake_server[0]
-
-
-@pytest.fixture
-async def slack(fake_server: tuple[FakeSlack, ServerThread]) -> AsyncIterator[SlackClient]:
-    async with httpx.AsyncClient(timeout=5) as http:
-        yield SlackClient(fake_server[1].url, Secret(BOT_TOKEN), http)
 
 
 def reply(slack: SlackClient, mark: str | None = MARK) -> SlackReply:
