@@ -88,10 +88,15 @@ def test_only_the_failed_record_of_a_batch_comes_back(
     assert dead["Body"] == "not a job"
     assert "unknown job kind" in dead["MessageAttributes"]["error"]["StringValue"]
 
-    # The Slack job comes back after its backoff, as a second attempt, and is answered once.
-    again, failed = container.deliver(aws, queues, wait_s=10)
-    assert [m["MessageId"] for m in again] == [by_kind["slack"]["MessageId"]]
-    assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+    # The Slack job comes back after its backoff, alone, and is answered once. Slack's 500 may
+    # have posted (when it met the answer's post, not a stream's start): the second attempt
+    # then looks for the post and, not seeing it yet, may wait once more; the last one posts.
+    for receives in range(2, MAX_RECEIVES + 1):
+        again, failed = container.deliver(aws, queues, wait_s=10)
+        assert [m["MessageId"] for m in again] == [by_kind["slack"]["MessageId"]]
+        assert again[0]["Attributes"]["ApproximateReceiveCount"] == str(receives)
+        if not failed:
+            break
     assert failed == []
     assert len(slack_messages(fakes, slack_body)) == 1
     assert queues.count(aws) == 0
