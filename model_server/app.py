@@ -14,9 +14,9 @@ import json
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -34,6 +34,7 @@ from shared.chat import Message, prompt_tokens
 from shared.errors import BadRequest
 from shared.http import (
     BearerTokenBackend,
+    ClientLeft,
     auth_error,
     bad_request,
     http_error,
@@ -41,6 +42,7 @@ from shared.http import (
     read_body,
     subject_of,
     unexpected,
+    while_connected,
 )
 from shared.openai_schema import parse_chat_request, parse_json_object
 from shared.ratelimit import Quota
@@ -124,13 +126,15 @@ async def chat_completions(request: Request) -> Response:
     started = time.perf_counter()
     if not chat.stream:
         gw.metrics.engine_enter(gw.engine.parallel)
-        # Not cancelled when the client hangs up: llama-server would go on writing a whole
-        # (not streamed) answer anyway, so the gateway waits for it and charges what it cost.
-        # (Reading whole answers as streams, to stop the engine then, cost the gateway five
-        # times the CPU per token: docs/benchmarks.md.)
+        # A client that hangs up drops the engine's request too, and llama-server stops within
+        # its one-second poll of the connection. The answer's tokens are then unknown: the
+        # prompt is charged, by estimate.
         try:
-            result = await gw.engine.complete(body, charge.usage)
+            result = await while_connected(request, gw.engine.complete(body, charge.usage))
             charge.engine_worked = True
+        except ClientLeft:
+            charge.engine_worked = True
+            return _client_left()
         except (EngineTimeout, asyncio.CancelledError):
             charge.engine_worked = True  # it worked on the request until then
             raise
@@ -174,37 +178,6 @@ class _Charge:
         self.gw.budget.charge(self.sub, usage.prompt_tokens + usage.completion_tokens)
 
 
-T = TypeVar("T")
-
-
-async def _while_connected(request: Request, work: Awaitable[T]) -> T | None:
-    """``work``'s result, or None when the client hangs up first; ``work`` is then cancelled,
-    which drops the engine's stream, and llama-server stops at its next token.
-
-    The body has been read, so the next ASGI message is ``http.disconnect``: uvicorn sends it
-    when the connection closes, httpx's ASGITransport once the response is complete. Waiting
-    on ``receive`` wakes at once, where polling ``request.is_disconnected()`` would not.
-    """
-    job = asyncio.ensure_future(work)
-
-    async def hang_up() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(hang_up())
-    try:
-        await asyncio.wait((job, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not job.done():
-            job.cancel()
-        await asyncio.wait((job, watcher))
-    if job.cancelled() and watcher.done() and not watcher.cancelled():
-        watcher.result()  # a failure to receive, if that ended it
-        return None
-    return job.result()  # the engine's error, if it failed
-
-
 def _client_left() -> Response:
     """The answer to a caller that hung up: nobody reads it, but the metrics count it as 499,
     nginx's "client closed request"."""
@@ -220,27 +193,27 @@ async def _start_stream(
     gw.metrics.engine_enter(gw.engine.parallel)
     usage = charge.usage
     events = gw.engine.stream(body, usage, forward_usage=include_usage)
+
+    async def first_event() -> bytes:
+        async with asyncio.timeout(gw.settings.model_first_token_timeout_s):
+            return await anext(events)
+
     try:
-        first = await _while_connected(request, asyncio.wait_for(
-            anext(events), gw.settings.model_first_token_timeout_s))
+        first = await while_connected(request, first_event())
     except BaseException as exc:
         gw.metrics.engine_leave(gw.engine.parallel)
         with contextlib.suppress(Exception):
             await events.aclose()  # type: ignore[attr-defined]
-        charge.engine_worked = isinstance(exc, (TimeoutError, asyncio.CancelledError))
+        charge.engine_worked = isinstance(exc, (TimeoutError, asyncio.CancelledError,
+                                                ClientLeft))
         charge.settle()
+        if isinstance(exc, ClientLeft):
+            return _client_left()
         if isinstance(exc, TimeoutError):
             raise EngineError("the engine did not start answering in time", 504) from None
         if isinstance(exc, StopAsyncIteration):
             raise EngineError("the engine closed the stream without answering") from None
         raise
-    if first is None:
-        gw.metrics.engine_leave(gw.engine.parallel)
-        with contextlib.suppress(Exception):
-            await events.aclose()  # type: ignore[attr-defined]
-        charge.engine_worked = True
-        charge.settle()
-        return _client_left()
     gw.metrics.first_token.observe(time.perf_counter() - started)
 
     async def relay() -> AsyncIterator[bytes]:

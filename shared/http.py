@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 from starlette.authentication import (
     AuthCredentials,
@@ -105,6 +105,49 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(f"the request body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+T = TypeVar("T")
+
+
+class ClientLeft(Exception):
+    """The caller hung up before its answer was ready."""
+
+
+async def while_connected(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result, awaited in this task; :class:`ClientLeft` when the client hangs up
+    first, after cancelling ``work`` (which drops its connection upstream, and the engine at
+    the end of it stops: llama-server notices within a second, streamed or not).
+
+    The body has been read, so the next ASGI message is ``http.disconnect``: uvicorn sends it
+    when the connection closes, httpx's ASGITransport once the response is complete. A watcher
+    waits on ``receive`` and cancels this task when it comes; one task per request, where
+    running ``work`` in a task of its own would take two.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        try:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+        except (RuntimeError, OSError):  # a server that cannot say: the answer is awaited
+            return
+        left = True
+        task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        # Ours only if nobody else cancelled the task too (a server shutting down).
+        if left and task.uncancel() == 0:
+            raise ClientLeft from None
+        raise
+    finally:
+        watcher.cancel()
 
 
 def subject_of(request: Request) -> str:

@@ -33,15 +33,17 @@ from shared.audit import Exchange, record_exchange
 from shared.chat import Budget, Message, fit_messages, prompt_tokens
 from shared.db import Database
 from shared.errors import CharlaError
-from shared.http import read_body, subject_of
+from shared.http import ClientLeft, read_body, subject_of, while_connected
 from shared.openai_schema import ChatRequest, error_body, parse_chat_request, parse_json_object
 from shared.redact import redact_messages
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The audit row's error for a streamed answer its client stopped reading before the end.
+# The audit row's error for an answer its client hung up on before the end.
 CLIENT_DISCONNECTED = "client_disconnected"
+# The status a hung-up caller would have got (nobody reads it): nginx's "client closed request".
+CLIENT_LEFT_STATUS = 499
 
 
 @dataclass
@@ -156,7 +158,8 @@ async def chat_completions(request: Request) -> Response:
             return dont_know_answer(grounding, chat, model)
         if grounding is not None:
             asked, references = grounding.with_references(asked)
-        result, events, first = await _first_answer(ctx, chat, asked, budget, model, principal)
+        result, events, first = await while_connected(
+            request, _first_answer(ctx, chat, asked, budget, model, principal))
         withheld = None
         if result is not None:
             withheld = await ctx.moderation.check_output(question, _content(result), scopes,
@@ -165,6 +168,14 @@ async def chat_completions(request: Request) -> Response:
         exchange.status, exchange.error, exchange.latency_ms = exc.status, exc.message, _ms(started)
         await ctx.record(exchange)
         raise
+    except ClientLeft:
+        # Hung up while the model worked: its request was dropped, so the engine stops too.
+        exchange.messages = [m for m in chat.messages if m is not references]
+        exchange.status, exchange.error = CLIENT_LEFT_STATUS, CLIENT_DISCONNECTED
+        exchange.latency_ms = _ms(started)
+        ctx.later(ctx.record(exchange))
+        log.info("the client hung up before the answer; the model server's work was stopped")
+        return Response(status_code=CLIENT_LEFT_STATUS)
     # The audit log keeps what the client sent, not the passages we added.
     exchange.messages = [m for m in chat.messages if m is not references]
     citations = grounding.citations if grounding is not None else None

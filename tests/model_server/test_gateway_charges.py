@@ -183,22 +183,41 @@ async def test_a_stream_left_before_its_first_token_stops_the_engine_and_pays_th
     assert await _metric(served, http, LEFT) - left_before == 1  # counted as "client left"
 
 
-async def test_a_whole_answer_whose_caller_gave_up_is_charged_what_it_cost(
+async def _whole_answer_stops(gateway: Gateway, http: httpx.AsyncClient, since: float) -> None:
+    """Wait for the engine to drop a whole answer whose caller hung up, without waking it.
+
+    llama-server looks at a whole answer's connection only when a second has passed without a
+    result for anyone, its own /metrics answers included: polled often, it never looks. So the
+    test looks seldom. The answer asked for (2,000 tokens of a story, which this model writes
+    to the limit) takes far longer than the wait allowed here on the machines we know."""
+    deadline = time.monotonic() + 15
+    while True:
+        await asyncio.sleep(2.5)
+        stats = await _engine_stats(gateway, http)
+        if stats["requests_processing"] == 0:
+            break
+        assert time.monotonic() < deadline, "the engine kept writing for a caller that left"
+    decoded = stats["n_decode_total"] - since
+    assert decoded < 1500, f"the engine wrote the answer to its end ({decoded:g})"
+
+
+async def test_a_whole_answer_whose_caller_hangs_up_stops_the_engine_and_pays_the_prompt(
     served: Served, http: httpx.AsyncClient
 ) -> None:
-    """llama-server writes a whole (not streamed) answer to its end whoever waits for it: the
-    gateway waits too, and charges the engine's own count."""
+    """A whole (not streamed) answer: the gateway drops the engine's request when its caller
+    hangs up, and the engine stops."""
     sub = f"quitter-{uuid.uuid4().hex}"
+    left_before = await _metric(served, http, LEFT)
     estimated_before = await _metric(served, http, ESTIMATED)
-    body = {"messages": LONG, "max_tokens": 48, "temperature": 0}
+    decoded_before = (await _engine_stats(served.gateway, http))["n_decode_total"]
+    body = {"messages": LONG, "max_tokens": 2000, "temperature": 0}
     await _hang_up_while_the_engine_works(served, http, body, sub)
-    deadline = time.monotonic() + 60
-    while await _engine_busy(served.gateway, http) > 0:
-        assert time.monotonic() < deadline, "the engine did not finish"
-        await asyncio.sleep(0.05)
+    await _whole_answer_stops(served.gateway, http, decoded_before)
     charged = await _charge_of(served, sub)
-    assert charged > 48 // 2  # the engine's count of the prompt and of what it wrote
-    assert await _metric(served, http, ESTIMATED) == estimated_before
+    # The engine's count never came: the prompt, by estimate.
+    assert charged == prompt_tokens(LONG)
+    assert await _metric(served, http, ESTIMATED) - estimated_before == 1
+    assert await _metric(served, http, LEFT) - left_before == 1
 
 
 async def _llama_events(gateway: Gateway, body: dict[str, object],

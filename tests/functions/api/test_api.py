@@ -381,6 +381,57 @@ async def test_a_stream_its_client_leaves_is_audited_as_abandoned(
     assert row["error"] == "client_disconnected" and row["finish_reason"] is None
 
 
+class Waiter(BlackHole):
+    """A model server that reads the request and waits; ``dropped`` is set when its caller
+    closes the connection (what makes llama-server stop working on it)."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self.dropped = threading.Event()
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def answer(self, conn: socket.socket) -> None:
+        seen = b""
+        while b"\r\n\r\n" not in seen:
+            seen += conn.recv(65536)
+        self.asked.set()
+        while conn.recv(65536):
+            pass
+        self.dropped.set()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_hangs_up_before_the_answer_drops_the_model_servers_request(
+    service_keys: tuple[str, str], api: Api, redis_url: str, http: httpx.AsyncClient,
+    stream: bool
+) -> None:
+    waiter = Waiter()
+    assert api.settings.database_url is not None
+    settings = make_settings(**api_env(
+        service_keys, waiter.url, api.settings.database_url.reveal(), redis_url,
+        CHARLA_MODEL_FIRST_TOKEN_TIMEOUT="30", CHARLA_MODEL_TIMEOUT="30"))
+    server = start_api(settings)
+    sub = f"quitter-{uuid.uuid4().hex[:6]}"
+    try:
+        asked = asyncio.create_task(http.post(
+            server.url + "/v1/chat/completions", headers=api.headers(sub),
+            json={"messages": QUESTION, "stream": stream}))
+        assert await asyncio.to_thread(waiter.asked.wait, 10), "the model server was not asked"
+        asked.cancel()  # the client gives up: its connection closes
+        with contextlib.suppress(asyncio.CancelledError):
+            await asked
+        # Dropped at once, not when the model server's 30-second timeout runs out.
+        assert await asyncio.to_thread(waiter.dropped.wait, 5), "the request was not dropped"
+        rows = await wait_for_rows(api, sub, 1)
+    finally:
+        server.stop()
+        waiter.close()
+    assert len(rows) == 1
+    assert rows[0]["status"] == 499 and rows[0]["error"] == "client_disconnected"
+    assert rows[0]["answer"] is None
+
+
 async def test_model_server_slow_is_504_within_the_timeout(
     service_keys: tuple[str, str], api: Api, redis_url: str, http: httpx.AsyncClient
 ) -> None:
