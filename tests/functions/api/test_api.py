@@ -285,6 +285,7 @@ class BlackHole:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.conns: list[socket.socket] = []
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
@@ -305,6 +306,13 @@ class BlackHole:
     def answer(self, conn: socket.socket) -> None:
         """Never answer."""
 
+    @staticmethod
+    def read_head(conn: socket.socket) -> None:
+        """Read the request up to the end of its headers."""
+        seen = b""
+        while b"\r\n\r\n" not in seen:
+            seen += conn.recv(65536)
+
     def close(self) -> None:
         self.sock.close()
         for conn in self.conns:
@@ -322,12 +330,9 @@ class BreakingStream(BlackHole):
     def __init__(self, hang_up: bool) -> None:
         self.hang_up = hang_up
         super().__init__()
-        self.url = f"http://127.0.0.1:{self.port}"
 
     def answer(self, conn: socket.socket) -> None:
-        seen = b""
-        while b"\r\n\r\n" not in seen:
-            seen += conn.recv(65536)
+        self.read_head(conn)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n"
                      + b"%x\r\n%s\r\n" % (len(FIRST_EVENT), FIRST_EVENT))
@@ -389,12 +394,9 @@ class Waiter(BlackHole):
         self.asked = threading.Event()
         self.dropped = threading.Event()
         super().__init__()
-        self.url = f"http://127.0.0.1:{self.port}"
 
     def answer(self, conn: socket.socket) -> None:
-        seen = b""
-        while b"\r\n\r\n" not in seen:
-            seen += conn.recv(65536)
+        self.read_head(conn)
         self.asked.set()
         while conn.recv(65536):
             pass
@@ -438,7 +440,7 @@ async def test_model_server_slow_is_504_within_the_timeout(
     hole = BlackHole()
     assert api.settings.database_url is not None
     settings = make_settings(**api_env(
-        service_keys, f"http://127.0.0.1:{hole.port}", api.settings.database_url.reveal(),
+        service_keys, hole.url, api.settings.database_url.reveal(),
         redis_url, CHARLA_MODEL_FIRST_TOKEN_TIMEOUT="1", CHARLA_MODEL_TIMEOUT="1.5"))
     server = start_api(settings)
     try:
