@@ -51,7 +51,7 @@ def defines(machine: str | None = None) -> list[str]:
 
 
 def wheel_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    return cache_root(environ) / "llama-cpp-python" / cache_key((*defines(), *recipe()))
+    return cache_root(environ) / "llama-cpp-python" / cache_key((*defines(), *recipe(server=False)))
 
 
 def wheel(environ: Mapping[str, str] = os.environ) -> Path:
@@ -69,7 +69,7 @@ def wheel(environ: Mapping[str, str] = os.environ) -> Path:
             with tarfile.open(archive) as tar:
                 tar.extractall(work, filter="data")
             source = work / archive.name.removesuffix(".tar.gz")
-            patch_vendor(source / "vendor" / "llama.cpp")
+            patch_vendor(source / "vendor" / "llama.cpp", server=False)
             settings = [arg for define in defines() for arg in ("--config-settings", define)]
             subprocess.run(
                 [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",

@@ -60,6 +60,27 @@ PATCHES: tuple[tuple[str, str, str], ...] = (
      '    __asm__ volatile("ldtilecfg %0" : : "m"(tc));\n'),
 )
 
+# llama-server's own, which llama-cpp-python's build (bench/lcp_build.py) does not need.
+# A request waiting for its results (a whole answer, or a stream between tokens) looks at its
+# connection when a one-second wait for them runs out; but every result for any request wakes
+# the wait, which then starts again from a full second. So on a busy engine a whole answer whose
+# caller has gone is never looked at and is written to its end, holding a slot. The patch gives
+# the wait one deadline: the connection is looked at every second, whatever else is answered.
+_RECV = "tools/server/server-queue.cpp"
+SERVER_PATCHES: tuple[tuple[str, str, str], ...] = (
+    (_RECV,
+     "server_task_result_ptr server_response::recv_with_timeout(const std::unordered_set<int> "
+     "& id_tasks, int timeout) {\n",
+     "server_task_result_ptr server_response::recv_with_timeout(const std::unordered_set<int> "
+     "& id_tasks, int timeout) {\n"
+     "    // charla: one deadline for the whole wait; other requests' results do not extend it\n"
+     "    const auto deadline = std::chrono::steady_clock::now() + "
+     "std::chrono::seconds(timeout);\n"),
+    (_RECV,
+     "condition_results.wait_for(lock, std::chrono::seconds(timeout));\n",
+     "condition_results.wait_until(lock, deadline);\n"),
+)
+
 # A build without the AMX kernels, tried when the one with them fails its check on this CPU.
 _NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 
@@ -76,10 +97,15 @@ def cmake_flags(machine: str | None = None, *, amx: bool = True) -> tuple[str, .
     return CMAKE_FLAGS
 
 
-def patch_vendor(source: Path) -> None:
-    """Apply PATCHES to an extracted llama.cpp tree; a patch that no longer matches exactly
-    once (another llama.cpp version) stops the build instead of building unpatched code."""
-    for relative, old, new in PATCHES:
+def _patches(server: bool) -> tuple[tuple[str, str, str], ...]:
+    return (*PATCHES, *SERVER_PATCHES) if server else PATCHES
+
+
+def patch_vendor(source: Path, *, server: bool = True) -> None:
+    """Apply PATCHES (and SERVER_PATCHES, unless ``server`` is False) to an extracted llama.cpp
+    tree; a patch that no longer matches exactly once (another llama.cpp version) stops the
+    build instead of building unpatched code."""
+    for relative, old, new in _patches(server):
         path = source / relative
         text = path.read_text()
         if text.count(old) != 1:
@@ -97,11 +123,11 @@ def _attempts(machine: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
             ("native, without llama.cpp's AMX kernels", cmake_flags(machine, amx=False))]
 
 
-def recipe(machine: str | None = None) -> tuple[str, ...]:
+def recipe(machine: str | None = None, *, server: bool = True) -> tuple[str, ...]:
     """What a build depends on besides the version and the CPU: the flags of each attempt, in
-    order, and the patches."""
+    order, and the patches (``server``: llama-server's own too)."""
     patches = [f"patch {rel} {hashlib.sha256(new.encode()).hexdigest()[:12]}"
-               for rel, _old, new in PATCHES]
+               for rel, _old, new in _patches(server)]
     return (*[" ".join(flags) for _what, flags in _attempts(machine)], *patches)
 
 

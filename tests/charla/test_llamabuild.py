@@ -36,8 +36,10 @@ def test_other_machines_get_no_x86_compiler_flags() -> None:
         flags = llamabuild.cmake_flags("aarch64", amx=amx)
         assert not any("amx" in f for f in flags)
         assert flags == llamabuild.CMAKE_FLAGS
-    assert len(llamabuild.recipe("aarch64")) == 1 + len(llamabuild.PATCHES)
-    assert len(llamabuild.recipe("x86_64")) == 2 + len(llamabuild.PATCHES)
+    patches = len(llamabuild.PATCHES) + len(llamabuild.SERVER_PATCHES)
+    assert len(llamabuild.recipe("aarch64")) == 1 + patches
+    assert len(llamabuild.recipe("x86_64")) == 2 + patches
+    assert len(llamabuild.recipe("x86_64", server=False)) == 2 + len(llamabuild.PATCHES)
 
 
 def test_a_changed_recipe_is_a_different_cache_entry(monkeypatch: pytest.MonkeyPatch,
@@ -69,7 +71,7 @@ def test_the_tile_configuration_is_loaded_as_a_whole(tmp_path: Path) -> None:
     source = tmp_path / "ggml/src/ggml-cpu/amx/mmq.cpp"
     source.parent.mkdir(parents=True)
     source.write_text(_TILE_CONFIG_INIT)
-    llamabuild.patch_vendor(tmp_path)
+    llamabuild.patch_vendor(tmp_path, server=False)
     patched = source.read_text()
     assert "_tile_loadconfig" not in patched
     assert '    __asm__ volatile("ldtilecfg %0" : : "m"(tc));\n    done = true;' in patched
@@ -83,7 +85,7 @@ def test_a_patch_that_no_longer_matches_stops_the_build(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"cannot patch ggml/src/ggml-cpu/amx/mmq\.cpp: "
                                            r"expected '_tile_loadconfig\(&tc\);' once, found "
                                            r"it 0 times"):
-        llamabuild.patch_vendor(tmp_path)
+        llamabuild.patch_vendor(tmp_path, server=False)
     assert "load(&tc)" in source.read_text()  # left as it was
 
 
@@ -99,7 +101,7 @@ def test_the_patched_statement_keeps_the_configurations_stores(tmp_path: Path) -
               "  uint8_t rows[16] = {0}; };\nbool done;\n")
     # Not inline, so that the compiler emits it.
     source.write_text(struct + _TILE_CONFIG_INIT.removeprefix("inline "))
-    llamabuild.patch_vendor(tmp_path)
+    llamabuild.patch_vendor(tmp_path, server=False)
     listing = subprocess.run(
         ["g++", "-O3", "-mamx-tile", "-S", "-o", "-", "-x", "c++", str(source)],
         capture_output=True, text=True, check=True).stdout
@@ -198,8 +200,7 @@ def _fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: set[in
     """build() with the download, the compiler and the check replaced: the checks of the
     attempts numbered in ``failing`` raise as a crashing binary's would."""
     source = tmp_path / "src"
-    (source / "ggml/src/ggml-cpu/amx").mkdir(parents=True)
-    (source / "ggml/src/ggml-cpu/amx/mmq.cpp").write_text(_TILE_CONFIG_INIT)
+    _vendor_tree(source)
     commands: list[list[str]] = []
 
     def run(cmd: list[str]) -> None:
@@ -291,3 +292,39 @@ async def test_the_gateways_engine_names_the_signal_and_its_log(tmp_path: Path) 
     log_path = tmp_path / "logs" / "llama-server.log"
     assert str(caught.value) == ("llama-server was killed by SIGILL (Illegal instruction) during "
                                  f"start; its output is in {log_path}")
+
+
+# The vendored function as llama-cpp-python 0.3.36 ships it, cut down.
+_RECV_WITH_TIMEOUT = """server_task_result_ptr server_response::recv_with_timeout(\
+const std::unordered_set<int> & id_tasks, int timeout) {
+    while (true) {
+        std::unique_lock<std::mutex> lock(mutex_results);
+        std::cv_status cr_res = condition_results.wait_for(lock, std::chrono::seconds(timeout));
+        if (cr_res == std::cv_status::timeout) {
+            return nullptr;
+        }
+    }
+}
+"""
+
+
+def test_a_wait_for_results_has_one_deadline(tmp_path: Path) -> None:
+    """llama-server's wait for a request's results runs out a second after it began, however
+    many other results wake it; before, each restarted it (tests/model_server shows a whole
+    answer stopping on a busy engine)."""
+    _vendor_tree(tmp_path)
+    llamabuild.patch_vendor(tmp_path)
+    patched = (tmp_path / "tools/server/server-queue.cpp").read_text()
+    head, loop = patched.split("    while (true) {\n")
+    assert "const auto deadline = std::chrono::steady_clock::now() + " \
+           "std::chrono::seconds(timeout);" in head
+    assert "condition_results.wait_until(lock, deadline);" in loop
+    assert "wait_for" not in patched
+
+
+def _vendor_tree(root: Path) -> None:
+    """The files the patches change, cut down, where an extracted llama.cpp has them."""
+    for relative, text in (("ggml/src/ggml-cpu/amx/mmq.cpp", _TILE_CONFIG_INIT),
+                           ("tools/server/server-queue.cpp", _RECV_WITH_TIMEOUT)):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)

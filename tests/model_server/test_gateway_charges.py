@@ -82,17 +82,20 @@ async def _engine_busy(gateway: Gateway, http: httpx.AsyncClient) -> float:
     return (await _engine_stats(gateway, http))["requests_processing"]
 
 
-async def _engine_stops(gateway: Gateway, http: httpx.AsyncClient) -> None:
+async def _engine_stops(gateway: Gateway, http: httpx.AsyncClient, within: int = 50) -> None:
     """Wait for the engine to go idle after a hang-up, failing as soon as it has generated
-    more than a few tokens since (about one decode a token while it serves one request).
+    more than ``within`` tokens since (about one decode a token while it serves one request).
+    Its /metrics are read all the while, which also keeps it busy answering other requests.
 
     Counted in tokens, not seconds: on a busy machine the token that makes llama-server see the
-    closed connection can take seconds to come, yet it is the only one."""
+    closed connection can take seconds to come, yet it is the only one. (A stream sees it at
+    its next token, a whole answer at its next look, every second.)"""
     start = (await _engine_stats(gateway, http))["n_decode_total"]
     deadline = time.monotonic() + 60
     while (stats := await _engine_stats(gateway, http))["requests_processing"] > 0:
         decoded = stats["n_decode_total"] - start
-        assert decoded <= 50, f"the engine kept generating for a client that left ({decoded:g})"
+        assert decoded <= within, (
+            f"the engine kept generating for a client that left ({decoded:g})")
         assert time.monotonic() < deadline, "the engine did not stop"
         await asyncio.sleep(0.05)
 
@@ -183,36 +186,19 @@ async def test_a_stream_left_before_its_first_token_stops_the_engine_and_pays_th
     assert await _metric(served, http, LEFT) - left_before == 1  # counted as "client left"
 
 
-async def _whole_answer_stops(gateway: Gateway, http: httpx.AsyncClient, since: float) -> None:
-    """Wait for the engine to drop a whole answer whose caller hung up, without waking it.
-
-    llama-server looks at a whole answer's connection only when a second has passed without a
-    result for anyone, its own /metrics answers included: polled often, it never looks. So the
-    test looks seldom. The answer asked for (2,000 tokens of a story, which this model writes
-    to the limit) takes far longer than the wait allowed here on the machines we know."""
-    deadline = time.monotonic() + 15
-    while True:
-        await asyncio.sleep(2.5)
-        stats = await _engine_stats(gateway, http)
-        if stats["requests_processing"] == 0:
-            break
-        assert time.monotonic() < deadline, "the engine kept writing for a caller that left"
-    decoded = stats["n_decode_total"] - since
-    assert decoded < 1500, f"the engine wrote the answer to its end ({decoded:g})"
-
-
 async def test_a_whole_answer_whose_caller_hangs_up_stops_the_engine_and_pays_the_prompt(
     served: Served, http: httpx.AsyncClient
 ) -> None:
     """A whole (not streamed) answer: the gateway drops the engine's request when its caller
-    hangs up, and the engine stops."""
+    hangs up, and the engine stops within a second, busy as it is answering /metrics (which,
+    unpatched, kept llama-server from ever looking: charla/llamabuild.SERVER_PATCHES)."""
     sub = f"quitter-{uuid.uuid4().hex}"
     left_before = await _metric(served, http, LEFT)
     estimated_before = await _metric(served, http, ESTIMATED)
-    decoded_before = (await _engine_stats(served.gateway, http))["n_decode_total"]
     body = {"messages": LONG, "max_tokens": 2000, "temperature": 0}
     await _hang_up_while_the_engine_works(served, http, body, sub)
-    await _whole_answer_stops(served.gateway, http, decoded_before)
+    # A second of writing, at up to about 200 tokens a second on the machines we know.
+    await _engine_stops(served.gateway, http, within=600)
     charged = await _charge_of(served, sub)
     # The engine's count never came: the prompt, by estimate.
     assert charged == prompt_tokens(LONG)
