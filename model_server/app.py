@@ -33,6 +33,7 @@ from model_server.metrics import Metrics
 from shared.chat import Message, prompt_tokens
 from shared.errors import BadRequest
 from shared.http import (
+    CLIENT_CLOSED_REQUEST,
     BearerTokenBackend,
     ClientLeft,
     auth_error,
@@ -179,10 +180,9 @@ class _Charge:
 
 
 def _client_left() -> Response:
-    """The answer to a caller that hung up: nobody reads it, but the metrics count it as 499,
-    nginx's "client closed request"."""
+    """The answer to a caller that hung up: nobody reads it, but the metrics count it."""
     log.info("the client hung up before the answer; the engine's work on it was stopped")
-    return Response(status_code=499)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 async def _start_stream(

@@ -114,6 +114,10 @@ class ClientLeft(Exception):
     """The caller hung up before its answer was ready."""
 
 
+# The status counted for a caller that hung up (nobody reads it): nginx's "client closed request".
+CLIENT_CLOSED_REQUEST = 499
+
+
 async def while_connected(request: Request, work: Awaitable[T]) -> T:
     """``work``'s result, awaited in this task; :class:`ClientLeft` when the client hangs up
     first, after cancelling ``work`` (which drops its connection upstream, and the engine at

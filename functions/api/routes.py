@@ -33,7 +33,13 @@ from shared.audit import Exchange, record_exchange
 from shared.chat import Budget, Message, fit_messages, prompt_tokens
 from shared.db import Database
 from shared.errors import CharlaError
-from shared.http import ClientLeft, read_body, subject_of, while_connected
+from shared.http import (
+    CLIENT_CLOSED_REQUEST,
+    ClientLeft,
+    read_body,
+    subject_of,
+    while_connected,
+)
 from shared.openai_schema import ChatRequest, error_body, parse_chat_request, parse_json_object
 from shared.redact import redact_messages
 from shared.settings import Settings
@@ -42,8 +48,6 @@ log = logging.getLogger(__name__)
 
 # The audit row's error for an answer its client hung up on before the end.
 CLIENT_DISCONNECTED = "client_disconnected"
-# The status a hung-up caller would have got (nobody reads it): nginx's "client closed request".
-CLIENT_LEFT_STATUS = 499
 
 
 @dataclass
@@ -171,11 +175,11 @@ async def chat_completions(request: Request) -> Response:
     except ClientLeft:
         # Hung up while the model worked: its request was dropped, so the engine stops too.
         exchange.messages = [m for m in chat.messages if m is not references]
-        exchange.status, exchange.error = CLIENT_LEFT_STATUS, CLIENT_DISCONNECTED
+        exchange.status, exchange.error = CLIENT_CLOSED_REQUEST, CLIENT_DISCONNECTED
         exchange.latency_ms = _ms(started)
         ctx.later(ctx.record(exchange))
         log.info("the client hung up before the answer; the model server's work was stopped")
-        return Response(status_code=CLIENT_LEFT_STATUS)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     # The audit log keeps what the client sent, not the passages we added.
     exchange.messages = [m for m in chat.messages if m is not references]
     citations = grounding.citations if grounding is not None else None
