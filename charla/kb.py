@@ -1,6 +1,10 @@
 """``charla ingest | collections | forget | grant | revoke | grants | reindex``: the knowledge
 base from the command line, beside a running ``charla up`` (or with DATABASE_URL and
-MODEL_SERVER_URL set)."""
+MODEL_SERVER_URL set).
+
+The operator's command line may do anything; API clients read and write only what it grants
+them (``charla grant hr api:ci --write``). A collection name that breaks the rule
+(shared/knowledge/names.py) is one line and exit 2, before anything is opened."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from charla.home import stack_settings, with_database
 from shared.errors import CharlaError
+from shared.knowledge.names import collection_name
 
 if TYPE_CHECKING:
     from shared.db import Database
@@ -49,7 +54,7 @@ def _source(path: Path, roots: list[str]) -> str:
 
 def _with_knowledge(work: Callable[[Any], Awaitable[int]]) -> int:
     from functions.knowledge import Knowledge
-    from functions.model_client import ModelClient
+    from functions.model_client import ModelClient, ModelServerError
 
     settings = stack_settings()
 
@@ -57,6 +62,8 @@ def _with_knowledge(work: Callable[[Any], Awaitable[int]]) -> int:
         model = ModelClient(settings)
         try:
             return await work(Knowledge(db, model))
+        except ModelServerError as exc:  # one line saying so, not a traceback
+            raise CharlaError(f"{exc} ({settings.model_server_url})") from None
         finally:
             await model.close()
 
@@ -66,6 +73,7 @@ def _with_knowledge(work: Callable[[Any], Awaitable[int]]) -> int:
 def ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    collection_name(args.collection)
     files = list(_files(args.paths))
     if not files and not args.prune:
         print("charla: no supported files found (.txt .md .pdf .html .docx)", file=sys.stderr)
@@ -110,6 +118,8 @@ def collections(args: argparse.Namespace) -> int:
 
 
 def forget(args: argparse.Namespace) -> int:
+    collection_name(args.collection)
+
     async def work(kb: Any) -> int:
         gone = await kb.store.forget_collection(args.collection)
         print(f"forgot {args.collection!r}: {gone} chunks, with its documents and grants")
@@ -119,20 +129,41 @@ def forget(args: argparse.Namespace) -> int:
 
 
 def grant(args: argparse.Namespace) -> int:
+    collection_name(args.collection)
+
     async def work(kb: Any) -> int:
-        await kb.store.grant(args.collection, args.principal)
-        print(f"{args.principal} may now read {args.collection!r}")
+        from shared.knowledge.store import KnowledgeError
+
+        try:
+            await kb.store.grant(args.collection, args.principal, write=args.write)
+        except KnowledgeError:
+            if not args.write:
+                raise  # reading an empty collection is no use: a typo, most likely
+            # Granting a program the right to publish comes before anything is in the
+            # collection, and programs may not create collections themselves.
+            created = await kb.ingestor(SUB).collection(args.collection)
+            print(f"created the empty collection {created.name!r} "
+                  f"({created.embedding_model}, {created.dimensions}-d)")
+            await kb.store.grant(args.collection, args.principal, write=True)
+        rights = "read and write to" if args.write else "read"
+        print(f"{args.principal} may now {rights} {args.collection!r}")
         return 0
 
     return _with_knowledge(work)
 
 
 def revoke(args: argparse.Namespace) -> int:
+    collection_name(args.collection)
+
     async def work(kb: Any) -> int:
-        if await kb.store.revoke(args.collection, args.principal):
-            print(f"{args.principal} may no longer read {args.collection!r}")
+        if await kb.store.revoke(args.collection, args.principal, write_only=args.write):
+            print(f"{args.principal} may no longer write to {args.collection!r} (it still "
+                  "reads it)" if args.write else
+                  f"{args.principal} may no longer read {args.collection!r}")
             return 0
-        print(f"charla: {args.principal} had no grant on {args.collection!r}", file=sys.stderr)
+        kind = "write grant" if args.write else "grant"
+        print(f"charla: {args.principal} had no {kind} on {args.collection!r}",
+              file=sys.stderr)
         return 1
 
     return _with_knowledge(work)
@@ -140,17 +171,19 @@ def revoke(args: argparse.Namespace) -> int:
 
 def grants(args: argparse.Namespace) -> int:
     async def work(kb: Any) -> int:
-        pairs = await kb.store.grants()
-        if not pairs:
+        found = await kb.store.grants()
+        if not found:
             print("no grants: charla grant COLLECTION PRINCIPAL (e.g. slack:T0123:C0456)")
-        for collection, principal in pairs:
-            print(f"{collection}\t{principal}")
+        for g in found:
+            print(f"{g.collection}\t{g.principal}\t{g.rights}")
         return 0
 
     return _with_knowledge(work)
 
 
 def reindex(args: argparse.Namespace) -> int:
+    collection_name(args.collection)
+
     async def work(kb: Any) -> int:
         collection = await kb.store.collection(args.collection)
         if collection is None:
@@ -183,14 +216,19 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--collection", required=True)
     p.set_defaults(func=forget)
 
-    for name, func, text in (("grant", grant, "let a chat or client read a collection"),
-                             ("revoke", revoke, "take a grant back")):
+    for name, func, text, write in (
+            ("grant", grant, "let a chat or client read a collection",
+             "let an API client also add and delete documents in it (creates the "
+             "collection if it does not exist)"),
+            ("revoke", revoke, "take a grant back",
+             "take back only the right to write: reading stays")):
         p = sub.add_parser(name, help=text)
         p.add_argument("collection")
         p.add_argument("principal", help=PRINCIPALS)
+        p.add_argument("--write", action="store_true", help=write)
         p.set_defaults(func=func)
 
-    p = sub.add_parser("grants", help="who may read which collection")
+    p = sub.add_parser("grants", help="who may read (or read and write) which collection")
     p.set_defaults(func=grants)
 
     p = sub.add_parser("reindex", help="embed a collection again with the model server's "

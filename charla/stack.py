@@ -1,11 +1,12 @@
 """``charla up``: the whole local stack in one process group, stopped cleanly as one.
 
 Embedded Postgres (unless ``DATABASE_URL``), the model server with the bundled model (unless
-``MODEL_SERVER_URL``), and the functions app. Children run in our process group, so Ctrl-C or a
-SIGTERM to the group reaches them too; we then wait for each and stop Postgres (which ``pg_ctl``
-detaches into its own session) ourselves. A closed terminal (SIGHUP) stops the stack the same
-way: the children ignore the hangup, which would kill them on the spot, and we pass it on to
-them as SIGTERM.
+``MODEL_SERVER_URL``), the functions app and the worker. Children run in our process group, so
+Ctrl-C or a SIGTERM to the group reaches them too; we then wait for each and stop Postgres
+(which ``pg_ctl`` detaches into its own session) ourselves. A closed terminal (SIGHUP) stops the
+stack the same way: the children ignore the hangup, which would kill them on the spot, and we
+pass it on to them as SIGTERM. A child that dies meanwhile is started again
+(charla/supervise.py): one crash does not take the bots down.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from charla.home import local_environ
 from charla.pg import EmbeddedPostgres
+from charla.supervise import Child, Probe, StartError, Supervisor
 from shared.errors import CharlaError
 from shared.migrate import migrate
 from shared.settings import Settings
@@ -40,14 +44,6 @@ def say(message: str) -> None:
         print(f"charla: {message}", flush=True)
 
 
-def _ignore_hangup() -> None:  # pragma: no cover - runs in the child
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
-class StartError(CharlaError):
-    """The stack could not start; the message says which part and why."""
-
-
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -58,57 +54,89 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def http_ready(url: str) -> Probe:
+    """Ready once ``url`` answers 200 (a ``/healthz``)."""
+
+    def probe(child: Child) -> bool:
+        try:
+            return httpx.get(url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return probe
+
+
+WORKER_APP_NAME = "charla-worker"
+
+
+def worker_connected(child: Child) -> bool:
+    """Ready once the worker has connected to the database since it was started: it connects
+    to take its first jobs. The worker has no port to ask; its sessions carry
+    ``application_name`` (libpq's ``PGAPPNAME``, which :func:`_start_worker` sets), and those
+    of the worker it replaces started before it did."""
+    try:
+        with psycopg.connect(child.env["DATABASE_URL"], connect_timeout=2, autocommit=True,
+                             application_name="charla-up") as conn:
+            # A span measured here, not a time: the database's clock need not be ours.
+            age_s = time.monotonic() - child.started_at
+            row = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = %s"
+                " AND backend_start >= now() - make_interval(secs => %s) LIMIT 1",
+                (child.env["PGAPPNAME"], age_s)).fetchone()
+    except psycopg.Error:
+        return False
+    return row is not None
+
+
 @dataclass
 class Stack:
+    """What ``charla up`` runs: the environment its children share, embedded Postgres if it
+    started one, and the supervisor that keeps the children running."""
+
     environ: dict[str, str]
     settings: Settings
     postgres: EmbeddedPostgres | None = None
-    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    supervisor: Supervisor = field(init=False)
 
-    def spawn(self, name: str, module: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", module], env=self.environ,
-                                preexec_fn=_ignore_hangup)
-        self.children.append((name, proc))
-        return proc
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.stopping, say)
 
-    def wait_healthy(self, name: str, url: str, proc: subprocess.Popen[bytes],
-                     timeout_s: float, what: str) -> None:
+    def start(self, name: str, module: str, ready: Probe | None, timeout_s: float,
+              what: str, **extra: str) -> Child:
+        """Start ``python -m module`` under the stack's environment (plus ``extra``) and wait
+        until ``ready`` passes; from then on it is restarted when it dies."""
+        child = Child(name, [sys.executable, "-m", module], {**self.environ, **extra},
+                      ready=ready, start_timeout_s=timeout_s)
+        return self.supervisor.start(child, lambda c: self._wait_ready(c, what))
+
+    def _wait_ready(self, child: Child, what: str) -> None:
+        if child.ready is None:
+            return
         spinner = itertools.cycle("|/-\\")
-        deadline = time.monotonic() + timeout_s
         started = time.monotonic()
+        deadline = started + child.start_timeout_s
         tty = sys.stdout.isatty()
         while time.monotonic() < deadline and not self.stopping.is_set():
-            if proc.poll() is not None:
-                raise StartError(f"{name} exited during start (code {proc.returncode}); "
-                                 "its log is above")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    if tty:
-                        print("\r", end="")
-                    say(f"{name} ready in {time.monotonic() - started:.1f} s")
-                    return
-            except httpx.HTTPError:
-                pass
+            assert child.proc is not None
+            if child.proc.poll() is not None:
+                raise StartError(f"{child.name} exited during start (code "
+                                 f"{child.proc.returncode}); its log is above")
+            if child.ready(child):
+                if tty:
+                    print("\r", end="")
+                say(f"{child.name} ready in {time.monotonic() - started:.1f} s")
+                return
             if tty:
                 print(f"\r{next(spinner)} {what} ({time.monotonic() - started:.0f} s)",
                       end="", flush=True)
             time.sleep(0.2)
         if not self.stopping.is_set():
-            raise StartError(f"{name} did not become healthy within {timeout_s:.0f} s")
+            raise StartError(f"{child.name} did not become healthy within "
+                             f"{child.start_timeout_s:.0f} s")
 
     def stop(self) -> None:
-        for _, proc in self.children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name, proc in self.children:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                say(f"{name} did not stop in time; killing it")
-                proc.kill()
-                proc.wait()
+        self.supervisor.stop()
         if self.postgres is not None:
             self.postgres.stop()
             say("embedded Postgres stopped")
@@ -138,25 +166,30 @@ def _start_model_server(stack: Stack) -> None:
     if settings.engine == "llama-server" and settings.llama_server_bin is None:
         from charla.llamabuild import build
 
+        # In the environment, so a restarted model server runs the same binary, unbuilt.
         stack.environ["CHARLA_LLAMA_SERVER_BIN"] = str(build())
     say(f"starting the model server on {settings.model_server_url}")
-    proc = stack.spawn("model server", "model_server")
-    stack.wait_healthy("model server", settings.model_server_url + "/healthz", proc, 300,
-                       "loading the model")
+    stack.start("model server", "model_server",
+                http_ready(settings.model_server_url + "/healthz"), 300, "loading the model")
 
 
 def _start_functions(stack: Stack) -> None:
     settings = stack.settings
     if not _port_free(settings.host, settings.port):
         raise StartError(f"port {settings.port} is taken; set PORT to another")
-    proc = stack.spawn("functions app", "functions")
-    stack.wait_healthy("functions app", f"http://{settings.host}:{settings.port}/healthz",
-                       proc, 60, "starting the API")
+    stack.start("functions app", "functions",
+                http_ready(f"http://{settings.host}:{settings.port}/healthz"), 60,
+                "starting the API")
 
 
 def _start_worker(stack: Stack) -> None:
     say("starting the worker (answers Slack, Telegram and Discord)")
-    stack.spawn("worker", "functions.worker")
+    url = stack.environ["DATABASE_URL"]
+    # A DATABASE_URL that names its own application_name wins over PGAPPNAME: the worker's
+    # sessions cannot be told apart then, and it counts as ready once it runs.
+    named = conninfo_to_dict(url).get("application_name")
+    stack.start("worker", "functions.worker", None if named else worker_connected, 60,
+                "starting the worker", PGAPPNAME=WORKER_APP_NAME)
 
 
 PLATFORM_SECRETS = {
@@ -224,7 +257,8 @@ def _banner(stack: Stack) -> None:
 
 
 def up(environ: Mapping[str, str] | None = None) -> int:
-    """Start the stack and supervise it until a signal or a child's death; return an exit code."""
+    """Start the stack and keep it running until a signal, or a child that keeps crashing
+    (charla/supervise.py); return an exit code."""
     env = local_environ(os.environ if environ is None else environ)
     stack = Stack(environ=env, settings=Settings.from_env(env))
 
@@ -245,13 +279,10 @@ def up(environ: Mapping[str, str] | None = None) -> int:
             _start_worker(stack)
         if not stack.stopping.is_set():
             _banner(stack)
-        while not stack.stopping.wait(0.5):
-            dead = [(n, p) for n, p in stack.children if p.poll() is not None]
-            if dead:
-                name, proc = dead[0]
-                say(f"{name} exited unexpectedly (code {proc.returncode}); stopping")
-                code = 1
-                break
+        reason = stack.supervisor.run()
+        if reason is not None:
+            say(reason)
+            code = 1
     except (CharlaError, subprocess.CalledProcessError) as exc:
         say(f"could not start: {exc}")
         code = 1

@@ -18,13 +18,14 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from functions import metrics, web
 from functions.api import documents, moderations, rag
 from functions.api.routes import ApiContext, chat_completions, list_models
 from functions.discord.app import discord_interactions
 from functions.knowledge import Knowledge
+from functions.limit import limit_routes, make_limiter, rate_limit_exceeded
 from functions.model_client import ModelClient, ModelServerError
 from functions.slack.app import slack_events
 from functions.telegram.app import telegram_webhook
@@ -42,9 +43,7 @@ from shared.http import (
 from shared.jobs import JobQueue
 from shared.knowledge.store import KnowledgeError
 from shared.migrate import migrate
-from shared.privacy import API_LIMIT_PREFIX
 from shared.queue import PgQueue
-from shared.ratelimit import make_limiter, rate_limit_exceeded
 from shared.settings import Settings
 from shared.tokens import TokenVerifier
 
@@ -80,7 +79,9 @@ async def _model_server_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelServerError)
     kind = "rate_limit_exceeded" if exc.status == 429 else (
         "invalid_request_error" if exc.status < 500 else "server_error")
-    headers = {"Retry-After": exc.retry_after} if exc.retry_after else None
+    # Only a refusal (429) or an unavailable server (503) says when to try again.
+    retry = exc.retry_after if exc.status in (429, 503) else None
+    headers = {"Retry-After": retry} if retry else None
     return json_error(exc.status, exc.message, kind, exc.code, headers=headers)
 
 
@@ -110,8 +111,7 @@ def create_app(
     if queue is None and db is not None:
         queue = PgQueue(db, lease_s=settings.job_lease_s)
     hooks = build_webhooks(settings, (lambda: db) if db is not None else None, queue)
-    limiter = make_limiter(settings.rate_limit_storage, API_LIMIT_PREFIX, headers=True)
-    limit = limiter.limit(settings.api_rate_limit)
+    limiter = make_limiter(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -129,25 +129,28 @@ def create_app(
             if db is not None:
                 await db.close()
 
+    routes: list[BaseRoute] = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/moderations", moderations.create_moderation, methods=["POST"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/documents", documents.upload, methods=["POST"]),
+        Route("/v1/documents", documents.listing, methods=["GET"]),
+        Route("/v1/documents/{document_id}", documents.delete, methods=["DELETE"]),
+        Route("/v1/collections", rag.list_collections, methods=["GET"]),
+        Route("/v1/passages/{chunk_id}", rag.show_passage, methods=["GET"]),
+        # Webhooks authenticate by the platform's signature, not by a bearer token.
+        Route("/slack/events", slack_events, methods=["POST"]),
+        Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
+        Route("/discord/interactions", discord_interactions, methods=["POST"]),
+        # The chat page, the admin view and its /v1/admin/ API (functions/web/).
+        *web.ROUTES,
+    ]
+
     app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", limit(chat_completions), methods=["POST"]),
-            Route("/v1/models", limit(list_models), methods=["GET"]),
-            Route("/v1/moderations", limit(moderations.create_moderation), methods=["POST"]),
-            Route("/metrics", metrics.metrics, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/v1/documents", documents.upload, methods=["POST"]),
-            Route("/v1/documents", documents.listing, methods=["GET"]),
-            Route("/v1/documents/{document_id}", documents.delete, methods=["DELETE"]),
-            Route("/v1/collections", rag.list_collections, methods=["GET"]),
-            Route("/v1/passages/{chunk_id}", rag.show_passage, methods=["GET"]),
-            # Webhooks authenticate by the platform's signature, not by a bearer token.
-            Route("/slack/events", slack_events, methods=["POST"]),
-            Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
-            Route("/discord/interactions", discord_interactions, methods=["POST"]),
-            # The chat page, the admin view and its /v1/admin/ API (functions/web/).
-            *web.ROUTES,
-        ],
+        # One allowance per client, shared by every route that needs a token (functions/limit.py).
+        routes=limit_routes(routes, limiter, settings.api_rate_limit, public=PUBLIC_PATHS),
         middleware=[
             Middleware(AuthenticationMiddleware,
                        backend=BearerTokenBackend(verifier, public_paths=PUBLIC_PATHS),

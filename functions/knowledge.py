@@ -60,10 +60,12 @@ class Knowledge:
 
         return embed
 
-    def ingestor(self, sub: str) -> Ingestor:
+    def ingestor(self, sub: str, *, writers: Sequence[str] | None = None) -> Ingestor:
+        """An ingestor embedding as ``sub``; with ``writers``, it writes only where one of
+        them may (an API client), without, anywhere (the operator)."""
         from shared.knowledge.ingest import Ingestor  # parsers load only when ingesting
 
-        return Ingestor(self.store, self.embedder(sub))
+        return Ingestor(self.store, self.embedder(sub), writers=writers)
 
     async def query_vector(self, question: str, *, sub: str) -> tuple[str, np.ndarray]:
         """The embedding model's name and the question's vector (as a query)."""

@@ -27,6 +27,8 @@ def create(settings: Settings | None = None) -> Starlette:
 def main() -> None:
     import uvicorn
 
+    from shared.serving import server_options  # with uvicorn: not on Lambda's path
+
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     app = create(settings)
@@ -36,7 +38,7 @@ def main() -> None:
     gc.freeze()
     uvicorn.run(app, host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, **server_options(settings))
 
 
 if __name__ == "__main__":

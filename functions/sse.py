@@ -2,13 +2,21 @@
 
 The answer is assembled for the audit log as it passes; the final usage-only chunk is kept
 for the log and forwarded only to clients that asked for it (``stream_options.include_usage``),
-as OpenAI's API does.
+as OpenAI's API does. An error event from the model server (its engine failed mid-answer)
+is passed on in the API's own shape, the one every broken stream ends with
+(:func:`shared.openai_schema.error_event`).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from shared.openai_schema import error_event
+
+# The codes a stream broken after its 200 ends with, as README promises API clients.
+TIMEOUT = "model_server_timeout"
+UNAVAILABLE = "model_server_unavailable"
 
 
 class StreamRecorder:
@@ -23,6 +31,7 @@ class StreamRecorder:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.error: str | None = None
+        self.error_code: str | None = None  # set with error, from the model server's event
 
     @property
     def answer(self) -> str:
@@ -39,13 +48,20 @@ class StreamRecorder:
         if b"\n\n" not in self._buffer:
             return b""
         *events, self._buffer = self._buffer.split(b"\n\n")
-        return b"".join(self._out(event) for event in events if self._keep(event))
+        return b"".join(self._out(event) for event in events)
 
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
-        return self._out(rest) if rest.strip() and self._keep(rest) else b""
+        return self._out(rest) if rest.strip() else b""
 
     def _out(self, event: bytes) -> bytes:
+        """What the client gets of one upstream event (nothing, the event, or ours)."""
+        failed = self.error_code is not None
+        if not self._keep(event):
+            return b""
+        if self.error_code is not None and not failed:  # this event is the failure
+            assert self.error is not None
+            return error_event(self.error, self.error_code)
         return event + b"\n\n"
 
     def _keep(self, event: bytes) -> bool:
@@ -57,8 +73,12 @@ class StreamRecorder:
         except ValueError:
             return True
         if "error" in data:
+            if self.error_code is not None:
+                return False  # one error ends a stream
             err = data["error"]
-            self.error = str(err.get("message") if isinstance(err, dict) else err)[:300]
+            detail = err if isinstance(err, dict) else {"message": err}
+            self.error = str(detail.get("message") or "the model server failed")[:300]
+            self.error_code = TIMEOUT if "timeout" in str(detail.get("code")) else UNAVAILABLE
             return True
         usage = data.get("usage")
         if isinstance(usage, dict):

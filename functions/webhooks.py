@@ -137,12 +137,18 @@ def webhooks(request: Request) -> Webhooks:
 
 
 async def raw_body(request: Request, hooks: Webhooks) -> bytes:
-    return await read_body(request, hooks.settings.max_body_bytes)
+    return await read_body(request, hooks.settings.max_body_bytes,
+                           timeout_s=hooks.settings.body_timeout_s)
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object of a verified delivery; :class:`BadRequest` (400) if it is not one."""
-    return parse_json_object(raw)
+    """The JSON object of a verified delivery; :class:`BadRequest` (400) if it is not one.
+
+    A lone surrogate in its text (valid JSON, not Unicode: shared/text.py) becomes U+FFFD and
+    the rest is answered: a refusal would bring the same delivery back again and again (Slack
+    retries three times, Telegram until it gets a 200), and the person would get no answer.
+    """
+    return parse_json_object(raw, repair_text=True)
 
 
 def unauthorized(platform: str) -> Response:

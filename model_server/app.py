@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import struct
 import time
@@ -45,8 +44,8 @@ from shared.http import (
     unexpected,
     while_connected,
 )
-from shared.openai_schema import parse_chat_request, parse_json_object
-from shared.ratelimit import Quota
+from shared.openai_schema import error_event, parse_chat_request, parse_json_object
+from shared.ratelimit import Mark, Quota
 from shared.settings import Settings
 from shared.tokens import TokenVerifier
 
@@ -109,12 +108,14 @@ def _gateway(request: Request) -> Gateway:
 
 
 async def _json_body(request: Request, gw: Gateway) -> dict[str, Any]:
-    return parse_json_object(await read_body(request, gw.settings.max_body_bytes))
+    return parse_json_object(await read_body(request, gw.settings.max_body_bytes,
+                                             timeout_s=gw.settings.body_timeout_s))
 
 
 async def chat_completions(request: Request) -> Response:
     gw = _gateway(request)
     sub = subject_of(request)
+    began = gw.budget.mark()  # its tokens are charged at the end: not if forgotten meanwhile
     refused = gw.refusal(sub)
     if refused is not None:
         return refused
@@ -123,7 +124,7 @@ async def chat_completions(request: Request) -> Response:
     # One model per gateway: like TGI and llama-server, any requested name is served by it
     # (clients hard-code names such as "tgi" or "dummy"); the answer's "model" says which.
     body = chat.engine_body(gw.engine.model, chat.max_tokens or gw.settings.max_tokens_cap)
-    charge = _Charge(gw, sub, chat.messages)
+    charge = _Charge(gw, sub, chat.messages, began)
     started = time.perf_counter()
     if not chat.stream:
         gw.metrics.engine_enter(gw.engine.parallel)
@@ -162,6 +163,7 @@ class _Charge:
     gw: Gateway
     sub: str
     messages: list[Message]
+    began: Mark
     usage: Usage = field(default_factory=Usage)
     engine_worked: bool = False
     _done: bool = False
@@ -176,7 +178,8 @@ class _Charge:
             self.gw.metrics.estimated_usage.inc()
         self.gw.metrics.prompt_tokens.inc(usage.prompt_tokens)
         self.gw.metrics.completion_tokens.inc(usage.completion_tokens)
-        self.gw.budget.charge(self.sub, usage.prompt_tokens + usage.completion_tokens)
+        self.gw.budget.charge(self.sub, usage.prompt_tokens + usage.completion_tokens,
+                              began=self.began)
 
 
 def _client_left() -> Response:
@@ -223,8 +226,7 @@ async def _start_stream(
                 yield event
         except EngineError as exc:
             # Headers are gone already: tell the client in the stream, as OpenAI does.
-            error = {"error": {"message": exc.message, "type": "engine_error"}}
-            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+            yield error_event(exc.message, exc.code or "engine_error")
         finally:
             # Reached however the stream ends: to its end, an engine failure, a cancellation
             # when the client hangs up, or aclose() (GeneratorExit) by whoever stops reading.
@@ -246,6 +248,7 @@ def _pack_base64(vector: list[float]) -> str:
 async def embeddings(request: Request) -> Response:
     gw = _gateway(request)
     sub = subject_of(request)
+    began = gw.budget.mark()
     refused = gw.refusal(sub)
     if refused is not None:
         return refused
@@ -277,7 +280,7 @@ async def embeddings(request: Request) -> Response:
     tokens = gw.embedder.count_tokens(texts)
     gw.metrics.embedding_tokens.inc(tokens)
     gw.metrics.embeddings_latency.observe(time.perf_counter() - started)
-    gw.budget.charge(sub, tokens)
+    gw.budget.charge(sub, tokens, began=began)
     data = [
         {"object": "embedding", "index": i,
          "embedding": _pack_base64(v) if encoding == "base64" else v}
@@ -310,7 +313,7 @@ async def metrics_endpoint(request: Request) -> Response:
 
 async def _engine_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
-    kind = "invalid_request_error" if exc.status < 500 else "engine_error"
+    kind = "invalid_request_error" if exc.status < 500 else "server_error"
     return json_error(exc.status, exc.message, kind, exc.code,
                       headers={"Retry-After": "5"} if exc.status == 503 else None)
 

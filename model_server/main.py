@@ -88,6 +88,8 @@ def create(settings: Settings | None = None) -> Starlette:
 def main() -> None:
     import uvicorn
 
+    from shared.serving import server_options  # with uvicorn: not on Lambda's path
+
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     uvicorn.run(
@@ -99,6 +101,7 @@ def main() -> None:
         # Answers still streaming get this long to finish; then the engine is closed (up to
         # STOP_GRACE_S more), all inside the 15 s that ``charla up`` waits for its children.
         timeout_graceful_shutdown=8,
+        **server_options(settings),  # slow clients: shared/serving.py
     )
 
 

@@ -33,8 +33,10 @@ def estimate_tokens(text: str) -> int:
 
     Byte-level BPE vocabularies average about 4 bytes a token on English prose and fewer on
     other scripts and on code; 3 errs on the safe side, so a prompt judged to fit does fit.
+    A lone surrogate counts as the 3 bytes it takes in CESU-8 instead of raising: the edges
+    refuse or repair one (shared/text.py), and a count is no place to fail a request.
     """
-    return len(text.encode("utf-8")) // 3 + 1
+    return len(text.encode("utf-8", "surrogatepass")) // 3 + 1
 
 
 def message_tokens(message: Message, scale: float = 1.0) -> int:

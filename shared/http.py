@@ -14,8 +14,8 @@ from starlette.authentication import (
     BaseUser,
 )
 from starlette.exceptions import HTTPException
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
 
 from shared.errors import BadRequest, InvalidToken
 from shared.openai_schema import error_body
@@ -88,8 +88,22 @@ class BodyTooLarge(BadRequest):
     """The request body is over the configured limit (413)."""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing more than ``limit`` bytes without reading it all first."""
+class BodyTimeout(BadRequest):
+    """The request body did not arrive within the deadline (408, and the connection closed)."""
+
+
+class BodyAbandoned(BadRequest):
+    """The client hung up before its whole body arrived: nobody is left to answer."""
+
+
+async def read_body(request: Request, limit: int, *, timeout_s: float) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes without reading it all first, and
+    giving up on a body not whole within ``timeout_s`` seconds (CHARLA_BODY_TIMEOUT).
+
+    Without the deadline a client that sends its headers and then nothing, or a byte at a time,
+    holds a connection for as long as it likes. Under Mangum (Lambda) the whole body comes in
+    the first message, without a wait, so the deadline is always met there.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -99,11 +113,18 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadRequest("malformed Content-Length header") from None
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the request body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            # A chunked body declares no length: counted as it comes.
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"the request body is over the {limit}-byte limit")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise BodyAbandoned("the client left before sending its whole body") from None
     return b"".join(chunks)
 
 
@@ -165,8 +186,19 @@ def subject_of(request: Request) -> str:
 # Exception handlers every Starlette app of the functions shares (the local app and each
 # Lambda function's): a short JSON error, never a traceback.
 
-async def bad_request(request: Request, exc: Exception) -> JSONResponse:
+async def bad_request(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadRequest)
+    if isinstance(exc, BodyAbandoned):
+        # Anyone can do this, as often as they like: one short line, no traceback.
+        log.info("%s %s: the client left before its body arrived", request.method,
+                 request.scope["path"])
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    if isinstance(exc, BodyTimeout):
+        log.info("%s %s: the body did not arrive in time; 408", request.method,
+                 request.scope["path"])
+        # The connection closes after it (RFC 9110, 408): the rest is not waited for.
+        return json_error(408, str(exc), "invalid_request_error", "request_timeout",
+                          headers={"Connection": "close"})
     status = 413 if isinstance(exc, BodyTooLarge) else 400
     return json_error(status, str(exc), "invalid_request_error", param=exc.param)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from shared.chat import Message
 from shared.errors import BadRequest
+from shared.knowledge.names import collection_name
+from shared.text import find_surrogate, may_hold_surrogates, repair_surrogates
 
 MAX_MESSAGES = 1_000
 MAX_STOP_SEQUENCES = 4
@@ -97,12 +99,18 @@ class ChatRequest:
         return body
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Decode a request body that must be one JSON object."""
+def parse_json_object(raw: bytes, *, repair_text: bool = False) -> dict[str, Any]:
+    """Decode a request body that must be one JSON object, made of Unicode text.
+
+    A lone surrogate (``"\\ud800"``: valid JSON, not Unicode, shared/text.py) is refused with
+    the field named; with ``repair_text`` it becomes U+FFFD, as do bytes that are not UTF-8:
+    a webhook acknowledges and answers the rest, since any refusal makes the platform deliver
+    it again and again.
+    """
     if not raw:
         raise BadRequest("the request body is empty; send a JSON object")
     try:
-        value = json.loads(raw)
+        value = _loads(raw, repair_text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON ({exc.__class__.__name__})") from None
     except ValueError:  # an integer over Python's limit on digits (sys.get_int_max_str_digits)
@@ -111,7 +119,25 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise BadRequest("the request body is nested too deeply") from None
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")
+    if may_hold_surrogates(raw):
+        if repair_text:
+            return repair_surrogates(value)
+        found = find_surrogate(value)
+        if found is not None:
+            field, path = found
+            raise BadRequest(f"{path} holds a lone surrogate (\\ud800-\\udfff), which is not "
+                             "Unicode text: send valid UTF-8", field)
     return value
+
+
+def _loads(raw: bytes, repair_text: bool) -> Any:
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        if not repair_text:
+            raise
+        # Bytes that are not UTF-8 in a signed delivery: U+FFFD for them, the rest answered.
+        return json.loads(raw.decode("utf-8", "replace"))
 
 
 def _content_text(content: Any, where: str) -> str:
@@ -217,10 +243,10 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int) -> ChatRequ
         max_tokens = _integer(body, "max_tokens", 1, max_tokens_cap)
     seed = _integer(body, "seed", -(2**63), 2**63 - 1)
     collections = body.get("collections")
-    if collections is not None and not (
-            isinstance(collections, list)
-            and all(isinstance(c, str) and c for c in collections)):
+    if collections is not None and not isinstance(collections, list):
         raise BadRequest("'collections' must be a list of collection names", "collections")
+    for name in collections or ():
+        collection_name(name, "collections")  # a 400 with the rule, not a 403 or a 500
     return ChatRequest(
         messages=_messages(body.get("messages")),
         model=model,
@@ -242,3 +268,10 @@ def error_body(message: str, kind: str, code: str | None = None,
     """OpenAI's error shape, so OpenAI clients raise their usual exceptions; ``param`` names
     the request field at fault."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def error_event(message: str, code: str) -> bytes:
+    """The server-sent event that ends a stream which failed after its 200 was sent: OpenAI's
+    error shape (a ``server_error`` with a ``code`` saying why), and no ``[DONE]`` after it.
+    The gateway and the API end every broken stream with it, so clients read one shape."""
+    return b"data: " + json.dumps(error_body(message, "server_error", code)).encode() + b"\n\n"

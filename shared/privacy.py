@@ -33,7 +33,7 @@ from shared.jobs import open_payload
 log = logging.getLogger(__name__)
 
 PLATFORMS = ("slack", "telegram", "discord", "api")
-API_LIMIT_PREFIX = "charla-api"  # the API's own request limit (functions/app.py)
+API_LIMIT_PREFIX = "charla-api"  # the API's own request limit (functions/limit.py)
 
 # Every table: what it holds about people. "person" tables are exported and cleared by
 # export()/forget(); "none" tables hold nothing that identifies or quotes a person.
@@ -51,7 +51,7 @@ TABLES: dict[str, str] = {
     "collections": "none: knowledge-base collections",
     "documents": "none: the team's documents",
     "chunks": "none: passages of the team's documents",
-    "collection_grants": "none: which chat, team or client may read a collection",
+    "collection_grants": "none: which chat, team or client may read (or write) a collection",
     "schema_migrations": "none: applied migration numbers",
     "forgotten": "none: keyed digests of people who asked to be forgotten, for 15 days, so that"
                  " their messages still queued then store nothing",
@@ -211,10 +211,16 @@ class Counters:
             return {k.decode(): _value(client, k) for k in self._keys(client, person)}
 
     def forget(self, person: Person) -> int:
+        """Delete their counters; how many there were."""
         client = self._client()
         if client is None:
             return 0
+        from shared.ratelimit import FORGETS_KEY
+
         with client:
+            # Counted first: a gateway's charges for them still in memory, or for an answer
+            # still being written, are then never written back (shared/ratelimit.py).
+            client.incr(FORGETS_KEY)
             keys = self._keys(client, person)
             return int(client.delete(*keys)) if keys else 0
 

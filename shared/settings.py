@@ -126,6 +126,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 1_048_576
+    # Seconds a client has to send a request's headers, and then its body (shared/serving.py,
+    # shared/http.py); the connections one server (functions or model server) serves at once.
+    body_timeout_s: float = 10.0
+    max_connections: int = 500
     model_server_url: str = "http://127.0.0.1:8001"
     model_connect_timeout_s: float = 2.0
     model_timeout_s: float = 120.0
@@ -194,7 +198,9 @@ class Settings:
     worker_concurrency: int = 8
     job_max_attempts: int = 6
     job_backoff_s: float = 2.0
-    job_lease_s: float = 300.0
+    # A dead worker's job is taken again this long after its last renewal; a live worker renews
+    # every third of it (functions/worker/runner.py), so a long answer keeps its job.
+    job_lease_s: float = 30.0
     edit_interval_s: float = 1.0
     job_retention_days: int = 7
     # Days the bots keep conversation turns; 0 keeps no history at all (shared/retention.py).
@@ -257,6 +263,8 @@ class Settings:
             host=r.text("CHARLA_HOST", "127.0.0.1") or "127.0.0.1",
             port=r.whole("PORT", 8000, minimum=1),
             max_body_bytes=r.whole("CHARLA_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            body_timeout_s=r.number("CHARLA_BODY_TIMEOUT", 10.0),
+            max_connections=r.whole("CHARLA_MAX_CONNECTIONS", 500, minimum=1),
             model_server_url=(
                 r.text("MODEL_SERVER_URL", "") or
                 f"http://127.0.0.1:{r.whole('MODEL_SERVER_PORT', 8001, minimum=1)}"
@@ -318,7 +326,7 @@ class Settings:
             worker_concurrency=r.whole("CHARLA_WORKER_CONCURRENCY", 8, minimum=1),
             job_max_attempts=r.whole("CHARLA_JOB_MAX_ATTEMPTS", 6, minimum=1),
             job_backoff_s=r.number("CHARLA_JOB_BACKOFF", 2.0),
-            job_lease_s=r.number("CHARLA_JOB_LEASE", 300.0),
+            job_lease_s=r.number("CHARLA_JOB_LEASE", 30.0),
             edit_interval_s=r.number("CHARLA_EDIT_INTERVAL", 1.0),
             job_retention_days=r.whole("CHARLA_JOB_RETENTION_DAYS", 7, minimum=1),
             conversation_retention_days=r.whole("CHARLA_CONVERSATION_RETENTION_DAYS", 90),

@@ -60,7 +60,8 @@ def _result(judgement: Judgement) -> dict[str, Any]:
 
 async def create_moderation(request: Request) -> Response:
     ctx = request.app.state.api
-    body = parse_json_object(await read_body(request, ctx.settings.max_body_bytes))
+    body = parse_json_object(await read_body(request, ctx.settings.max_body_bytes,
+                                             timeout_s=ctx.settings.body_timeout_s))
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise BadRequest("'model' must be a string")

@@ -6,7 +6,8 @@ fenced system message right before that message (the client's earlier messages s
 prefix for the engine's cache), and the answer carries ``citations``. With nothing relevant in
 those collections the answer is "I don't know", without asking the model. A request may narrow
 the search (``"collections": ["hr"]``) or switch it off (``"collections": []``); naming a
-collection the client may not read is a 403, never a silent fallback.
+collection the client may not read is a 403, never a silent fallback, and the same 403 for
+one that does not exist (nothing says which); a name that breaks the naming rule is a 400.
 
 ``GET /v1/collections`` lists what the caller may read, ``GET /v1/passages/{id}`` shows one
 cited passage to a caller who may read its collection.
@@ -76,11 +77,15 @@ def _question(messages: list[Message]) -> str | None:
 
 
 async def ground(request: Request, chat: ChatRequest) -> Grounding | None:
-    """Look the question up in the collections this client may read (None: nothing to do)."""
+    """Look the question up in the collections this client may read (None: nothing to do).
+
+    Collections named in the request are checked against the client's grants whenever they
+    are named, question or not: :class:`NotReadable` for any it may not read, the same for
+    one that exists and one that does not."""
     ctx = request.app.state.api
     kb = ctx.knowledge
     question = _question(chat.messages)
-    if kb is None or chat.collections == [] or question is None:
+    if kb is None or chat.collections == [] or (question is None and not chat.collections):
         return None
     principal = f"api:{subject_of(request)}"
     try:
@@ -99,7 +104,7 @@ async def ground(request: Request, chat: ChatRequest) -> Grounding | None:
         if refused:
             raise NotReadable(f"this client may not read {', '.join(map(repr, refused))}")
         readable = [c for c in readable if c.name in chat.collections]
-    if not readable:
+    if not readable or question is None:
         return None
     query = await kb.query_vector(question, sub=principal)
     found = await kb.search_in(readable, question, query)
@@ -107,7 +112,8 @@ async def ground(request: Request, chat: ChatRequest) -> Grounding | None:
 
 
 async def not_readable(request: Request, exc: Exception) -> Response:
-    return json_error(403, str(exc), "permission_error", "collection_not_granted")
+    return json_error(403, str(exc), "permission_error", "collection_not_granted",
+                      param="collections")
 
 
 def dont_know_answer(grounding: Grounding, chat: ChatRequest, model: str) -> Response:
@@ -181,10 +187,10 @@ async def show_passage(request: Request) -> Response:
         chunk_id = int(request.path_params["chunk_id"])
     except ValueError:
         raise BadRequest("a passage id is a number") from None
-    passage = await kb.store.passage(chunk_id) if kb is not None else None
+    # The grant is checked in the same query that reads the passage.
+    passage = await kb.store.passage(chunk_id, readers=[f"api:{subject_of(request)}"]
+                                     ) if kb is not None else None
     if passage is not None:
-        readable = {c.name for c in await kb.store.readable([f"api:{subject_of(request)}"])}
-        if passage["collection"] in readable:
-            return JSONResponse(passage)
+        return JSONResponse(passage)
     return json_error(404, f"no passage {chunk_id}", "invalid_request_error",
                       "passage_not_found")

@@ -1,13 +1,12 @@
 """The OpenAI-compatible API for a team's own programs: ``/v1/chat/completions``, ``/v1/models``.
 
-Glue only: authenticate (middleware) → limit (slowapi) → validate → fit the context window →
+Glue only: authenticate, limit (middlewares) → validate → fit the context window →
 ask the model server as ``api:<client>`` → answer (streamed or whole) → record the exchange.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
@@ -28,7 +27,7 @@ from functions.api.rag import dont_know_answer, ground, with_citations
 from functions.knowledge import Knowledge
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import WITHHELD, Moderation, Trip, refusal
-from functions.sse import StreamRecorder
+from functions.sse import UNAVAILABLE, StreamRecorder
 from shared.audit import Exchange, record_exchange
 from shared.chat import Budget, Message, fit_messages, prompt_tokens
 from shared.db import Database
@@ -40,7 +39,7 @@ from shared.http import (
     subject_of,
     while_connected,
 )
-from shared.openai_schema import ChatRequest, error_body, parse_chat_request, parse_json_object
+from shared.openai_schema import ChatRequest, error_event, parse_chat_request, parse_json_object
 from shared.redact import redact_messages
 from shared.settings import Settings
 
@@ -129,7 +128,8 @@ async def chat_completions(request: Request) -> Response:
     settings = ctx.settings
     client = subject_of(request)
     chat = parse_chat_request(
-        parse_json_object(await read_body(request, settings.max_body_bytes)),
+        parse_json_object(await read_body(request, settings.max_body_bytes,
+                                          timeout_s=settings.body_timeout_s)),
         max_tokens_cap=settings.max_tokens_cap,
     )
     model = chat.model or settings.model_name
@@ -290,8 +290,7 @@ async def chat_completions(request: Request) -> Response:
 def _sse_error(exc: ModelServerError) -> bytes:
     """The event that ends a stream the model server broke off, with its reason (timeout or
     unavailable) in OpenAI's error shape."""
-    body = error_body(exc.message, "server_error", exc.code)
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
+    return error_event(exc.message, exc.code or UNAVAILABLE)
 
 
 def _knowledge_header(request: Request) -> dict[str, str]:

@@ -144,12 +144,18 @@ async def _retry_job(request: Request, ctx: ApiContext, db: Database) -> Respons
 
 async def _collections(request: Request, ctx: ApiContext, db: Database) -> Response:
     store = KnowledgeStore(db)
+    # Everyone granted a collection reads it; "writers" are those also granted to write
+    # (charla grant C P --write), so a program that may change the answers stands out.
     readers: dict[str, list[str]] = {}
-    for collection, principal in await store.grants():
-        readers.setdefault(collection, []).append(principal)
+    writers: dict[str, list[str]] = {}
+    for grant in await store.grants():
+        readers.setdefault(grant.collection, []).append(grant.principal)
+        if grant.write:
+            writers.setdefault(grant.collection, []).append(grant.principal)
     data: list[dict[str, Any]] = [
         {"name": c.name, "documents": c.documents, "chunks": c.chunks,
-         "embedding_model": c.embedding_model, "readers": readers.get(c.name, [])}
+         "embedding_model": c.embedding_model, "readers": readers.get(c.name, []),
+         "writers": writers.get(c.name, [])}
         for c in await store.collections()]
     return JSONResponse({"object": "list", "data": data})
 

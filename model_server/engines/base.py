@@ -8,15 +8,18 @@ from typing import Any, Protocol
 
 
 class EngineError(Exception):
-    """The engine could not answer; ``status`` is what the gateway answers with."""
+    """The engine could not answer; ``status`` is what the gateway answers with, ``code``
+    the reason a client can act on (in the JSON error, or the event that ends a stream)."""
 
     status = 502
+    code: str | None = "engine_error"
 
     def __init__(self, message: str, status: int | None = None, code: str | None = None
                  ) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code
+        if code is not None:
+            self.code = code
         if status is not None:
             self.status = status
 
@@ -25,18 +28,21 @@ class EngineUnavailable(EngineError):
     """The engine is not reachable or not ready (503)."""
 
     status = 503
+    code = "engine_unavailable"
 
 
 class EngineTimeout(EngineError):
     """The engine took longer than allowed (504)."""
 
     status = 504
+    code = "engine_timeout"
 
 
 class EngineRejected(EngineError):
     """The engine refused the request as malformed (its own 4xx)."""
 
     status = 400
+    code = None
 
 
 # What a streamed delta with text carries: ``"content":"`` (answer) or ``"reasoning_content":"``.

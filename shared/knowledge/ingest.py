@@ -9,7 +9,7 @@ nothing of it is written; the other files go on.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,9 +43,15 @@ class Outcome:
 
 
 class Ingestor:
+    """Writes documents into collections. With ``writers`` (an API client's principals), each
+    document goes in only while one of them may still write to its collection
+    (:class:`~shared.knowledge.store.NotGranted` otherwise); without, as the operator."""
+
     def __init__(self, store: KnowledgeStore, embed: Embed, *, max_tokens: int = 256,
-                 overlap_tokens: int = 40, batch: int = EMBED_BATCH) -> None:
+                 overlap_tokens: int = 40, batch: int = EMBED_BATCH,
+                 writers: Sequence[str] | None = None) -> None:
         self._store = store
+        self._writers = writers
         self._embed = embed
         self._max_tokens = max_tokens
         self._overlap = overlap_tokens
@@ -107,7 +113,7 @@ class Ingestor:
                   for c, v in zip(chunks, vectors, strict=True)]
         document_id = await self._store.put_document(
             collection, source=source, title=document.title, media_type=document.media_type,
-            content_hash=digest, size=len(data), chunks=stored)
+            content_hash=digest, size=len(data), chunks=stored, writers=self._writers)
         return Outcome(source, "updated" if known_hash else "added", len(stored),
                        document_id=document_id)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.knowledge.names import RULE
 from tests.charla.test_cli import charla
 from tests.conftest import Api, fresh_database
 
@@ -71,3 +72,51 @@ def test_ingest_without_any_file_says_so(env: dict[str, str], tmp_path: Path) ->
     assert done.returncode == 2 and "no supported files" in done.stderr
     missing = charla("ingest", str(tmp_path / "nope"), env=env)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ("ingest", "{docs}", "--collection", "{name}"),
+    ("grant", "{name}", "api:ci"),
+    ("grant", "{name}", "api:ci", "--write"),
+    ("revoke", "{name}", "api:ci"),
+    ("forget", "--collection", "{name}"),
+    ("reindex", "--collection", "{name}"),
+], ids=["ingest", "grant", "grant-write", "revoke", "forget", "reindex"])
+def test_a_bad_collection_name_is_one_line_and_exit_2(env: dict[str, str], tmp_path: Path,
+                                                      command: tuple[str, ...]) -> None:
+    (tmp_path / "a.md").write_text("# A\n\nalpha\n")
+    names = ["../x", "a;drop table"] if command[0] != "ingest" else [
+        "../x", "a;drop table", "x" * 500, "Upper"]
+    for name in names:
+        args = [part.format(docs=tmp_path / "a.md", name=name) for part in command]
+        done = charla(*args, env=env)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("charla: ") and RULE in line
+    assert "no collections yet" in charla("collections", env=env).stdout
+
+
+def test_write_grants_are_created_shown_narrowed_and_revoked(env: dict[str, str]) -> None:
+    # A program may not create a collection: a write grant creates it, empty.
+    granted = charla("grant", "pub", "api:ci", "--write", env=env)
+    assert granted.returncode == 0, granted.stderr
+    assert "created the empty collection 'pub'" in granted.stdout
+    assert "api:ci may now read and write to 'pub'" in granted.stdout
+    assert charla("collections", env=env).stdout.startswith("pub\t0 documents\t")
+    assert charla("grant", "pub", "slack:T1", env=env).returncode == 0
+    assert charla("grants", env=env).stdout.splitlines() == [
+        "pub\tapi:ci\tread+write", "pub\tslack:T1\tread"]
+    # A read grant does not take the write grant away; revoke --write does, reading stays.
+    assert charla("grant", "pub", "api:ci", env=env).returncode == 0
+    assert "pub\tapi:ci\tread+write" in charla("grants", env=env).stdout
+    narrowed = charla("revoke", "pub", "api:ci", "--write", env=env)
+    assert narrowed.returncode == 0 and "still reads" in narrowed.stdout
+    assert "pub\tapi:ci\tread\n" in charla("grants", env=env).stdout
+    again = charla("revoke", "pub", "api:ci", "--write", env=env)
+    assert again.returncode == 1 and "no write grant" in again.stderr
+    assert charla("revoke", "pub", "api:ci", env=env).returncode == 0
+    assert charla("grants", env=env).stdout.splitlines() == ["pub\tslack:T1\tread"]
+    # A read grant on a collection that does not exist is a typo, not a new collection.
+    typo = charla("grant", "pbu", "api:ci", env=env)
+    assert typo.returncode == 2 and "no collection named 'pbu'" in typo.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import secrets
@@ -51,11 +50,12 @@ async def test_ask_is_deferred_at_once_then_answered(bots: Bots, http: httpx.Asy
                                                      ) -> None:
     body = interaction(question="What colour is grass? 🌱")
     bots.discord.open_interaction(body["token"])
-    started = time.monotonic()
     response = await bots.discord_interaction(http, body)
     assert response.status_code == 200
     assert response.json() == {"type": 5}
-    assert time.monotonic() - started < 3
+    # Deferred before it is answered (Discord wants a response within 3 s, and the model
+    # takes longer): the answer is not there yet.
+    assert bots.discord.original(body["token"]) == ""
     answer = await eventually(
         lambda: (text := bots.discord.original(body["token"])) and not text.endswith("…")
         and text, timeout=60)
@@ -113,8 +113,7 @@ async def test_bad_signatures_are_401(bots: Bots, http: httpx.AsyncClient, case:
         headers = {"Content-Type": "application/json"}
     response = await http.post(bots.url + "/discord/interactions", content=raw, headers=headers)
     assert response.status_code == 401
-    await asyncio.sleep(0.1)
-    assert bots.job_state("discord", body["id"]) == []
+    assert bots.job_state("discord", body["id"]) == []  # refused before anything is queued
 
 
 async def test_an_interaction_that_expired_while_queued_is_given_up_without_asking(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,18 +59,27 @@ async def test_a_post_the_platform_refused_is_posted_again_once(
 
 
 async def test_a_post_whose_answer_was_lost_is_not_posted_twice(
-    bots: Bots, http: httpx.AsyncClient
+    no_streams: Bots, http: httpx.AsyncClient
 ) -> None:
-    # Slack posts, but answers after the client gave up: the post may have happened.
-    bots.slack.fail_next(1, mode="slow", delay_s=2.5)
+    # Slack posts, but answers after the client gave up (1.5 s): the post may have happened.
+    # Posted, not streamed, however long the model takes: only a post carries the metadata
+    # that a later run finds it by.
+    bots = no_streams
+    bots.slack.fail_next(1, mode="slow", delay_s=2.5, method="chat.postMessage")
     body = mention("Say no.")
     await bots.slack_event(http, body)
     await eventually(lambda: [s for s, *_ in bots.job_state("slack", body["event_id"])]
                      == ["done"], timeout=60)
-    await asyncio.sleep(3)  # let the slow post land
+    # Every call of the job came before it ended, and the slow post landed before a later
+    # run could find it: what Slack shows now is final.
     ev = body["event"]
     assert len(shown(bots, ev["channel"], ev["ts"])) == 1
-    assert len(posts_in(bots, ev["channel"], ev["ts"])) == 1
+    assert len(posts(bots, ev["channel"], ev["ts"])) == 1
+    # It was this job's post that was slow: the job ran again and looked for it.
+    [(_, attempts, _)] = bots.job_state("slack", body["event_id"])
+    assert attempts >= 2
+    assert [c for c in bots.slack.calls_to("conversations.replies")
+            if c.json["channel"] == ev["channel"]]
 
 
 def posts(bots: Bots, channel: str, thread: str) -> list[dict[str, object]]:
@@ -239,13 +246,11 @@ async def test_a_person_over_their_budget_is_told_how_long_to_wait(
     await answered(stingy, first)  # this answer spends the hour's 40 tokens
     second = mention("And something else?")
     second["event"]["user"] = user
-    started = time.monotonic()
     await stingy.slack_event(http, second)
     [told] = await answered(stingy, second)
-    assert time.monotonic() - started < 30  # told at once, not after an hour of retries
     assert told.startswith("You have used up your share") and "minute" in told
     [(state, attempts, _)] = stingy.job_state("slack", second["event_id"])
-    assert (state, attempts) == ("done", 1)
+    assert (state, attempts) == ("done", 1)  # told at once, not after an hour of retries
 
 
 async def test_a_job_run_again_after_its_answer_was_stored_asks_nothing_anew(

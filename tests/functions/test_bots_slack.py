@@ -93,10 +93,11 @@ async def test_a_mention_is_answered_in_its_thread_and_the_thread_goes_on(
     bots: Bots, http: httpx.AsyncClient
 ) -> None:
     first = mention("Name a colour of the sky.")
-    started = time.monotonic()
     response = await bots.slack_event(http, first)
     assert response.status_code == 200
-    assert time.monotonic() - started < 3  # Slack's deadline for the acknowledgement
+    # Acknowledged before it is answered (Slack wants the 2xx within 3 s, and the model takes
+    # longer): nothing is in the thread yet.
+    assert posts_in(bots, first["event"]["channel"], first["event"]["ts"]) == []
     [answer] = await answered(bots, first)
     assert answer.strip() and not answer.endswith("…")
     channel, thread = first["event"]["channel"], first["event"]["ts"]
@@ -213,7 +214,7 @@ async def test_a_thread_reply_where_charla_never_spoke_is_left_alone(
     follow["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
     follow["event"]["channel"] = f"C{uuid.uuid4().hex[:9].upper()}"
     assert (await bots.slack_event(http, follow)).status_code == 200
-    await asyncio.sleep(0.5)
+    # A delivery is queued before it is acknowledged: none was, and none can come later.
     assert bots.job_state("slack", follow["event_id"]) == []
 
 
@@ -224,9 +225,9 @@ async def test_a_redelivered_event_gets_one_answer(bots: Bots, http: httpx.Async
         *(bots.slack_event(http, body, retry=n) for n in (1, 2, 3)))
     assert all(r.status_code == 200 for r in (first, *retries))
     await answered(bots, body)
-    await asyncio.sleep(0.5)
-    assert len(posts_in(bots, body["event"]["channel"], body["event"]["ts"])) == 1
+    # Every copy was queued (or not) before it was acknowledged: one job, done, posted once.
     assert len(bots.job_state("slack", body["event_id"])) == 1
+    assert len(posts_in(bots, body["event"]["channel"], body["event"]["ts"])) == 1
 
 
 @pytest.mark.parametrize("case", ["tampered", "wrong secret", "missing", "stale", "future",
@@ -275,8 +276,7 @@ async def test_unknown_events_and_bots_get_200_and_no_answer(
     body["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
     response = await bots.slack_event(http, body)
     assert response.status_code == 200
-    await asyncio.sleep(0.3)
-    assert bots.job_state("slack", body["event_id"]) == []
+    assert bots.job_state("slack", body["event_id"]) == []  # queued before acknowledged: none
 
 
 async def test_unicode_and_emoji_survive_the_round_trip(bots: Bots, http: httpx.AsyncClient

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from functions.sse import StreamRecorder
 
 
@@ -44,8 +46,24 @@ def test_the_usage_chunk_goes_only_to_clients_that_asked_for_it() -> None:
     assert recorder.completion_tokens == 3  # kept for the log all the same
 
 
-def test_an_error_event_is_forwarded_and_remembered() -> None:
+@pytest.mark.parametrize(("upstream", "code"), [
+    ({"message": "the engine went away mid-answer", "type": "server_error",
+      "code": "engine_unavailable"}, "model_server_unavailable"),
+    ({"message": "the engine stopped answering", "type": "server_error",
+      "code": "engine_timeout"}, "model_server_timeout"),
+    ({"message": "an older gateway's event", "type": "engine_error"},
+     "model_server_unavailable"),
+    ("a bare string", "model_server_unavailable"),
+])
+def test_the_model_servers_error_event_is_passed_on_in_the_apis_one_shape(
+    upstream: object, code: str
+) -> None:
     recorder = StreamRecorder(forward_usage=False)
-    err = event(error={"message": "the engine stopped"})
-    assert recorder.feed(piece("a") + err) == piece("a") + err
-    assert recorder.error == "the engine stopped"
+    out = recorder.feed(piece("a") + event(error=upstream) + event(error={"message": "more"}))
+    first, rest = out.split(b"\n\n", 1)
+    assert first + b"\n\n" == piece("a")
+    message = upstream["message"] if isinstance(upstream, dict) else upstream
+    # One error, then nothing: a second error event is not passed on.
+    assert json.loads(rest.strip().removeprefix(b"data: ")) == {"error": {
+        "message": message, "type": "server_error", "param": None, "code": code}}
+    assert (recorder.error, recorder.error_code) == (message, code)

@@ -92,6 +92,7 @@ def test_a_client_that_hangs_up_stops_the_events(served: tuple[str, Seen]) -> No
     with httpx.stream("GET", url + "/stream", params={"n": 1000, "pause": 0.01}) as response:
         lines = response.iter_lines()
         assert next(lines) == "data: 0"
-    # 1,000 events take 10 s; the generator is closed within a moment of the hang-up.
-    assert seen.closed.wait(3)
+    # 1,000 events take 10 s or more: the generator was closed by the hang-up, not by its end
+    # (the wait only bounds a hang).
+    assert seen.closed.wait(60)
     assert seen.produced < 1000

@@ -89,14 +89,14 @@ async def _engine_stops(gateway: Gateway, http: httpx.AsyncClient, within: int =
 
     Counted in tokens, not seconds: on a busy machine the token that makes llama-server see the
     closed connection can take seconds to come, yet it is the only one. (A stream sees it at
-    its next token, a whole answer at its next look, every second.)"""
+    its next token, a whole answer at its next look, every second.) A prompt being read when
+    the client left is read to its end first: _long_prompt's 1,900 tokens took 10 to 20 s on
+    a busy two-core machine, so the wait has no bound of its own but the test's timeout."""
     start = (await _engine_stats(gateway, http))["n_decode_total"]
-    deadline = time.monotonic() + 60
     while (stats := await _engine_stats(gateway, http))["requests_processing"] > 0:
         decoded = stats["n_decode_total"] - start
         assert decoded <= within, (
             f"the engine kept generating for a client that left ({decoded:g})")
-        assert time.monotonic() < deadline, "the engine did not stop"
         await asyncio.sleep(0.05)
 
 
@@ -112,7 +112,7 @@ async def _metric(served: Served, http: httpx.AsyncClient, *series: str) -> floa
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
 
 
-async def _charge_of(served: Served, sub: str, within_s: float = 5.0) -> int:
+async def _charge_of(served: Served, sub: str, within_s: float = 30.0) -> int:
     """What ``sub`` was charged, once the gateway has written it (every half second)."""
     deadline = time.monotonic() + within_s
     while served.charged(sub) == 0:
@@ -156,7 +156,7 @@ async def _hang_up_while_the_engine_works(served: Served, http: httpx.AsyncClien
             await response.aread()
 
     asked = asyncio.create_task(ask())
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while await _engine_busy(served.gateway, http) < 1:
         assert not asked.done(), "the answer came before the engine was seen working"
         assert time.monotonic() < deadline, "the engine did not start"

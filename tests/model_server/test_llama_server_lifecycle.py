@@ -91,7 +91,7 @@ def test_a_signal_to_the_gateways_group_stops_llama_server_with_one_signal(
     out, _ = running.gateway.communicate(timeout=30)
     assert running.gateway.returncode == 0
     assert out.strip() == "closed"
-    assert _gone(running.llama, within_s=1)
+    assert _gone(running.llama, within_s=30)
     # A second signal makes llama-server exit() from its signal handler, which can hang for
     # good: it must have had only the gateway's.
     log = running.log.read_text(errors="replace")
@@ -102,7 +102,7 @@ def test_a_signal_to_the_gateways_group_stops_llama_server_with_one_signal(
 def test_a_killed_gateway_takes_llama_server_with_it(running: Running) -> None:
     running.gateway.kill()
     running.gateway.wait()
-    assert _gone(running.llama, within_s=5), "llama-server outlived its gateway"
+    assert _gone(running.llama, within_s=30), "llama-server outlived its gateway"
 
 
 async def test_closing_the_engine_while_it_restarts_llama_server_stops_the_new_one(
@@ -115,14 +115,14 @@ async def test_closing_the_engine_while_it_restarts_llama_server_stops_the_new_o
     assert engine.pid is not None
     first = psutil.Process(engine.pid)
     first.kill()
-    for _ in range(500):  # until it notices (once the kernel lets it reap the child)
+    for _ in range(3000):  # until it notices (once the kernel lets it reap the child)
         assert not await engine.ready()
         if engine._restart_task is not None:
             break
         await asyncio.sleep(0.01)
     restart = engine._restart_task
     assert restart is not None, "the engine did not notice that llama-server died"
-    for _ in range(200):
+    for _ in range(3000):
         if engine.pid not in (None, first.pid):
             break
         await asyncio.sleep(0.01)
@@ -130,5 +130,5 @@ async def test_closing_the_engine_while_it_restarts_llama_server_stops_the_new_o
     second = psutil.Process(engine.pid)
     await engine.close()  # the gateway shutting down, the new one still loading
     assert restart.done() and (restart.cancelled() or restart.exception() is None)
-    assert _gone(second, within_s=1)
+    assert _gone(second, within_s=30)
     assert engine.pid is None

@@ -33,11 +33,32 @@ PERSONAL = ("Soy Ana, mi correo es ana.ruiz@example.com y mi tarjeta 4111 1111 1
 FOUND = ("ana.ruiz@example.com", "4111 1111 1111 1111", "612 345 678")
 
 
-class Recorder:
-    """Forwards to the model server and keeps every JSON body it was sent."""
+def _answer_with(raw: bytes, text: str) -> bytes:
+    """A chat answer (whole, or a stream's events) whose first text is ``text``."""
+    if not raw.startswith(b"data:"):
+        body = json.loads(raw)
+        body["choices"][0]["message"]["content"] = text
+        return json.dumps(body).encode()
+    events, done = [], False
+    for event in raw.split(b"\n\n"):
+        payload = event.removeprefix(b"data: ")
+        if not done and payload.startswith(b"{"):
+            chunk = json.loads(payload)
+            delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
+            if delta.get("content"):
+                delta["content"], done = text, True
+                event = b"data: " + json.dumps(chunk).encode()
+        events.append(event)
+    return b"\n\n".join(events)
 
-    def __init__(self, target: str) -> None:
+
+class Recorder:
+    """Forwards to the model server and keeps every JSON body it was sent; with ``answer``,
+    the model's answers start with that text instead (personal data planted in an answer)."""
+
+    def __init__(self, target: str, answer: str | None = None) -> None:
         self.target = target
+        self.answer = answer
         self.bodies: list[dict[str, Any]] = []
 
     def app(self) -> Starlette:
@@ -50,7 +71,11 @@ class Recorder:
             async with httpx.AsyncClient(timeout=60) as client:
                 upstream = await client.request(request.method, self.target + request.url.path,
                                                 content=raw, headers=headers)
-            return Response(upstream.content, upstream.status_code,
+            content = upstream.content
+            if (self.answer is not None and request.url.path.endswith("/chat/completions")
+                    and upstream.status_code == 200):
+                content = _answer_with(content, self.answer)
+            return Response(content, upstream.status_code,
                             media_type=upstream.headers.get("content-type"))
 
         return Starlette(routes=[Route("/{path:path}", forward,
@@ -98,3 +123,30 @@ async def test_with_the_setting_on_the_model_server_sees_no_personal_data(
     sent = json.dumps(chats, ensure_ascii=False)
     assert all(value not in sent for value in FOUND), sent
     assert "[EMAIL]" in sent
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_personal_data_in_the_models_answer_is_redacted_in_the_audit_log(
+    service_keys: tuple[str, str], gateway: Gateway, pg_url: str, redis_url: str,
+    http: httpx.AsyncClient, stream: bool
+) -> None:
+    # The answer, not the question, carries the personal data: the model could have read it
+    # in a document or made it up.
+    proxy = ServerThread(Recorder(gateway.url, answer=PERSONAL).app()).start()
+    settings = make_settings(**api_env(service_keys, proxy.url, pg_url, redis_url))
+    server = start_api(settings)
+    api = Api(server.url, settings, server)
+    sub = f"answer-{uuid.uuid4().hex[:6]}"
+    try:
+        response = await http.post(api.url + "/v1/chat/completions", headers=api.headers(sub),
+                                   json={"messages": [{"role": "user", "content": "Hola"}],
+                                         "max_tokens": 4, "stream": stream})
+        assert response.status_code == 200, response.text
+        assert "ana.ruiz@example.com" in response.text  # the client gets the answer as given
+        [row] = await wait_for_rows(api, sub, 1)
+    finally:
+        server.stop()
+        proxy.stop()
+    answer = str(row["answer"])
+    assert all(value not in answer for value in FOUND), answer
+    assert "[EMAIL]" in answer and "[CARD]" in answer and "Soy Ana" in answer

@@ -1,4 +1,5 @@
-"""One contract for quotas (request limits and token budgets), run on memory and on Redis."""
+"""One contract for quotas (the gateway's request limits and token budgets), run on memory and
+on Redis. The API's own limit is slowapi's: tests/functions/api/test_rate_limit.py."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import logging
 import uuid
 
 import pytest
+import redis
 
 from shared.errors import ConfigError
-from shared.ratelimit import Quota
+from shared.ratelimit import FORGETS_KEY, Quota
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: every call fails fast
 
@@ -80,8 +82,8 @@ def test_charges_are_written_by_flush(storage: str) -> None:
 
 def test_a_share_of_known_headroom_is_used_without_the_storage(storage: str) -> None:
     q, now = quota(storage)
-    counting = CountingLimiter(q._storage)
-    q._storage = counting  # type: ignore[assignment]
+    counting = CountingLimiter(q._storages.shared)
+    q._storages.shared = counting  # type: ignore[assignment]
     assert q.take("erin") is None  # asks the storage: 100 left, a quarter usable here
     asked = counting.calls
     for _ in range(20):
@@ -118,12 +120,20 @@ def test_storage_down_counts_in_process_then_recovers(
         assert q.take("gus") is None
         assert q.take("gus") is not None  # still limited, by this process's counters
     assert "unreachable" in caplog.text
+    # Meanwhile nothing waits on the storage: not even to learn what it missed.
+    counting = CountingLimiter(q._storages.shared)
+    q._storages.shared = counting  # type: ignore[assignment]
+    assert q.take("gus") is not None and counting.calls == 0
     # When the storage is back, it is used again after RETRY_STORAGE_S.
     from limits.storage import storage_from_string
     from limits.strategies import FixedWindowRateLimiter
 
-    q._storage = FixedWindowRateLimiter(storage_from_string(redis_url))
+    q._storages.shared = FixedWindowRateLimiter(storage_from_string(redis_url))
     now[0] += Quota.RETRY_STORAGE_S + 1
+    # Someone was forgotten meanwhile: the quota learns of it on its first call that reaches
+    # the storage, so what it charges from then on is written (shared/privacy.py, forget).
+    with redis.Redis.from_url(redis_url) as client:
+        client.incr(FORGETS_KEY)
     assert q.take("gus") is None
     q.flush()
     assert q.remaining("gus") == 1

