@@ -30,6 +30,7 @@ from bench import (
     engines,
     gateway_cpu,
     ingress,
+    long_history,
     privacy_e2e,
     procs,
     quant,
@@ -394,6 +395,8 @@ def report(out: dict[str, Any]) -> str:
         lines += ["", *gateway_cpu.report_lines(out["gateway_cpu"])]
     if "api_cpu" in out:
         lines += ["", *api_cpu.report_lines(out["api_cpu"])]
+    if "long_history" in out:
+        lines += ["", *long_history.report_lines(out["long_history"])]
     if "second_turn" in out:
         lines += ["", "| run | prompt tokens | first turn TTFT | second turn TTFT | ratio |",
                   "|---|---|---|---|---|"]
@@ -445,6 +448,8 @@ def report(out: dict[str, Any]) -> str:
 PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "gateway_cpu": gateway_cpu.run,
          "api_cpu": lambda out, logdir, keys: api_cpu.run(out, logdir, keys, _database),
+         "long_history": lambda out, logdir, keys: long_history.run(out, logdir, keys,
+                                                                    _database),
          "quant": quant.run, "amx": amx.run,
          "attention": attention.run,
          "second_turn": run_second_turn, "ingress": run_ingress,

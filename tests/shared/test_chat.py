@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from shared.chat import Budget, Message, assemble, estimate_tokens, fit_messages, message_tokens
@@ -31,6 +33,27 @@ def test_oldest_turns_go_first_and_order_is_kept() -> None:
     # What is kept is a contiguous run of the newest turns, in their order.
     kept = fitted[1:-1]
     assert kept == messages[len(messages) - 1 - len(kept):-1]
+
+
+def test_a_growing_conversation_keeps_its_first_turns_for_several_questions() -> None:
+    # A client sends the whole history with each question. Were the oldest turn dropped one
+    # by one, every question would start the prompt elsewhere, and the engine would read the
+    # whole prompt cold each time; cut in steps, the prompt starts at the same turn for
+    # several questions in a row, so the engine's cached prefix holds.
+    budget = Budget(1024, 256)
+    starts, used = [], []
+    for n in range(10, 60):
+        fitted = fit_messages(turns(n), budget)
+        assert sum(message_tokens(m) for m in fitted) <= budget.prompt_tokens
+        if len(fitted) < len(turns(n)):
+            starts.append(fitted[1]["content"][:4])
+            used.append(sum(message_tokens(m) for m in fitted))
+    assert len(starts) > 30
+    # Each start is kept for at least two questions (a turn here is a fifth of a step).
+    runs = [sum(1 for _ in group) for _, group in itertools.groupby(starts)]
+    assert min(runs[1:-1]) >= 2 and len(runs) <= len(starts) // 2
+    # Never more than a step (a quarter of the room) and a turn left unused.
+    assert min(used) >= budget.prompt_tokens * 3 // 4 - 2 * message_tokens(turns(1)[1])
 
 
 def test_a_message_too_long_for_the_window_is_refused() -> None:
