@@ -8,7 +8,7 @@ most ``db_timeout_s`` for a connection, then gets :class:`StorageError`, never a
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,6 +77,14 @@ class Database:
             keys = pool.keys if isinstance(pool, Pool) else KeyRing()
         self.keys = keys
         self._opened = False
+        # Connections of their own that users of this database hold (a job queue's session):
+        # closed with it.
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Have :meth:`close` await ``closer`` first."""
+        if closer not in self._closers:
+            self._closers.append(closer)
 
     async def open(self) -> None:
         if not self._opened:
@@ -84,6 +92,9 @@ class Database:
             await self.pool.open(wait=False)
 
     async def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            await closer()
         if self._opened:
             self._opened = False
             await self.pool.close()

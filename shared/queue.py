@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,7 @@ from psycopg.types.json import Jsonb
 from shared import threads
 from shared.crypto import sealed_key_id
 from shared.db import Database
-from shared.errors import SealError
+from shared.errors import SealError, StorageError
 from shared.jobs import Job, open_payload, seal_payload
 
 log = logging.getLogger(__name__)
@@ -90,18 +91,22 @@ class _Batcher:
 class PgQueue:
     """:class:`JobQueue` on the ``jobs`` table, shared by every process that uses the database.
 
-    ``lease_s`` bounds how long a job stays taken: a worker that dies mid-job leaves it
-    ``running``, and once the lease has run out another worker takes it again. A live worker
-    renews the leases of the jobs it runs (:meth:`renew`), so a long answer is not taken
-    twice; and a job is ended only by the run that holds it (its ``attempts``), so a run that
-    lost its lease cannot end the run that took over. The default is ``CHARLA_JOB_LEASE``'s: a
-    dead worker's answer goes out about half a minute late, not five.
+    A worker that dies mid-job leaves it ``running``. Each queue that claims holds, on a
+    database session of its own, an advisory lock under a key of its own, and marks the jobs
+    it claims with that key (``leased_by``): when the worker dies, Postgres ends its session
+    and frees the lock, and the next claim by any worker takes those jobs at once. A worker
+    that hangs alive keeps its lock: ``lease_s`` bounds how long its jobs stay taken. A live
+    worker renews the leases of the jobs it runs (:meth:`renew`), so a long answer is not
+    taken twice; and a job is ended only by the run that holds it (its ``attempts``), so a run
+    that lost its job cannot end the run that took over.
     """
 
     def __init__(self, db: Database, *, lease_s: float = 30.0) -> None:
         self._db = db
         self._lease_s = lease_s
+        # LISTENs for new jobs, and holds this queue's lock while it claims (see above).
         self._listener: psycopg.AsyncConnection[Any] | None = None
+        self._key = secrets.randbits(62) + 1  # a positive bigint, the lock's and leased_by's
         self._batch = _Batcher(self._accept)
 
     async def enqueue(self, kind: str, payload: dict[str, Any], *,
@@ -154,15 +159,22 @@ class PgQueue:
         return {(str(r["platform"]), str(r["delivery_id"])) for r in rows}
 
     async def claim(self, limit: int) -> list[Job]:
+        await self._session()  # the lock first: a job marked with our key is never orphaned
         async with self._db.connection() as conn:
             cur = await conn.execute(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
-                " locked_until = now() + make_interval(secs => %s)"
+                " locked_until = now() + make_interval(secs => %s), leased_by = %s"
                 " WHERE id IN (SELECT id FROM jobs WHERE run_at <= now() AND"
-                " (state = 'queued' OR (state = 'running' AND locked_until < now()))"
+                " (state = 'queued' OR (state = 'running' AND (locked_until < now()"
+                # Its worker is gone: nobody holds the lock under the key it marked it with.
+                "  OR (leased_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_locks l"
+                "      WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
+                "      AND l.database = (SELECT oid FROM pg_database"
+                "                        WHERE datname = current_database())"
+                "      AND ((l.classid::bigint << 32) | l.objid::bigint) = jobs.leased_by)))))"
                 " ORDER BY run_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
                 " RETURNING id, kind, payload, sealed, attempts, created_at",
-                (self._lease_s, limit),
+                (self._lease_s, self._key, limit),
             )
             rows = await cur.fetchall()
         jobs = []
@@ -224,16 +236,28 @@ class PgQueue:
         await self._finish(job, "UPDATE jobs SET state = 'queued', locked_until = NULL,"
                            " attempts = greatest(attempts - 1, 0) WHERE id = %s", ())
 
-    async def wait(self, timeout_s: float) -> None:
-        """Wait for a NOTIFY from a new job (a trigger sends one), or the timeout."""
-        try:
-            if self._listener is None or self._listener.closed:
+    async def _session(self) -> psycopg.AsyncConnection[Any]:
+        """This queue's own session: it LISTENs for new jobs and holds the lock under
+        ``self._key`` (taken again after a reconnection; :class:`StorageError` if it cannot)."""
+        if self._listener is None or self._listener.closed:
+            try:
                 self._listener = await psycopg.AsyncConnection.connect(
                     cast(str, self._db.pool.conninfo), autocommit=True, connect_timeout=5)
                 await self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            async for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):
+                await self._listener.execute("SELECT pg_advisory_lock(%s)", (self._key,))
+                self._db.on_close(self.close)
+            except psycopg.Error as exc:
+                await self.close()
+                raise StorageError("the job queue's session could not be opened") from exc
+        return self._listener
+
+    async def wait(self, timeout_s: float) -> None:
+        """Wait for a NOTIFY from a new job (a trigger sends one), or the timeout."""
+        try:
+            listener = await self._session()
+            async for _ in listener.notifies(timeout=timeout_s, stop_after=1):
                 pass
-        except psycopg.Error:
+        except (psycopg.Error, StorageError):
             # No listener (the database restarting): fall back to polling.
             await self.close()
             await asyncio.sleep(timeout_s)

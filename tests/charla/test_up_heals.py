@@ -2,7 +2,8 @@
 and the stack goes on serving; the question is answered exactly once within a minute.
 
 One stack serves the cases in turn (each waits until the one before has healed): the worker
-(its job is taken again when its lease runs out: 30 s by default), the model server (``charla
+(its database session ends with it, and the next claim takes its job: not when its 30 s
+lease runs out), the model server (``charla
 up`` starts it again; it starts llama-server again), llama-server itself (the model server
 starts it again) and the functions app (``charla up`` starts it again; the question it had
 queued is answered meanwhile). The bot is Telegram's, played by a fake on loopback; the

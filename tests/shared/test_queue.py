@@ -99,10 +99,46 @@ async def test_failed_jobs_stay_visible_and_can_be_retried(db: Database) -> None
     assert again.id == job.id and again.attempts == 1
 
 
-async def test_a_job_whose_worker_died_is_taken_again_after_its_lease(db: Database) -> None:
+async def test_a_dead_workers_job_is_taken_again_at_once_not_when_its_lease_runs_out(
+    db: Database
+) -> None:
+    """A killed worker's database session ends, and with it the lock its jobs were marked
+    with: the next claim takes them, though their lease has an hour left."""
+    dying, other = PgQueue(db, lease_s=3600), PgQueue(db, lease_s=3600)
+    await dying.enqueue("answer", {"x": 1})
+    [job] = await dying.claim(1)
+    assert await other.claim(1) == []  # its worker is alive: the job stays its
+    await dying.close()  # ...its process is killed: its connections close
+    again = await claim_when_due(other)  # as soon as Postgres has ended that session
+    assert again.id == job.id and again.attempts == 2
+    await dying.complete(job)  # the dead run cannot end the new one
+    assert await job_row(db, job.id) == ("running", 2)
+
+
+async def test_the_same_lock_in_another_database_does_not_keep_a_dead_workers_job(
+    db: Database, queue_db_url: str, pg_url: str
+) -> None:
+    """The lock is looked for in this database only: a lock under the same key held in
+    another database of the server does not keep a dead worker's job."""
+    q = PgQueue(db, lease_s=3600)
+    await q.enqueue("answer", {"x": 1})
+    [job] = await q.claim(1)
+    elsewhere = Database(make_pool(Settings.from_env({"DATABASE_URL": pg_url})))
+    try:
+        async with elsewhere.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (q._key,))
+            await q.close()
+            again = await claim_when_due(PgQueue(db, lease_s=3600))
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (q._key,))
+    finally:
+        await elsewhere.close()
+    assert again.id == job.id and again.attempts == 2
+
+
+async def test_a_job_whose_worker_hangs_is_taken_again_after_its_lease(db: Database) -> None:
     q = PgQueue(db, lease_s=0.3)
     await q.enqueue("answer", {"x": 1})
-    [job] = await q.claim(1)  # ...and the worker dies here
+    [job] = await q.claim(1)  # ...and the worker hangs here, its session alive
     _, first_taken_at = await job_times(db, job.id, q.lease_s)
     again = await claim_when_due(q)
     assert again.id == job.id and again.attempts == 2
@@ -111,15 +147,15 @@ async def test_a_job_whose_worker_died_is_taken_again_after_its_lease(db: Databa
     assert taken_again_at >= first_taken_at + timedelta(seconds=q.lease_s)
 
 
-async def test_a_dead_workers_job_is_taken_again_within_half_a_minute_by_default(
+async def test_a_hung_workers_job_is_taken_again_within_half_a_minute_by_default(
     db: Database
 ) -> None:
-    """A killed worker's answer is late by the lease: 30 s by default, not 300 (a live worker
+    """A hung worker's answer is late by the lease: 30 s by default, not 300 (a live worker
     renews every third of it, so a long answer keeps its job)."""
     default = Settings.from_env({}).job_lease_s
     for q in (PgQueue(db), PgQueue(db, lease_s=default)):  # as the worker builds it
         await q.enqueue("answer", {"x": 1})
-        [job] = await q.claim(1)  # ...and the worker dies here
+        [job] = await q.claim(1)  # ...and the worker hangs here
         async with db.connection() as conn:
             cur = await conn.execute("SELECT extract(epoch FROM locked_until - now()) AS left"
                                      " FROM jobs WHERE id = %s", (int(job.id),))
