@@ -27,6 +27,7 @@ from bench import (
     bots,
     coldstart,
     encryption,
+    engine_threads,
     engines,
     gateway_cpu,
     ingress,
@@ -397,6 +398,8 @@ def report(out: dict[str, Any]) -> str:
         lines += ["", *api_cpu.report_lines(out["api_cpu"])]
     if "long_history" in out:
         lines += ["", *long_history.report_lines(out["long_history"])]
+    if "engine_threads" in out:
+        lines += ["", *engine_threads.report_lines(out["engine_threads"])]
     if "second_turn" in out:
         lines += ["", "| run | prompt tokens | first turn TTFT | second turn TTFT | ratio |",
                   "|---|---|---|---|---|"]
@@ -450,6 +453,7 @@ PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "api_cpu": lambda out, logdir, keys: api_cpu.run(out, logdir, keys, _database),
          "long_history": lambda out, logdir, keys: long_history.run(out, logdir, keys,
                                                                     _database),
+         "engine_threads": lambda out, logdir, keys: engine_threads.run(out, logdir),
          "quant": quant.run, "amx": amx.run,
          "attention": attention.run,
          "second_turn": run_second_turn, "ingress": run_ingress,

