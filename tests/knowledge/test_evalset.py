@@ -5,6 +5,10 @@ places makes a wrong passage count as a hit, a missing source makes a question u
 and a lopsided language split hides how cross-lingual retrieval really does. These tests keep
 the set honest as documents and questions are edited. They read the text files directly and
 take the .docx and .pdf text from their generator script; the product's parser is not used.
+
+Each answerable question also names its ``fact``, the short part of the answer phrase that a
+generated answer must contain. Unanswerable questions come in two kinds: off-topic ones, and
+near-topic ones whose ``near`` document is on the same subject but does not hold the fact.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ TEXT_SUFFIXES = frozenset({".md", ".txt", ".html"})
 BINARY_SUFFIXES = frozenset({".docx", ".pdf"})
 LANGS = ("es", "en")
 
-ANSWERABLE_KEYS = {"id", "lang", "question", "source", "answer_contains"}
-UNANSWERABLE_KEYS = {"id", "lang", "question", "source"}
+ANSWERABLE_KEYS = {"id", "lang", "question", "source", "answer_contains", "fact", "fact_kind"}
+UNANSWERABLE_KEYS = {"id", "lang", "question", "source", "near"}
+FACT_KINDS = frozenset({"number", "date", "amount", "name", "phrase"})
 
 # Short function words that are frequent in one language and rare in the other; enough to tell
 # a policy document's language, and with the extra signals below, a chat question's.
@@ -118,6 +123,16 @@ def unanswerable() -> list[dict[str, Any]]:
     return [q for q in questions() if q.get("source") is None]
 
 
+def near_topic() -> list[dict[str, Any]]:
+    """Unanswerable questions that a search would match to a passage on the same subject."""
+    return [q for q in unanswerable() if q.get("near") is not None]
+
+
+def off_topic() -> list[dict[str, Any]]:
+    """Unanswerable questions about things that no document mentions at all."""
+    return [q for q in unanswerable() if q.get("near") is None]
+
+
 def language(text: str) -> tuple[str, float]:
     """Guess Spanish or English; also return how sure, as the winner's share of the votes."""
     words = re.findall(r"\w+", text.casefold())
@@ -147,8 +162,11 @@ def test_items_have_the_agreed_shape() -> None:
 
 def test_there_are_enough_questions_of_each_kind() -> None:
     assert len(answerable()) >= 48
-    assert 5 <= len(unanswerable()) <= 8
-    assert {q["lang"] for q in unanswerable()} == set(LANGS)
+    assert 5 <= len(off_topic()) <= 8
+    assert {q["lang"] for q in off_topic()} == set(LANGS)
+    assert len(near_topic()) >= 20
+    counts = Counter(q["lang"] for q in near_topic())
+    assert all(counts[lang] >= 10 for lang in LANGS), counts
 
 
 def test_every_source_is_a_document_of_the_corpus() -> None:
@@ -175,6 +193,42 @@ def test_answer_phrase_survives_markup(item: dict[str, Any]) -> None:
         assert normalize(item["answer_contains"]) in normalize(text), item["id"]
 
 
+@pytest.mark.parametrize("item", answerable(), ids=lambda q: str(q["id"]))
+def test_fact_is_a_short_part_of_the_answer_phrase(item: dict[str, Any]) -> None:
+    fact, phrase = item["fact"], item["answer_contains"]
+    assert isinstance(fact, str) and fact.strip() == fact and fact, item["id"]
+    # Exact, with case and accents: the fact is copied from the phrase, not retyped.
+    assert fact in phrase, f"{item['id']}: {fact!r} not in {phrase!r}"
+    assert len(fact) < len(phrase) and len(fact.split()) <= 4, f"{item['id']}: {fact!r}"
+    # Whole words only, so that "5" cannot stand for the end of "15".
+    assert re.search(rf"(?<!\w){re.escape(fact)}(?!\w)", phrase), f"{item['id']}: {fact!r}"
+    assert item["fact_kind"] in FACT_KINDS, f"{item['id']}: {item['fact_kind']!r}"
+    if item["fact_kind"] == "amount":
+        assert re.search(r"\d", fact), f"{item['id']}: an amount without a figure"
+
+
+def test_only_answerable_questions_have_a_fact() -> None:
+    for q in unanswerable():
+        assert "fact" not in q and "fact_kind" not in q, q["id"]
+        assert "answer_contains" not in q, q["id"]
+
+
+def test_every_unanswerable_question_names_its_near_miss_or_none() -> None:
+    for q in unanswerable():
+        assert "near" in q, q["id"]
+        assert q["near"] is None or q["near"] in corpus(), f"{q['id']}: no document {q['near']}"
+    for q in answerable():
+        assert "near" not in q, q["id"]
+
+
+def test_near_topic_questions_are_distinct() -> None:
+    ids = Counter(q["id"] for q in near_topic())
+    assert all(n == 1 for n in ids.values()), [i for i, n in ids.items() if n > 1]
+    # A near-topic question must not repeat any other question of the set, in any kind.
+    texts = Counter(normalize(q["question"]) for q in questions())
+    assert [q["id"] for q in near_topic() if texts[normalize(q["question"])] > 1] == []
+
+
 def test_questions_do_not_quote_their_answer() -> None:
     for q in answerable():
         assert normalize(q["answer_contains"]) not in normalize(q["question"]), q["id"]
@@ -186,7 +240,7 @@ def test_questions_are_written_in_their_stated_language() -> None:
 
 
 def test_half_the_questions_are_in_each_language() -> None:
-    for items in (answerable(), unanswerable()):
+    for items in (answerable(), near_topic(), off_topic()):
         counts = Counter(q["lang"] for q in items)
         assert counts["es"] == counts["en"], counts
 
