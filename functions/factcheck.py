@@ -1,0 +1,322 @@
+"""Does an answer say what its sources say? Every fact in it must be found in the passages.
+
+A small model cites the right document and writes the wrong figure under it ("24 days" where
+the passage says 27), and a citation makes a wrong figure look checked. So before an answer
+drawn from the knowledge base is shown, the facts it states are looked for in the passages it
+drew on:
+
+- numbers, by value: "0.26" is "0,26", "1500" is "1,500", "4 %" is "4%", "six" and "seis"
+  are 6, "15th" is 15; a number written with a currency ("$250", "150 €", "80 euros") must
+  carry the same currency in the passages, where they give it one;
+- times ("9:30" is "09:30"), and months and weekdays in either language ("March" is "marzo");
+- codes: a word with digits and letters ("SEV2", "pg-mad-01"), an option ("--dry-run"), an
+  address ("privacidad@acme.com", "https://…"), a path, anything between backticks;
+- proper names and acronyms: a capitalised word that does not open a sentence ("Lisbon",
+  "PTO");
+- quoted phrases.
+
+Case, accents and spacing do not count. An answer is supported when every fact it states is
+found; what is missing is named (:attr:`Verdict.unsupported`). The passages are the only
+evidence: a name taken from the question does not count, so "Lisbon staff get 23 days" over a
+passage about Madrid is caught. The words "one", "uno", "una" and "un" are articles far more
+often than numbers, and are not taken as facts.
+
+:func:`extract` builds the answer shown instead of one that fails: the sentence of the
+passages that best answers the question, quoted, with its source.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from shared.knowledge.language import SPANISH, detect
+from shared.knowledge.search import Passage
+
+
+def _listed(words: str) -> list[str]:
+    return words.split()
+
+
+_NUMBER_WORDS = {
+    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
+    "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+    "hundred": 100, "thousand": 1000,
+    "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5, "seis": 6, "siete": 7, "ocho": 8,
+    "nueve": 9, "diez": 10, "once": 11, "doce": 12, "trece": 13, "catorce": 14, "quince": 15,
+    "dieciseis": 16, "diecisiete": 17, "dieciocho": 18, "diecinueve": 19, "veinte": 20,
+    "treinta": 30, "cuarenta": 40, "cincuenta": 50, "sesenta": 60, "setenta": 70,
+    "ochenta": 80, "noventa": 90, "cien": 100, "ciento": 100, "mil": 1000,
+}
+# Articles far more often than numbers: evidence in a passage, never a fact in an answer.
+_ONE_WORDS = {"one": 1, "uno": 1, "una": 1, "un": 1}
+_MONTHS = _listed("january february march april may june july august september october "
+                  "november december")
+_MESES = _listed("enero febrero marzo abril mayo junio julio agosto septiembre octubre "
+                 "noviembre diciembre")
+_DAYS = _listed("monday tuesday wednesday thursday friday saturday sunday")
+_DIAS = _listed("lunes martes miercoles jueves viernes sabado domingo")
+_CALENDAR = {**{w: f"month{i}" for i, w in enumerate(_MONTHS)},
+             **{w: f"month{i}" for i, w in enumerate(_MESES)},
+             **{w: f"day{i}" for i, w in enumerate(_DAYS)},
+             **{w: f"day{i}" for i, w in enumerate(_DIAS)},
+             "setiembre": "month8"}
+# "may" is a verb far more often than a month: only "May" with a capital counts.
+_LOWER_NOT_CALENDAR = {"may"}
+_CURRENCIES = {"€": "EUR", "eur": "EUR", "euro": "EUR", "euros": "EUR", "$": "USD",
+               "usd": "USD", "dollar": "USD", "dollars": "USD", "dolar": "USD",
+               "dolares": "USD", "£": "GBP", "gbp": "GBP", "pound": "GBP", "pounds": "GBP",
+               "libras": "GBP"}
+
+_CITATION = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")  # noqa: RUF001 - en dash: [1-3] typeset
+_TIME = re.compile(r"(?<![\d:])(\d{1,2})[:h](\d{2})(?![\d:])")
+_NUMBER = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)*)(?:st|nd|rd|th|º|ª|o|a)?(?![\w])")
+_MONEY_BEFORE = re.compile(r"([€$£])\s?(\d[\d.,]*)")
+_MONEY_AFTER = re.compile(r"(\d[\d.,]*)\s?(€|\$|£|eur\b|usd\b|gbp\b|euros?\b|dollars?\b|"
+                          r"d[oó]lar(?:es)?\b|pounds?\b|libras\b)", re.IGNORECASE)
+_QUOTED = re.compile(r"[\"“«„]([^\"”»“«]{3,200})[\"”»]")
+_BACKTICKED = re.compile(r"`([^`]{1,200})`")
+_ADDRESS = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b|https?://\S+")
+_OPTION = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
+_TOKEN = re.compile(r"[^\W_][\w'’/-]*[^\W_]|[^\W_]")  # noqa: RUF001 - typeset apostrophes
+_SENTENCE_START = re.compile(r"(^|[.!?:;\n•*>#|\-–—(\[\"“«¿¡]\s*|\d+[.)]\s+)$")  # noqa: RUF001
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents, one space between words: how facts are compared."""
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " ".join(text.split())
+
+
+def _number_values(raw: str) -> set[Fraction]:
+    """What a written number can mean: "0,26" is 0.26; "1,500" is 1500 or 1.5 (a separator
+    before groups of three digits may be either)."""
+    groups = re.split(r"[.,]", raw)
+    if not all(g.isdigit() for g in groups):
+        return set()
+    if len(groups) == 1:
+        return {Fraction(int(raw))}
+    head, last = "".join(groups[:-1]), groups[-1]
+    values = {Fraction(int(head + last), 10 ** len(last))}  # the last separator a decimal point
+    if all(len(g) == 3 for g in groups[1:]):
+        values.add(Fraction(int(head + last)))  # every separator a thousands one
+    return values
+
+
+@dataclass(frozen=True)
+class _Amount:
+    values: frozenset[Fraction]
+    currency: str
+
+
+def _amounts(text: str) -> list[_Amount]:
+    found = [_Amount(frozenset(_number_values(m.group(2).rstrip(".,"))),
+                     _CURRENCIES[m.group(1)]) for m in _MONEY_BEFORE.finditer(text)]
+    found += [_Amount(frozenset(_number_values(m.group(1).rstrip(".,"))),
+                      _CURRENCIES[fold(m.group(2))]) for m in _MONEY_AFTER.finditer(text)]
+    return [a for a in found if a.values]
+
+
+@dataclass
+class _Evidence:
+    """What the passages state, in the forms facts are compared in."""
+
+    text: str  # folded
+    words: set[str] = field(default_factory=set)
+    numbers: set[Fraction] = field(default_factory=set)
+    amounts: list[_Amount] = field(default_factory=list)
+    times: set[tuple[int, int]] = field(default_factory=set)
+    calendar: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, texts: Iterable[str]) -> _Evidence:
+        raw = "\n".join(texts)
+        folded = fold(raw)
+        evidence = cls(text=folded, words=set(_WORD.findall(folded)))
+        for m in _TIME.finditer(raw):
+            evidence.times.add((int(m.group(1)), int(m.group(2))))
+        for m in _NUMBER.finditer(raw):
+            evidence.numbers |= _number_values(m.group(1))
+        for word in evidence.words:
+            value = _NUMBER_WORDS.get(word) or _ONE_WORDS.get(word)
+            if value:
+                evidence.numbers.add(Fraction(value))
+            if word in _CALENDAR:
+                evidence.calendar.add(_CALENDAR[word])
+        evidence.amounts = _amounts(raw)
+        return evidence
+
+    def has_amount(self, amount: _Amount) -> bool:
+        """The number is there, with this currency where the passages give it one."""
+        if not amount.values & self.numbers:
+            return False
+        with_currency = [a for a in self.amounts if a.values & amount.values]
+        return not with_currency or any(a.currency == amount.currency for a in with_currency)
+
+    def has_phrase(self, phrase: str) -> bool:
+        """``phrase``'s words, in order, somewhere in the passages (punctuation aside)."""
+        wanted = " ".join(re.findall(r"\w+", fold(phrase)))
+        said = " ".join(re.findall(r"\w+", self.text))
+        return bool(wanted) and f" {wanted} " in f" {said} "
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an answer states and which of it the passages do not."""
+
+    facts: tuple[str, ...]
+    unsupported: tuple[str, ...]
+
+    @property
+    def supported(self) -> bool:
+        return not self.unsupported
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    return bool(_SENTENCE_START.search(text[max(0, start - 8):start]))
+
+
+def check(answer: str, passages: Sequence[str]) -> Verdict:
+    """The facts ``answer`` states, and those not found in ``passages``."""
+    evidence = _Evidence.of(passages)
+    text = _CITATION.sub(" ", answer)
+    text = re.sub(r"\*\*|__", "", text)
+    facts: list[str] = []
+    missing: list[str] = []
+
+    def fact(shown: str, found: bool) -> None:
+        facts.append(shown)
+        if not found:
+            missing.append(shown)
+
+    for m in _QUOTED.finditer(text):
+        fact(m.group(0), evidence.has_phrase(m.group(1)))
+    for m in _BACKTICKED.finditer(text):
+        fact(m.group(1), fold(m.group(1)) in evidence.text)
+    text = _BACKTICKED.sub(" ", _QUOTED.sub(" ", text))
+    for m in _ADDRESS.finditer(text):
+        fact(m.group(0), fold(m.group(0).rstrip(".,;)")) in evidence.text)
+    text = _ADDRESS.sub(" ", text)
+    for m in _OPTION.finditer(text):
+        fact(m.group(0), fold(m.group(0)) in evidence.text)
+    text = _OPTION.sub(" ", text)
+    for m in _TIME.finditer(text):
+        fact(m.group(0), (int(m.group(1)), int(m.group(2))) in evidence.times)
+    text = _TIME.sub(" ", text)
+    amounts = _amounts(text)
+    for amount in amounts:
+        fact(_shown(amount), evidence.has_amount(amount))
+    priced = set().union(*(a.values for a in amounts)) if amounts else set()
+    for m in _NUMBER.finditer(text):
+        values = _number_values(m.group(1))
+        if values and not values <= priced:
+            fact(m.group(0), bool(values & evidence.numbers))
+    for m in _TOKEN.finditer(text):
+        token, folded = m.group(0), fold(m.group(0))
+        if any(c.isdigit() for c in token) and any(c.isalpha() for c in token):
+            if not _NUMBER.fullmatch(token):  # a code: "SEV2", "pg-mad-01"
+                fact(token, folded in evidence.text)
+            continue
+        if "/" in token.strip("/") and not any(c.isdigit() for c in token):
+            fact(token, folded in evidence.text)  # a path: "payments/", "auth/x"
+            continue
+        if folded in _NUMBER_WORDS:
+            fact(token, Fraction(_NUMBER_WORDS[folded]) in evidence.numbers)
+        elif folded in _CALENDAR and (folded not in _LOWER_NOT_CALENDAR or token[0].isupper()):
+            fact(token, _CALENDAR[folded] in evidence.calendar)
+        elif _is_name(token) and not _opens_sentence(text, m.start()):
+            parts = _WORD.findall(folded)
+            fact(token, bool(parts) and all(p in evidence.words for p in parts))
+    return Verdict(tuple(facts), tuple(missing))
+
+
+# Capitalised mid-sentence for grammar's sake, not names.
+_NOT_NAMES = frozenset({"i'm", "i've", "i'll", "i'd", "ok"})
+
+
+def _is_name(token: str) -> bool:
+    """A capitalised word ("Lisbon", "McKay") or an acronym ("PTO"), not a lone "I"."""
+    letters = sum(c.isalpha() for c in token)
+    return letters >= 2 and token[0].isupper() and fold(token) not in _NOT_NAMES
+
+
+def _shown(amount: _Amount) -> str:
+    value = min(amount.values)
+    return f"{amount.currency} {float(value):g}"
+
+
+# --- The extractive answer -------------------------------------------------------------------
+
+_STOP = frozenset(fold(w) for w in _listed(
+    "the a an of to in on at for and or is are was be do does did i my me we our you your it "
+    "its this that what when where which who how many much can could should would will with "
+    "from by as if not no yes have has get there their they them about into than then so "
+    "el la los las de del que y en por para con un una unos unas es son se su sus al lo como "
+    "mas pero le les ya o u este esta estos estas ese esa eso esto cuando muy sin sobre "
+    "tambien hasta hay donde desde todo todos nos ni otro otra yo mi mis me te tu tus cual "
+    "cuales cuanto cuantos cuanta cuantas puedo tengo tiene hacer hago si no"
+))
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[^\W\d_]|[¿¡\"“«(])|\n+")
+_MARKER = re.compile(r"^(?:[#>*•-]+\s*|\d+[.)]\s+)+")
+
+
+def _keys(text: str) -> set[str]:
+    """A text's content words, cut to 5 letters so "vacaciones" meets "vacación"."""
+    return {w[:5] for w in _WORD.findall(fold(text)) if len(w) > 2 and w not in _STOP}
+
+
+def sentences(text: str) -> list[str]:
+    """``text`` cut into sentences and list items, markup trimmed."""
+    out = []
+    for piece in _SPLIT.split(text):
+        piece = _MARKER.sub("", piece.strip()).replace("**", "").strip()
+        if len(_WORD.findall(piece)) >= 3:
+            out.append(piece)
+    return out
+
+
+@dataclass(frozen=True)
+class Extract:
+    sentence: str
+    passage: Passage
+
+
+def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
+    """The sentence of ``passages`` that shares the most content words with ``question``
+    (a better-ranked passage first on a tie); None when no sentence shares any."""
+    wanted = _keys(question)
+    best: tuple[float, int, int] | None = None
+    found: Extract | None = None
+    for rank, passage in enumerate(passages):
+        for position, sentence in enumerate(sentences(passage.content)):
+            overlap = len(wanted & _keys(sentence))
+            if overlap == 0:
+                continue
+            # A sentence carrying a figure answers "how many", "when", "how much" better.
+            score = overlap + (0.5 if re.search(r"\d", sentence) else 0.0)
+            key = (score, -rank, -position)
+            if best is None or key > best:
+                best, found = key, Extract(sentence, passage)
+    return found
+
+
+def quoted_answer(question: str, found: Extract) -> str:
+    """The extract as an answer, in the question's language."""
+    if detect(question) == SPANISH:
+        return f"Según {found.passage.citation}: «{found.sentence}»"
+    return f"According to {found.passage.citation}: \"{found.sentence}\""
+
+
+def no_answer(question: str, passages: Sequence[Passage]) -> str:
+    """"I don't know", with the closest sources."""
+    sources = ", ".join(dict.fromkeys(p.citation for p in passages))
+    if detect(question) == SPANISH:
+        return f"No lo sé: los documentos no lo dicen. Lo más cercano: {sources}."
+    return f"I don't know: the documents don't say. The closest sources: {sources}."

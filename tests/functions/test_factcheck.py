@@ -1,0 +1,174 @@
+"""The fact check: what an answer states must be in the passages it drew on."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from functions.factcheck import check, extract, no_answer, quoted_answer, sentences
+from shared.knowledge.search import Passage
+
+EVAL = Path(__file__).resolve().parents[1] / "knowledge" / "eval"
+LISBON = "Every employee of the Lisbon office has 27 days of paid vacation per year."
+QUITO = "El código de acceso del laboratorio de Quito es 7319."
+
+
+def passage(content: str, source: str = "policy.md", rank: int = 0) -> Passage:
+    return Passage(chunk_id=rank + 1, document_id=1, collection="hr", source=source,
+                   title=None, heading=None, page=None, content=content, distance=0.1,
+                   score=1.0 / (rank + 1))
+
+
+@pytest.mark.parametrize("answer", [
+    "[1] In 2022, Lisbon employees have 24 days of paid vacation per year.",  # the issue's
+    "Lisbon employees have 37 days of paid vacation.",
+    "Every employee of the Lisbon office has 27 days of paid vacation per month, São José.",
+    "Employees in the Porto office have 27 days.",  # a name the passage does not give
+    "You get twenty-seven days, \"fully paid leave\".",  # a quote that is not in it
+    "Lisbon staff get 27 days, 4 of them in May.",
+])
+def test_an_answer_with_a_fact_the_passage_does_not_state_is_caught(answer: str) -> None:
+    assert not check(answer, [LISBON]).supported
+
+
+@pytest.mark.parametrize("answer", [
+    "Every employee of the Lisbon office has 27 days of paid vacation per year [1].",
+    "In the Lisbon office you get 27 days of paid vacation a year.",
+    "27 days.",
+    "You have twenty-seven days? No: the policy says 27 days of paid vacation.",
+])
+def test_an_answer_that_says_what_the_passage_says_passes(answer: str) -> None:
+    verdict = check(answer, [LISBON])
+    assert verdict.supported, verdict
+    assert "27" in verdict.facts
+
+
+def test_a_missing_code_is_caught_and_the_right_one_passes() -> None:
+    assert not check("El código de acceso del laboratorio de Quito es 1.", [QUITO]).supported
+    assert check("El código del laboratorio de Quito es 7319 [1].", [QUITO]).supported
+    assert not check("El código es 7391.", [QUITO]).supported
+
+
+@pytest.mark.parametrize(("answer", "source", "supported"), [
+    ("Se pagan 0.26 € por kilómetro.", "se pagan 0,26 € por kilómetro", True),
+    ("Se pagan 0,62 € por kilómetro.", "se pagan 0,26 € por kilómetro", False),
+    ("Up to $1500 a year.", "up to $1,500 per year on courses", True),
+    ("Up to €1,500 a year.", "up to $1,500 per year on courses", False),  # the currency
+    ("Up to 1,500 dollars a year.", "up to $1,500 per year on courses", True),
+    ("It matches up to 4 % of your salary.", "up to 4% of your salary", True),
+    ("Tienes seis meses de prueba.", "six months for graduate roles", True),
+    ("You get 6 months.", "seis meses para puestos técnicos", True),
+    ("Paid on the 15th.", "on the 15th and on the last business day", True),
+    ("Paid on the 16th.", "on the 15th and on the last business day", False),
+    ("Te esperamos a las 09:30.", "Te esperamos a las 9:30 en la recepción", True),
+    ("Te esperamos a las 10:30.", "Te esperamos a las 9:30 en la recepción", False),
+    ("The handover is on Monday.", "el relevo se hace el lunes a las 10:00", True),
+    ("The handover is on Tuesday.", "el relevo se hace el lunes a las 10:00", False),
+    ("Hasta el 31 de marzo.", "until March 31 of the next year", True),
+    ("Hasta el 31 de abril.", "until March 31 of the next year", False),
+    ("You may take a day if you need it.", "nothing about months here", True),  # "may"
+    ("Run it with --dry-run first.", "acmectl db failover --dry-run", True),
+    ("Run it with --force first.", "acmectl db failover --dry-run", False),
+    ("Page it as SEV2.", "A SEV2 is a partial outage", True),
+    ("Page it as SEV1.", "A SEV2 is a partial outage", False),
+    ("Write to privacidad@acme-iberica.com.", "a privacidad@acme-iberica.com", True),
+    ("Write to privacy@acme-iberica.com.", "a privacidad@acme-iberica.com", False),
+    ("Changes under `payments/` need two approvals.", "payments/ or auth/ needs two approvals",
+     True),
+    ("Changes need three approvals.", "payments/ or auth/ needs two approvals", False),
+    ("Ask Tom Becker in the channel.", "ask Tom Becker in #sre-access", True),
+    ("Ask Tom Baker in the channel.", "ask Tom Becker in #sre-access", False),
+    ("It covers PTO only.", "accrue 18 PTO days", True),
+    ("It covers HSA only.", "accrue 18 PTO days", False),
+    ("Llama al +34 910 555 199.", "llama al +34 910 555 199 en menos de una hora", True),
+    ("Llama al +34 910 555 919.", "llama al +34 910 555 199 en menos de una hora", False),
+    ("Ask in #sre-access, I'm told, OK.", "ask Tom Becker in #sre-access", True),
+])
+def test_facts_are_compared_by_what_they_mean(answer: str, source: str, supported: bool) -> None:
+    assert check(answer, [source]).supported is supported, check(answer, [source])
+
+
+def test_a_name_from_the_question_alone_is_not_evidence() -> None:
+    """Only the passages count: the question named Lisbon, the passage is about Madrid."""
+    madrid = "Cada persona de la oficina de Madrid tiene 23 días laborables de vacaciones."
+    verdict = check("En la oficina de Lisboa tienes 23 días laborables.", [madrid])
+    assert verdict.unsupported == ("Lisboa",)
+
+
+def test_a_name_that_opens_a_sentence_is_not_taken_for_a_fact() -> None:
+    assert check("Yes. Every employee has 27 days.\n- Vacation is paid.", [LISBON]).supported
+
+
+def test_several_passages_are_evidence_together() -> None:
+    assert check("Lisbon has 27 days and the code is 7319.", [LISBON, QUITO]).supported
+
+
+def _eval() -> list[dict[str, str]]:
+    items: list[dict[str, str]] = json.loads((EVAL / "questions.json").read_text())
+    return [q for q in items if q["source"] and not q["source"].endswith((".docx", ".pdf"))]
+
+
+def _paragraph(document: str, phrase: str) -> str:
+    """The paragraph of ``document`` holding ``phrase``: about what a passage holds."""
+    squeeze = " ".join
+    for paragraph in re.split(r"\n\s*\n", document):
+        if squeeze(phrase.split()) in squeeze(paragraph.split()):
+            return paragraph
+    raise AssertionError(f"{phrase!r} is in no paragraph")
+
+
+def _changed(fact: str, paragraph: str) -> str | None:
+    """``fact`` with its first number changed to one ``paragraph`` does not hold."""
+    m = re.search(r"\d+", fact)
+    if m is None:
+        return None
+    held = set(re.findall(r"\d+", paragraph))
+    other = next(str(n) for n in range(int(m.group(0)) + 1, 10_000) if str(n) not in held)
+    return fact[:m.start()] + other + fact[m.end():]
+
+
+@pytest.mark.parametrize("item", _eval(), ids=lambda q: q["id"])
+def test_each_eval_answer_is_supported_by_its_passage_and_a_wrong_figure_is_not(
+    item: dict[str, str]
+) -> None:
+    """The eval set's answer phrases against the paragraphs that hold them: said as the
+    document says them they pass; with the figure changed they fail."""
+    phrase = item["answer_contains"]
+    paragraph = _paragraph((EVAL / "docs" / item["source"]).read_text(), phrase)
+    assert check(f"Según la política, {phrase} [1].", [paragraph]).supported, \
+        check(phrase, [paragraph])
+    wrong = _changed(item["fact"], paragraph)
+    if wrong is not None:
+        answer = phrase.replace(item["fact"], wrong)
+        assert not check(f"Según la política, {answer} [1].", [paragraph]).supported
+
+
+def test_the_extract_is_the_sentence_that_answers_from_the_best_passage() -> None:
+    found = [passage("Vacation requests go through Workday. Every employee of the Lisbon "
+                     "office has 27 days of paid vacation per year. Sick days are separate.",
+                     "vacations.txt"),
+             passage("The Lisbon office opens at 9:00.", "office.md", rank=1)]
+    extract_ = extract("How many vacation days do Lisbon employees get?", found)
+    assert extract_ is not None
+    assert extract_.sentence == LISBON
+    assert extract_.passage.source == "vacations.txt"
+    answer = quoted_answer("How many vacation days do Lisbon employees get?", extract_)
+    assert answer == f'According to vacations.txt: "{LISBON}"'
+    assert check(answer, [p.content for p in found]).supported  # the quote is its own proof
+    spanish = quoted_answer("¿Cuántos días de vacaciones tienen en Lisboa?", extract_)
+    assert spanish.startswith("Según vacations.txt: «Every employee")
+
+
+def test_no_extract_when_no_sentence_shares_a_word_with_the_question() -> None:
+    assert extract("¿Puedo traer a mi perro?", [passage(LISBON)]) is None
+    assert no_answer("¿Puedo traer a mi perro?", [passage(LISBON, "vacations.txt")]) == (
+        "No lo sé: los documentos no lo dicen. Lo más cercano: vacations.txt.")
+
+
+def test_sentences_keep_their_figures_and_drop_list_markers() -> None:
+    text = "# Vacaciones\n\n- **23 días** laborables al año.\n1. Se piden en Workday. Luego se aprueban."
+    assert sentences(text) == ["23 días laborables al año.", "Se piden en Workday.",
+                               "Luego se aprueban."]
