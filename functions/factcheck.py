@@ -84,7 +84,6 @@ _BACKTICKED = re.compile(r"`([^`]{1,200})`")
 _ADDRESS = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b|https?://\S+")
 _OPTION = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
 _TOKEN = re.compile(r"[^\W_][\w'’/-]*[^\W_]|[^\W_]")  # noqa: RUF001 - typeset apostrophes
-_SENTENCE_START = re.compile(r"(^|[.!?:;\n•*>#|\-–—(\[\"“«¿¡]\s*|\d+[.)]\s+)$")  # noqa: RUF001
 _WORD = re.compile(r"[^\W\d_]+")
 
 
@@ -179,13 +178,65 @@ class Verdict:
         return not self.unsupported
 
 
+_OPENERS = frozenset(".!?:;•*>#|-–—([«\"“¿¡")  # noqa: RUF001 - dashes of either kind
+
+
 def _opens_sentence(text: str, start: int) -> bool:
-    return bool(_SENTENCE_START.search(text[max(0, start - 8):start]))
+    """Whether the word at ``start`` opens a sentence, a line or a list item."""
+    before = text[:start].rstrip()
+    if not before or "\n" in text[len(before):start]:
+        return True
+    return before[-1] in _OPENERS or bool(re.search(r"(?:^|\s)\d+[.)]$", before[-6:]))
 
 
 def check(answer: str, passages: Sequence[str]) -> Verdict:
     """The facts ``answer`` states, and those not found in ``passages``."""
-    evidence = _Evidence.of(passages)
+    return _check(answer, _Evidence.of(passages))
+
+
+class FactGate:
+    """Checks an answer while it is written, a sentence at a time, so that only checked text
+    is shown.
+
+    Facts are looked for one by one, so a sentence can be judged alone as soon as it ends:
+    :attr:`checked` is how much of the answer is made of whole sentences whose facts are all
+    in the passages, which is what may be shown. The first sentence that states a fact the
+    passages do not stops the gate for good (:meth:`feed` returns the verdict, and
+    :attr:`failed` keeps it): the rest of the answer is not shown.
+    """
+
+    def __init__(self, passages: Sequence[str]) -> None:
+        self._evidence = _Evidence.of(passages)
+        self.checked = 0
+        self.failed: Verdict | None = None
+
+    def feed(self, text: str, *, whole: bool = False) -> Verdict | None:
+        """Check the sentences ``text`` (the answer so far) has completed since the last
+        call (``whole``: all the rest, the answer being complete); the verdict of a sentence
+        that fails, else None."""
+        if self.failed is not None:
+            return self.failed
+        end = len(text) if whole else _sentences_end(text)
+        if end > self.checked:
+            verdict = _check(text[self.checked:end], self._evidence)
+            if not verdict.supported:
+                self.failed = verdict
+                return verdict
+            self.checked = end
+        return None
+
+
+_SENTENCE_END = re.compile(r"[.!?…:;](?=\s)|\n")
+
+
+def _sentences_end(text: str) -> int:
+    """Where the last whole sentence of ``text`` ends (a stop followed by a space, or a line's
+    end): a stop with nothing after it yet may be a decimal point ("0." of "0.26")."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return ends[-1] if ends else 0
+
+
+def _check(answer: str, evidence: _Evidence) -> Verdict:
     text = _CITATION.sub(" ", answer)
     text = re.sub(r"\*\*|__", "", text)
     facts: list[str] = []

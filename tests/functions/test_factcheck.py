@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from functions.factcheck import check, extract, no_answer, quoted_answer, sentences
+from functions.factcheck import (
+    FactGate,
+    check,
+    extract,
+    no_answer,
+    quoted_answer,
+    sentences,
+)
 from shared.knowledge.search import Passage
 
 EVAL = Path(__file__).resolve().parents[1] / "knowledge" / "eval"
@@ -169,6 +176,42 @@ def test_no_extract_when_no_sentence_shares_a_word_with_the_question() -> None:
 
 
 def test_sentences_keep_their_figures_and_drop_list_markers() -> None:
-    text = "# Vacaciones\n\n- **23 días** laborables al año.\n1. Se piden en Workday. Luego se aprueban."
+    text = ("# Vacaciones\n\n- **23 días** laborables al año.\n"
+            "1. Se piden en Workday. Luego se aprueban.")
     assert sentences(text) == ["23 días laborables al año.", "Se piden en Workday.",
                                "Luego se aprueban."]
+
+
+def test_the_gate_lets_through_whole_checked_sentences_only() -> None:
+    gate = FactGate([LISBON, QUITO])
+    answer = ""
+    shown = []
+    for piece in ["Lisbon staff", " have 27", " days a year.", " The code is 7",
+                  "319.", " Ask them", " in Lisbon."]:
+        answer += piece
+        assert gate.feed(answer) is None
+        shown.append(answer[:gate.checked])
+    # A stop is a sentence's end once what follows it shows it is not a decimal point.
+    assert shown == ["", "", "", "Lisbon staff have 27 days a year.",
+                     "Lisbon staff have 27 days a year.",
+                     "Lisbon staff have 27 days a year. The code is 7319.",
+                     "Lisbon staff have 27 days a year. The code is 7319."]
+    assert gate.feed(answer, whole=True) is None
+    assert gate.checked == len(answer)
+
+
+def test_the_gate_stops_at_the_first_sentence_with_a_fact_not_in_the_passages() -> None:
+    gate = FactGate([QUITO])
+    assert gate.feed("El código es 7319. Se cambia cada 3") is None
+    assert gate.checked == len("El código es 7319.")
+    verdict = gate.feed("El código es 7319. Se cambia cada 3 meses. Pregunta a Ana.")
+    assert verdict is not None and verdict.unsupported == ("3",)
+    assert gate.checked == len("El código es 7319.")  # nothing more is shown
+    assert gate.feed("El código es 7319. Se cambia cada 3 meses.", whole=True) is verdict
+
+
+def test_a_decimal_point_at_the_end_is_not_a_sentence_end() -> None:
+    gate = FactGate(["se pagan 0,26 € por kilómetro"])
+    assert gate.feed("Se pagan 0.") is None and gate.checked == 0
+    assert gate.feed("Se pagan 0.26 € por kilómetro. ") is None
+    assert gate.checked == len("Se pagan 0.26 € por kilómetro.")
