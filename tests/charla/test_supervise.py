@@ -26,8 +26,11 @@ from shared.settings import Settings
 FAST = RestartPolicy(quick_s=5.0, give_up_after=3, first_delay_s=0.05, max_delay_s=0.2)
 
 # Appends "pid PORT DATABASE_URL" to the file named in argv, then waits to be stopped.
+# SIGINT as a terminal sends it: a shell that starts a job in the background without job
+# control (a CI script's "&") has its children ignore SIGINT, and they would inherit that.
 RECORD_AND_WAIT = (
     "import os, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
     "with open(sys.argv[1], 'a') as f:\n"
     "    f.write(f\"{os.getpid()} {os.environ['PORT']} {os.environ['DATABASE_URL']}\\n\")\n"
     "signal.pause()\n"
