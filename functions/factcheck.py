@@ -94,7 +94,7 @@ def fold(text: str) -> str:
     return " ".join(text.split())
 
 
-def _number_values(raw: str) -> set[Fraction]:
+def number_values(raw: str) -> set[Fraction]:
     """What a written number can mean: "0,26" is 0.26; "1,500" is 1500 or 1.5 (a separator
     before groups of three digits may be either)."""
     groups = re.split(r"[.,]", raw)
@@ -109,6 +109,21 @@ def _number_values(raw: str) -> set[Fraction]:
     return values
 
 
+def numbers(text: str) -> set[Fraction]:
+    """Every value ``text`` states, in digits or in words ("6", "six" and "seis" alike)."""
+    values: set[Fraction] = set()
+    for m in _NUMBER.finditer(text):
+        values |= number_values(m.group(1))
+    return values | {Fraction(_NUMBER_WORDS[w]) for w in _WORD.findall(fold(text))
+                     if w in _NUMBER_WORDS}
+
+
+def calendar(text: str) -> set[str]:
+    """The months and weekdays ``text`` names, in either language ("March" is "marzo")."""
+    return {_CALENDAR[w] for w in _WORD.findall(fold(text))
+            if w in _CALENDAR and w not in _LOWER_NOT_CALENDAR}
+
+
 @dataclass(frozen=True)
 class _Amount:
     values: frozenset[Fraction]
@@ -116,9 +131,9 @@ class _Amount:
 
 
 def _amounts(text: str) -> list[_Amount]:
-    found = [_Amount(frozenset(_number_values(m.group(2).rstrip(".,"))),
+    found = [_Amount(frozenset(number_values(m.group(2).rstrip(".,"))),
                      _CURRENCIES[m.group(1)]) for m in _MONEY_BEFORE.finditer(text)]
-    found += [_Amount(frozenset(_number_values(m.group(1).rstrip(".,"))),
+    found += [_Amount(frozenset(number_values(m.group(1).rstrip(".,"))),
                       _CURRENCIES[fold(m.group(2))]) for m in _MONEY_AFTER.finditer(text)]
     return [a for a in found if a.values]
 
@@ -142,7 +157,7 @@ class _Evidence:
         for m in _TIME.finditer(raw):
             evidence.times.add((int(m.group(1)), int(m.group(2))))
         for m in _NUMBER.finditer(raw):
-            evidence.numbers |= _number_values(m.group(1))
+            evidence.numbers |= number_values(m.group(1))
         for word in evidence.words:
             value = _NUMBER_WORDS.get(word) or _ONE_WORDS.get(word)
             if value:
@@ -226,12 +241,14 @@ class FactGate:
         return None
 
 
-_SENTENCE_END = re.compile(r"[.!?…:;](?=\s)|\n")
+# A stop and the spaces after it (they carry no fact: the text up to the next word may show).
+_SENTENCE_END = re.compile(r"[.!?…:;]\s+|\n\s*")
 
 
 def _sentences_end(text: str) -> int:
-    """Where the last whole sentence of ``text`` ends (a stop followed by a space, or a line's
-    end): a stop with nothing after it yet may be a decimal point ("0." of "0.26")."""
+    """Where the last whole sentence of ``text`` ends, with the spaces after it (a stop
+    followed by a space, or a line's end): a stop with nothing after it yet may be a decimal
+    point ("0." of "0.26")."""
     ends = [m.end() for m in _SENTENCE_END.finditer(text)]
     return ends[-1] if ends else 0
 
@@ -266,7 +283,7 @@ def _check(answer: str, evidence: _Evidence) -> Verdict:
         fact(_shown(amount), evidence.has_amount(amount))
     priced = set().union(*(a.values for a in amounts)) if amounts else set()
     for m in _NUMBER.finditer(text):
-        values = _number_values(m.group(1))
+        values = number_values(m.group(1))
         if values and not values <= priced:
             fact(m.group(0), bool(values & evidence.numbers))
     for m in _TOKEN.finditer(text):

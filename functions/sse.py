@@ -50,6 +50,25 @@ class StreamRecorder:
         *events, self._buffer = self._buffer.split(b"\n\n")
         return b"".join(self._out(event) for event in events)
 
+    def feed_each(self, chunk: bytes | None) -> list[tuple[bytes, int | None]]:
+        """What to forward of each whole event in ``chunk`` (None: the end, what is left),
+        with the answer's length once that event is in, or None from the event that finishes
+        the answer on (it and what follows wait for the end)."""
+        if chunk is None:
+            rest, self._buffer = self._buffer, b""
+            events = [rest] if rest.strip() else []
+        else:
+            self._buffer += chunk
+            if b"\n\n" not in self._buffer:
+                return []
+            *events, self._buffer = self._buffer.split(b"\n\n")
+        out: list[tuple[bytes, int | None]] = []
+        for event in events:
+            data = self._out(event)
+            if data:
+                out.append((data, None if self.finish_reason else len(self.answer)))
+        return out
+
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         return self._out(rest) if rest.strip() else b""

@@ -193,7 +193,7 @@ class Settings:
 
     # The bots' worker and how they answer.
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    bot_max_tokens: int = 512
+    bot_max_tokens: int = 256
     history_turns: int = 40
     worker_concurrency: int = 8
     job_max_attempts: int = 6
@@ -321,7 +321,7 @@ class Settings:
             discord_api_url=_base_url(r.text("DISCORD_API_URL"), "https://discord.com/api/v10"),
             platform_timeout_s=r.number("CHARLA_PLATFORM_TIMEOUT", 10.0),
             system_prompt=r.text("CHARLA_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT) or "",
-            bot_max_tokens=r.whole("CHARLA_BOT_MAX_TOKENS", 512, minimum=16),
+            bot_max_tokens=r.whole("CHARLA_BOT_MAX_TOKENS", 256, minimum=16),
             history_turns=r.whole("CHARLA_HISTORY_TURNS", 40),
             worker_concurrency=r.whole("CHARLA_WORKER_CONCURRENCY", 8, minimum=1),
             job_max_attempts=r.whole("CHARLA_JOB_MAX_ATTEMPTS", 6, minimum=1),

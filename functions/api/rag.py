@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,6 +165,51 @@ def with_citations(events: bytes, citations: list[dict[str, Any]]) -> bytes:
             parts[i] = b"data: " + json.dumps(body).encode()
             return b"\n\n".join(parts)
     return events
+
+
+def fact_check_field(unsupported: Sequence[str]) -> dict[str, Any]:
+    """What a replaced answer carries besides its text: it was replaced, and which of what
+    the model wrote the passages do not state."""
+    return {"replaced": True, "unsupported": list(unsupported)}
+
+
+def ended_events(ident: str | None, model: str, citations: list[dict[str, Any]] | None,
+                 usage: dict[str, Any] | None) -> bytes:
+    """The end of a stream the checks cut short (an answer that looped): a chunk that
+    finishes it, with the citations of a grounded answer, the usage chunk when asked for,
+    ``[DONE]``."""
+    ident = ident or f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    body: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": created,
+                            "model": model,
+                            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    if citations is not None:
+        body["citations"] = citations
+    return _closing(body, ident, created, model, usage)
+
+
+def _closing(body: dict[str, Any], ident: str, created: int, model: str,
+             usage: dict[str, Any] | None) -> bytes:
+    out = b"data: " + json.dumps(body).encode() + b"\n\n"
+    if usage is not None:
+        out += b"data: " + json.dumps({"id": ident, "object": "chat.completion.chunk",
+                                        "created": created, "model": model, "choices": [],
+                                        "usage": usage}).encode() + b"\n\n"
+    return out + b"data: [DONE]\n\n"
+
+
+def replaced_events(ident: str | None, model: str, text: str, citations: list[dict[str, Any]],
+                    unsupported: Sequence[str], usage: dict[str, Any] | None) -> bytes:
+    """The end of a stream whose answer stated a fact its passages do not: ``text`` (what
+    is shown instead, or added to the sentences already sent) on a chunk that finishes the
+    answer with its citations and ``fact_check``, the usage chunk when asked for, ``[DONE]``."""
+    ident = ident or f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "citations": citations, "fact_check": fact_check_field(unsupported)}
+    return _closing(body, ident, created, model, usage)
 
 
 async def list_collections(request: Request) -> Response:

@@ -16,6 +16,7 @@ from typing import Any, cast
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from functions.answering import AnswerChecks, Stop
 from functions.api.moderations import (
     CONTENT_FILTER,
     content_filter_events,
@@ -23,7 +24,14 @@ from functions.api.moderations import (
     stream_id,
 )
 from functions.api.overflow import overflow_scale
-from functions.api.rag import dont_know_answer, ground, with_citations
+from functions.api.rag import (
+    dont_know_answer,
+    ended_events,
+    fact_check_field,
+    ground,
+    replaced_events,
+    with_citations,
+)
 from functions.knowledge import Knowledge
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import WITHHELD, Moderation, Trip, refusal
@@ -144,6 +152,9 @@ async def chat_completions(request: Request) -> Response:
     references: Message | None = None
     principal = f"api:{client}"
     question = "\n".join(str(m["content"]) for m in chat.messages if m["role"] == "user")
+    # What the passages were looked up for, and what a quote from them answers.
+    asked_last = next((str(m["content"]) for m in reversed(chat.messages)
+                       if m["role"] == "user"), question)
     try:
         scopes = await ctx.moderation.scopes([principal], chat.collections)
         trip = await ctx.moderation.check_input(question, scopes, sub=principal)
@@ -191,6 +202,18 @@ async def chat_completions(request: Request) -> Response:
             choice["finish_reason"], citations = CONTENT_FILTER, None
             await ctx.moderation.record(withheld, platform="api", principal=principal,
                                         subject=principal)
+        else:
+            checks = AnswerChecks(ctx.moderation, scopes, question=asked_last,
+                                  passages=grounding.passages if grounding is not None else ())
+            content = _content(result)
+            stop = checks.feed(content, whole=True)
+            if stop is not None and stop.facts is not None:
+                choice["message"] = {"role": "assistant", "content": checks.replacement()}
+                choice["finish_reason"] = "stop"
+                result["fact_check"] = fact_check_field(stop.facts.unsupported)
+            elif stop is not None and stop.loop is not None:
+                choice["message"] = {"role": "assistant", "content": content[:stop.loop.cut]}
+                choice["finish_reason"] = "stop"
         exchange.answer = (choice.get("message") or {}).get("content")
         if withheld is not None:
             exchange.answer = WITHHELD
@@ -205,9 +228,11 @@ async def chat_completions(request: Request) -> Response:
     assert events is not None
     exchange.first_token_ms = _ms(started)
     recorder = StreamRecorder(forward_usage=chat.include_usage)
-    check = ctx.moderation.stream_check(scopes)
-    moderating = check is not None or bool(ctx.moderation.classifier)
+    checks = AnswerChecks(ctx.moderation, scopes, question=asked_last,
+                          passages=grounding.passages if grounding is not None else ())
     cut_by: list[Trip] = []
+    replaced: list[str] = []  # what the client was shown instead of an answer the check stopped
+    cited: list[bool] = []  # the citations went out
 
     async def upstream() -> AsyncIterator[bytes | None]:
         yield first
@@ -215,36 +240,88 @@ async def chat_completions(request: Request) -> Response:
             yield chunk
         yield None  # the end: what is left in the recorder's buffer
 
-    def forward(chunk: bytes | None) -> bytes:
-        """What the client gets of ``chunk`` (None: the end); a grounded answer's citations
-        ride on the chunk that finishes it."""
-        finished = recorder.finish_reason is not None
-        out = recorder.feed(chunk) if chunk is not None else recorder.flush()
-        if citations is not None and not finished and recorder.finish_reason is not None:
-            out = with_citations(out, citations)
-        return out
+    def forward(chunk: bytes | None) -> list[tuple[bytes, int | None]]:
+        """What the client gets of each event of ``chunk`` (None: the end), with the answer's
+        length once it is in (None for the finishing event and after); a grounded answer's
+        citations ride on the event that finishes it."""
+        pieces = recorder.feed_each(chunk)
+        if citations is not None and not cited:
+            for i, (out, length) in enumerate(pieces):
+                if length is None:  # the finishing event
+                    pieces[i] = (with_citations(out, citations), None)
+                    cited.append(True)
+                    break
+        return pieces
+
+    def usage_so_far() -> dict[str, int] | None:
+        """The usage chunk's body for a stream the checks ended, when the client asked."""
+        if not chat.include_usage:
+            return None
+        prompt, written = recorder.prompt_tokens or 0, recorder.completion_tokens or 0
+        return {"prompt_tokens": prompt, "completion_tokens": written,
+                "total_tokens": prompt + written}
+
+    def replacing(stop: Stop, sent: int) -> bytes:
+        """The end of a stream whose answer stated a fact its passages do not: the quote (or
+        "I don't know") after the sentences already sent, which were checked."""
+        assert stop.facts is not None and citations is not None
+        text = checks.replacement()
+        replaced.append(recorder.answer[:sent] + ("\n\n" if sent else "") + text)
+        return replaced_events(stream_id(first), model, ("\n\n" if sent else "") + text,
+                               citations, stop.facts.unsupported, usage_so_far())
 
     async def relay() -> AsyncIterator[bytes]:
         # Events wait until the text they carry has been checked: the word being written
-        # could still turn into a blocked one (or out of one), so it goes with the next event.
-        # The answer's last events (finish reason, usage, [DONE]) wait for the checks of the
-        # whole answer at the end, so that a cut can still end the stream.
+        # could still turn into a blocked one (or out of one), so it goes with the next event;
+        # a grounded answer's text waits for the end of its sentence (the fact check). The
+        # answer's last events (finish reason, usage, [DONE]) wait for the checks of the whole
+        # answer at the end, so that a cut can still end the stream.
         held: list[tuple[bytes, int | None]] = []  # (events, answer's length once they are in)
         sent = 0  # characters of the answer the client has
         ended = False  # False while the client could still leave before the end
+        facts_failed: Stop | None = None  # the model's text is no longer shown; its end awaited
         try:
             async for chunk in upstream():
-                out = forward(chunk)
-                if not moderating:
-                    if out:
-                        yield out
-                    continue
+                pieces = forward(chunk)
                 end = chunk is None
-                trip = None
-                if check is not None:
-                    verdict = check.feed(recorder.answer, whole=end)
-                    if verdict.flagged:
-                        trip = Trip("output", "policy", verdict.categories)
+                if facts_failed is not None:
+                    # The model writes on (its usage counts what it wrote); the client gets
+                    # none of it, and the replacement once it is done.
+                    if recorder.error is not None and pieces:
+                        yield b"".join(out for out, _ in pieces)
+                        ended = True
+                        return
+                    if end:
+                        yield replacing(facts_failed, sent)
+                        ended = True
+                    continue
+                held += pieces
+                stop = checks.feed(recorder.answer, whole=end)
+                if stop is not None and stop.facts is not None:
+                    facts_failed = stop
+                    held.clear()
+                    if end:
+                        yield replacing(facts_failed, sent)
+                        ended = True
+                    continue
+                if stop is not None and stop.loop is not None:
+                    # It loops: what the client has of it before the cut ends it, and the
+                    # engine stops writing.
+                    answer = recorder.answer
+                    bound = min(stop.loop.cut, checks.checked(answer))
+                    while bound < len(answer) and answer[bound].isspace():
+                        bound += 1  # the spaces after the first turn's end go with it
+                    while held and held[0][1] is not None and held[0][1] <= bound:
+                        out, length = held.pop(0)
+                        sent = length or sent
+                        yield out
+                    replaced.append(recorder.answer[:sent])
+                    yield ended_events(stream_id(first), model, citations, usage_so_far())
+                    ended = True
+                    if not end and isinstance(events, AsyncGenerator):
+                        await events.aclose()
+                    return
+                trip = stop.trip if stop is not None else None
                 if trip is None and end and recorder.error is None:
                     trip = await ctx.moderation.judge_streamed(question, recorder.answer,
                                                                sub=principal)
@@ -256,9 +333,7 @@ async def chat_completions(request: Request) -> Response:
                     if not end and isinstance(events, AsyncGenerator):
                         await events.aclose()  # the engine stops writing what nobody will see
                     return
-                if out:
-                    held.append((out, None if recorder.finish_reason else len(recorder.answer)))
-                checked = check.checked if check is not None else len(recorder.answer)
+                checked = checks.checked(recorder.answer)
                 while held and (end or (held[0][1] is not None and held[0][1] <= checked)):
                     out, length = held.pop(0)
                     sent = length or sent
@@ -276,6 +351,8 @@ async def chat_completions(request: Request) -> Response:
             exchange.completion_tokens = recorder.completion_tokens
             exchange.error = recorder.error or (None if ended else CLIENT_DISCONNECTED)
             exchange.latency_ms = _ms(started)
+            if replaced:
+                exchange.answer, exchange.finish_reason = replaced[0], "stop"
             if cut_by:
                 exchange.answer, exchange.finish_reason = WITHHELD, CONTENT_FILTER
                 ctx.later(ctx.moderation.record(cut_by[0], platform="api",

@@ -19,6 +19,7 @@ from typing import cast
 
 import numpy as np
 
+from functions.answering import AnswerChecks, Stop
 from functions.knowledge import Knowledge, Lookup, dont_know
 from functions.messaging import Expires, Inbound, PlatformError, ReplyChannel
 from functions.model_client import ModelClient, ModelServerError
@@ -29,7 +30,6 @@ from shared.chat import Budget, Message, assemble, kept_history
 from shared.conversations import Conversations
 from shared.errors import PromptTooLong, StorageError
 from shared.knowledge.search import Passage
-from shared.moderation import StreamCheck
 from shared.outbox import Outbox
 from shared.redact import redact_messages
 from shared.settings import Settings
@@ -64,6 +64,10 @@ class _Withheld(Exception):
     def __init__(self, trip: Trip) -> None:
         super().__init__(trip.stage)
         self.trip = trip
+
+
+class _Replaced(Exception):
+    """The answer being written stated a fact its passages do not."""
 
 
 @dataclass
@@ -174,13 +178,17 @@ class Answerer:
                     messages = cast(list[Message], redact_messages(messages))
                 body = {"messages": messages, "max_tokens": settings.bot_max_tokens,
                         "stream": True, "stream_options": {"include_usage": True}}
+                checks = AnswerChecks(self._moderation, scopes, question=inbound.text,
+                                      passages=found.passages)
                 try:
-                    answer = await self._stream(body, sub, reply,
-                                                self._moderation.stream_check(scopes))
+                    answer = await self._stream(body, sub, reply, checks)
                     trip = await self._moderation.check_output(inbound.text, answer, scopes,
                                                               sub=sub)
                 except _Withheld as withheld:
                     trip = withheld.trip
+                except _Replaced:
+                    # A quote from the team's own documents (or "I don't know") instead.
+                    answer, trip = checks.replacement(), None
                 if trip is not None:
                     await self._withhold(inbound, reply, trip, query, asked_at)
                     return
@@ -255,8 +263,9 @@ class Answerer:
                                      subject=f"{inbound.platform}:{inbound.user}")
 
     async def _stream(self, body: dict[str, object], sub: str, reply: ProgressiveReply,
-                      check: StreamCheck | None) -> str:
-        """The answer, shown as it grows; what is shown was checked first."""
+                      checks: AnswerChecks) -> str:
+        """The answer, shown as it grows; what is shown was checked first (functions/
+        answering.py): raises :class:`_Withheld` or :class:`_Replaced` when a check stops it."""
         recorder = StreamRecorder(forward_usage=False)
         events: AsyncIterator[bytes] = self.model.stream(body, sub=sub)
         async for chunk in events:
@@ -264,17 +273,20 @@ class Answerer:
             if recorder.error:
                 raise ModelServerError(502, recorder.error)
             shown = recorder.answer
-            if check is not None:
-                verdict = check.feed(shown)
-                if verdict.flagged:
-                    if isinstance(events, AsyncGenerator):
-                        await events.aclose()  # the engine stops writing what nobody will see
-                    raise _Withheld(Trip("output", "policy", verdict.categories))
-                shown = shown[:check.checked].rstrip()  # what was checked: the last word waits
+            stop = checks.feed(shown)
+            if stop is not None:
+                if isinstance(events, AsyncGenerator):
+                    await events.aclose()  # the engine stops writing what nobody will see
+                return _stopped(stop, shown)
+            if checks.gating:  # what was checked: the last word, or sentence, waits
+                shown = shown[:checks.checked(shown)].rstrip()
             await reply.update(shown)
         recorder.flush()
         if recorder.error:
             raise ModelServerError(502, recorder.error)
+        stop = checks.feed(recorder.answer, whole=True)
+        if stop is not None:
+            return _stopped(stop, recorder.answer)
         return recorder.answer.strip()
 
     async def _apologize(self, reply: ProgressiveReply, text: str = APOLOGY) -> None:
@@ -282,6 +294,17 @@ class Answerer:
             await reply.finish(text)
         except (PlatformError, StorageError) as exc:
             log.warning("could not send the apology either: %s", _reason(exc))
+
+
+def _stopped(stop: Stop, answer: str) -> str:
+    """What is left of ``answer`` that a check stopped: its first turn, if it looped;
+    raises :class:`_Withheld` or :class:`_Replaced` otherwise."""
+    if stop.trip is not None:
+        raise _Withheld(stop.trip)
+    if stop.facts is not None:
+        raise _Replaced
+    assert stop.loop is not None
+    return answer[:stop.loop.cut].strip()
 
 
 async def _keep_typing(channel: ReplyChannel, reply: ProgressiveReply) -> None:

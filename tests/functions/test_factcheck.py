@@ -190,7 +190,7 @@ def test_the_gate_lets_through_whole_checked_sentences_only() -> None:
                   "319.", " Ask them", " in Lisbon."]:
         answer += piece
         assert gate.feed(answer) is None
-        shown.append(answer[:gate.checked])
+        shown.append(answer[:gate.checked].rstrip())
     # A stop is a sentence's end once what follows it shows it is not a decimal point.
     assert shown == ["", "", "", "Lisbon staff have 27 days a year.",
                      "Lisbon staff have 27 days a year.",
@@ -203,10 +203,10 @@ def test_the_gate_lets_through_whole_checked_sentences_only() -> None:
 def test_the_gate_stops_at_the_first_sentence_with_a_fact_not_in_the_passages() -> None:
     gate = FactGate([QUITO])
     assert gate.feed("El código es 7319. Se cambia cada 3") is None
-    assert gate.checked == len("El código es 7319.")
+    assert gate.checked == len("El código es 7319. ")  # the space after it too
     verdict = gate.feed("El código es 7319. Se cambia cada 3 meses. Pregunta a Ana.")
     assert verdict is not None and verdict.unsupported == ("3",)
-    assert gate.checked == len("El código es 7319.")  # nothing more is shown
+    assert gate.checked == len("El código es 7319. ")  # nothing more is shown
     assert gate.feed("El código es 7319. Se cambia cada 3 meses.", whole=True) is verdict
 
 
@@ -214,4 +214,4 @@ def test_a_decimal_point_at_the_end_is_not_a_sentence_end() -> None:
     gate = FactGate(["se pagan 0,26 € por kilómetro"])
     assert gate.feed("Se pagan 0.") is None and gate.checked == 0
     assert gate.feed("Se pagan 0.26 € por kilómetro. ") is None
-    assert gate.checked == len("Se pagan 0.26 € por kilómetro.")
+    assert gate.checked == len("Se pagan 0.26 € por kilómetro. ")
