@@ -331,7 +331,10 @@ _STOP = frozenset(fold(w) for w in _listed(
     "tambien hasta hay donde desde todo todos nos ni otro otra yo mi mis me te tu tus cual "
     "cuales cuanto cuantos cuanta cuantas puedo tengo tiene hacer hago si no"
 ))
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[^\W\d_]|[¿¡\"“«(])|\n+")
+# Sentences end at a stop before a capital, a paragraph's end, or a line that starts a list
+# item, a heading, a quote or a table row; other line breaks are a paragraph's wrapping.
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[^\W\d_]|[¿¡\"“«(])|\n\s*\n\s*|"
+                    r"\n(?=\s*(?:[-*•#>|]|\d+[.)]\s))")
 _MARKER = re.compile(r"^(?:[#>*•-]+\s*|\d+[.)]\s+)+")
 
 
@@ -344,7 +347,7 @@ def sentences(text: str) -> list[str]:
     """``text`` cut into sentences and list items, markup trimmed."""
     out = []
     for piece in _SPLIT.split(text):
-        piece = _MARKER.sub("", piece.strip()).replace("**", "").strip()
+        piece = " ".join(_MARKER.sub("", piece.strip()).replace("**", "").split())
         if len(_WORD.findall(piece)) >= 3:
             out.append(piece)
     return out
@@ -373,6 +376,36 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
             if best is None or key > best:
                 best, found = key, Extract(sentence, passage)
     return found
+
+
+QUOTE_CHARS = 160  # the longest quote shown under an answer or on a citation
+
+
+def supporting(answer: str, question: str, passage: Passage) -> str | None:
+    """The sentence of ``passage`` that best supports ``answer``: the most numbers and
+    content words in common with it, then with ``question``; None when it shares none.
+    Shortened at a word to :data:`QUOTE_CHARS`, with "…"."""
+    said, asked, values = _keys(answer), _keys(question), numbers(answer)
+    best: tuple[int, int, int] | None = None
+    found = None
+    for position, sentence in enumerate(sentences(passage.content)):
+        keys = _keys(sentence)
+        key = (len(values & numbers(sentence)) + len(said & keys), len(asked & keys), -position)
+        if key[0] + key[1] == 0:
+            continue
+        if best is None or key > best:
+            best, found = key, sentence
+    return None if found is None else shortened(found)
+
+
+def shortened(text: str, limit: int = QUOTE_CHARS) -> str:
+    """``text``, cut at a word to at most ``limit`` characters with "…" where it was cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    if not text[limit - 1].isspace():  # the cut fell inside a word: that word goes
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def quoted_answer(question: str, found: Extract) -> str:

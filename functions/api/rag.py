@@ -26,6 +26,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from functions.factcheck import supporting
 from functions.knowledge import dont_know
 from shared.chat import Message, reference_message
 from shared.errors import BadRequest, CharlaError, StorageError
@@ -51,10 +52,16 @@ class Grounding:
 
     @property
     def citations(self) -> list[dict[str, Any]]:
+        return self.cite()
+
+    def cite(self, answer: str = "", question: str = "") -> list[dict[str, Any]]:
+        """One citation per passage; given the ``answer`` (and its ``question``), each with
+        ``quote``: the sentence of the passage that best supports it (None where none does)."""
         return [{"n": n, "chunk_id": p.chunk_id, "document_id": p.document_id,
                  "collection": p.collection, "source": p.source, "title": p.title,
                  "section": p.heading, "page": p.page,
-                 "url": PASSAGE_ROUTE.format(p.chunk_id)}
+                 "url": PASSAGE_ROUTE.format(p.chunk_id),
+                 "quote": supporting(answer, question, p) if answer or question else None}
                 for n, p in enumerate(self.passages, start=1)]
 
     @property

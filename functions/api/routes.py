@@ -222,8 +222,8 @@ async def chat_completions(request: Request) -> Response:
         exchange.completion_tokens = usage.get("completion_tokens")
         exchange.latency_ms = _ms(started)
         ctx.later(ctx.record(exchange))  # after the answer: redacting and sealing take a moment
-        if citations is not None:
-            result["citations"] = citations
+        if citations is not None and grounding is not None:  # each with its quote
+            result["citations"] = grounding.cite(_content(result), asked_last)
         return JSONResponse(result, headers=_knowledge_header(request))
     assert events is not None
     exchange.first_token_ms = _ms(started)
@@ -233,6 +233,11 @@ async def chat_completions(request: Request) -> Response:
     cut_by: list[Trip] = []
     replaced: list[str] = []  # what the client was shown instead of an answer the check stopped
     cited: list[bool] = []  # the citations went out
+
+    def cite(shown: str) -> list[dict[str, Any]]:
+        """The citations, each quoting what in its passage supports ``shown``."""
+        assert grounding is not None
+        return grounding.cite(shown, asked_last)
 
     async def upstream() -> AsyncIterator[bytes | None]:
         yield first
@@ -248,7 +253,7 @@ async def chat_completions(request: Request) -> Response:
         if citations is not None and not cited:
             for i, (out, length) in enumerate(pieces):
                 if length is None:  # the finishing event
-                    pieces[i] = (with_citations(out, citations), None)
+                    pieces[i] = (with_citations(out, cite(recorder.answer)), None)
                     cited.append(True)
                     break
         return pieces
@@ -268,7 +273,7 @@ async def chat_completions(request: Request) -> Response:
         text = checks.replacement()
         replaced.append(recorder.answer[:sent] + ("\n\n" if sent else "") + text)
         return replaced_events(stream_id(first), model, ("\n\n" if sent else "") + text,
-                               citations, stop.facts.unsupported, usage_so_far())
+                               cite(replaced[-1]), stop.facts.unsupported, usage_so_far())
 
     async def relay() -> AsyncIterator[bytes]:
         # Events wait until the text they carry has been checked: the word being written
@@ -316,7 +321,9 @@ async def chat_completions(request: Request) -> Response:
                         sent = length or sent
                         yield out
                     replaced.append(recorder.answer[:sent])
-                    yield ended_events(stream_id(first), model, citations, usage_so_far())
+                    yield ended_events(stream_id(first), model,
+                                       None if citations is None else cite(replaced[-1]),
+                                       usage_so_far())
                     ended = True
                     if not end and isinstance(events, AsyncGenerator):
                         await events.aclose()

@@ -20,6 +20,7 @@ from typing import cast
 import numpy as np
 
 from functions.answering import AnswerChecks, Stop
+from functions.factcheck import supporting
 from functions.knowledge import Knowledge, Lookup, dont_know
 from functions.messaging import Expires, Inbound, PlatformError, ReplyChannel
 from functions.model_client import ModelClient, ModelServerError
@@ -180,6 +181,7 @@ class Answerer:
                         "stream": True, "stream_options": {"include_usage": True}}
                 checks = AnswerChecks(self._moderation, scopes, question=inbound.text,
                                       passages=found.passages)
+                quoting = True  # each source with the sentence that supports the answer
                 try:
                     answer = await self._stream(body, sub, reply, checks)
                     trip = await self._moderation.check_output(inbound.text, answer, scopes,
@@ -188,13 +190,14 @@ class Answerer:
                     trip = withheld.trip
                 except _Replaced:
                     # A quote from the team's own documents (or "I don't know") instead.
-                    answer, trip = checks.replacement(), None
+                    answer, trip, quoting = checks.replacement(), None, False
                 if trip is not None:
                     await self._withhold(inbound, reply, trip, query, asked_at)
                     return
                 text = answer or NO_ANSWER
                 if found.passages:
-                    text += "\n\n" + channel.sources(_citations(found.passages))
+                    text += "\n\n" + channel.sources(_citations(
+                        found.passages, answer if quoting else None, inbound.text))
         finally:
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -338,9 +341,18 @@ def _passage(passage: Passage) -> str:
     return f"Source: {passage.citation}\n{passage.content}"
 
 
-def _citations(passages: list[Passage]) -> list[str]:
-    """Each source once, in the order the passages ranked."""
-    return list(dict.fromkeys(p.citation for p in passages))
+def _citations(passages: list[Passage], answer: str | None = None,
+               question: str = "") -> list[str]:
+    """Each source once, in the order the passages ranked; given the ``answer``, each with
+    the sentence of its passage that supports it, quoted."""
+    lines: dict[str, str] = {}
+    for passage in passages:
+        if passage.citation in lines:
+            continue
+        quote = supporting(answer, question, passage) if answer is not None else None
+        lines[passage.citation] = (f'{passage.citation}: "{quote}"' if quote
+                                   else passage.citation)
+    return list(lines.values())
 
 
 def _duration(seconds: float) -> str:

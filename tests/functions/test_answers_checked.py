@@ -199,7 +199,17 @@ async def test_an_answer_that_says_what_its_passage_says_is_kept_word_for_word(
     chunks = await api_stream(stack, http)
     assert streamed_text(chunks) == RIGHT
     assert not [c for c in chunks if "fact_check" in c]
-    assert (await bot_answer(stack, http)).startswith(RIGHT + "\n\n")
+    shown = await bot_answer(stack, http)
+    assert shown.startswith(RIGHT + "\n\n")
+    # Each source shows the sentence that supports the answer, on the API and under the bot's.
+    [cited] = [c for c in chunks if "citations" in c]
+    for citations in (whole["citations"], cited["citations"]):
+        assert citations[0]["quote"] == SENTENCE
+        for citation in citations:
+            passage = await http.get(stack.bots.url + citation["url"], headers=stack.headers)
+            text = " ".join(passage.json()["text"].split())
+            assert citation["quote"] is None or citation["quote"].rstrip("…") in text
+    assert f'vacations.md › Vacations › Lisbon: "{SENTENCE}"' in shown
 
 
 async def test_the_sentences_checked_before_a_wrong_one_stay_and_the_quote_follows(

@@ -15,6 +15,8 @@ from functions.factcheck import (
     no_answer,
     quoted_answer,
     sentences,
+    shortened,
+    supporting,
 )
 from shared.knowledge.search import Passage
 
@@ -215,3 +217,26 @@ def test_a_decimal_point_at_the_end_is_not_a_sentence_end() -> None:
     assert gate.feed("Se pagan 0.") is None and gate.checked == 0
     assert gate.feed("Se pagan 0.26 € por kilómetro. ") is None
     assert gate.checked == len("Se pagan 0.26 € por kilómetro. ")
+
+
+def test_a_wrapped_paragraph_is_one_sentence_and_a_list_is_one_per_item() -> None:
+    text = ("Every employee of the Lisbon office has 27 days of\npaid vacation per year.\n"
+            "- Requests go\n  through the portal.\n- Approvals take a day.")
+    assert sentences(text) == [LISBON, "Requests go through the portal.",
+                               "Approvals take a day."]
+
+
+def test_the_supporting_sentence_is_the_one_with_the_answers_figures_and_words() -> None:
+    found = passage("Vacation requests go through the HR portal. " + LISBON
+                    + " Unused days expire at the end of March.")
+    assert supporting("You get 27 days a year.", "How many days?", found) == LISBON
+    assert supporting("They expire in March.", "", found) == (
+        "Unused days expire at the end of March.")
+    assert supporting("", "Where do I send my vacation requests?", found) == (
+        "Vacation requests go through the HR portal.")
+    assert supporting("Bring a dog.", "Pets?", found) is None
+
+
+def test_a_long_quote_is_shortened_at_a_word() -> None:
+    assert shortened("word " * 50, 30) == "word word word word word word…"
+    assert shortened("short", 30) == "short"
