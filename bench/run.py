@@ -22,6 +22,7 @@ import psycopg
 
 from bench import (
     amx,
+    answers,
     api_cpu,
     attention,
     bots,
@@ -398,6 +399,8 @@ def report(out: dict[str, Any]) -> str:
         lines += ["", *api_cpu.report_lines(out["api_cpu"])]
     if "long_history" in out:
         lines += ["", *long_history.report_lines(out["long_history"])]
+    if "answers" in out:
+        lines += ["", *answers.report_lines(out["answers"])]
     if "engine_threads" in out:
         lines += ["", *engine_threads.report_lines(out["engine_threads"])]
     if "second_turn" in out:
@@ -453,6 +456,7 @@ PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "api_cpu": lambda out, logdir, keys: api_cpu.run(out, logdir, keys, _database),
          "long_history": lambda out, logdir, keys: long_history.run(out, logdir, keys,
                                                                     _database),
+         "answers": lambda out, logdir, keys: answers.run(out, logdir, keys, _database),
          "engine_threads": lambda out, logdir, keys: engine_threads.run(out, logdir),
          "quant": quant.run, "amx": amx.run,
          "attention": attention.run,

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from functions.factcheck import FactGate, Verdict, extract, no_answer, quoted_answer
+from functions.factcheck import FactGate, Verdict, evidence, extract, no_answer, quoted_answer
 from functions.moderation import Moderation, Trip
 from functions.repetition import Loop, LoopCheck
 from shared.knowledge.search import Passage
@@ -51,7 +51,8 @@ class AnswerChecks:
         self.question = question
         self.passages = list(passages)
         self._terms = moderation.stream_check(scopes)
-        self._facts = FactGate([p.content for p in passages]) if passages else None
+        self._facts = (FactGate([text for p in passages for text in evidence(p)])
+                       if passages else None)
         self._loops = LoopCheck()
         self.stopped: Stop | None = None
 

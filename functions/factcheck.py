@@ -320,6 +320,12 @@ def _shown(amount: _Amount) -> str:
     return f"{amount.currency} {float(value):g}"
 
 
+def evidence(passage: Passage) -> list[str]:
+    """What a passage states: its text, and where it comes from (its citation names the
+    document, section and page, and a quote from it is shown under that name)."""
+    return [passage.content, passage.citation, passage.title or ""]
+
+
 # --- The extractive answer -------------------------------------------------------------------
 
 _STOP = frozenset(fold(w) for w in _listed(

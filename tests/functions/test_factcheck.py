@@ -11,6 +11,7 @@ import pytest
 from functions.factcheck import (
     FactGate,
     check,
+    evidence,
     extract,
     no_answer,
     quoted_answer,
@@ -240,3 +241,18 @@ def test_the_supporting_sentence_is_the_one_with_the_answers_figures_and_words()
 def test_a_long_quote_is_shortened_at_a_word() -> None:
     assert shortened("word " * 50, 30) == "word word word word word word…"
     assert shortened("short", 30) == "short"
+
+
+def test_where_a_passage_comes_from_is_evidence_too() -> None:
+    """A quote shown under its source's name passes the check it replaced an answer for."""
+    found = Passage(chunk_id=1, document_id=1, collection="hr", source="docs/pto-boston.md",
+                    title="Time Off Policy", heading="Time Off Policy › Unused days", page=2,
+                    content="You may roll over up to 5 unused PTO days.", distance=0.1,
+                    score=1.0)
+    question = "How many PTO days can I roll over?"
+    extract_ = extract(question, [found])
+    assert extract_ is not None
+    answer = quoted_answer(question, extract_)
+    assert answer.startswith("According to pto-boston.md › Time Off Policy › Unused days, p. 2")
+    assert check(answer, evidence(found)).supported
+    assert not check(answer, [found.content]).supported  # the section's name is not in the text

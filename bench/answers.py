@@ -1,0 +1,200 @@
+"""Do the answers say what the sources say? The evaluation set asked through the API.
+
+The 16 documents of ``tests/knowledge/eval`` are uploaded into one collection granted to one
+API client, and each of its questions is asked through ``POST /v1/chat/completions`` (whole
+answers, the bundled model, temperature 0), as a program would ask. A recording proxy between
+the API and the model server keeps what the model wrote, so each question gives, side by side
+in one run, the answer as it was before the checks (the model's text, which the API showed
+until issue 21) and the answer as the API shows it now. For each:
+
+- answerable questions: does it carry the question's ``fact`` (by value for numbers, so "6"
+  carries "seis"; months and weekdays in either language; otherwise the fact's words, case and
+  accents aside)?
+- every question: does it state a fact that none of its cited passages states (the fact
+  check of functions/factcheck.py, run here on both against the passages read back through
+  ``GET /v1/passages/{id}``)?
+- near-topic and off-topic questions (``source: null``): was it refused ("I don't know")?
+- the check's own time per answer (the check and, when it fails, the quote), p50 and p95.
+
+``python -m bench.run answers`` runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import statistics
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import procs
+from functions.factcheck import calendar, fold, number_values, numbers
+
+EVAL = Path(__file__).resolve().parents[1] / "tests" / "knowledge" / "eval"
+COLLECTION = "eval"
+CLIENT = "bench-answers"
+MAX_TOKENS = 128
+REFUSALS = ("i don't know", "i do not know", "no lo se", "no se")
+
+
+def carries(answer: str, fact: str) -> bool:
+    """Whether ``answer`` states ``fact``: its words, case and accents aside, or else each of
+    its numbers by value (so "6" carries "seis" and "1500" carries "1,500"), its months and
+    weekdays in either language."""
+    if fold(fact) in fold(answer):
+        return True
+    named = calendar(fact)
+    if named:  # "lunes" said as "Monday"
+        return named <= calendar(answer) and numbers(fact) <= numbers(answer)
+    wanted = [number_values(n) for n in re.findall(r"\d+(?:[.,]\d+)*", fact)]
+    wanted += [{n} for n in numbers(re.sub(r"\d+(?:[.,]\d+)*", " ", fact))]
+    stated = numbers(answer)
+    return bool(wanted) and all(values & stated for values in wanted)
+
+
+def refused(answer: str) -> bool:
+    return any(r in fold(answer) for r in REFUSALS)
+
+
+async def _setup(database_url: str) -> None:
+    from shared.db import Database, make_pool
+    from shared.knowledge.store import KnowledgeStore
+    from shared.settings import Settings
+
+    settings = Settings.from_env({"DATABASE_URL": database_url})
+    db = Database(make_pool(settings))
+    try:
+        store = KnowledgeStore(db)
+        await store.ensure_collection(COLLECTION, model=settings.embedding_model_name,
+                                      dimensions=384)
+        await store.grant(COLLECTION, f"api:{CLIENT}", write=True)
+    finally:
+        await db.close()
+
+
+def _judged(question: dict[str, Any], answer: str, passages: list[Any]) -> dict[str, Any]:
+    from functions.factcheck import check, evidence
+
+    verdict = check(answer, [t for p in passages for t in evidence(p)]) if passages else None
+    return {"answer": answer,
+            "carries": carries(answer, question["fact"]) if question["source"] else None,
+            "refused": refused(answer),
+            "unsupported": list(verdict.unsupported) if verdict else []}
+
+
+def _check_ms(question: str, answer: str, passages: list[Any]) -> float:
+    """The check's own time on one answer, and the quote's when it fails."""
+    from functions.factcheck import check, evidence, extract, no_answer, quoted_answer
+
+    started = time.perf_counter()
+    verdict = check(answer, [t for p in passages for t in evidence(p)])
+    if not verdict.supported:
+        found = extract(question, passages)
+        _ = quoted_answer(question, found) if found else no_answer(question, passages)
+    return (time.perf_counter() - started) * 1000
+
+
+def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> None:
+    print("== answers: the evaluation set through the API, before and after the checks",
+          flush=True)
+    from functions.api.auth import client_signer
+    from shared.knowledge.search import Passage
+    from shared.settings import Settings
+
+    pg, database_url = database(logdir, "pgdata-answers")
+    secret = secrets.token_urlsafe(48)
+    signer = client_signer(Settings.from_env({"CHARLA_API_JWT_SECRET": secret}))
+    asker = {"Authorization": "Bearer " + signer.sign(CLIENT, ttl_s=7200)}
+    writer = {"Authorization": "Bearer " + signer.sign(CLIENT, ttl_s=7200,
+                                                        scopes=("documents",))}
+    asyncio.run(_setup(database_url))
+    questions = json.loads((EVAL / "questions.json").read_text())
+    raw_log = logdir / "model-answers.jsonl"
+    rows: list[dict[str, Any]] = []
+    try:
+        with ExitStack() as stack:
+            gw, _engine = stack.enter_context(procs.gateway(keys, logdir, home="gateway-answers"))
+            port = procs.free_port()
+            stack.enter_context(procs.running(
+                [sys.executable, "-m", "bench.recording_proxy", str(port), gw, str(raw_log)],
+                f"http://127.0.0.1:{port}/proxy-health", log=logdir / "recording-proxy.log"))
+            api = stack.enter_context(procs.functions_app(
+                keys, f"http://127.0.0.1:{port}", database_url, secret, logdir))
+            with httpx.Client(base_url=api, timeout=600) as http:
+                for doc in sorted((EVAL / "docs").iterdir()):
+                    http.post(f"/v1/documents?collection={COLLECTION}&name={doc.name}",
+                              content=doc.read_bytes(), headers=writer).raise_for_status()
+                for q in questions:
+                    recorded = len(raw_log.read_text().splitlines()) if raw_log.exists() else 0
+                    started = time.perf_counter()
+                    response = http.post("/v1/chat/completions", headers=asker, json={
+                        "messages": [{"role": "user", "content": q["question"]}],
+                        "max_tokens": MAX_TOKENS, "temperature": 0})
+                    wall = time.perf_counter() - started
+                    response.raise_for_status()
+                    body = response.json()
+                    shown = body["choices"][0]["message"]["content"] or ""
+                    lines = raw_log.read_text().splitlines() if raw_log.exists() else []
+                    # The model's text; none when the API answered without asking it.
+                    model = json.loads(lines[-1])["answer"] if len(lines) > recorded else shown
+                    passages = [Passage(c["chunk_id"], c["document_id"], c["collection"],
+                                        c["source"], c["title"], c["section"], c["page"],
+                                        http.get(c["url"], headers=asker).json()["text"],
+                                        0.0, 0.0)
+                                for c in body.get("citations") or []]
+                    rows.append({
+                        "id": q["id"], "lang": q["lang"], "answerable": bool(q["source"]),
+                        "near": q.get("near"), "wall_s": wall,
+                        "cited": [p.source for p in passages],
+                        "replaced": bool(body.get("fact_check")),
+                        "before": _judged(q, model, passages),
+                        "after": _judged(q, shown, passages),
+                        "check_ms": _check_ms(q["question"], model, passages) if passages
+                        else None})
+                    print(f"   {q['id']} {wall:.1f} s", flush=True)
+    finally:
+        pg.stop()
+    out["answers"] = {"rows": rows, "max_tokens": MAX_TOKENS}
+
+
+def _share(rows: list[dict[str, Any]], when: str, key: str) -> str:
+    if not rows:
+        return "-"
+    n = sum(bool(r[when][key]) for r in rows)
+    return f"{n}/{len(rows)} ({100 * n / len(rows):.0f}%)"
+
+
+def report_lines(result: dict[str, Any]) -> list[str]:
+    rows = result["rows"]
+    lines = [f"The evaluation set through the API (bundled model, temperature 0, at most "
+             f"{result['max_tokens']} tokens), each answer as the model wrote it (before) and "
+             "as the API shows it (after):", "",
+             "| questions | n | carries the fact: before | after | states a fact no passage "
+             "states: before | after | refused: before | after |",
+             "|---|---|---|---|---|---|---|---|"]
+    groups = [("answerable, es", [r for r in rows if r["answerable"] and r["lang"] == "es"]),
+              ("answerable, en", [r for r in rows if r["answerable"] and r["lang"] == "en"]),
+              ("near-topic", [r for r in rows if not r["answerable"] and r["near"]]),
+              ("off-topic", [r for r in rows if not r["answerable"] and not r["near"]])]
+    for name, group in groups:
+        answerable = bool(group and group[0]["answerable"])
+        lines.append(
+            f"| {name} | {len(group)} | "
+            f"{_share(group, 'before', 'carries') if answerable else '-'} | "
+            f"{_share(group, 'after', 'carries') if answerable else '-'} | "
+            f"{_share(group, 'before', 'unsupported')} | {_share(group, 'after', 'unsupported')}"
+            f" | {_share(group, 'before', 'refused')} | {_share(group, 'after', 'refused')} |")
+    times = sorted(r["check_ms"] for r in rows if r["check_ms"] is not None)
+    if times:
+        p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
+        lines += ["", f"The check's own time per answer (and the quote's, when it fails): "
+                  f"p50 {statistics.median(times):.2f} ms, p95 {p95:.2f} ms ({len(times)} "
+                  "answers with citations)."]
+    return lines
