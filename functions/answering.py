@@ -4,7 +4,7 @@ While the model writes, two checks decide how much of the answer may be shown: t
 policy's terms (shared/moderation.py's StreamCheck: up to the word being written) and, for an
 answer drawn from the knowledge base, the facts of its passages (functions/factcheck.py's
 FactGate: whole sentences whose facts the passages state). Only text both have passed is
-shown (:attr:`AnswerChecks.checked`). When one of them stops the answer, the rest is not shown:
+shown (:meth:`AnswerChecks.checked`). When one of them stops the answer, the rest is not shown:
 
 - the policy (or, at the end, the guard model) withholds it: the asker gets the refusal;
 - a sentence states a fact no passage states: the answer is replaced by the sentence of the
@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Stop:
-    """Why an answer stops being shown: moderation withheld it, or it stated a fact its
-    passages do not."""
+    """Why an answer stops being shown: moderation withheld it, it stated a fact its passages
+    do not, or it loops."""
 
     trip: Trip | None = None
     facts: Verdict | None = None

@@ -79,7 +79,11 @@ async def test_a_long_private_answer_shows_as_a_draft_then_goes_out_once(
     assert drafts and len({d["draft_id"] for d in drafts}) == 1
     [sent] = sent_to(bots, chat)  # one message, sent whole, never edited
     assert not sent_to(bots, chat, "editMessageText")
-    assert sent["text"].startswith(drafts[-1]["text"].rstrip())
+    # The message goes on from the last draft, or, where the answer looped (a poem's lines
+    # coming back), stops at the loop's first turn, short of the last draft.
+    last = drafts[-1]["text"].rstrip()
+    assert sent["text"].startswith(last) or last.startswith(sent["text"].rstrip()), (
+        sent["text"], last)
     assert bots.turns("telegram", str(chat))[-1] == ("assistant", sent["text"])
 
 
