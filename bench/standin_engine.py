@@ -15,7 +15,12 @@ import asyncio
 import json
 import time
 
-WORDS = ("Hola", " que", " tal", ",", " the", " quick", " brown", " fox", " jumps", ".")
+WORDS = ("Hola", " que", " tal", ",", " the", " quick", " brown", " fox", " jumps", ".",
+         " over", " a", " lazy", " dog", " and", " then", " some", " more", " words", " here",
+         " in", " no", " fixed", " order", " so", " that", " the", " answer", " never", " loops",
+         " like", " a", " model", " that", " writes", " on", " about", " its", " own", " ideas",
+         " with", " care", " for", " each", " new", " line", " of", " text", " we", " send")
+STEP = 7  # the word after word i is word i + 7 (mod 50): a sequence of 50 that reads as varied
 
 
 def _chunk(payload: bytes) -> bytes:
@@ -36,7 +41,7 @@ class StandIn:
     def _event(self, i: int, n: int, created: int) -> bytes:
         last = i == n - 1
         data = {"choices": [{"finish_reason": "length" if last else None, "index": 0,
-                             "delta": {"content": WORDS[i % len(WORDS)]}}],
+                             "delta": {"content": WORDS[i * STEP % len(WORDS)]}}],
                 "created": created, "id": "chatcmpl-standin", "model": self.model,
                 "system_fingerprint": "standin", "object": "chat.completion.chunk"}
         return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
@@ -47,7 +52,7 @@ class StandIn:
         usage = {"completion_tokens": n, "prompt_tokens": 12, "total_tokens": n + 12}
         if not body.get("stream"):
             await asyncio.sleep(self.interval * n)
-            text = "".join(WORDS[i % len(WORDS)] for i in range(n))
+            text = "".join(WORDS[i * STEP % len(WORDS)] for i in range(n))
             raw = json.dumps({
                 "choices": [{"finish_reason": "length", "index": 0,
                              "message": {"role": "assistant", "content": text}}],

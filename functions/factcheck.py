@@ -77,11 +77,11 @@ _CITATION = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")  # noqa: RUF001 - en das
 _TIME = re.compile(r"(?<![\d:])(\d{1,2})[:h](\d{2})(?![\d:])")
 _NUMBER = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)*)(?:st|nd|rd|th|º|ª|o|a)?(?![\w])")
 _MONEY_BEFORE = re.compile(r"([€$£])\s?(\d[\d.,]*)")
-_MONEY_AFTER = re.compile(r"(\d[\d.,]*)\s?(€|\$|£|eur\b|usd\b|gbp\b|euros?\b|dollars?\b|"
+_MONEY_AFTER = re.compile(r"(?<![\d.,])(\d[\d.,]*)\s?(€|\$|£|eur\b|usd\b|gbp\b|euros?\b|dollars?\b|"
                           r"d[oó]lar(?:es)?\b|pounds?\b|libras\b)", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“«„]([^\"”»“«]{3,200})[\"”»]")
 _BACKTICKED = re.compile(r"`([^`]{1,200})`")
-_ADDRESS = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b|https?://\S+")
+_ADDRESS = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b|https?://\S+")
 _OPTION = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
 _TOKEN = re.compile(r"[^\W_][\w'’/-]*[^\W_]|[^\W_]")  # noqa: RUF001 - typeset apostrophes
 _WORD = re.compile(r"[^\W\d_]+")
@@ -94,11 +94,17 @@ def fold(text: str) -> str:
     return " ".join(text.split())
 
 
+# Longer digit runs (an identifier, a key pasted into a document) are compared as written, not
+# by value: Python refuses to turn more than 4,300 digits into a number.
+MAX_DIGITS = 40
+
+
 def number_values(raw: str) -> set[Fraction]:
     """What a written number can mean: "0,26" is 0.26; "1,500" is 1500 or 1.5 (a separator
-    before groups of three digits may be either)."""
+    before groups of three digits may be either). Empty for a run of over
+    :data:`MAX_DIGITS` digits."""
     groups = re.split(r"[.,]", raw)
-    if not all(g.isdigit() for g in groups):
+    if not all(g.isdigit() for g in groups) or len(raw) > MAX_DIGITS:
         return set()
     if len(groups) == 1:
         return {Fraction(int(raw))}
@@ -286,6 +292,8 @@ def _check(answer: str, evidence: _Evidence) -> Verdict:
         values = number_values(m.group(1))
         if values and not values <= priced:
             fact(m.group(0), bool(values & evidence.numbers))
+        elif not values and len(m.group(1)) > MAX_DIGITS:
+            fact(m.group(0), m.group(1) in evidence.text)  # too long for a value: as written
     for m in _TOKEN.finditer(text):
         token, folded = m.group(0), fold(m.group(0))
         if any(c.isdigit() for c in token) and any(c.isalpha() for c in token):

@@ -43,15 +43,36 @@ def _cut_before(text: str, position: int, floor: int) -> int:
 
 
 class LoopCheck:
-    """Feed it the answer so far; it returns a :class:`Loop` once the answer loops."""
+    """Feed it the answer so far; it returns a :class:`Loop` once the answer loops. Each
+    call reads only what the last one had not (the last token again, which may have grown)."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._lines: dict[str, int] = {}
         self._seen_lines = 0  # characters of the answer whose lines were counted
         self._second = 0  # where a line first came back
+        self._tokens: list[tuple[int, str]] = []  # (start, lower case): words and marks
+        self._words: list[tuple[int, str]] = []  # the words alone
 
     def feed(self, text: str) -> Loop | None:
+        self._read(text)
         return self._lines_loop(text) or self._stretch_loop(text) or self._variety_loop(text)
+
+    def _read(self, text: str) -> None:
+        if self._tokens and self._tokens[-1][0] >= len(text):  # not a continuation
+            self._reset()
+        start = 0
+        if self._tokens:
+            start, _ = self._tokens.pop()
+            if self._words and self._words[-1][0] == start:
+                self._words.pop()
+        for m in _TOKEN.finditer(text, start):
+            token = (m.start(), m.group(0).lower())
+            self._tokens.append(token)
+            if _WORD.match(token[1]):
+                self._words.append(token)
 
     def _lines_loop(self, text: str) -> Loop | None:
         done = text.rfind("\n") + 1  # lines whole so far
@@ -71,35 +92,36 @@ class LoopCheck:
         self._seen_lines = done
         return None
 
-    @staticmethod
-    def _stretch_loop(text: str) -> Loop | None:
-        tokens = list(_TOKEN.finditer(text))
-        words = [t.group(0).lower() for t in tokens]
-        n = len(words)
+    def _stretch_loop(self, text: str) -> Loop | None:
+        tokens = self._tokens
+        n = len(tokens)
         for period in range(1, min(MAX_PERIOD, n // REPEATS) + 1):
-            tail = words[n - period:]
-            if not any(w[0].isalnum() for w in tail):
-                continue  # "..." or "---": punctuation repeats by nature
+            if tokens[-1][1] != tokens[-1 - period][1]:
+                continue  # the last token does not come back a period before: no loop of it
             turns = REPEATS + 2 if period == 1 else REPEATS  # "no, no, no" is still speech
             if n < turns * period:
                 continue
-            if all(words[n - (k + 1) * period:n - k * period] == tail for k in range(1, turns)):
-                while n >= (turns + 1) * period and words[
-                        n - (turns + 1) * period:n - turns * period] == tail:
+            tail = [t for _, t in tokens[n - period:]]
+            if not any(w[0].isalnum() for w in tail):
+                continue  # "..." or "---": punctuation repeats by nature
+
+            def turn(k: int, period: int = period) -> list[str]:
+                """The ``k``-th stretch of ``period`` tokens back from the end (0: the last)."""
+                return [t for _, t in tokens[n - (k + 1) * period:n - k * period]]
+
+            if all(turn(k) == tail for k in range(1, turns)):
+                while n >= (turns + 1) * period and turn(turns) == tail:
                     turns += 1  # the loop began earlier: keep only its first turn
-                second = tokens[n - (turns - 1) * period].start()
-                first = tokens[n - turns * period].start()
+                second = tokens[n - (turns - 1) * period][0]
+                first = tokens[n - turns * period][0]
                 return Loop(_cut_before(text, second, first), "stretch")
         return None
 
-    @staticmethod
-    def _variety_loop(text: str) -> Loop | None:
-        tokens = list(_WORD.finditer(text))  # words only: a table's rules are not a loop
-        if len(tokens) < WINDOW:
+    def _variety_loop(self, text: str) -> Loop | None:
+        if len(self._words) < WINDOW:  # words only: a table's rules are not a loop
             return None
-        window = [t.group(0).lower() for t in tokens[-WINDOW:]]
+        window = [w for _, w in self._words[-WINDOW:]]
         triples = list(zip(window, window[1:], window[2:], strict=False))
         if len(set(triples)) >= MIN_VARIETY * len(triples):
             return None
-        start = tokens[-WINDOW].start()
-        return Loop(_cut_before(text, start, 0), "variety")
+        return Loop(_cut_before(text, self._words[-WINDOW][0], 0), "variety")

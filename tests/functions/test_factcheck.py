@@ -256,3 +256,12 @@ def test_where_a_passage_comes_from_is_evidence_too() -> None:
     assert answer.startswith("According to pto-boston.md › Time Off Policy › Unused days, p. 2")
     assert check(answer, evidence(found)).supported
     assert not check(answer, [found.content]).supported  # the section's name is not in the text
+
+
+def test_a_very_long_digit_run_is_compared_as_written() -> None:
+    """Python refuses to read over 4,300 digits as a number: a document or an answer holding
+    such a run must not break the check (a 500 for every answer drawn from that document)."""
+    key = "7" * 5000
+    assert check(f"The key is {key}.", [f"The key is {key}."]).supported
+    assert not check(f"The key is {key}8.", [f"The key is {key}."]).supported
+    assert check("It has 27 days.", [f"{key} " + LISBON]).supported
