@@ -238,12 +238,19 @@ class FactGate:
         if self.failed is not None:
             return self.failed
         end = len(text) if whole else _sentences_end(text)
-        if end > self.checked:
-            verdict = _check(text[self.checked:end], self._evidence)
+        if end <= self.checked:
+            return None
+        # A sentence at a time, so that the sentences before one that fails stay checked
+        # (a whole answer comes in one piece).
+        stops = [m.end() for m in _SENTENCE_END.finditer(text, self.checked, end)] + [end]
+        for stop in stops:
+            if stop <= self.checked:
+                continue
+            verdict = _check(text[self.checked:stop], self._evidence)
             if not verdict.supported:
                 self.failed = verdict
                 return verdict
-            self.checked = end
+            self.checked = stop
         return None
 
 

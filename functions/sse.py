@@ -30,6 +30,7 @@ class StreamRecorder:
         self.finish_reason: str | None = None
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        self.deltas = 0  # events that carried text: the tokens written, until usage says
         self.error: str | None = None
         self.error_code: str | None = None  # set with error, from the model server's event
 
@@ -108,6 +109,7 @@ class StreamRecorder:
             content = (choice.get("delta") or {}).get("content")
             if isinstance(content, str):
                 self._parts.append(content)
+                self.deltas += 1
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         if not choices and usage is not None:

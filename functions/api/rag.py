@@ -1,9 +1,9 @@
 """Answers from the knowledge base for API clients, and the routes that show where they came from.
 
 A client (principal ``api:<sub>``) granted collections gets answers drawn from them, like the
-bots: the last user message is looked up, the relevant passages go into the prompt as one
-fenced system message right before that message (the client's earlier messages stay a stable
-prefix for the engine's cache), and the answer carries ``citations``. With nothing relevant in
+bots: the last user message is looked up, the relevant passages go into the prompt as the
+answer pipeline lays them out for every door (functions/pipeline.py), and the answer carries
+``citations``. With nothing relevant in
 those collections the answer is "I don't know", without asking the model. A request may narrow
 the search (``"collections": ["hr"]``) or switch it off (``"collections": []``); naming a
 collection the client may not read is a 403, never a silent fallback, and the same 403 for
@@ -20,15 +20,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from functions.factcheck import supporting
-from functions.knowledge import dont_know
-from shared.chat import Message, reference_message
+from functions.pipeline import Found
+from shared.chat import Message
 from shared.errors import BadRequest, CharlaError, StorageError
 from shared.http import json_error, subject_of
 from shared.knowledge.search import Passage
@@ -43,37 +42,16 @@ class NotReadable(CharlaError):
     """A request named collections its client may not read."""
 
 
-@dataclass(frozen=True)
-class Grounding:
-    """What the knowledge base gave one request."""
-
-    collections: list[str]  # searched
-    passages: list[Passage]  # relevant enough to answer from
-
-    @property
-    def citations(self) -> list[dict[str, Any]]:
-        return self.cite()
-
-    def cite(self, answer: str = "", question: str = "") -> list[dict[str, Any]]:
-        """One citation per passage; given the ``answer`` (and its ``question``), each with
-        ``quote``: the sentence of the passage that best supports it (None where none does)."""
-        return [{"n": n, "chunk_id": p.chunk_id, "document_id": p.document_id,
-                 "collection": p.collection, "source": p.source, "title": p.title,
-                 "section": p.heading, "page": p.page,
-                 "url": PASSAGE_ROUTE.format(p.chunk_id),
-                 "quote": supporting(answer, question, p) if answer or question else None}
-                for n, p in enumerate(self.passages, start=1)]
-
-    @property
-    def dont_know(self) -> str:
-        return dont_know(self.collections, "this client")
-
-    def with_references(self, messages: list[Message]) -> tuple[list[Message], Message]:
-        """``messages`` with the passages right before the last one, and that added message."""
-        refs = reference_message([f"[{n}] Source: {p.citation}\n{p.content}"
-                                  for n, p in enumerate(self.passages, start=1)])
-        refs["content"] += "\nWhen you use a passage, cite it by its number, like [1]."
-        return [*messages[:-1], refs, messages[-1]], refs
+def citations(passages: Sequence[Passage], answer: str = "", question: str = ""
+              ) -> list[dict[str, Any]]:
+    """One citation per passage; given the ``answer`` (and its ``question``), each with
+    ``quote``: the sentence of the passage that best supports it (None where none does)."""
+    return [{"n": n, "chunk_id": p.chunk_id, "document_id": p.document_id,
+             "collection": p.collection, "source": p.source, "title": p.title,
+             "section": p.heading, "page": p.page,
+             "url": PASSAGE_ROUTE.format(p.chunk_id),
+             "quote": supporting(answer, question, p) if answer or question else None}
+            for n, p in enumerate(passages, start=1)]
 
 
 def _question(messages: list[Message]) -> str | None:
@@ -83,7 +61,7 @@ def _question(messages: list[Message]) -> str | None:
     return str(last["content"])
 
 
-async def ground(request: Request, chat: ChatRequest) -> Grounding | None:
+async def ground(request: Request, chat: ChatRequest) -> Found | None:
     """Look the question up in the collections this client may read (None: nothing to do).
 
     Collections named in the request are checked against the client's grants whenever they
@@ -115,7 +93,7 @@ async def ground(request: Request, chat: ChatRequest) -> Grounding | None:
         return None
     query = await kb.query_vector(question, sub=principal)
     found = await kb.search_in(readable, question, query)
-    return Grounding([c.name for c in found.collections], found.passages)
+    return Found([c.name for c in found.collections], found.passages)
 
 
 async def not_readable(request: Request, exc: Exception) -> Response:
@@ -123,9 +101,8 @@ async def not_readable(request: Request, exc: Exception) -> Response:
                       param="collections")
 
 
-def dont_know_answer(grounding: Grounding, chat: ChatRequest, model: str) -> Response:
-    """The "I don't know" answer, whole or streamed, in OpenAI's shapes."""
-    text = grounding.dont_know
+def dont_know_answer(text: str, chat: ChatRequest, model: str) -> Response:
+    """The "I don't know" answer, ``text``, whole or streamed, in OpenAI's shapes."""
     ident = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}

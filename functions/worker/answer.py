@@ -1,4 +1,5 @@
-"""Answer one message from any platform: history → model (streamed) → reply → store the turn.
+"""Answer one message from any platform: history → the answer pipeline (functions/pipeline.py)
+→ a reply that grows as the model writes → store the turn.
 
 This is the business logic of the bots; it never knows which platform asked. The platform
 comes in as an :class:`Inbound` and a :class:`ReplyChannel`; the job runner decides, from the
@@ -12,27 +13,26 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any
 
 import numpy as np
 
-from functions.answering import AnswerChecks, Stop
 from functions.factcheck import supporting
-from functions.knowledge import Knowledge, Lookup, dont_know
+from functions.knowledge import Knowledge
 from functions.messaging import Expires, Inbound, PlatformError, ReplyChannel
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import WITHHELD, Moderation, Trip, refusal
+from functions.pipeline import Answer, Asked, Ending, Found, How, Pipeline
 from functions.sse import StreamRecorder
 from functions.worker.reply import ProgressiveReply
-from shared.chat import Budget, Message, assemble, kept_history
+from shared.chat import Budget, assemble, kept_history
 from shared.conversations import Conversations
 from shared.errors import PromptTooLong, StorageError
 from shared.knowledge.search import Passage
 from shared.outbox import Outbox
-from shared.redact import redact_messages
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,18 +59,6 @@ class GiveUp(Exception):
     """Do not run the job again; it is kept as failed with this reason."""
 
 
-class _Withheld(Exception):
-    """The answer being written tripped a moderation check."""
-
-    def __init__(self, trip: Trip) -> None:
-        super().__init__(trip.stage)
-        self.trip = trip
-
-
-class _Replaced(Exception):
-    """The answer being written stated a fact its passages do not."""
-
-
 @dataclass
 class Answerer:
     settings: Settings
@@ -83,6 +71,8 @@ class Answerer:
     def __post_init__(self) -> None:
         db = self.knowledge.db if self.knowledge is not None else None
         self._moderation = self.moderation or Moderation(self.settings, self.model, db)
+        self._pipeline = Pipeline(self._moderation, self.model,
+                                  redact=self.settings.redact_model_input)
 
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt ``attempt + 1``: doubling, with jitter, capped at a minute."""
@@ -154,50 +144,42 @@ class Answerer:
 
     async def _answer(self, inbound: Inbound, channel: ReplyChannel,
                       reply: ProgressiveReply, asked_at: datetime | None) -> None:
-        settings = self.settings
+        """The answer pipeline (functions/pipeline.py), shown as a message that grows."""
         sub = f"{inbound.platform}:{inbound.user}"
         typing = asyncio.create_task(_keep_typing(channel, reply))
         query: tuple[str, np.ndarray] | None = None
+
+        async def search() -> Found | None:
+            nonlocal query
+            if self.knowledge is None:
+                return None
+            query = await self.knowledge.query_vector(inbound.text, sub=sub)
+            if not inbound.principals:
+                return None
+            found = await self.knowledge.lookup(inbound.principals, inbound.text, query)
+            return Found([c.name for c in found.collections], found.passages)
+
         try:
-            scopes = await self._moderation.scopes(inbound.principals)
-            trip = await self._moderation.check_input(inbound.text, scopes, sub=sub)
-            if trip is not None:
-                await self._withhold(inbound, reply, trip, None, asked_at)
+            answer = await self._pipeline.begin(Asked(inbound.text, inbound.text, sub,
+                                                      tuple(inbound.principals)))
+            if answer.refused is not None:
+                await self._withhold(inbound, reply, answer.refused, None, asked_at)
                 return
-            found = Lookup([], [])
-            if self.knowledge is not None:
-                query = await self.knowledge.query_vector(inbound.text, sub=sub)
-                if inbound.principals:
-                    found = await self.knowledge.lookup(inbound.principals, inbound.text, query)
-            if found.collections and not found.passages:
-                # The team's documents are this chat's ground truth: nothing relevant in
-                # them means "I don't know", not a guess.
-                text = dont_know(c.name for c in found.collections)
+            known = await answer.ground(search, whom="this chat")
+            if known is not None:
+                text = known.text  # nothing about it in the documents: "I don't know"
             else:
-                messages = await self._prompt(inbound, found, query)
-                if settings.redact_model_input:
-                    messages = cast(list[Message], redact_messages(messages))
-                body = {"messages": messages, "max_tokens": settings.bot_max_tokens,
-                        "stream": True, "stream_options": {"include_usage": True}}
-                checks = AnswerChecks(self._moderation, scopes, question=inbound.text,
-                                      passages=found.passages)
-                quoting = True  # each source with the sentence that supports the answer
-                try:
-                    answer = await self._stream(body, sub, reply, checks)
-                    trip = await self._moderation.check_output(inbound.text, answer, scopes,
-                                                              sub=sub)
-                except _Withheld as withheld:
-                    trip = withheld.trip
-                except _Replaced:
-                    # A quote from the team's own documents (or "I don't know") instead.
-                    answer, trip, quoting = checks.replacement(), None, False
-                if trip is not None:
-                    await self._withhold(inbound, reply, trip, query, asked_at)
+                ending = await self._stream(answer, await self._prompt(inbound, answer, query),
+                                            reply)
+                if ending.how == How.WITHHELD:
+                    assert ending.trip is not None
+                    await self._withhold(inbound, reply, ending.trip, query, asked_at)
                     return
-                text = answer or NO_ANSWER
-                if found.passages:
+                text = ending.text or NO_ANSWER
+                if answer.passages:  # each source, with what supports the answer
                     text += "\n\n" + channel.sources(_citations(
-                        found.passages, answer if quoting else None, inbound.text))
+                        answer.passages, ending.text if ending.quotes_sources else None,
+                        inbound.text))
         finally:
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,29 +204,33 @@ class Answerer:
                      " since", inbound.platform, inbound.delivery_id)
         return stored
 
-    async def _prompt(self, inbound: Inbound, found: Lookup,
-                      query: tuple[str, np.ndarray] | None) -> list[Message]:
-        """Recent turns that fit, older ones recalled by meaning, the passages, the question."""
+    async def _prompt(self, inbound: Inbound, answer: Answer,
+                      query: tuple[str, np.ndarray] | None) -> Callable[[float], dict[str, Any]]:
+        """What asks the model, by the scale of token estimates: recent turns that fit,
+        older ones recalled by meaning, then the message with its passages."""
         settings = self.settings
         turns = await self.conversations.recent_turns(
             inbound.platform, inbound.conversation, limit=settings.history_turns)
         history = [t.message for t in turns]
-        passages = [_passage(p) for p in found.passages]
+        asked = answer.lay_out({"role": "user", "content": inbound.text})
         budget = Budget(settings.context_window, settings.bot_max_tokens)
-        prompt = assemble(system_prompt=settings.system_prompt, history=history,
-                          new_message=inbound.text, passages=passages, budget=budget)
-        if query is None or not turns:
-            return prompt
-        kept = kept_history(prompt, passages=bool(passages), memory=False)
-        oldest_kept = turns[len(turns) - kept].id if kept else turns[-1].id + 1
-        memory = await self.conversations.recall(
-            inbound.platform, inbound.conversation, query[1], before_id=oldest_kept,
-            max_distance=settings.kb_max_distance)
-        if not memory:
-            return prompt
-        return assemble(system_prompt=settings.system_prompt, history=history,
-                        new_message=inbound.text, passages=passages, memory=memory,
-                        budget=budget)
+        memory: list[tuple[str, str]] = []
+        if query is not None and turns:
+            prompt = assemble(system_prompt=settings.system_prompt, history=history,
+                              asked=asked, budget=budget)
+            kept = kept_history(prompt, asked=len(asked), memory=False)
+            oldest_kept = turns[len(turns) - kept].id if kept else turns[-1].id + 1
+            memory = await self.conversations.recall(
+                inbound.platform, inbound.conversation, query[1], before_id=oldest_kept,
+                max_distance=settings.kb_max_distance)
+
+        def body(scale: float) -> dict[str, Any]:
+            messages = assemble(system_prompt=settings.system_prompt, history=history,
+                                asked=asked, budget=budget, memory=memory, scale=scale)
+            return {"messages": messages, "max_tokens": settings.bot_max_tokens,
+                    "stream": True, "stream_options": {"include_usage": True}}
+
+        return body
 
     async def _withhold(self, inbound: Inbound, reply: ProgressiveReply, trip: Trip,
                         query: tuple[str, np.ndarray] | None,
@@ -265,49 +251,23 @@ class Answerer:
         await self._moderation.record(trip, platform=inbound.platform, principal=principal,
                                      subject=f"{inbound.platform}:{inbound.user}")
 
-    async def _stream(self, body: dict[str, object], sub: str, reply: ProgressiveReply,
-                      checks: AnswerChecks) -> str:
-        """The answer, shown as it grows; what is shown was checked first (functions/
-        answering.py): raises :class:`_Withheld` or :class:`_Replaced` when a check stops it."""
+    async def _stream(self, answer: Answer, body: Callable[[float], dict[str, Any]],
+                      reply: ProgressiveReply) -> Ending:
+        """Ask the model and show the answer as it grows, as far as it was checked."""
+        _, events, first = await answer.ask(body, stream=True)
+        assert events is not None
         recorder = StreamRecorder(forward_usage=False)
-        events: AsyncIterator[bytes] = self.model.stream(body, sub=sub)
-        async for chunk in events:
-            recorder.feed(chunk)
-            if recorder.error:
-                raise ModelServerError(502, recorder.error)
-            shown = recorder.answer
-            stop = checks.feed(shown)
-            if stop is not None:
-                if isinstance(events, AsyncGenerator):
-                    await events.aclose()  # the engine stops writing what nobody will see
-                return _stopped(stop, shown)
-            if checks.gating:  # what was checked: the last word, or sentence, waits
-                shown = shown[:checks.checked(shown)].rstrip()
-            await reply.update(shown)
-        recorder.flush()
-        if recorder.error:
-            raise ModelServerError(502, recorder.error)
-        stop = checks.feed(recorder.answer, whole=True)
-        if stop is not None:
-            return _stopped(stop, recorder.answer)
-        return recorder.answer.strip()
+        async for step in answer.stream(events, recorder, first=first, retractable=True):
+            if not (step.end or step.stopped):  # what was checked: the rest waits
+                await reply.update(recorder.answer[:step.shown].rstrip())
+        assert answer.ending is not None
+        return answer.ending
 
     async def _apologize(self, reply: ProgressiveReply, text: str = APOLOGY) -> None:
         try:
             await reply.finish(text)
         except (PlatformError, StorageError) as exc:
             log.warning("could not send the apology either: %s", _reason(exc))
-
-
-def _stopped(stop: Stop, answer: str) -> str:
-    """What is left of ``answer`` that a check stopped: its first turn, if it looped;
-    raises :class:`_Withheld` or :class:`_Replaced` otherwise."""
-    if stop.trip is not None:
-        raise _Withheld(stop.trip)
-    if stop.facts is not None:
-        raise _Replaced
-    assert stop.loop is not None
-    return answer[:stop.loop.cut].strip()
 
 
 async def _keep_typing(channel: ReplyChannel, reply: ProgressiveReply) -> None:
@@ -337,11 +297,7 @@ def _permanent(exc: Exception) -> bool:
     return False
 
 
-def _passage(passage: Passage) -> str:
-    return f"Source: {passage.citation}\n{passage.content}"
-
-
-def _citations(passages: list[Passage], answer: str | None = None,
+def _citations(passages: Sequence[Passage], answer: str | None = None,
                question: str = "") -> list[str]:
     """Each source once, in the order the passages ranked; given the ``answer``, each with
     the sentence of its passage that supports it, quoted."""

@@ -222,6 +222,11 @@ async def test_the_sentences_checked_before_a_wrong_one_stay_and_the_quote_follo
     assert kept.strip() == RIGHT and quote.startswith("According to vacations.md"), text
     assert "June" not in text
     assert next(c for c in chunks if "fact_check" in c)["fact_check"]["unsupported"] == ["June"]
+    # One pipeline: a whole answer and a bot's show the same (the stream's space after the
+    # kept sentence was sent before the next one failed).
+    same = f"{kept.strip()}\n\n{quote}"
+    assert (await api_answer(stack, http))["choices"][0]["message"]["content"] == same
+    assert (await bot_answer(stack, http)).startswith(same + "\n\n")
 
 
 async def test_an_answer_that_loops_ends_after_its_first_turn(

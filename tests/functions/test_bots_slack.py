@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import html
+import itertools
 import json
 import time
 import uuid
@@ -191,11 +192,15 @@ async def test_a_long_answer_is_streamed_to_the_asker(bots: Bots,
         thread, ev["user"], TEAM_ID)
     rest = stream_calls(bots, channel, streamed_ts(bots, channel, thread))
     *appends, stop = rest
-    assert appends and {c.method for c in appends} == {"chat.appendStream"}
+    # Shown before it was whole: the stream started with its beginning. (How many appends
+    # follow depends on the engine's speed: 48 tokens can come within two edit intervals.)
+    assert start["text"] and start["text"] != answer and answer.startswith(start["text"])
+    assert {c.method for c in appends} <= {"chat.appendStream"}
     assert stop.method == "chat.stopStream"
-    # Appended at most once an edit interval (0.2 s here), and nothing was edited.
-    assert min(b.at - a.at for a, b in zip([start_call(bots, channel), *appends],
-                                           appends, strict=False)) >= 0.15
+    # Appended at most once an edit interval (0.2 s here; the end goes at once), and
+    # nothing was edited.
+    calls = [start_call(bots, channel), *appends]
+    assert all(b.at - a.at >= 0.15 for a, b in itertools.pairwise(calls))
     assert not [c for c in bots.slack.calls_to("chat.update") if c.json["channel"] == channel]
     assert start["text"] + "".join(c.json.get("markdown_text", "") for c in rest) == answer
     assert bots.turns("slack", f"{TEAM_ID}:{channel}:{thread}")[-1] == (

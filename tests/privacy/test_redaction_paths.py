@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from functions.api.auth import client_signer
 from tests.conftest import (
     Api,
     Gateway,
@@ -26,6 +27,7 @@ from tests.conftest import (
     make_settings,
     start_api,
 )
+from tests.functions.api.grants import let_write
 from tests.functions.api.test_api import wait_for_rows
 
 PERSONAL = ("Soy Ana, mi correo es ana.ruiz@example.com y mi tarjeta 4111 1111 1111 1111; "
@@ -123,6 +125,34 @@ async def test_with_the_setting_on_the_model_server_sees_no_personal_data(
     sent = json.dumps(chats, ensure_ascii=False)
     assert all(value not in sent for value in FOUND), sent
     assert "[EMAIL]" in sent
+
+
+async def test_with_the_setting_on_the_passages_sent_to_the_model_are_redacted_too(
+    recorded_api: tuple[Api, Recorder], http: httpx.AsyncClient
+) -> None:
+    """The API lays out passages as the bots do (functions/pipeline.py): the model server
+    sees them redacted, the asker's citations and quotes read the document as it is."""
+    api, recorder = recorded_api
+    collection, client = f"staff-{uuid.uuid4().hex[:8]}", f"app-{uuid.uuid4().hex[:6]}"
+    await let_write(api.settings, collection, client)
+    doc = ("# Contacts\n\nThe on-call engineer for the Quito lab is Ana Ruiz: her phone is "
+           "612 345 678 and her mail ana.ruiz@example.com.\n")
+    writer = {"Authorization": "Bearer " + client_signer(api.settings).sign(
+        client, ttl_s=600, scopes=("documents",))}
+    uploaded = await http.post(f"{api.url}/v1/documents?collection={collection}&name=oncall.md",
+                               content=doc.encode(), headers=writer)
+    assert uploaded.status_code == 201, uploaded.text
+    response = await http.post(
+        api.url + "/v1/chat/completions", headers=api.headers(client),
+        json={"messages": [{"role": "user",
+                            "content": "Who is the on-call engineer for the Quito lab?"}],
+              "max_tokens": 4})
+    assert response.status_code == 200, response.text
+    assert response.json()["citations"][0]["source"] == "oncall.md"
+    sent = json.dumps([b for b in recorder.bodies if "messages" in b], ensure_ascii=False)
+    assert "Quito lab" in sent  # the passage went to the model,
+    assert "612 345 678" not in sent and "ana.ruiz@example.com" not in sent  # redacted
+    assert "[PHONE]" in sent and "[EMAIL]" in sent
 
 
 @pytest.mark.parametrize("stream", [False, True])

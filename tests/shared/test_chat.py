@@ -4,7 +4,15 @@ import itertools
 
 import pytest
 
-from shared.chat import Budget, Message, assemble, estimate_tokens, fit_messages, message_tokens
+from shared.chat import (
+    Budget,
+    Message,
+    assemble,
+    estimate_tokens,
+    fit_messages,
+    message_tokens,
+    reference_message,
+)
 from shared.errors import PromptTooLong
 
 
@@ -78,8 +86,10 @@ def test_assemble_puts_stable_parts_first_and_passages_last() -> None:
         {"role": "user", "content": "hola"},
         {"role": "assistant", "content": "¡hola! ¿en qué te ayudo?"},
     ]
-    prompt = assemble(system_prompt="Eres Charla.", history=history, new_message="¿y mañana?",
-                      budget=Budget(4096, 512), passages=["El lunes es festivo."])
+    prompt = assemble(system_prompt="Eres Charla.", history=history,
+                      asked=[reference_message(["El lunes es festivo."]),
+                             {"role": "user", "content": "¿y mañana?"}],
+                      budget=Budget(4096, 512))
     assert prompt[0] == {"role": "system", "content": "Eres Charla."}
     assert prompt[1:3] == history
     assert "El lunes es festivo." in prompt[3]["content"]
@@ -93,8 +103,9 @@ def test_assemble_keeps_the_prefix_of_the_previous_turn() -> None:
     history: list[Message] = []
     previous: list[Message] | None = None
     for i in range(5):
-        prompt = assemble(system_prompt="S", history=history, new_message=f"m{i}",
-                          budget=budget, passages=[f"passage {i}"])
+        prompt = assemble(system_prompt="S", history=history,
+                          asked=[reference_message([f"passage {i}"]),
+                                 {"role": "user", "content": f"m{i}"}], budget=budget)
         stable = prompt[: 1 + len(history)]
         if previous is not None:
             assert stable[: len(previous)] == previous

@@ -1,0 +1,356 @@
+"""One answer, the same whichever door the question came in by: the API or a bot.
+
+    admit        the question passes moderation (or the asker gets the refusal)
+    ground       the passages of the documents the asker may read; none relevant: "I don't
+                 know" with the collections searched, and the model is not asked
+    lay out      the passages and the question, one layout for every door (:func:`laid_out`)
+    ask          the model server (redacted first with CHARLA_REDACT_MODEL_INPUT), fitting
+                 the prompt again once if the engine counts it too long (functions/overflow.py)
+    check        while the model writes: the policy's terms, the facts of the passages, loops
+                 (:class:`AnswerChecks`); only what passed is shown
+    end          the guard model on the whole answer; one :class:`Ending` says what the reader
+                 was shown in the end, and why
+
+How an answer is shown differs by door, and nothing else does: the API relays the engine's
+events or returns a whole completion (functions/api/routes.py), a bot edits a message as the
+answer grows (functions/worker/answer.py). Each records what it showed in its own store (the
+audit log, the conversation history) from the :class:`Ending`.
+
+When a check stops an answer, the rest is not shown:
+
+- the policy (or, at the end, the guard model) withholds it: the asker gets the refusal;
+- a sentence states a fact no passage states: the sentences before it, which were checked,
+  stay, followed by the sentence of the passages that best answers the question, quoted with
+  its source, or by "I don't know" with the closest sources when no sentence does;
+- the answer loops (functions/repetition.py): it ends after the loop's first turn, and the
+  engine stops writing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from functions.factcheck import FactGate, Verdict, evidence, extract, no_answer, quoted_answer
+from functions.knowledge import dont_know
+from functions.model_client import ModelClient, ModelServerError
+from functions.moderation import Moderation, Trip, refusal
+from functions.overflow import overflow_scale
+from functions.repetition import Loop, LoopCheck
+from functions.sse import StreamRecorder
+from shared.chat import Message, prompt_tokens, reference_message
+from shared.knowledge.search import Passage
+from shared.redact import redact_messages
+
+log = logging.getLogger(__name__)
+
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
+
+
+class How(StrEnum):
+    """How an answer ended."""
+
+    ANSWERED = "answered"  # the model's answer, whole
+    CUT = "cut"  # the model's answer up to where it started to loop
+    REPLACED = "replaced"  # it stated a fact its passages do not: a quote from them instead
+    WITHHELD = "withheld"  # moderation stopped it: the refusal
+    DONT_KNOW = "dont_know"  # nothing relevant in the documents: the model was not asked
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One question, from whichever door."""
+
+    text: str  # all the asker wrote this turn: what moderation reads
+    question: str  # the message answered: what is looked up, what a quote answers
+    sub: str  # as whom the model server is asked (its limits apply)
+    principals: tuple[str, ...]  # whose grants and policy scopes apply
+    collections: Sequence[str] | None = None  # the asker narrowed the search to these
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the knowledge base gave one question."""
+
+    collections: list[str]  # searched
+    passages: list[Passage]  # relevant enough to answer from
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an answer ended: what its reader was shown in the end, and why."""
+
+    how: How
+    text: str  # the answer as shown, whole
+    kept: int = 0  # characters of the model's text that stay shown (How.CUT, How.REPLACED)
+    added: str = ""  # what follows them (How.REPLACED: the quote, or "I don't know")
+    trip: Trip | None = None  # How.WITHHELD: what tripped
+    unsupported: tuple[str, ...] = ()  # How.REPLACED: what the model stated, no passage does
+
+    @property
+    def quotes_sources(self) -> bool:
+        """Whether each source should be shown with the sentence that supports the answer
+        (a replaced answer quotes its source in its text already)."""
+        return self.how in (How.ANSWERED, How.CUT)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one chunk of the engine's stream brought."""
+
+    events: list[tuple[bytes, int | None]]  # StreamRecorder.feed_each's (event, length)
+    shown: int  # how much of the answer may be shown now
+    end: bool  # the answer is complete (and passed every check)
+    stopped: bool = False  # a check stopped it: the last step (Answer.ending says how)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why an answer stops being shown: moderation withheld it, it stated a fact its passages
+    do not, or it loops."""
+
+    trip: Trip | None = None
+    facts: Verdict | None = None
+    loop: Loop | None = None
+
+
+class AnswerChecks:
+    """The checks of one answer to ``question``, asked where ``scopes`` apply, drawn from
+    ``passages`` (none: not a grounded answer, no fact check)."""
+
+    def __init__(self, moderation: Moderation, scopes: Sequence[str], *, question: str,
+                 passages: Sequence[Passage] = ()) -> None:
+        self.question = question
+        self.passages = list(passages)
+        self._terms = moderation.stream_check(scopes)
+        self._facts = (FactGate([text for p in passages for text in evidence(p)])
+                       if passages else None)
+        self._loops = LoopCheck()
+        self.stopped: Stop | None = None
+
+    @property
+    def gating(self) -> bool:
+        """Whether a check holds back part of the answer while it is written."""
+        return self._terms is not None or self._facts is not None
+
+    def checked(self, text: str) -> int:
+        """How much of ``text`` (the answer so far, as last fed) may be shown."""
+        end = len(text)
+        if self._terms is not None:
+            end = min(end, self._terms.checked)
+        if self._facts is not None:
+            end = min(end, self._facts.checked)
+        return end
+
+    def feed(self, text: str, *, whole: bool = False) -> Stop | None:
+        """Check what ``text``, the answer so far, adds (``whole``: the answer is complete)."""
+        if self.stopped is not None:
+            return self.stopped
+        if self._terms is not None:
+            verdict = self._terms.feed(text, whole=whole)
+            if verdict.flagged:
+                self.stopped = Stop(trip=Trip("output", "policy", verdict.categories))
+                return self.stopped
+        if self._facts is not None:
+            failed = self._facts.feed(text, whole=whole)
+            if failed is not None:
+                log.info("an answer stated %d fact(s) its passages do not; replaced by a quote"
+                         " from them", len(failed.unsupported))
+                self.stopped = Stop(facts=failed)
+                return self.stopped
+        loop = self._loops.feed(text)
+        if loop is not None:
+            log.info("an answer looped (%s); cut after its first turn", loop.kind)
+            self.stopped = Stop(loop=loop)
+            return self.stopped
+        return None
+
+    def replacement(self) -> str:
+        """What is shown instead of an answer that stated a fact its passages do not."""
+        found = extract(self.question, self.passages)
+        if found is not None:
+            return quoted_answer(self.question, found)
+        return no_answer(self.question, self.passages)
+
+
+def laid_out(question: Message, passages: Sequence[Passage]) -> list[Message]:
+    """The messages that ask ``question`` from ``passages``, for every door: the passages in
+    one fenced message right before the question, so that what came before stays a stable
+    prefix for the engine's cache."""
+    if not passages:
+        return [question]
+    refs = reference_message([f"[{n}] Source: {p.citation}\n{p.content}"
+                              for n, p in enumerate(passages, start=1)])
+    refs["content"] += "\nWhen you use a passage, cite it by its number, like [1]."
+    return [refs, question]
+
+
+class Answer:
+    """One answer's way through the pipeline (:meth:`Pipeline.begin` makes one)."""
+
+    def __init__(self, moderation: Moderation, model: ModelClient, asked: Asked,
+                 scopes: Sequence[str], *, redact: bool = False) -> None:
+        self._moderation = moderation
+        self._model = model
+        self._redact = redact
+        self.asked = asked
+        self.scopes = tuple(scopes)
+        self.found: Found | None = None
+        self.checks = AnswerChecks(moderation, scopes, question=asked.question)
+        self.ending: Ending | None = None
+        self.added: list[Message] = []  # the messages lay_out added to the asker's
+        self.refused: Trip | None = None  # set by Pipeline.begin: the question was withheld
+
+    @property
+    def passages(self) -> list[Passage]:
+        return self.found.passages if self.found is not None else []
+
+    async def ground(self, search: Callable[[], Awaitable[Found | None]], *,
+                     whom: str) -> Ending | None:
+        """Look the question up with ``search`` (None: no knowledge base for this asker).
+        Nothing relevant in the collections searched ends the answer here: "I don't know"
+        (``whom`` names who could read them), not a guess."""
+        self.found = await search()
+        if self.found is None:
+            return None
+        self.checks = AnswerChecks(self._moderation, self.scopes, question=self.asked.question,
+                                   passages=self.found.passages)
+        if self.found.collections and not self.found.passages:
+            self.ending = Ending(How.DONT_KNOW, dont_know(self.found.collections, whom))
+            return self.ending
+        return None
+
+    def lay_out(self, question: Message) -> list[Message]:
+        """``question`` with the passages it is answered from (:func:`laid_out`)."""
+        messages = laid_out(question, self.passages)
+        self.added = [m for m in messages if m is not question]
+        return messages
+
+    def asker_said(self, messages: Sequence[Message]) -> list[Message]:
+        """``messages`` without what :meth:`lay_out` added (what an audit log keeps)."""
+        return [m for m in messages if not any(m is added for added in self.added)]
+
+    async def ask(self, build: Callable[[float], dict[str, Any]], *, stream: bool
+                  ) -> tuple[dict[str, Any] | None, AsyncIterator[bytes] | None, bytes]:
+        """Ask the model server for the body ``build(scale)`` makes (``scale``: how much to
+        scale token estimates by when fitting the prompt). If the engine counts the prompt
+        too long, fit it again with the engine's count and ask once more.
+
+        Returns the whole completion, or the open event stream and its first chunk."""
+        scale = 1.0
+        for attempt in (1, 2):
+            body = build(scale)
+            if self._redact:  # a shared model host sees no personal data, passages included
+                body["messages"] = redact_messages(body["messages"])
+            try:
+                if not stream:
+                    return await self._model.complete(body, sub=self.asked.sub), None, b""
+                events = self._model.stream(body, sub=self.asked.sub)
+                return None, events, await anext(events)
+            except ModelServerError as exc:
+                if exc.code != CONTEXT_LENGTH_EXCEEDED or attempt == 2:
+                    raise
+                scale = overflow_scale(exc.message, prompt_tokens(body["messages"]))
+                log.info("prompt over the engine's window; fitting again with scale %.2f",
+                         scale)
+        raise AssertionError("unreachable")
+
+    async def stream(self, events: AsyncIterator[bytes], recorder: StreamRecorder, *,
+                     first: bytes = b"", retractable: bool) -> AsyncIterator[Step]:
+        """Read the engine's stream into ``recorder``, a :class:`Step` per chunk, checking
+        the answer as it grows. Stops early when a check stops the answer (the engine stops
+        writing too) after a last step that says so and how much of the answer stays;
+        :attr:`ending` then says how it ended. ``retractable``: what was shown
+        can still be taken back (a bot's message, edited), so a guard model that cannot
+        judge the whole answer fails it rather than letting it stand.
+
+        A stream the model server broke off raises :class:`ModelServerError`."""
+        async for chunk in _ending_with_none(events, first):
+            pieces = recorder.feed_each(chunk)
+            if recorder.error is not None:
+                raise ModelServerError(502, recorder.error, None, recorder.error_code)
+            end = chunk is None
+            answer = recorder.answer
+            stop = self.checks.feed(answer, whole=end)
+            if stop is not None and not end and isinstance(events, AsyncGenerator):
+                await events.aclose()  # the engine stops writing what nobody will see
+            if stop is not None or end:
+                self.ending = await self._ended(stop, answer, retractable=retractable)
+                if self.ending.how != How.ANSWERED:
+                    yield Step(pieces, self.ending.kept, end=False, stopped=True)
+                    return
+            yield Step(pieces, len(answer) if end else self.checks.checked(answer), end)
+
+    async def whole(self, content: str) -> Ending:
+        """The ending of a whole answer, ``content``."""
+        stop = self.checks.feed(content, whole=True)
+        self.ending = await self._ended(stop, content, retractable=True)
+        return self.ending
+
+    async def _ended(self, stop: Stop | None, answer: str, *, retractable: bool) -> Ending:
+        """How ``answer`` ends, ``stop`` having stopped it (or not): what the model wrote,
+        whole or up to its loop, still passes the guard model's judgement of the whole."""
+        ending = self._stopped(stop, answer) if stop is not None else Ending(
+            How.ANSWERED, answer.strip())
+        if ending.how in (How.ANSWERED, How.CUT):
+            trip = await self._judge(ending.text, retractable=retractable)
+            if trip is not None:
+                return Ending(How.WITHHELD, refusal(self.asked.text), trip=trip)
+        return ending
+
+    async def _judge(self, answer: str, *, retractable: bool) -> Trip | None:
+        """The guard model's verdict on the whole answer (and, for an answer that was not
+        streamed, the policy's over the whole of it)."""
+        if retractable:
+            return await self._moderation.check_output(self.asked.text, answer, self.scopes,
+                                                       sub=self.asked.sub)
+        return await self._moderation.judge_streamed(self.asked.text, answer,
+                                                     sub=self.asked.sub)
+
+    def _stopped(self, stop: Stop, answer: str) -> Ending:
+        if stop.trip is not None:
+            return Ending(How.WITHHELD, refusal(self.asked.text), trip=stop.trip)
+        kept = self.checks.checked(answer)
+        if stop.loop is not None:
+            kept = min(stop.loop.cut, kept)
+            while kept < len(answer) and answer[kept].isspace():
+                kept += 1  # the spaces after the first turn's end go with it
+            return Ending(How.CUT, answer[:kept].strip(), kept=kept)
+        assert stop.facts is not None
+        before = answer[:kept].strip()
+        added = ("\n\n" if before else "") + self.checks.replacement()
+        return Ending(How.REPLACED, before + added, kept=kept, added=added,
+                      unsupported=tuple(stop.facts.unsupported))
+
+
+@dataclass
+class Pipeline:
+    """The answer pipeline of one process (the API's or a worker's)."""
+
+    moderation: Moderation
+    model: ModelClient
+    redact: bool = False  # CHARLA_REDACT_MODEL_INPUT: what is sent to the model is redacted
+
+    async def begin(self, asked: Asked) -> Answer:
+        """Admit ``asked``: its policy scopes, and moderation of what the asker wrote
+        (:attr:`Answer.refused` is set when it may not be answered)."""
+        scopes = await self.moderation.scopes(list(asked.principals), asked.collections)
+        answer = Answer(self.moderation, self.model, asked, scopes, redact=self.redact)
+        answer.refused = await self.moderation.check_input(asked.text, scopes, sub=asked.sub)
+        if answer.refused is not None:
+            answer.ending = Ending(How.WITHHELD, refusal(asked.text), trip=answer.refused)
+        return answer
+
+
+async def _ending_with_none(events: AsyncIterator[bytes], first: bytes
+                            ) -> AsyncIterator[bytes | None]:
+    """``first``, the rest of ``events``, then None for the end."""
+    if first:
+        yield first
+    async for chunk in events:
+        yield chunk
+    yield None
