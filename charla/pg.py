@@ -47,7 +47,7 @@ class EmbeddedPostgres:
         server = self._handle(start=True)
         # As root, starting (or joining) the server opened the stack's home to everyone: it
         # holds keys and the data of every conversation, so it is closed again at once.
-        secure_home(self.pgdata.parent, quiet=True)
+        secure_home(self.pgdata.parent, quiet=True, data=self.pgdata.name)
         # The wheel's exit hook only does work for its own cleanup modes; we stop explicitly.
         atexit.unregister(server._cleanup)
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:

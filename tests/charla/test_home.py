@@ -66,6 +66,19 @@ def test_the_embedded_postgres_leaves_the_home_private_and_still_works(tmp_path:
     assert not (home / "pgdata" / "postmaster.pid").exists(), "Postgres could not be stopped"
 
 
+def test_a_data_folder_of_another_name_is_let_through_too(tmp_path: Path) -> None:
+    """The benchmarks keep several servers side by side (pgdata-answers, pg-ingress...): each
+    must still be reached, to checkpoint and to be stopped."""
+    pg = EmbeddedPostgres(tmp_path / "bench" / "pgdata-answers")
+    try:
+        with psycopg.connect(pg.start(), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+    finally:
+        pg.stop()
+    assert not (tmp_path / "bench" / "pgdata-answers" / "postmaster.pid").exists(), (
+        "Postgres could not be stopped")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
 def test_a_home_whose_database_runs_as_another_user_lets_only_that_server_through(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
