@@ -1,4 +1,4 @@
-"""Do the answers say what the sources say? The evaluation set asked through the API.
+"""Do the answers say what the sources say? The evaluation set asked through the API and Slack.
 
 The 16 documents of ``tests/knowledge/eval`` are uploaded into one collection granted to one
 API client, and each of its questions is asked through ``POST /v1/chat/completions`` (whole
@@ -16,12 +16,19 @@ until issue 21) and the answer as the API shows it now. For each:
 - near-topic and off-topic questions (``source: null``): was it refused ("I don't know")?
 - the check's own time per answer (the check and, when it fails, the quote), p50 and p95.
 
+Then the same questions through the Slack path, as a team's bot gets them: a signed
+``app_mention`` event to the functions app, the worker, the fake Slack's message once whole
+(its list of sources set aside), judged the same way and compared with the API's text. The
+API is sent the bots' system prompt and the worker the API's answer length, so that both doors
+ask the model the same thing: one pipeline should then show the same text.
+
 ``python -m bench.run answers`` runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import secrets
@@ -34,14 +41,20 @@ from typing import Any
 
 import httpx
 
-from bench import procs
+from bench import bots, procs
+from bench.bots import FakeSlackServer
 from functions.factcheck import calendar, fold, number_values, numbers
+from shared.settings import Settings
 
 EVAL = Path(__file__).resolve().parents[1] / "tests" / "knowledge" / "eval"
 COLLECTION = "eval"
 CLIENT = "bench-answers"
 MAX_TOKENS = 128
 REFUSALS = ("i don't know", "i do not know", "no lo se", "no se")
+SYSTEM_PROMPT = Settings().system_prompt
+SLACK_PRINCIPAL = "slack:T0A1B2C3D"  # the team of the recorded event bench/bots.py sends
+# Where a bot's answer ends and its list of sources begins (functions/messaging.py).
+_SOURCES = re.compile(r"\n\n(?:\*{1,2})?Sources:")
 
 
 def carries(answer: str, fact: str) -> bool:
@@ -66,7 +79,6 @@ def refused(answer: str) -> bool:
 async def _setup(database_url: str) -> None:
     from shared.db import Database, make_pool
     from shared.knowledge.store import KnowledgeStore
-    from shared.settings import Settings
 
     settings = Settings.from_env({"DATABASE_URL": database_url})
     db = Database(make_pool(settings))
@@ -75,6 +87,7 @@ async def _setup(database_url: str) -> None:
         await store.ensure_collection(COLLECTION, model=settings.embedding_model_name,
                                       dimensions=384)
         await store.grant(COLLECTION, f"api:{CLIENT}", write=True)
+        await store.grant(COLLECTION, SLACK_PRINCIPAL)
     finally:
         await db.close()
 
@@ -91,7 +104,8 @@ def _judged(question: dict[str, Any], answer: str, passages: list[Any]) -> dict[
 
 def _check_ms(question: str, answer: str, passages: list[Any]) -> float:
     """The check's own time on one answer, and the quote's when it fails."""
-    from functions.factcheck import check, evidence, extract, no_answer, quoted_answer
+    from functions.extractive import extract, no_answer, quoted_answer
+    from functions.factcheck import check, evidence
 
     started = time.perf_counter()
     verdict = check(answer, [t for p in passages for t in evidence(p)])
@@ -101,12 +115,18 @@ def _check_ms(question: str, answer: str, passages: list[Any]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+async def _ask_slack(api: str, secret: str, slack: FakeSlackServer, channel: str,
+                     question: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        await bots.ask(http, api, secret, slack.fake, timeout_s=600, question=question,
+                       channel=channel)
+
+
 def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> None:
     print("== answers: the evaluation set through the API, before and after the checks",
           flush=True)
     from functions.api.auth import client_signer
     from shared.knowledge.search import Passage
-    from shared.settings import Settings
 
     pg, database_url = database(logdir, "pgdata-answers")
     secret = secrets.token_urlsafe(48)
@@ -118,6 +138,7 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
     questions = json.loads((EVAL / "questions.json").read_text())
     raw_log = logdir / "model-answers.jsonl"
     rows: list[dict[str, Any]] = []
+    slack_secret = "bench-signing-" + secrets.token_hex(12)
     try:
         with ExitStack() as stack:
             gw, _engine = stack.enter_context(procs.gateway(keys, logdir, home="gateway-answers"))
@@ -125,8 +146,15 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
             stack.enter_context(procs.running(
                 [sys.executable, "-m", "bench.recording_proxy", str(port), gw, str(raw_log)],
                 f"http://127.0.0.1:{port}/proxy-health", log=logdir / "recording-proxy.log"))
+            slack = FakeSlackServer(procs.free_port())
+            stack.callback(slack.stop)
+            bots_env = {"SLACK_SIGNING_SECRET": slack_secret,
+                        "SLACK_BOT_TOKEN": slack.fake.token, "SLACK_API_URL": slack.url,
+                        "CHARLA_BOT_MAX_TOKENS": str(MAX_TOKENS)}  # as long as the API's
             api = stack.enter_context(procs.functions_app(
-                keys, f"http://127.0.0.1:{port}", database_url, secret, logdir))
+                keys, f"http://127.0.0.1:{port}", database_url, secret, logdir, **bots_env))
+            stack.enter_context(procs.worker(keys, f"http://127.0.0.1:{port}", database_url,
+                                             logdir, **bots_env))
             with httpx.Client(base_url=api, timeout=600) as http:
                 for doc in sorted((EVAL / "docs").iterdir()):
                     http.post(f"/v1/documents?collection={COLLECTION}&name={doc.name}",
@@ -135,7 +163,9 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
                     recorded = len(raw_log.read_text().splitlines()) if raw_log.exists() else 0
                     started = time.perf_counter()
                     response = http.post("/v1/chat/completions", headers=asker, json={
-                        "messages": [{"role": "user", "content": q["question"]}],
+                        # The bots' system prompt: the same prompt through both doors.
+                        "messages": [{"role": "system", "content": SYSTEM_PROMPT},
+                                     {"role": "user", "content": q["question"]}],
                         "max_tokens": MAX_TOKENS, "temperature": 0})
                     wall = time.perf_counter() - started
                     response.raise_for_status()
@@ -157,8 +187,18 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
                         "before": _judged(q, model, passages),
                         "after": _judged(q, shown, passages),
                         "check_ms": _check_ms(q["question"], model, passages) if passages
-                        else None})
+                        else None,
+                        "_passages": passages})
                     print(f"   {q['id']} {wall:.1f} s", flush=True)
+                # The same questions through the Slack path: a signed event → the worker →
+                # the fake Slack's message, whole (the sources listed under it set aside).
+                for q, row in zip(questions, rows, strict=True):
+                    channel = f"C{secrets.token_hex(5).upper()}"
+                    asyncio.run(_ask_slack(api, slack_secret, slack, channel, q["question"]))
+                    text = _SOURCES.split(bots.answer_in(slack.fake, channel))[0]
+                    passages = row.pop("_passages")
+                    row["slack"] = _judged(q, html.unescape(text), passages)
+                    print(f"   slack {q['id']}", flush=True)
     finally:
         pg.stop()
     out["answers"] = {"rows": rows, "max_tokens": MAX_TOKENS}
@@ -191,6 +231,20 @@ def report_lines(result: dict[str, Any]) -> list[str]:
             f"{_share(group, 'after', 'carries') if answerable else '-'} | "
             f"{_share(group, 'before', 'unsupported')} | {_share(group, 'after', 'unsupported')}"
             f" | {_share(group, 'before', 'refused')} | {_share(group, 'after', 'refused')} |")
+    if all("slack" in r for r in rows):
+        lines += ["", "The same questions through the Slack path (a signed event, the worker, the "
+                  "fake Slack's message; the sources listed under it set aside):", "",
+                  "| questions | n | carries the fact | states a fact no passage states | "
+                  "refused | the same text as the API |", "|---|---|---|---|---|---|"]
+        for name, group in groups:
+            answerable = bool(group and group[0]["answerable"])
+            same = sum(r["slack"]["answer"].strip() == r["after"]["answer"].strip()
+                       for r in group)
+            lines.append(
+                f"| {name} | {len(group)} | "
+                f"{_share(group, 'slack', 'carries') if answerable else '-'} | "
+                f"{_share(group, 'slack', 'unsupported')} | {_share(group, 'slack', 'refused')}"
+                f" | {same}/{len(group)} |")
     times = sorted(r["check_ms"] for r in rows if r["check_ms"] is not None)
     if times:
         p95 = times[min(len(times) - 1, int(0.95 * len(times)))]

@@ -78,8 +78,10 @@ def signed(secret: str, channel: str,
 
 
 async def ask(http: httpx.AsyncClient, api: str, secret: str, slack: FakeSlack,
-              timeout_s: float = 120, question: str = QUESTION) -> Timing:
-    channel = f"C{uuid.uuid4().hex[:9].upper()}"
+              timeout_s: float = 120, question: str = QUESTION,
+              channel: str | None = None) -> Timing:
+    """Ask in ``channel`` (a new one by default) and wait until the answer is whole."""
+    channel = channel or f"C{uuid.uuid4().hex[:9].upper()}"
     raw, headers = signed(secret, channel, question)
     started = time.monotonic()
     response = await http.post(api + "/slack/events", content=raw, headers=headers)
@@ -96,6 +98,11 @@ async def ask(http: httpx.AsyncClient, api: str, secret: str, slack: FakeSlack,
                           len(shown[0]["text"]), len(calls))
         await asyncio.sleep(0.01)
     raise TimeoutError(f"no whole answer in {channel} within {timeout_s} s")
+
+
+def answer_in(slack: FakeSlack, channel: str) -> str:
+    """The text of the first message in ``channel``: the bot's answer."""
+    return str(next(m for (c, _), m in sorted(slack.messages.items()) if c == channel)["text"])
 
 
 async def measure(api: str, secret: str, slack: FakeSlack, *, alone: int,

@@ -35,6 +35,7 @@ from bench import (
     long_history,
     privacy_e2e,
     procs,
+    prompt_layout,
     quant,
     redaction,
     retrieval,
@@ -401,6 +402,8 @@ def report(out: dict[str, Any]) -> str:
         lines += ["", *long_history.report_lines(out["long_history"])]
     if "answers" in out:
         lines += ["", *answers.report_lines(out["answers"])]
+    if "prompt_layout" in out:
+        lines += ["", *prompt_layout.report_lines(out["prompt_layout"])]
     if "engine_threads" in out:
         lines += ["", *engine_threads.report_lines(out["engine_threads"])]
     if "second_turn" in out:
@@ -457,6 +460,8 @@ PARTS = {"throughput": run_throughput, "one_chat": run_one_chat,
          "long_history": lambda out, logdir, keys: long_history.run(out, logdir, keys,
                                                                     _database),
          "answers": lambda out, logdir, keys: answers.run(out, logdir, keys, _database),
+         "prompt_layout": lambda out, logdir, keys: prompt_layout.run(out, logdir, keys,
+                                                                      _database),
          "engine_threads": lambda out, logdir, keys: engine_threads.run(out, logdir),
          "quant": quant.run, "amx": amx.run,
          "attention": attention.run,

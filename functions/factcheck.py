@@ -33,7 +33,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from shared.knowledge.language import SPANISH, detect
 from shared.knowledge.search import Passage
 
 
@@ -374,31 +373,6 @@ def sentences(text: str) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class Extract:
-    sentence: str
-    passage: Passage
-
-
-def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
-    """The sentence of ``passages`` that shares the most content words with ``question``
-    (a better-ranked passage first on a tie); None when no sentence shares any."""
-    wanted = _keys(question)
-    best: tuple[float, int, int] | None = None
-    found: Extract | None = None
-    for rank, passage in enumerate(passages):
-        for position, sentence in enumerate(sentences(passage.content)):
-            overlap = len(wanted & _keys(sentence))
-            if overlap == 0:
-                continue
-            # A sentence carrying a figure answers "how many", "when", "how much" better.
-            score = overlap + (0.5 if re.search(r"\d", sentence) else 0.0)
-            key = (score, -rank, -position)
-            if best is None or key > best:
-                best, found = key, Extract(sentence, passage)
-    return found
-
-
 QUOTE_CHARS = 160  # the longest quote shown under an answer or on a citation
 
 
@@ -427,18 +401,3 @@ def shortened(text: str, limit: int = QUOTE_CHARS) -> str:
     if not text[limit - 1].isspace():  # the cut fell inside a word: that word goes
         cut = cut.rsplit(" ", 1)[0]
     return cut.rstrip(" ,;:") + "…"
-
-
-def quoted_answer(question: str, found: Extract) -> str:
-    """The extract as an answer, in the question's language."""
-    if detect(question) == SPANISH:
-        return f"Según {found.passage.citation}: «{found.sentence}»"
-    return f"According to {found.passage.citation}: \"{found.sentence}\""
-
-
-def no_answer(question: str, passages: Sequence[Passage]) -> str:
-    """"I don't know", with the closest sources."""
-    sources = ", ".join(dict.fromkeys(p.citation for p in passages))
-    if detect(question) == SPANISH:
-        return f"No lo sé: los documentos no lo dicen. Lo más cercano: {sources}."
-    return f"I don't know: the documents don't say. The closest sources: {sources}."

@@ -1,9 +1,12 @@
 """One answer, the same whichever door the question came in by: the API or a bot.
 
     admit        the question passes moderation (or the asker gets the refusal)
-    ground       the passages of the documents the asker may read; none relevant: "I don't
-                 know" with the collections searched, and the model is not asked
-    lay out      the passages and the question, one layout for every door (:func:`laid_out`)
+    ground       the passages of the documents the asker may read; none relevant, or none
+                 that answers the question (functions/answerability.py): "I don't know",
+                 with the collections searched or the closest sources, and the model is
+                 not asked
+    lay out      the passages and the question, one layout for every door (:func:`laid_out`),
+                 and, primed, the answer's first words (:func:`lead`)
     ask          the model server (redacted first with CHARLA_REDACT_MODEL_INPUT), fitting
                  the prompt again once if the engine counts it too long (functions/overflow.py)
     check        while the model writes: the policy's terms, the facts of the passages, loops
@@ -34,7 +37,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from functions.factcheck import FactGate, Verdict, evidence, extract, no_answer, quoted_answer
+from functions.answerability import answers
+from functions.extractive import extract, no_answer, quoted_answer
+from functions.factcheck import FactGate, Verdict, evidence
 from functions.knowledge import dont_know
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import Moderation, Trip, refusal
@@ -42,6 +47,7 @@ from functions.overflow import overflow_scale
 from functions.repetition import Loop, LoopCheck
 from functions.sse import StreamRecorder
 from shared.chat import Message, prompt_tokens, reference_message
+from shared.knowledge.language import ENGLISH, SPANISH, detect
 from shared.knowledge.search import Passage
 from shared.redact import redact_messages
 
@@ -169,6 +175,20 @@ class AnswerChecks:
             return self.stopped
         return None
 
+    def settle(self, text: str) -> Stop | None:
+        """Check ``text`` as the whole answer, where it ends early (at a loop's first turn,
+        before its sentence did): what the policy and the facts say of the part not yet
+        checked."""
+        if self._terms is not None:
+            verdict = self._terms.feed(text, whole=True)
+            if verdict.flagged:
+                return Stop(trip=Trip("output", "policy", verdict.categories))
+        if self._facts is not None:
+            failed = self._facts.feed(text, whole=True)
+            if failed is not None:
+                return Stop(facts=failed)
+        return None
+
     def replacement(self) -> str:
         """What is shown instead of an answer that stated a fact its passages do not."""
         found = extract(self.question, self.passages)
@@ -177,32 +197,63 @@ class AnswerChecks:
         return no_answer(self.question, self.passages)
 
 
-def laid_out(question: Message, passages: Sequence[Passage]) -> list[Message]:
-    """The messages that ask ``question`` from ``passages``, for every door: the passages in
-    one fenced message right before the question, so that what came before stays a stable
-    prefix for the engine's cache."""
+# What a grounded question is asked with, in the question's language (bench/prompt_layout.py
+# measured the layouts: docs/benchmarks.md, "How a small model is asked").
+_ASKED = {
+    ENGLISH: ("Question", "Answer the question from the passages only, in one or two "
+              "sentences, with the exact figure, name or words the passage uses."),
+    SPANISH: ("Pregunta", "Responde a la pregunta solo con lo que dicen los pasajes, en una o "
+              "dos frases, con la cifra, el nombre o las palabras exactas que usa el pasaje."),
+}
+LEAD_WORDS = 8  # at most this many words of the best sentence start a primed answer
+GROUNDED_STOP = "\n\n"  # a grounded answer is one paragraph (unless the asker sets stops)
+
+
+def laid_out(question: Message, passages: Sequence[Passage]) -> Message:
+    """The message that asks ``question`` from ``passages``, for every door: the passages,
+    numbered and fenced as reference material, then the question and what to answer it
+    with, in its language. It takes the question's place, last, so that what came before
+    stays a stable prefix for the engine's cache."""
     if not passages:
-        return [question]
+        return question
+    text = str(question["content"])
+    label, instruction = _ASKED[SPANISH if detect(text) == SPANISH else ENGLISH]
     refs = reference_message([f"[{n}] Source: {p.citation}\n{p.content}"
                               for n, p in enumerate(passages, start=1)])
-    refs["content"] += "\nWhen you use a passage, cite it by its number, like [1]."
-    return [refs, question]
+    return {"role": "user", "content": f"{refs['content']}\n\n{label}: {text}\n{instruction}"}
+
+
+def lead(question: str, passages: Sequence[Passage]) -> str:
+    """The start of a primed answer: the words of the passages' sentence that best answers
+    ``question`` before its first figure (at most :data:`LEAD_WORDS`), for the model to go
+    on from, copying the figure rather than making one up; "" when no sentence answers."""
+    found = extract(question, passages)
+    if found is None:
+        return ""
+    words: list[str] = []
+    for word in found.sentence.split()[:LEAD_WORDS]:
+        if any(c.isdigit() for c in word):
+            break
+        words.append(word)
+    return " ".join(words)
 
 
 class Answer:
     """One answer's way through the pipeline (:meth:`Pipeline.begin` makes one)."""
 
     def __init__(self, moderation: Moderation, model: ModelClient, asked: Asked,
-                 scopes: Sequence[str], *, redact: bool = False) -> None:
+                 scopes: Sequence[str], *, redact: bool = False, prime: bool = False) -> None:
         self._moderation = moderation
         self._model = model
         self._redact = redact
+        self._prime = prime
         self.asked = asked
         self.scopes = tuple(scopes)
         self.found: Found | None = None
         self.checks = AnswerChecks(moderation, scopes, question=asked.question)
         self.ending: Ending | None = None
-        self.added: list[Message] = []  # the messages lay_out added to the asker's
+        self.lead = ""  # the answer's start, written for the model (a primed answer)
+        self._laid: tuple[Message, Message] | None = None  # (as laid out, as asked)
         self.refused: Trip | None = None  # set by Pipeline.begin: the question was withheld
 
     @property
@@ -213,7 +264,8 @@ class Answer:
                      whom: str) -> Ending | None:
         """Look the question up with ``search`` (None: no knowledge base for this asker).
         Nothing relevant in the collections searched ends the answer here: "I don't know"
-        (``whom`` names who could read them), not a guess."""
+        (``whom`` names who could read them), not a guess; so do passages that do not answer
+        the question ("I don't know", with them as the closest sources)."""
         self.found = await search()
         if self.found is None:
             return None
@@ -222,17 +274,35 @@ class Answer:
         if self.found.collections and not self.found.passages:
             self.ending = Ending(How.DONT_KNOW, dont_know(self.found.collections, whom))
             return self.ending
+        if self.found.passages:
+            verdict = answers(self.asked.question, self.found.passages)
+            if not verdict.answered:
+                # Close passages about something else (Madrid's rule for a Lisbon question):
+                # the closest sources, and no answer the model would draw from them.
+                log.info("the passages found do not answer the question (%d of its words"
+                         " missing from them): I don't know", len(verdict.missing))
+                self.ending = Ending(How.DONT_KNOW,
+                                     no_answer(self.asked.question, self.found.passages))
+                return self.ending
         return None
 
-    def lay_out(self, question: Message) -> list[Message]:
-        """``question`` with the passages it is answered from (:func:`laid_out`)."""
-        messages = laid_out(question, self.passages)
-        self.added = [m for m in messages if m is not question]
-        return messages
+    def lay_out(self, question: Message) -> Message:
+        """``question`` as asked with the passages it is answered from (:func:`laid_out`);
+        with priming on, the answer's start is chosen too (:func:`lead`)."""
+        laid = laid_out(question, self.passages)
+        if laid is not question:
+            self._laid = (laid, question)
+            if self._prime:
+                self.lead = lead(self.asked.question, self.passages)
+        return laid
 
     def asker_said(self, messages: Sequence[Message]) -> list[Message]:
-        """``messages`` without what :meth:`lay_out` added (what an audit log keeps)."""
-        return [m for m in messages if not any(m is added for added in self.added)]
+        """``messages`` with the asker's question in place of what :meth:`lay_out` made of
+        it (what an audit log keeps: not the passages)."""
+        if self._laid is None:
+            return list(messages)
+        laid, question = self._laid
+        return [question if m is laid else m for m in messages]
 
     async def ask(self, build: Callable[[float], dict[str, Any]], *, stream: bool
                   ) -> tuple[dict[str, Any] | None, AsyncIterator[bytes] | None, bytes]:
@@ -244,6 +314,17 @@ class Answer:
         scale = 1.0
         for attempt in (1, 2):
             body = build(scale)
+            if self.passages:
+                # Grounded: the most likely words, which are the passages' (measured: the
+                # figure carried at temperature 0 more often than at 0.7, in every layout),
+                # and one paragraph, as asked: past a blank line a small model goes on with
+                # the next question it makes up, or the instruction.
+                body.setdefault("temperature", 0.0)
+                if not body.get("stop"):
+                    body["stop"] = [GROUNDED_STOP]
+            if self.lead:  # the engine goes on from the answer's start
+                body["messages"] = [*body["messages"],
+                                    {"role": "assistant", "content": self.lead}]
             if self._redact:  # a shared model host sees no personal data, passages included
                 body["messages"] = redact_messages(body["messages"])
             try:
@@ -314,12 +395,18 @@ class Answer:
     def _stopped(self, stop: Stop, answer: str) -> Ending:
         if stop.trip is not None:
             return Ending(How.WITHHELD, refusal(self.asked.text), trip=stop.trip)
-        kept = self.checks.checked(answer)
         if stop.loop is not None:
-            kept = min(stop.loop.cut, kept)
+            kept = stop.loop.cut
             while kept < len(answer) and answer[kept].isspace():
                 kept += 1  # the spaces after the first turn's end go with it
-            return Ending(How.CUT, answer[:kept].strip(), kept=kept)
+            # The first turn may end inside a sentence the checks have not read yet.
+            settled = self.checks.settle(answer[:kept])
+            if settled is None:
+                return Ending(How.CUT, answer[:kept].strip(), kept=kept)
+            stop = settled
+            if stop.trip is not None:
+                return Ending(How.WITHHELD, refusal(self.asked.text), trip=stop.trip)
+        kept = self.checks.checked(answer)
         assert stop.facts is not None
         before = answer[:kept].strip()
         added = ("\n\n" if before else "") + self.checks.replacement()
@@ -334,12 +421,14 @@ class Pipeline:
     moderation: Moderation
     model: ModelClient
     redact: bool = False  # CHARLA_REDACT_MODEL_INPUT: what is sent to the model is redacted
+    prime: bool = False  # CHARLA_KB_PRIME_ANSWERS: grounded answers start with their lead
 
     async def begin(self, asked: Asked) -> Answer:
         """Admit ``asked``: its policy scopes, and moderation of what the asker wrote
         (:attr:`Answer.refused` is set when it may not be answered)."""
         scopes = await self.moderation.scopes(list(asked.principals), asked.collections)
-        answer = Answer(self.moderation, self.model, asked, scopes, redact=self.redact)
+        answer = Answer(self.moderation, self.model, asked, scopes, redact=self.redact,
+                        prime=self.prime)
         answer.refused = await self.moderation.check_input(asked.text, scopes, sub=asked.sub)
         if answer.refused is not None:
             answer.ending = Ending(How.WITHHELD, refusal(asked.text), trip=answer.refused)

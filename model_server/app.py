@@ -120,7 +120,14 @@ async def chat_completions(request: Request) -> Response:
     if refused is not None:
         return refused
     chat = parse_chat_request(await _json_body(request, gw),
-                              max_tokens_cap=gw.settings.max_tokens_cap)
+                              max_tokens_cap=gw.settings.max_tokens_cap, prefill=True)
+    if chat.messages[-1]["role"] == "assistant" and not gw.engine.continues_answers:
+        # The start of an answer, for an engine that would take it as a turn of its own:
+        # it is left out, and the engine answers from the start.
+        chat.messages = chat.messages[:-1]
+        if not chat.messages:
+            raise BadRequest("the last message must come from the user or the system",
+                             "messages")
     # One model per gateway: like TGI and llama-server, any requested name is served by it
     # (clients hard-code names such as "tgi" or "dummy"); the answer's "model" says which.
     body = chat.engine_body(gw.engine.model, chat.max_tokens or gw.settings.max_tokens_cap)

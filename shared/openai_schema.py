@@ -159,7 +159,7 @@ def _content_text(content: Any, where: str) -> str:
     raise BadRequest(f"{where}.content must be a string or a list of text parts", "messages")
 
 
-def _messages(value: Any) -> list[Message]:
+def _messages(value: Any, *, prefill: bool = False) -> list[Message]:
     if not isinstance(value, list):
         raise BadRequest("'messages' must be a list of messages", "messages")
     if not value:
@@ -178,7 +178,7 @@ def _messages(value: Any) -> list[Message]:
             raise BadRequest(f"{where}: tool messages are not supported", "messages")
         text = _content_text(item.get("content"), where)
         out.append({"role": "system" if role == "developer" else role, "content": text})
-    if out[-1]["role"] == "assistant":
+    if out[-1]["role"] == "assistant" and not prefill:
         raise BadRequest("the last message must come from the user or the system", "messages")
     return out
 
@@ -218,8 +218,11 @@ def _stop(value: Any) -> list[str]:
     return list(stops)
 
 
-def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int) -> ChatRequest:
-    """Validate a chat completion request body; raise :class:`BadRequest` saying what is wrong."""
+def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int,
+                       prefill: bool = False) -> ChatRequest:
+    """Validate a chat completion request body; raise :class:`BadRequest` saying what is wrong.
+    ``prefill``: the last message may be the assistant's, the start of the answer for the
+    engine to go on from (the functions prime grounded answers so; functions/pipeline.py)."""
     _check_unsupported(body)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
@@ -248,7 +251,7 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int) -> ChatRequ
     for name in collections or ():
         collection_name(name, "collections")  # a 400 with the rule, not a 403 or a 500
     return ChatRequest(
-        messages=_messages(body.get("messages")),
+        messages=_messages(body.get("messages"), prefill=prefill),
         model=model,
         stream=stream,
         include_usage=bool(options and options.get("include_usage")),

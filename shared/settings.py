@@ -211,6 +211,10 @@ class Settings:
     # The knowledge base.
     kb_passages: int = 4
     kb_max_distance: float = 0.185
+    # Start a grounded answer with the first words of the passage sentence that best answers
+    # it, for the model to go on from (functions/pipeline.py; the engine must continue a
+    # final assistant message, as llama.cpp's server does).
+    kb_prime_answers: bool = True
     kb_max_upload_bytes: int = 20_000_000
 
     # Where webhooks queue jobs: Postgres (local, or a worker of your own), or SQS (AWS Lambda).
@@ -334,6 +338,7 @@ class Settings:
             == "on",
             kb_passages=r.whole("CHARLA_KB_PASSAGES", 4, minimum=1),
             kb_max_distance=r.number("CHARLA_KB_MAX_DISTANCE", 0.185),
+            kb_prime_answers=r.choice("CHARLA_KB_PRIME_ANSWERS", "on", ("off", "on")) == "on",
             kb_max_upload_bytes=r.whole("CHARLA_KB_MAX_UPLOAD_BYTES", 20_000_000, minimum=1024),
             queue=r.choice("CHARLA_QUEUE", "postgres", ("postgres", "sqs")),
             sqs_queue_url=r.text("CHARLA_SQS_QUEUE_URL"),

@@ -101,8 +101,11 @@ async def not_readable(request: Request, exc: Exception) -> Response:
                       param="collections")
 
 
-def dont_know_answer(text: str, chat: ChatRequest, model: str) -> Response:
-    """The "I don't know" answer, ``text``, whole or streamed, in OpenAI's shapes."""
+def dont_know_answer(text: str, chat: ChatRequest, model: str,
+                     cited: list[dict[str, Any]] | None = None) -> Response:
+    """The "I don't know" answer, ``text``, whole or streamed, in OpenAI's shapes, with the
+    closest sources ``cited`` (none when nothing was relevant)."""
+    cited = cited or []
     ident = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
@@ -111,7 +114,7 @@ def dont_know_answer(text: str, chat: ChatRequest, model: str) -> Response:
             "id": ident, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": "stop"}],
-            "usage": usage, "citations": []})
+            "usage": usage, "citations": cited})
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         body = {"id": ident, "object": "chat.completion.chunk", "created": created,
@@ -121,7 +124,7 @@ def dont_know_answer(text: str, chat: ChatRequest, model: str) -> Response:
     async def events() -> AsyncIterator[bytes]:
         yield chunk([{"index": 0, "delta": {"role": "assistant", "content": text},
                       "finish_reason": None}])
-        yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], citations=[])
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], citations=cited)
         if chat.include_usage:
             yield chunk([], usage=usage)
         yield b"data: [DONE]\n\n"

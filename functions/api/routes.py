@@ -72,7 +72,8 @@ class ApiContext:
     def __post_init__(self) -> None:
         self.moderation = Moderation(self.settings, self.model, self.db)
         self.pipeline = Pipeline(self.moderation, self.model,
-                                 redact=self.settings.redact_model_input)
+                                 redact=self.settings.redact_model_input,
+                                 prime=self.settings.kb_prime_answers)
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` after the response, keeping a reference until it is done."""
@@ -142,11 +143,11 @@ async def chat_completions(request: Request) -> Response:
                                         subject=principal)
             return input_refused(answer.refused)
         known = await answer.ground(lambda: ground(request, chat), whom="this client")
-        if known is not None:  # nothing relevant in the documents: the model is not asked
+        if known is not None:  # the documents do not answer it: the model is not asked
             exchange.answer, exchange.latency_ms = known.text, _ms(started)
             ctx.later(ctx.record(exchange))
-            return dont_know_answer(known.text, chat, model)
-        prompt = [*chat.messages[:-1], *answer.lay_out(chat.messages[-1])]
+            return dont_know_answer(known.text, chat, model, citations(answer.passages))
+        prompt = [*chat.messages[:-1], answer.lay_out(chat.messages[-1])]
 
         def body(scale: float) -> dict[str, Any]:
             fitted = replace(chat, messages=fit_messages(prompt, budget, scale=scale))

@@ -72,7 +72,8 @@ class Answerer:
         db = self.knowledge.db if self.knowledge is not None else None
         self._moderation = self.moderation or Moderation(self.settings, self.model, db)
         self._pipeline = Pipeline(self._moderation, self.model,
-                                  redact=self.settings.redact_model_input)
+                                  redact=self.settings.redact_model_input,
+                                  prime=self.settings.kb_prime_answers)
 
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt ``attempt + 1``: doubling, with jitter, capped at a minute."""
@@ -212,7 +213,7 @@ class Answerer:
         turns = await self.conversations.recent_turns(
             inbound.platform, inbound.conversation, limit=settings.history_turns)
         history = [t.message for t in turns]
-        asked = answer.lay_out({"role": "user", "content": inbound.text})
+        asked = [answer.lay_out({"role": "user", "content": inbound.text})]
         budget = Budget(settings.context_window, settings.bot_max_tokens)
         memory: list[tuple[str, str]] = []
         if query is not None and turns:

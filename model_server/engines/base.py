@@ -88,6 +88,9 @@ class ChatEngine(Protocol):
 
     model: str
     parallel: int
+    # Whether a request whose last message is the assistant's gets that message continued
+    # (llama.cpp's server does; other engines take it as a finished turn).
+    continues_answers: bool
 
     async def start(self) -> None:
         """Make the engine ready (start a process, open a client)."""

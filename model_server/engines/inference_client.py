@@ -74,6 +74,10 @@ def _translate(exc: BaseException) -> EngineError:
 class InferenceClientEngine:
     """Chat completions from an OpenAI-compatible server at ``base_url``."""
 
+    # TGI, vLLM and Ollama take a last assistant message as a finished turn, unless asked
+    # otherwise in ways of their own: an answer's start is left out for them.
+    continues_answers = False
+
     def __init__(
         self,
         *,

@@ -86,6 +86,8 @@ def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the chi
 class LlamaServerEngine:
     """Starts ``llama-server`` and proxies OpenAI-style requests to it."""
 
+    continues_answers = True  # a last assistant message is the start of the answer
+
     def __init__(
         self,
         *,

@@ -50,6 +50,8 @@ class Rewriter:
     def __init__(self, target: str) -> None:
         self.target = target
         self.answer: str | None = None
+        self.chats = 0  # chat completions asked of the model server
+        self.sent: dict[str, Any] = {}  # the last chat completion's body
 
     def _rewritten(self, raw: bytes) -> bytes:
         assert self.answer is not None
@@ -79,6 +81,9 @@ class Rewriter:
             raw = await request.body()
             headers = {k: v for k, v in request.headers.items()
                        if k.lower() in ("authorization", "content-type")}
+            if request.url.path.endswith("/chat/completions"):
+                self.chats += 1
+                self.sent = json.loads(raw)
             async with httpx.AsyncClient(timeout=120) as client:
                 upstream = await client.request(request.method, self.target + request.url.path,
                                                 content=raw, headers=headers)
@@ -133,14 +138,15 @@ async def stack(rewritten: tuple[Bots, Rewriter]) -> AsyncIterator[Stack]:
     yield Stack(bots, rewriter, channel, client)
 
 
-def ask(stream: bool = False) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 24,
+def ask(stream: bool = False, question: str = QUESTION) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": question}], "max_tokens": 24,
             "stream": stream}
 
 
-async def api_answer(stack: Stack, http: httpx.AsyncClient) -> dict[str, Any]:
-    response = await http.post(stack.bots.url + "/v1/chat/completions", json=ask(),
-                               headers=stack.headers)
+async def api_answer(stack: Stack, http: httpx.AsyncClient,
+                     question: str = QUESTION) -> dict[str, Any]:
+    response = await http.post(stack.bots.url + "/v1/chat/completions",
+                               json=ask(question=question), headers=stack.headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -160,8 +166,8 @@ def streamed_text(chunks: list[dict[str, Any]]) -> str:
                    for c in chunks if c["choices"])
 
 
-async def bot_answer(stack: Stack, http: httpx.AsyncClient) -> str:
-    body = mention(QUESTION, channel=stack.channel)
+async def bot_answer(stack: Stack, http: httpx.AsyncClient, question: str = QUESTION) -> str:
+    body = mention(question, channel=stack.channel)
     assert (await stack.bots.slack_event(http, body)).status_code == 200
     [answer] = await answered(stack.bots, body)
     return answer
@@ -243,3 +249,70 @@ async def test_an_answer_that_loops_ends_after_its_first_turn(
     assert chunks[-1]["citations"][0]["source"] == "vacations.md"
     # A bot's message is edited to the first turn.
     assert (await bot_answer(stack, http)).startswith(turn + "\n\n")
+
+
+@pytest.mark.parametrize(("start", "kept"), [
+    ("Lisbon employees get 27 days", True),  # what the passage says: kept up to the loop
+    ("Lisbon employees get 24 days", False),  # what it does not: the quote instead
+])
+async def test_a_loop_inside_the_first_sentence_is_checked_where_it_is_cut(
+    stack: Stack, http: httpx.AsyncClient, start: str, kept: bool
+) -> None:
+    """The loop is seen before the sentence ends, so before the fact check has read it: the
+    part kept is checked then, and every door shows the same."""
+    stack.rewriter.answer = start + " of the web" * 12
+    shown = (await api_answer(stack, http))["choices"][0]["message"]["content"]
+    streamed = streamed_text(await api_stream(stack, http))
+    bot = await bot_answer(stack, http)
+    if kept:
+        assert shown.startswith(start) and streamed.startswith(start) and bot.startswith(start)
+    else:
+        assert shown.startswith("According to vacations.md") and "24" not in shown
+        assert streamed == shown and bot.startswith(shown + "\n\n")
+
+
+async def test_a_question_its_passages_do_not_answer_gets_i_dont_know_without_the_model(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """The Lisbon policy is found for a Madrid question (it is close), but it does not
+    answer it: "I don't know" with the closest source, from the API and the bot alike, and
+    the model is not asked (it would give Lisbon's figure)."""
+    stack.rewriter.answer = RIGHT
+    before = stack.rewriter.chats
+    madrid = "How many vacation days do Madrid employees get?"
+    whole = await api_answer(stack, http, madrid)
+    shown = whole["choices"][0]["message"]["content"]
+    assert shown == ("I don't know: the documents don't say. The closest sources: "
+                     "vacations.md › Vacations › Lisbon.")
+    assert [c["source"] for c in whole["citations"]] == ["vacations.md"]
+    assert (await bot_answer(stack, http, madrid)).startswith(shown)
+    assert stack.rewriter.chats == before
+    # The question it answers is still answered, by the model.
+    assert (await api_answer(stack, http))["choices"][0]["message"]["content"] == RIGHT
+    assert stack.rewriter.chats == before + 1
+
+
+async def test_the_model_is_asked_with_the_passages_and_the_answers_start(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """One layout for every door: the passages and the question in one user message, with
+    what to answer it with in its language; the answer started with the words of the best
+    sentence before its figure, at temperature 0 (docs/benchmarks.md, "How a small model is
+    asked"). The audit log keeps the question as the client sent it."""
+    stack.rewriter.answer = None  # the model's own answer
+    body = await api_answer(stack, http)
+    sent = stack.rewriter.sent
+    *_, asked, started = sent["messages"]
+    assert asked["role"] == "user" and SENTENCE in asked["content"]
+    assert asked["content"].endswith(f"Question: {QUESTION}\nAnswer the question from the "
+                                     "passages only, in one or two sentences, with the exact "
+                                     "figure, name or words the passage uses.")
+    assert started == {"role": "assistant", "content": "Every employee of the Lisbon office has"}
+    assert sent["temperature"] == 0
+    assert body["choices"][0]["message"]["content"].startswith(started["content"])
+    # The bot asks the same way, in Spanish for a question in Spanish.
+    spanish = "¿Cuántos días de vacaciones tienen los empleados de Lisboa?"
+    await bot_answer(stack, http, spanish)
+    *_, asked, started = stack.rewriter.sent["messages"]
+    assert f"Pregunta: {spanish}\nResponde a la pregunta solo con" in asked["content"]
+    assert started["role"] == "assistant" and SENTENCE.startswith(started["content"])

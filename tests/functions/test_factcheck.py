@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from functions.extractive import extract, no_answer, quoted_answer
 from functions.factcheck import (
     FactGate,
     check,
     evidence,
-    extract,
-    no_answer,
-    quoted_answer,
     sentences,
     shortened,
     supporting,

@@ -94,6 +94,30 @@ async def test_chat_completion_whole(gateway: Gateway, http: httpx.AsyncClient) 
     assert "timings" not in body
 
 
+async def test_an_answer_started_for_the_engine_is_continued_whole_and_streamed(
+    gateway: Gateway, http: httpx.AsyncClient
+) -> None:
+    """The functions prime a grounded answer with its first words (functions/pipeline.py):
+    llama-server goes on from them, and gives them back with the rest."""
+    start = "Every employee of the Lisbon office has"
+    body = {**CHAT, "max_tokens": 8, "temperature": 0, "messages": [
+        {"role": "user", "content": "Passage: Every employee of the Lisbon office has 27 days"
+                                    " of paid vacation per year.\nQuestion: How many vacation"
+                                    " days do Lisbon employees get?"},
+        {"role": "assistant", "content": start}]}
+    response = await http.post(gateway.url + "/v1/chat/completions", json=body,
+                               headers=gateway.headers())
+    assert response.status_code == 200, response.text
+    whole = response.json()["choices"][0]["message"]["content"]
+    assert whole.startswith(start) and len(whole) > len(start)
+    async with http.stream("POST", gateway.url + "/v1/chat/completions",
+                           json={**body, "stream": True}, headers=gateway.headers()) as streamed:
+        text = "".join([
+            (json.loads(line[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+            async for line in streamed.aiter_lines() if line.startswith("data: {")])
+    assert text == whole
+
+
 async def test_streaming_passes_tokens_through_as_they_come(
     gateway: Gateway, http: httpx.AsyncClient
 ) -> None:

@@ -88,5 +88,14 @@ async def test_gateway_in_upstream_mode(gateway: Gateway, service_keys: tuple[st
                                        headers=gateway.headers())
             assert response.status_code == 200
             assert response.json()["choices"][0]["message"]["content"]
+            # An answer's start is left out for an engine that would not go on from it (the
+            # llama-server behind this one would, and would give it back).
+            start = "Every employee of the Lisbon office has"
+            primed = {**BODY, "messages": [*BODY["messages"],
+                                           {"role": "assistant", "content": start}]}
+            response = await http.post(server.url + "/v1/chat/completions", json=primed,
+                                       headers=gateway.headers())
+            assert response.status_code == 200, response.text
+            assert not response.json()["choices"][0]["message"]["content"].startswith(start)
     finally:
         server.stop()

@@ -1,0 +1,73 @@
+"""Passages that are close to a question but do not answer it are told apart, by their words.
+
+The cases are the evaluation set's kinds (tests/knowledge/eval): a question that names an
+office, a product or a code its passages never mention is not answered from them; one whose
+names they all mention, in any of the forms a document writes them, is.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from functions.answerability import answers, names
+from shared.knowledge.search import Passage
+
+MADRID = ("Cada persona con jornada completa disfruta de 23 días laborables de vacaciones por "
+          "año natural.")
+BOSTON = ("Engineers on call receive a stipend of $250 per week. The Boston rotation hands over "
+          "on Tuesdays at 9:00 a.m.")
+
+
+def passage(content: str, source: str = "policy.md", heading: str | None = None) -> Passage:
+    return Passage(chunk_id=1, document_id=1, collection="hr", source=source, title=None,
+                   heading=heading, page=None, content=content, distance=0.1, score=1.0)
+
+
+def test_a_question_naming_a_place_no_passage_mentions_is_not_answered() -> None:
+    verdict = answers("¿Cuántos días de vacaciones tiene la gente de la oficina de Lisboa?",
+                      [passage(MADRID, "vacaciones-madrid.md")])
+    assert not verdict.answered and verdict.missing == ("Lisboa",)
+
+
+def test_the_same_question_about_the_place_they_cover_is_answered() -> None:
+    verdict = answers("¿Cuántos días de vacaciones tengo al año si trabajo en Madrid?",
+                      [passage(MADRID, "vacaciones-y-permisos-madrid.md")])
+    assert verdict.answered  # "Madrid" is in where the passage comes from: its source
+
+
+def test_where_a_passage_comes_from_counts_as_mentioning() -> None:
+    question = "How much is the on-call stipend in the Boston office?"
+    assert answers(question, [passage("A stipend of $250 per week.", heading="Boston")]).answered
+    assert not answers(question, [passage("A stipend of $250 per week.")]).answered
+
+
+@pytest.mark.parametrize(("question", "text"), [
+    ("When do Friday deploys stop?", "No deploys on Fridays after 13:00."),  # a word's forms
+    ("How much does the company match on the 401k?", "The 401(k) match is 4%."),  # a code
+    ("Where is the NYC office?", "The New York City office is on 5th Avenue."),  # initials
+])
+def test_a_name_is_found_in_the_forms_documents_write_it(question: str, text: str) -> None:
+    assert answers(question, [passage(text)]).answered
+
+
+def test_a_code_the_passages_do_not_have_is_missing() -> None:
+    verdict = answers("Who pages the commander for a SEV4 incident?",
+                      [passage("A SEV2 incident pages the commander at once.")])
+    assert not verdict.answered and verdict.missing == ("SEV4",)
+
+
+def test_passages_sharing_no_content_word_with_the_question_do_not_answer_it() -> None:
+    verdict = answers("How do I reset the espresso machine?", [passage(BOSTON)])
+    assert not verdict.answered
+    assert answers("How much is the on-call stipend?", [passage(BOSTON)]).answered
+
+
+def test_no_passages_answer_nothing() -> None:
+    assert not answers("How many vacation days?", []).answered
+
+
+def test_names_are_capitalised_words_inside_the_sentence_and_codes() -> None:
+    assert names("Where can I leave my bike at the Boston office on SEV2 days?") == [
+        "Boston", "SEV2"]
+    assert names("Boston office hours?") == []  # opening the sentence: capitalised anyway
+    assert names("Is the PR merged?") == []  # too short to tell from an abbreviation

@@ -1,0 +1,71 @@
+"""The sentence quoted for a question is the one that answers it, not the one sharing most words.
+
+Each case is a kind the evaluation set (tests/knowledge/eval) showed choosing by shared words
+alone gets wrong; each fails if its rule in functions/extractive.py is taken out.
+"""
+
+from __future__ import annotations
+
+from functions.extractive import asks, extract, states
+from shared.knowledge.search import Passage
+
+
+def passage(content: str, source: str = "policy.md", heading: str | None = None,
+            rank: int = 0) -> Passage:
+    return Passage(chunk_id=rank + 1, document_id=rank + 1, collection="hr", source=source,
+                   title=None, heading=heading, page=None, content=content, distance=0.1,
+                   score=1.0)
+
+
+def quoted(question: str, *passages: Passage) -> str:
+    found = extract(question, passages)
+    assert found is not None
+    return found.sentence
+
+
+def test_a_question_asking_an_amount_gets_the_sentence_that_states_one() -> None:
+    text = ("La guardia es semanal y el relevo se hace el lunes en una reunión de traspaso. "
+            "Cada semana de guardia se paga con 150 € brutos.")
+    assert quoted("¿Cuánto se cobra por hacer una semana de guardia?", passage(text)) == (
+        "Cada semana de guardia se paga con 150 € brutos.")
+
+
+def test_a_question_asking_a_command_gets_the_sentence_with_it() -> None:
+    text = ("Si la réplica de Postgres del clúster pg-mad-01 va retrasada, no promuevas nada a "
+            "mano. Primero ejecuta `acmectl db failover --dry-run` y revisa el plan.")
+    assert quoted("La réplica de Postgres va retrasada, ¿qué ejecuto primero?",
+                  passage(text)).startswith("Primero ejecuta `acmectl")
+
+
+def test_a_sentence_about_another_place_loses_to_one_about_the_place_asked() -> None:
+    madrid = passage("Cada persona tiene 1.000 € al año para formación y cursos.",
+                     "nominas-madrid.md")
+    boston = passage("Each employee can spend up to $1,500 per year on courses and books.",
+                     "benefits-boston.md", rank=1)
+    assert quoted("Trabajo en Boston, ¿cuánto dinero tengo al año para formación?",
+                  madrid, boston).startswith("Each employee can spend up to $1,500")
+
+
+def test_the_search_s_first_passage_wins_what_shared_words_cannot_tell() -> None:
+    """Asked in English of a Spanish document: few words are shared, the search's ranking
+    (by meaning, in both languages) decides."""
+    top = passage("Los días no disfrutados pueden gastarse hasta el 31 de marzo del año "
+                  "siguiente.", "vacaciones-madrid.md")
+    other = passage("Vacation requests go through the portal by December 31.", "pto.md",
+                    rank=1)
+    assert quoted("I didn't use all my vacation last year, until when can I still take those "
+                  "days?", top, other).startswith("Los días no disfrutados")
+
+
+def test_nothing_shared_and_nothing_of_the_kind_asked_is_no_extract() -> None:
+    assert extract("How do I reset the espresso machine?",
+                   [passage("The office opens at 8:00 on weekdays.")]) is None
+
+
+def test_what_questions_ask_and_sentences_state() -> None:
+    assert set(asks("¿A qué hora abre la oficina?")) == {"time"}
+    assert "duration" in asks("How long can my laptop sit idle?")
+    assert "day" in asks("When does the shift change hands?")
+    assert {"amount", "count", "duration"} <= states("A per diem of $75 per day.")
+    assert "time" in states("The building opens at 8:00.")
+    assert "command" in states("Run `make bootstrap` first.")
