@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench llama-server checkov chromium strace clean
+.PHONY: run test lint bench llama-server checkov chromium strace redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,7 +74,23 @@ strace:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; }; }; } \
 	  || echo "strace could not be installed: the egress test in tests/privacy will skip" >&2
 
-test: lint llama-server checkov chromium strace
+# The rate-limit tests need a real Redis on 127.0.0.1:6379: when none answers there, a
+# throwaway one is started (it saves nothing), after Debian's package is installed if missing
+# and we can (root). REDIS_PORT picks another port (tests/charla/test_make_redis.py does).
+REDIS_PORT ?= 6379
+REDIS_PING = $(BIN)/python -c "import redis; redis.Redis(host='127.0.0.1', port=$(REDIS_PORT), socket_timeout=1).ping()" 2>/dev/null
+redis: $(VENV)/.installed-test
+	@$(REDIS_PING) || { \
+	  { command -v redis-server >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1 || { \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }; }; }; } \
+	  && { $(REDIS_PING) || redis-server --bind 127.0.0.1 --port $(REDIS_PORT) --daemonize yes \
+	       --save '' --appendonly no --logfile '' >/dev/null; } \
+	  && for i in $$(seq 50); do $(REDIS_PING) && exit 0; sleep 0.1; done; \
+	  echo "Redis could not be started on 127.0.0.1:$(REDIS_PORT): the rate-limit tests will fail" >&2; }
+
+test: lint llama-server checkov chromium strace redis
 	$(BIN)/pytest
 
 # The Slack ingress comparison drives load with wrk (Debian's package); installed when missing
