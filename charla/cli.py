@@ -27,7 +27,7 @@ def _token(args: argparse.Namespace) -> int:
     from charla.home import local_environ
     from functions.api.auth import client_signer
 
-    settings = Settings.from_env(local_environ(os.environ))
+    settings = Settings.from_env(local_environ(os.environ, beside=True))
     scopes = tuple(args.scope or ())
     print(client_signer(settings).sign(args.sub, ttl_s=args.ttl, scopes=scopes))
     return 0
@@ -38,7 +38,7 @@ def _chat(args: argparse.Namespace) -> int:
     from charla.home import local_environ
     from functions.api.auth import client_signer
 
-    settings = Settings.from_env(local_environ(os.environ))
+    settings = Settings.from_env(local_environ(os.environ, beside=True))
     token = args.token or os.environ.get("CHARLA_API_TOKEN")
     if not token:
         token = client_signer(settings).sign(args.sub, ttl_s=24 * 3600)

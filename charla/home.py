@@ -39,6 +39,20 @@ def home_dir(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("CHARLA_HOME") or ".charla").expanduser().resolve()
 
 
+def found_home(environ: Mapping[str, str]) -> Path | None:
+    """The home of the stack a command beside it belongs to: ``CHARLA_HOME``, else the
+    ``.charla`` of this folder or of the nearest folder above that has one (as git finds its
+    repository); None when there is none."""
+    if environ.get("CHARLA_HOME"):
+        home = home_dir(environ)
+        return home if home.is_dir() else None
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".charla").is_dir():
+            return folder / ".charla"
+    return None
+
+
 def private_mode(home: Path, data: str = "pgdata") -> tuple[int, int | None]:
     """The mode (and the group, when it matters) that keeps ``home`` to its owner.
 
@@ -103,9 +117,33 @@ def ensure_data_keys(home: Path) -> Path:
     return path
 
 
-def local_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` plus what the local stack needs and the user did not configure."""
+def local_environ(environ: Mapping[str, str], *, beside: bool = False) -> dict[str, str]:
+    """``environ`` plus what the local stack needs and the user did not configure.
+
+    ``beside``: for a command beside a stack (``charla token``, ``charla ingest``...), which
+    uses that stack's keys (:func:`found_home`) and never makes new ones: keys made anew
+    would be refused by the running stack (a 401 for every token)."""
     env = dict(environ)
+    if beside:
+        configured = (any(env.get(n) for n in ("CHARLA_SERVICE_PRIVATE_KEY",
+                                                "CHARLA_SERVICE_PUBLIC_KEY"))
+                      and any(env.get(n) for n in ("CHARLA_API_JWT_SECRET",
+                                                    "CHARLA_API_JWT_PUBLIC_KEY",
+                                                    "CHARLA_API_JWKS_URL"))
+                      and any(env.get(n) for n in ("CHARLA_DATA_KEYS", "CHARLA_DATA_KEY_FILE")))
+        found = found_home(env)
+        # DATABASE_URL names the stack's database itself (a server of the team's): the
+        # command is not looking for a local one.
+        if found is None and not configured and not env.get("DATABASE_URL"):
+            from shared.errors import ConfigError
+
+            raise ConfigError(
+                f"no local stack here: no .charla/ in {Path.cwd()} or a folder above it"
+                + (f" (CHARLA_HOME={env['CHARLA_HOME']} does not exist)"
+                   if env.get("CHARLA_HOME") else "")
+                + "; run this where `make run` runs, or set CHARLA_HOME to its .charla folder")
+        if found is not None:
+            env["CHARLA_HOME"] = str(found)
     home = home_dir(env)
     secure_home(home)
     env["CHARLA_HOME"] = str(home)
@@ -127,7 +165,7 @@ def running_stack_environ(environ: Mapping[str, str]) -> dict[str, str]:
     from charla.pg import EmbeddedPostgres
     from shared.errors import ConfigError
 
-    env = local_environ(environ)
+    env = local_environ(environ, beside=True)
     if not env.get("DATABASE_URL"):
         pgdata = home_dir(env) / "pgdata"
         if not (pgdata / "postmaster.pid").exists():

@@ -29,8 +29,16 @@ def charla(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           capture_output=True, timeout=60, check=False)
 
 
+def charla_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``charla`` run in ``folder``, with no CHARLA_HOME: it finds its stack by itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARLA_")}
+    return subprocess.run([*CHARLA, *args], env=env, cwd=folder, text=True,
+                          capture_output=True, timeout=60, check=False)
+
+
 def test_token_is_signed_with_the_local_secret(tmp_path: Path) -> None:
     home = tmp_path / "home"
+    home.mkdir(mode=0o700)  # the stack's home, as charla up makes it
     done = charla("token", "--sub", "alice", "--ttl", "120", env={"CHARLA_HOME": str(home)})
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
@@ -44,6 +52,33 @@ def test_token_is_signed_with_the_local_secret(tmp_path: Path) -> None:
     assert (home / "api_jwt_secret").read_text().strip() == secret
     assert client_verifier(Settings.from_env({"CHARLA_API_JWT_SECRET": secret})).verify(
         again.stdout.strip()).sub == "bob"
+
+
+def test_a_command_below_the_stack_s_folder_uses_its_keys(tmp_path: Path) -> None:
+    """Run from a subfolder of the checkout, the command finds the stack's .charla above, as
+    git finds its repository, and signs with its secret."""
+    home = tmp_path / ".charla"
+    home.mkdir(mode=0o700)
+    (home / "api_jwt_secret").write_text("s" * 48)
+    below = tmp_path / "docs" / "notes"
+    below.mkdir(parents=True)
+    done = charla_in(below, "token", "--sub", "alice")
+    assert done.returncode == 0, done.stderr
+    verifier = client_verifier(Settings.from_env({"CHARLA_API_JWT_SECRET": "s" * 48}))
+    assert verifier.verify(done.stdout.strip()).sub == "alice"
+    assert not (below / ".charla").exists()
+
+
+def test_a_command_away_from_any_stack_says_so_and_makes_no_keys(tmp_path: Path) -> None:
+    """It used to make a .charla/ with new keys where it ran: tokens the stack refused."""
+    done = charla_in(tmp_path, "token", "--sub", "alice")
+    assert done.returncode == 2
+    assert done.stderr.startswith("charla: no local stack here: no .charla/ in ")
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (tmp_path / ".charla").exists()
+    missing = charla("token", "--sub", "x", env={"CHARLA_HOME": str(tmp_path / "typo")})
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert not (tmp_path / "typo").exists()
 
 
 def test_token_is_accepted_by_the_api(api: Api, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from shared.knowledge.names import RULE
 from tests.charla.test_cli import charla
-from tests.conftest import Api, fresh_database
+from tests.conftest import Api, free_port, fresh_database
 
 
 @pytest.fixture
@@ -120,3 +120,15 @@ def test_write_grants_are_created_shown_narrowed_and_revoked(env: dict[str, str]
     # A read grant on a collection that does not exist is a typo, not a new collection.
     typo = charla("grant", "pbu", "api:ci", env=env)
     assert typo.returncode == 2 and "no collection named 'pbu'" in typo.stderr
+
+
+def test_ingest_against_a_model_server_that_is_not_there_says_so_in_one_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Aimed at the wrong port, it printed a raw traceback (issue 22)."""
+    (tmp_path / "doc.md").write_text("# Doc\n\nEveryone gets 23 working days a year.\n")
+    away = {**env, "MODEL_SERVER_URL": f"http://127.0.0.1:{free_port()}"}
+    done = charla("ingest", str(tmp_path / "doc.md"), "--collection", "hr", env=away)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "model server" in done.stderr and away["MODEL_SERVER_URL"] in done.stderr
