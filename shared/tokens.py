@@ -30,6 +30,7 @@ _EC_ALGORITHMS = ("ES256", "ES384", "ES512")
 _ED_ALGORITHMS = ("EdDSA",)
 ASYMMETRIC_ALGORITHMS = _RSA_ALGORITHMS + _EC_ALGORITHMS + _ED_ALGORITHMS
 _VERIFIED_CACHE_SIZE = 4096
+MIN_SECRET_BYTES = 32  # RFC 7518, 3.2: an HMAC key at least as long as its hash (HS256)
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,9 @@ class TokenVerifier:
         self._key: Any
         self.algorithms: tuple[str, ...]
         if secret:
-            if len(secret.encode()) < 32:
-                raise ConfigError("the JWT secret must be at least 32 bytes long")
+            if len(secret.encode()) < MIN_SECRET_BYTES:
+                raise ConfigError(
+                    f"the JWT secret must be at least {MIN_SECRET_BYTES} bytes long")
             self._key, self.algorithms = secret, HMAC_ALGORITHMS
         elif public_key:
             self.algorithms = _public_key_algorithms(public_key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.errors import ConfigError
 from shared.settings import Settings
-from shared.tokens import TokenSigner, TokenVerifier
+from shared.tokens import MIN_SECRET_BYTES, TokenSigner, TokenVerifier
 
 
 def client_verifier(settings: Settings) -> TokenVerifier:
@@ -31,5 +31,8 @@ def client_signer(settings: Settings) -> TokenSigner:
             "charla token signs with CHARLA_API_JWT_SECRET; with a public key or a JWKS URL, "
             "tokens come from your identity provider"
         )
-    return TokenSigner(secret=settings.api_jwt_secret.reveal(),
-                       audience=settings.api_jwt_audience, issuer=settings.api_jwt_issuer)
+    secret = settings.api_jwt_secret.reveal()
+    if len(secret.encode()) < MIN_SECRET_BYTES:  # the API would refuse to start with it
+        raise ConfigError(f"the JWT secret must be at least {MIN_SECRET_BYTES} bytes long")
+    return TokenSigner(secret=secret, audience=settings.api_jwt_audience,
+                       issuer=settings.api_jwt_issuer)

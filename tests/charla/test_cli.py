@@ -96,6 +96,13 @@ def test_bad_arguments_are_refused(args: list[str], tmp_path: Path) -> None:
     assert "usage" in done.stderr or "error" in done.stderr
 
 
+def test_token_refuses_a_secret_the_api_would_refuse(tmp_path: Path) -> None:
+    done = charla("token", "--sub", "x", env={"CHARLA_HOME": str(tmp_path),
+                                              "CHARLA_API_JWT_SECRET": "short-secret"})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == "charla: the JWT secret must be at least 32 bytes long\n"
+
+
 def test_token_without_a_secret_says_why(tmp_path: Path) -> None:
     done = charla("token", "--sub", "x", env={"CHARLA_HOME": str(tmp_path),
                                               "CHARLA_API_JWKS_URL": "https://idp/jwks"})
