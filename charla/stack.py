@@ -261,6 +261,10 @@ def up(environ: Mapping[str, str] | None = None) -> int:
     (charla/supervise.py); return an exit code."""
     env = local_environ(os.environ if environ is None else environ)
     stack = Stack(environ=env, settings=Settings.from_env(env))
+    if os.geteuid() == 0 and not env.get("DATABASE_URL"):
+        print("charla: running as root: the embedded Postgres runs as user pgserver, and the "
+              "folders above .charla/ are left passable (x), not readable, for it; run as an "
+              "ordinary user to leave them as they are", file=sys.stderr, flush=True)
 
     def on_signal(signum: int, _frame: object) -> None:
         stack.stopping.set()

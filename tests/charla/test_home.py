@@ -66,6 +66,23 @@ def test_the_embedded_postgres_leaves_the_home_private_and_still_works(tmp_path:
     assert not (home / "pgdata" / "postmaster.pid").exists(), "Postgres could not be stopped"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the wheel opens folders only as root")
+def test_folders_above_the_stack_are_left_unreadable_to_others(tmp_path: Path) -> None:
+    """As root, the wheel made every folder above the data readable by all (a checkout under
+    /root opened /root). They may be passed through, by its server, and no more."""
+    private = tmp_path / "root-like"  # /root: 0700
+    private.mkdir(mode=0o700)
+    (private / "checkout").mkdir(mode=0o750)  # a clone in it, closed to others too
+    pg = EmbeddedPostgres(private / "checkout" / ".charla" / "pgdata")
+    try:
+        with psycopg.connect(pg.start(), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+        assert mode(private) == 0o711 and mode(private / "checkout") == 0o751
+    finally:
+        pg.stop()
+    assert not (private / "checkout" / ".charla" / "pgdata" / "postmaster.pid").exists()
+
+
 def test_a_data_folder_of_another_name_is_let_through_too(tmp_path: Path) -> None:
     """The benchmarks keep several servers side by side (pgdata-answers, pg-ingress...): each
     must still be reached, to checkpoint and to be stopped."""
