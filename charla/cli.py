@@ -10,6 +10,7 @@ import sys
 from charla.jobs import add_commands as add_job_commands
 from charla.kb import add_commands as add_kb_commands
 from charla.keys import add_commands as add_key_commands
+from charla.model import add_commands as add_model_commands
 from charla.package import add_commands as add_package_commands
 from charla.platforms import add_commands
 from charla.privacy import add_commands as add_privacy_commands
@@ -94,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     add_kb_commands(sub)
     add_key_commands(sub)
     add_package_commands(sub)
+    add_model_commands(sub)
     add_privacy_commands(sub)
     return top
 
