@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from functions.api.routes import ApiContext
 from functions.knowledge import Knowledge
 from shared.errors import BadRequest
-from shared.http import json_error, read_body, subject_of
+from shared.http import BodyTooLarge, json_error, read_body, subject_of
 from shared.knowledge.names import collection_name
 from shared.knowledge.store import KnowledgeError, NotGranted, check_model
 
@@ -79,8 +79,13 @@ async def upload(request: Request) -> Response:
     target = await kb.store.writable(collection, writers)
     if target is None:
         return _not_granted(request, collection, write=True)
-    data = await read_body(request, ctx.settings.kb_max_upload_bytes,
-                           timeout_s=ctx.settings.body_timeout_s)
+    try:
+        data = await read_body(request, ctx.settings.kb_max_upload_bytes,
+                               timeout_s=ctx.settings.body_timeout_s)
+    except BodyTooLarge as exc:
+        raise BodyTooLarge(f"{exc} for a document here (CHARLA_KB_MAX_UPLOAD_BYTES); add a "
+                           "larger file with `charla ingest FILE --collection "
+                           f"{collection}` on a host that reaches the database") from None
     if not data:
         raise BadRequest("the body is empty: send the file's bytes")
     ingestor = kb.ingestor(writers[0], writers=writers)
