@@ -23,8 +23,9 @@ locals {
 }
 
 module "kms" {
-  source = "./modules/kms"
-  name   = var.name
+  source                                 = "./modules/kms"
+  name                                   = var.name
+  create_autoscaling_service_linked_role = var.create_autoscaling_service_linked_role
 }
 
 module "network" {
@@ -74,13 +75,19 @@ module "load_balancer" {
   gateway_port      = var.gateway_port
 }
 
+# The hosts pull images and models at boot, and the functions call SQS and Secrets Manager: both
+# take their subnets from module.endpoints, which hands them on once the endpoints in them exist.
+# A reference, not a module-level depends_on: that would defer every data source in the module
+# to apply time (the region, the partition), so plans would show changes that are not there.
 module "gpu_hosts" {
   source                 = "./modules/gpu_hosts"
   name                   = var.name
-  subnet_ids             = module.network.private_subnet_ids
+  subnet_ids             = module.endpoints.subnet_ids
   security_group_id      = module.security.gpu_hosts_sg_id
   target_group_arn       = module.load_balancer.target_group_arn
   kms_key_arn            = module.kms.key_arn
+  secrets_kms_key_arn    = module.kms.secrets_key_arn
+  denied_parameter_arns  = module.secrets.parameters_path_arns
   instance_type          = var.gpu_instance_type
   ami_id                 = var.gpu_ami_id
   size                   = var.gpu_hosts
@@ -101,9 +108,6 @@ module "gpu_hosts" {
   service_public_key_pem = var.service_public_key_pem
   compose_file           = file("${local.repo_root}/model_server/docker/compose.yaml")
   log_retention_days     = var.log_retention_days
-
-  # The hosts pull images and models at boot: the endpoints must be there first.
-  depends_on = [module.endpoints]
 }
 
 module "queue" {
@@ -129,7 +133,7 @@ module "database" {
 module "secrets" {
   source       = "./modules/secrets"
   name         = var.name
-  kms_key_arn  = module.kms.key_arn
+  kms_key_arn  = module.kms.secrets_key_arn
   database_url = local.database_url
 }
 
@@ -139,11 +143,12 @@ module "functions" {
   zip_paths              = local.zip_paths
   runtime                = var.lambda_runtime
   architecture           = var.lambda_architecture
-  private_subnet_ids     = module.network.private_subnet_ids
+  private_subnet_ids     = module.endpoints.subnet_ids
   worker_subnet_ids      = module.network.worker_subnet_ids
   functions_sg_id        = module.security.functions_sg_id
   worker_internet_sg_id  = module.security.worker_internet_sg_id
   kms_key_arn            = module.kms.key_arn
+  secrets_kms_key_arn    = module.kms.secrets_key_arn
   queue_arn              = module.queue.queue_arn
   queue_url              = module.queue.queue_url
   dead_letter_queue_arn  = module.queue.dead_letter_queue_arn
@@ -158,8 +163,6 @@ module "functions" {
   reserved_concurrency   = var.lambda_reserved_concurrency
   worker_timeout_s       = var.worker_timeout_s
   log_retention_days     = var.log_retention_days
-
-  depends_on = [module.endpoints]
 }
 
 module "api" {

@@ -31,6 +31,12 @@ variable "tags" {
   default     = {}
 }
 
+variable "create_autoscaling_service_linked_role" {
+  description = "Create EC2 Auto Scaling's service-linked role AWSServiceRoleForAutoScaling, which the KMS key policy names (a key policy cannot name a role that does not exist yet). Set false if the account already has it (aws iam get-role --role-name AWSServiceRoleForAutoScaling succeeds): creating it twice fails."
+  type        = bool
+  default     = true
+}
+
 # --- Network -----------------------------------------------------------------------------------
 
 variable "vpc_cidr" {
@@ -129,14 +135,15 @@ variable "gpu_instance_type" {
   }
 }
 
+# Pinned, not "latest": a launch template that read the newest image on every plan would roll
+# every host whenever AWS released one. Changing this is the upgrade (README: "AMI").
 variable "gpu_ami_id" {
-  description = "AMI for the GPU hosts. Null uses the latest AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), which has the driver, Docker, the NVIDIA container toolkit, the AWS CLI and the SSM agent."
+  description = "AMI of the GPU hosts, in aws_region: e.g. the AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), which has the driver, Docker, the NVIDIA container toolkit, the AWS CLI and the SSM agent. Its id for your region: aws ssm get-parameter --name /aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id --query Parameter.Value --output text."
   type        = string
-  default     = null
 
   validation {
-    condition     = var.gpu_ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.gpu_ami_id))
-    error_message = "gpu_ami_id must be null or an AMI id such as ami-0123456789abcdef0."
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.gpu_ami_id))
+    error_message = "gpu_ami_id must be an AMI id such as ami-0123456789abcdef0."
   }
 }
 

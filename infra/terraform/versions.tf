@@ -1,6 +1,9 @@
-# Terraform 1.9 or later: variable validations below compare one variable with another.
+# Terraform 1.11 or later: variable validations compare one variable with another (1.9), and
+# the S3 backend's use_lockfile below (S3's own state lock, no DynamoDB table) arrived in 1.10
+# as an experiment and is generally available from 1.11:
+# https://developer.hashicorp.com/terraform/language/v1.11.x/upgrade-guides
 terraform {
-  required_version = ">= 1.9.0"
+  required_version = ">= 1.11.0"
 
   required_providers {
     aws = {

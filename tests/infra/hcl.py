@@ -23,6 +23,7 @@ TERRAFORM = ROOT / "infra" / "terraform"
 _OPTIONS = hcl2.SerializationOptions(
     strip_string_quotes=True, with_comments=False, explicit_blocks=False)
 _REF = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
+_LOWER_BOUND = re.compile(r"(?:>=|~>)\s*(\d+)\.(\d+)")
 
 Block = dict[str, Any]
 
@@ -101,6 +102,19 @@ def items(section: str, kind: str | None = None,
                 else:
                     found.append(Item(path, "", first, inner))
     return found
+
+
+def minimum_version(constraint: str) -> tuple[int, int]:
+    """The lowest (major, minor) a version constraint such as ``">= 1.11.0, < 2.0"`` admits."""
+    bounds = [(int(a), int(b)) for a, b in _LOWER_BOUND.findall(constraint)]
+    if not bounds:
+        raise ValueError(f"no lower bound in {constraint!r}")
+    return max(bounds)
+
+
+def required_terraform() -> str:
+    """versions.tf's ``required_version``."""
+    return str(parsed(TERRAFORM / "versions.tf")["terraform"][0]["required_version"])
 
 
 def root_default(name: str) -> Any:

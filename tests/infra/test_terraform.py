@@ -8,6 +8,7 @@ skip written next to its resource with a reason.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -248,7 +249,8 @@ def test_each_lambda_role_grants_no_wildcard_action_or_resource() -> None:
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= by_name["worker"]
     attachments = items("resource", "aws_iam_role_policy_attachment")
     managed = {ref(a.body["policy_arn"]) for a in attachments if module_of(a.path) == "functions"}
-    assert managed == {"arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"}
+    assert managed == {"arn:${data.aws_partition.current.partition}:iam::aws:policy/"
+                       "service-role/AWSLambdaVPCAccessExecutionRole"}
 
 
 def test_no_iam_policy_outside_the_key_policy_allows_every_action() -> None:
@@ -274,17 +276,14 @@ def test_lambda_functions_run_the_handlers_in_the_private_subnets() -> None:
     assert "DATABASE_URL" not in environment, "DATABASE_URL comes from SSM, not the environment"
 
 
-def test_api_gateway_routes_include_the_webhook_and_api_routes() -> None:
+def test_api_gateway_sends_each_webhook_to_its_own_function() -> None:
+    # Every other route goes to the api function: tests/infra/test_api_routes.py.
     routes = parsed(TERRAFORM / "modules/api/main.tf")["locals"][0]["routes"]
-    assert routes == {
+    webhooks = {key: fn for key, fn in routes.items() if fn != "api"}
+    assert webhooks == {
         "POST /slack/events": "slack",
         "POST /telegram/webhook": "telegram",
         "POST /discord/interactions": "discord",
-        "POST /v1/chat/completions": "api",
-        "GET /v1/models": "api",
-        "POST /v1/documents": "api",
-        "DELETE /v1/documents/{id}": "api",
-        "GET /healthz": "api",
     }
     assert _one("aws_apigatewayv2_api").body["protocol_type"] == "HTTP"
 
@@ -351,3 +350,13 @@ def test_checkov_finds_no_failed_check() -> None:
     for skipped in report["results"].get("skipped_checks", []):
         comment = skipped.get("check_result", {}).get("suppress_comment", "")
         assert len(comment.strip()) >= 20, f"{skipped['check_id']} skipped without a reason"
+
+
+def test_the_functions_refuse_an_upload_that_would_not_fit_a_lambda_invocation() -> None:
+    """Lambda takes 6 MB per synchronous invocation, and a file travels base64-encoded in it:
+    the app's own 413 (with how to add a larger file) must come before AWS's failure."""
+    text = (TERRAFORM / "modules" / "functions" / "main.tf").read_text()
+    found = re.search(r"CHARLA_KB_MAX_UPLOAD_BYTES = tostring\(([\d *]+)\)", text)
+    assert found, "the functions do not set CHARLA_KB_MAX_UPLOAD_BYTES"
+    limit = math.prod(int(factor) for factor in found.group(1).split("*"))
+    assert 0 < limit * 4 / 3 < 6 * 1000 * 1000 - 200_000  # room for the event's JSON

@@ -40,6 +40,8 @@ resource "aws_db_parameter_group" "this" {
   }
 }
 
+data "aws_partition" "current" {} # aws, aws-cn, aws-us-gov: ARNs name their partition
+
 data "aws_iam_policy_document" "monitoring_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -57,7 +59,7 @@ resource "aws_iam_role" "monitoring" {
 
 resource "aws_iam_role_policy_attachment" "monitoring" {
   role       = aws_iam_role.monitoring.name
-  policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 }
 
 # RDS creates these when logs are exported; creating them first sets retention and encryption.

@@ -3,9 +3,11 @@
 # endpoint on the route tables.
 
 data "aws_region" "current" {}
+data "aws_partition" "current" {}
 
 locals {
-  region = data.aws_region.current.region
+  region    = data.aws_region.current.region
+  partition = data.aws_partition.current.partition
   # ssm, ssmmessages, ec2messages: Session Manager (no SSH). ecr.api, ecr.dkr: image pulls.
   # logs: the containers' logs. sqs, secretsmanager: the functions.
   interface_services = toset(["ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr", "logs", "sqs", "secretsmanager"])
@@ -50,10 +52,10 @@ data "aws_iam_policy_document" "s3" {
     sid     = "ImageLayersAndAgentUpdates"
     actions = ["s3:GetObject"]
     resources = [
-      "arn:aws:s3:::prod-${local.region}-starport-layer-bucket/*",
-      "arn:aws:s3:::aws-ssm-${local.region}/*",
-      "arn:aws:s3:::amazon-ssm-${local.region}/*",
-      "arn:aws:s3:::amazon-ssm-packages-${local.region}/*",
+      "arn:${local.partition}:s3:::prod-${local.region}-starport-layer-bucket/*",
+      "arn:${local.partition}:s3:::aws-ssm-${local.region}/*",
+      "arn:${local.partition}:s3:::amazon-ssm-${local.region}/*",
+      "arn:${local.partition}:s3:::amazon-ssm-packages-${local.region}/*",
     ]
     principals {
       type        = "AWS"

@@ -2,6 +2,8 @@
 # answers the OpenAI-compatible routes; worker takes jobs from SQS, drops a delivery's copies
 # and posts the replies. Each has its own role with only what it does.
 
+data "aws_partition" "current" {} # aws, aws-cn, aws-us-gov: ARNs name their partition
+
 locals {
   # Which policy each function's role gets (below), and its size and timeout.
   # API Gateway waits at most 30 s for an HTTP API integration.
@@ -13,7 +15,12 @@ locals {
     worker   = { kind = "worker", memory = 1024, timeout = var.worker_timeout_s }
   }
 
-  environment = merge(var.environment, {
+  # A document upload reaches the api function inside the invocation's event: Lambda takes at
+  # most 6 MB there, and API Gateway passes a file base64-encoded (4 bytes for 3). Above about
+  # 4.5 MB the request dies before the app sees it, so the app's own 413, which says how to add
+  # a larger file (charla ingest), comes first: at 4 MB, unless the environment sets another.
+  # https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+  environment = merge({ CHARLA_KB_MAX_UPLOAD_BYTES = tostring(4 * 1000 * 1000) }, var.environment, {
     CHARLA_QUEUE            = "sqs"
     CHARLA_SQS_QUEUE_URL    = var.queue_url
     CHARLA_SECRETS_ARN      = var.app_secret_arn
@@ -51,10 +58,11 @@ resource "aws_iam_role" "this" {
 resource "aws_iam_role_policy_attachment" "vpc_access" {
   for_each   = local.functions
   role       = aws_iam_role.this[each.key].name
-  policy_arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 }
 
-# Webhooks: read the secret settings, put jobs on the queue (encrypted with the deployment's key).
+# Webhooks: read the secret settings (the secrets key), put jobs on the queue (encrypted with the
+# deployment's key).
 data "aws_iam_policy_document" "webhook" {
   statement {
     sid       = "ReadSecret"
@@ -75,7 +83,13 @@ data "aws_iam_policy_document" "webhook" {
   }
 
   statement {
-    sid       = "UseKeyForSecretsParametersAndQueue"
+    sid       = "DecryptSecretAndParameters"
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+  }
+
+  statement {
+    sid       = "UseKeyForQueueAndEnvironment"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
   }
@@ -116,7 +130,13 @@ data "aws_iam_policy_document" "api" {
   }
 
   statement {
-    sid       = "UseKeyForSecretsParametersAndQueues"
+    sid       = "DecryptSecretAndParameters"
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+  }
+
+  statement {
+    sid       = "UseKeyForQueuesAndEnvironment"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
   }
@@ -156,7 +176,13 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
-    sid       = "UseKeyForSecretsParametersAndQueues"
+    sid       = "DecryptSecretAndParameters"
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+  }
+
+  statement {
+    sid       = "UseKeyForQueuesAndEnvironment"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
   }

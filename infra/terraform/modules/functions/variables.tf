@@ -43,6 +43,11 @@ variable "kms_key_arn" {
   type        = string
 }
 
+variable "secrets_kms_key_arn" {
+  description = "KMS key of the app secret and the DATABASE_URL parameter."
+  type        = string
+}
+
 variable "queue_arn" {
   description = "ARN of the job queue."
   type        = string

@@ -6,11 +6,6 @@
 data "aws_region" "current" {}
 data "aws_partition" "current" {}
 
-data "aws_ssm_parameter" "dlami" {
-  count = var.ami_id == null ? 1 : 0
-  name  = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
-}
-
 locals {
   region           = data.aws_region.current.region
   context_per_chat = floor(var.engine_ctx_size / var.engine_parallel)
@@ -53,6 +48,10 @@ resource "aws_cloudwatch_log_group" "containers" {
 }
 
 # --- The hosts' role: SSM, pull images, read the model, write logs; nothing else -------------
+#
+# AmazonSSMManagedInstanceCore (Session Manager) allows ssm:GetParameter and GetParameters on
+# every parameter. The deployment's own parameters are denied here, and their key (the secrets
+# key, modules/kms) is one this role may not use, so a host cannot read DATABASE_URL.
 
 data "aws_iam_policy_document" "assume" {
   statement {
@@ -119,6 +118,20 @@ data "aws_iam_policy_document" "host" {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.containers.arn}:*"]
   }
+
+  statement {
+    sid       = "NotTheDeploymentsParameters"
+    effect    = "Deny"
+    actions   = ["ssm:GetParameter*"] # GetParameter, GetParameters, GetParametersByPath, GetParameterHistory
+    resources = var.denied_parameter_arns
+  }
+
+  statement {
+    sid       = "NotTheSecretsKey"
+    effect    = "Deny"
+    actions   = ["kms:*"]
+    resources = [var.secrets_kms_key_arn]
+  }
 }
 
 resource "aws_iam_role_policy" "host" {
@@ -136,7 +149,7 @@ resource "aws_iam_instance_profile" "host" {
 
 resource "aws_launch_template" "this" {
   name_prefix   = "${var.name}-gpu-"
-  image_id      = coalesce(var.ami_id, try(data.aws_ssm_parameter.dlami[0].insecure_value, null))
+  image_id      = var.ami_id # pinned: a new image is a deliberate change, rolled out by the refresh
   instance_type = var.instance_type
   ebs_optimized = true
   user_data     = base64gzip(local.user_data) # cloud-init reads gzip; keeps under 16 KB

@@ -23,15 +23,24 @@ variable "kms_key_arn" {
   type        = string
 }
 
+variable "secrets_kms_key_arn" {
+  description = "KMS key of the app secret and DATABASE_URL: denied to the hosts."
+  type        = string
+}
+
+variable "denied_parameter_arns" {
+  description = "The deployment's SSM parameters (DATABASE_URL): denied to the hosts, whose SSM managed policy would otherwise allow reading them."
+  type        = list(string)
+}
+
 variable "instance_type" {
   description = "GPU instance type."
   type        = string
 }
 
 variable "ami_id" {
-  description = "AMI of the hosts; null takes the latest Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)."
+  description = "AMI of the hosts, pinned (a Deep Learning Base OSS Nvidia Driver GPU AMI or one with the same tools)."
   type        = string
-  default     = null
 }
 
 variable "size" {

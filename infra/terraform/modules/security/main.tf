@@ -2,6 +2,13 @@
 # HTTPS to S3 (AWS's prefix list for the S3 gateway endpoint) and the worker's HTTPS to the chat
 # platforms. There is no SSH rule anywhere: administration goes through SSM Session Manager.
 #
+# EC2 accepts few characters in descriptions, and the provider does not check them (plan passes,
+# apply fails): a group's description takes a-z A-Z 0-9 space and ._-:/()#,@[]+=&;{}!$*, a
+# rule's the same without & (no apostrophe in either), up to 255 characters. CreateSecurityGroup:
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSecurityGroup.html; rules:
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_UserIdGroupPair.html and
+# API_PrefixListId.html. tests/infra/test_security_group_descriptions.py checks every one.
+#
 #   functions ──gateway_port──► load balancer ──gateway_port──► GPU hosts
 #   functions ──database_port─► database
 #   functions, GPU hosts ──443──► VPC endpoints          worker ──443──► internet (NAT)
@@ -23,7 +30,7 @@ resource "aws_security_group" "functions" {
 resource "aws_security_group" "worker_internet" {
   #checkov:skip=CKV2_AWS_5:Attached in modules/functions (the worker's vpc_config); checkov does not follow a security group through module outputs.
   name        = "${var.name}-worker-internet"
-  description = "The worker only: HTTPS out to the chat platforms' APIs through the NAT gateway"
+  description = "The worker only: HTTPS out to the chat platforms (Slack, Telegram, Discord) through the NAT gateway"
   vpc_id      = var.vpc_id
   tags        = { Name = "${var.name}-worker-internet" }
 }
@@ -172,7 +179,7 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_from_hosts" {
 # worker's subnets, which alone route to the NAT gateway.
 resource "aws_vpc_security_group_egress_rule" "worker_to_platforms" {
   security_group_id = aws_security_group.worker_internet.id
-  description       = "HTTPS to the chat platforms' public APIs"
+  description       = "HTTPS to the public APIs of Slack, Telegram and Discord"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
