@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 
+from charla.backup import add_commands as add_backup_commands
 from charla.jobs import add_commands as add_job_commands
 from charla.kb import add_commands as add_kb_commands
 from charla.keys import add_commands as add_key_commands
@@ -91,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_migrate)
 
     add_commands(sub)
+    add_backup_commands(sub)
     add_job_commands(sub)
     add_kb_commands(sub)
     add_key_commands(sub)
