@@ -233,9 +233,13 @@ def passphrase(environ: Mapping[str, str], *, new: bool) -> str:
     if given is None:
         if not sys.stdin.isatty():
             raise ConfigError(f"no passphrase: set {PASSPHRASE_ENV} or run this in a terminal")
-        given = getpass.getpass("backup passphrase: ")
-        if new and not hmac.compare_digest(given.encode(),
-                                           getpass.getpass("the same again: ").encode()):
+        try:
+            given = getpass.getpass("backup passphrase: ")
+            again = getpass.getpass("the same again: ") if new else given
+        except (KeyboardInterrupt, EOFError):  # Ctrl-C or Ctrl-D at the prompt
+            print(file=sys.stderr)
+            raise ConfigError("no passphrase given: nothing was done") from None
+        if not hmac.compare_digest(given.encode(), again.encode()):
             raise ConfigError("the two passphrases differ")
     if not given:
         raise ConfigError("the backup passphrase is empty")
