@@ -42,6 +42,11 @@ output "dead_letter_queue_url" {
   value       = module.queue.dead_letter_queue_url
 }
 
+output "dead_letter_queue_arn" {
+  description = "ARN of the dead-letter queue: the source of aws sqs start-message-move-task."
+  value       = module.queue.dead_letter_queue_arn
+}
+
 output "ecr_repositories" {
   description = "ECR repository URL of each image the GPU hosts run."
   value       = module.artifacts.repository_urls

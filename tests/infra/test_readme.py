@@ -70,3 +70,14 @@ def test_the_readme_says_metrics_is_not_routed_and_why() -> None:
     text = README.read_text()
     assert "`GET /metrics` is not routed" in text
     assert "admin" in text.split("`GET /metrics` is not routed", 1)[1][:400]
+
+
+def test_every_output_the_readme_reads_exists() -> None:
+    """``terraform output NAME`` in the README: each NAME is an output of the root module
+    (the dead-letter queue's ARN, for its redrive, was missing)."""
+    text = README.read_text()
+    named = set(re.findall(r"terraform output (?:-raw |-json )?([a-z_]+)", text))
+    outputs = set(re.findall(r'^output "([a-z_]+)"', (TERRAFORM / "outputs.tf").read_text(),
+                             re.MULTILINE))
+    assert "dead_letter_queue_arn" in named
+    assert named <= outputs, f"not outputs: {sorted(named - outputs)}"
