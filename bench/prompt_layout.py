@@ -54,7 +54,7 @@ from bench import procs
 from bench.answers import CLIENT, COLLECTION, EVAL, _setup, carries, refused
 from functions.answerability import answers as answerability
 from functions.extractive import extract, no_answer, quoted_answer
-from functions.factcheck import _keys, check, evidence, fold, sentences
+from functions.factcheck import check, content_keys, evidence, fold, sentences
 from shared.chat import Message, reference_message
 from shared.knowledge.language import SPANISH, detect
 from shared.knowledge.search import Passage
@@ -211,11 +211,11 @@ def _closest_sentences(question: str, passages: Sequence[Passage], k: int
                        ) -> list[tuple[int, Passage, str]]:
     """The ``k`` sentences sharing the most content words with the question (a figure counts
     half a word, as in factcheck.extract), best first, each with its passage's number."""
-    wanted = _keys(question)
+    wanted = content_keys(question)
     scored = []
     for rank, p in enumerate(passages):
         for position, sentence in enumerate(sentences(p.content)):
-            overlap = len(wanted & _keys(sentence))
+            overlap = len(wanted & content_keys(sentence))
             score = overlap + (0.5 if re.search(r"\d", sentence) else 0.0)
             scored.append((-score, rank, position, p, sentence))
     scored.sort(key=lambda s: s[:3])
@@ -429,7 +429,7 @@ def features(row: dict[str, Any], model: Any) -> dict[str, Any]:
     """What the rules look at, for one question and its captured passages."""
     passages = passages_of(row)
     question = row["question"]
-    wanted = _keys(question)
+    wanted = content_keys(question)
     said = [t for p in passages for t in evidence(p)]
     every = [s for p in passages for s in sentences(p.content)]
     facts = check(question, said) if passages else None
@@ -438,11 +438,11 @@ def features(row: dict[str, Any], model: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row["id"], "lang": row["lang"], "kind": _kind(row), "n": len(passages),
         "keys": sorted(wanted),
-        "sentence_overlap": max((_fraction(wanted, _keys(s)) for s in every), default=0.0),
-        "passage_overlap": max((_fraction(wanted, _keys(" ".join(evidence(p))))
+        "sentence_overlap": max((_fraction(wanted, content_keys(s)) for s in every), default=0.0),
+        "passage_overlap": max((_fraction(wanted, content_keys(" ".join(evidence(p))))
                                 for p in passages), default=0.0),
-        "union_overlap": _fraction(wanted, _keys(" ".join(said))) if passages else 0.0,
-        "missing_keys": sorted(wanted - _keys(" ".join(said))),
+        "union_overlap": _fraction(wanted, content_keys(" ".join(said))) if passages else 0.0,
+        "missing_keys": sorted(wanted - content_keys(" ".join(said))),
         "missing_facts": list(facts.unsupported) if facts else [],
         "missing_names": [f for f in (facts.unsupported if facts else ())
                           if not _numeric(f)],

@@ -40,14 +40,14 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from functions.factcheck import (
-    _STOP,
-    _TOKEN,
-    _WORD,
-    _is_name,
-    _keys,
-    _opens_sentence,
+    STOP_WORDS,
+    TOKEN,
+    WORD,
+    content_keys,
     evidence,
     fold,
+    is_name,
+    opens_sentence,
 )
 from shared.knowledge.search import Passage
 
@@ -71,14 +71,14 @@ def names(question: str) -> list[str]:
     all in capitals names nothing by its case (its codes still count)."""
     shouted = question.isupper()
     found: dict[str, None] = {}
-    for m in _TOKEN.finditer(question):
+    for m in TOKEN.finditer(question):
         token = m.group(0)
         letters = sum(c.isalpha() for c in token)
         digits = any(c.isdigit() for c in token)
         if digits and letters and len(token) >= MIN_NAME:
             found[token] = None  # a code: "SEV2", "401k"
-        elif (not digits and not shouted and letters >= MIN_NAME and _is_name(token)
-              and not _opens_sentence(question, m.start())):
+        elif (not digits and not shouted and letters >= MIN_NAME and is_name(token)
+              and not opens_sentence(question, m.start())):
             found[token] = None
     return list(found)
 
@@ -90,9 +90,10 @@ class _Said:
     def __init__(self, passages: Sequence[Passage]) -> None:
         self.raw = "\n".join(t for p in passages for t in evidence(p))
         self.folded = fold(self.raw)
-        words = _WORD.findall(self.folded)
+        words = WORD.findall(self.folded)
         self.stems = {w[:STEM] for w in words}
-        self.keys = {w[:STEM] for w in words if len(w) > 2 and w not in _STOP}  # as _keys
+        # As content_keys makes them.
+        self.keys = {w[:STEM] for w in words if len(w) > 2 and w not in STOP_WORDS}
 
     @cached_property
     def squashed(self) -> str:
@@ -107,7 +108,7 @@ class _Said:
         folded = fold(name)
         if any(c.isdigit() for c in name):
             return re.sub(r"\W|_", "", folded) in self.squashed
-        words = _WORD.findall(folded)
+        words = WORD.findall(folded)
         if words and all(w[:STEM] in self.stems for w in words):
             return True
         return name.isupper() and any(folded in run for run in self.initials)
@@ -117,13 +118,14 @@ def answers(question: str, passages: Sequence[Passage]) -> Answerability:
     """Whether ``passages`` may answer ``question``: they mention every name it gives and
     share at least one of its content words."""
     if not passages:
-        return Answerability(False, tuple(_WORD.findall(question)))
+        return Answerability(False, tuple(WORD.findall(question)))
     said = _Said(passages)
     missing = tuple(n for n in names(question) if not said.has(n))
     if missing:
         return Answerability(False, missing)
-    wanted = _keys(question)
+    wanted = content_keys(question)
     if wanted and not wanted & said.keys:
         return Answerability(False, tuple(
-            w for w in _WORD.findall(question) if _keys(w) and not _keys(w) & said.keys))
+            w for w in WORD.findall(question)
+            if content_keys(w) and not content_keys(w) & said.keys))
     return Answerability(True)

@@ -28,19 +28,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from functions.factcheck import (
-    _ADDRESS,
-    _BACKTICKED,
-    _OPTION,
-    _TIME,
-    _TOKEN,
-    _WORD,
-    _amounts,
-    _is_name,
-    _keys,
-    _opens_sentence,
+    ADDRESS,
+    BACKTICKED,
+    OPTION,
+    TIME,
+    TOKEN,
+    WORD,
     calendar,
+    content_keys,
     fold,
+    is_name,
+    money_amounts,
     numbers,
+    opens_sentence,
     sentences,
 )
 from shared.knowledge.language import SPANISH, detect
@@ -90,9 +90,9 @@ def states(sentence: str) -> set[str]:
     """The kinds of fact ``sentence`` states."""
     folded = fold(sentence)
     found = set()
-    if _amounts(sentence) or "%" in sentence:
+    if money_amounts(sentence) or "%" in sentence:
         found.add("amount")
-    if _TIME.search(sentence):
+    if TIME.search(sentence):
         found.add("time")
     values = numbers(sentence)
     if values and _UNITS.search(folded):
@@ -101,34 +101,34 @@ def states(sentence: str) -> set[str]:
         found.add("day")
     if values:
         found.add("count")
-    if _BACKTICKED.search(sentence) or _OPTION.search(sentence):
+    if BACKTICKED.search(sentence) or OPTION.search(sentence):
         found.add("command")
-    if _ADDRESS.search(sentence) or _PHONE.search(sentence) or any(
-            _is_name(m.group(0)) and not _opens_sentence(sentence, m.start())
-            for m in _TOKEN.finditer(sentence)):
+    if ADDRESS.search(sentence) or _PHONE.search(sentence) or any(
+            is_name(m.group(0)) and not opens_sentence(sentence, m.start())
+            for m in TOKEN.finditer(sentence)):
         found.add("person")
     return found
 
 
 def _names(question: str) -> list[str]:
-    """The question's names, folded and cut to 5 letters as :func:`_keys` cuts words."""
-    return [fold(m.group(0))[:5] for m in _TOKEN.finditer(question)
-            if sum(c.isalpha() for c in m.group(0)) >= 3 and _is_name(m.group(0))
-            and not _opens_sentence(question, m.start())]
+    """The question's names, folded and cut to 5 letters as :func:`content_keys` cuts words."""
+    return [fold(m.group(0))[:5] for m in TOKEN.finditer(question)
+            if sum(c.isalpha() for c in m.group(0)) >= 3 and is_name(m.group(0))
+            and not opens_sentence(question, m.start())]
 
 
 def _stems(text: str) -> set[str]:
-    return {w[:5] for w in _WORD.findall(fold(text))}
+    return {w[:5] for w in WORD.findall(fold(text))}
 
 
 def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     """The sentence of ``passages`` that best answers ``question`` (see the module's
     docstring); None when none shares a content word with it or states what it asks for."""
-    wanted, kinds, names = _keys(question), asks(question), _names(question)
+    wanted, kinds, names = content_keys(question), asks(question), _names(question)
     candidates = [(rank, position, sentence, passage)
                   for rank, passage in enumerate(passages)
                   for position, sentence in enumerate(sentences(passage.content))]
-    keyed = [_keys(sentence) for _, _, sentence, _ in candidates]
+    keyed = [content_keys(sentence) for _, _, sentence, _ in candidates]
 
     def idf(key: str) -> float:
         return math.log(1 + len(candidates) / (1 + sum(key in keys for keys in keyed)))
@@ -138,7 +138,7 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     for (rank, position, sentence, passage), keys in zip(candidates, keyed, strict=True):
         where = " ".join([passage.citation, passage.title or ""])
         shared = sum(idf(k) for k in wanted & keys)
-        shared += 0.5 * len((wanted & _keys(where)) - keys)
+        shared += 0.5 * len((wanted & content_keys(where)) - keys)
         answered = sum(weight for kind, weight in kinds.items() if kind in states(sentence))
         if shared == 0 and answered == 0:
             continue

@@ -73,17 +73,17 @@ _CURRENCIES = {"€": "EUR", "eur": "EUR", "euro": "EUR", "euros": "EUR", "$": "
                "libras": "GBP"}
 
 _CITATION = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")  # noqa: RUF001 - en dash: [1-3] typeset
-_TIME = re.compile(r"(?<![\d:])(\d{1,2})[:h](\d{2})(?![\d:])")
+TIME = re.compile(r"(?<![\d:])(\d{1,2})[:h](\d{2})(?![\d:])")
 _NUMBER = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)*)(?:st|nd|rd|th|º|ª|o|a)?(?![\w])")
 _MONEY_BEFORE = re.compile(r"([€$£])\s?(\d[\d.,]*)")
 _MONEY_AFTER = re.compile(r"(?<![\d.,])(\d[\d.,]*)\s?(€|\$|£|eur\b|usd\b|gbp\b|euros?\b|dollars?\b|"
                           r"d[oó]lar(?:es)?\b|pounds?\b|libras\b)", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“«„]([^\"”»“«]{3,200})[\"”»]")
-_BACKTICKED = re.compile(r"`([^`]{1,200})`")
-_ADDRESS = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b|https?://\S+")
-_OPTION = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
-_TOKEN = re.compile(r"[^\W_][\w'’/-]*[^\W_]|[^\W_]")  # noqa: RUF001 - typeset apostrophes
-_WORD = re.compile(r"[^\W\d_]+")
+BACKTICKED = re.compile(r"`([^`]{1,200})`")
+ADDRESS = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b|https?://\S+")
+OPTION = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
+TOKEN = re.compile(r"[^\W_][\w'’/-]*[^\W_]|[^\W_]")  # noqa: RUF001 - typeset apostrophes
+WORD = re.compile(r"[^\W\d_]+")
 
 
 def fold(text: str) -> str:
@@ -119,13 +119,13 @@ def numbers(text: str) -> set[Fraction]:
     values: set[Fraction] = set()
     for m in _NUMBER.finditer(text):
         values |= number_values(m.group(1))
-    return values | {Fraction(_NUMBER_WORDS[w]) for w in _WORD.findall(fold(text))
+    return values | {Fraction(_NUMBER_WORDS[w]) for w in WORD.findall(fold(text))
                      if w in _NUMBER_WORDS}
 
 
 def calendar(text: str) -> set[str]:
     """The months and weekdays ``text`` names, in either language ("March" is "marzo")."""
-    return {_CALENDAR[w] for w in _WORD.findall(fold(text))
+    return {_CALENDAR[w] for w in WORD.findall(fold(text))
             if w in _CALENDAR and w not in _LOWER_NOT_CALENDAR}
 
 
@@ -135,7 +135,7 @@ class _Amount:
     currency: str
 
 
-def _amounts(text: str) -> list[_Amount]:
+def money_amounts(text: str) -> list[_Amount]:
     found = [_Amount(frozenset(number_values(m.group(2).rstrip(".,"))),
                      _CURRENCIES[m.group(1)]) for m in _MONEY_BEFORE.finditer(text)]
     found += [_Amount(frozenset(number_values(m.group(1).rstrip(".,"))),
@@ -158,8 +158,8 @@ class _Evidence:
     def of(cls, texts: Iterable[str]) -> _Evidence:
         raw = "\n".join(texts)
         folded = fold(raw)
-        evidence = cls(text=folded, words=set(_WORD.findall(folded)))
-        for m in _TIME.finditer(raw):
+        evidence = cls(text=folded, words=set(WORD.findall(folded)))
+        for m in TIME.finditer(raw):
             evidence.times.add((int(m.group(1)), int(m.group(2))))
         for m in _NUMBER.finditer(raw):
             evidence.numbers |= number_values(m.group(1))
@@ -169,7 +169,7 @@ class _Evidence:
                 evidence.numbers.add(Fraction(value))
             if word in _CALENDAR:
                 evidence.calendar.add(_CALENDAR[word])
-        evidence.amounts = _amounts(raw)
+        evidence.amounts = money_amounts(raw)
         return evidence
 
     def has_amount(self, amount: _Amount) -> bool:
@@ -201,7 +201,7 @@ class Verdict:
 _OPENERS = frozenset(".!?:;•*>#|-–—([«\"“¿¡")  # noqa: RUF001 - dashes of either kind
 
 
-def _opens_sentence(text: str, start: int) -> bool:
+def opens_sentence(text: str, start: int) -> bool:
     """Whether the word at ``start`` opens a sentence, a line or a list item."""
     before = text[:start].rstrip()
     if not before or "\n" in text[len(before):start]:
@@ -278,19 +278,19 @@ def _check(answer: str, evidence: _Evidence) -> Verdict:
 
     for m in _QUOTED.finditer(text):
         fact(m.group(0), evidence.has_phrase(m.group(1)))
-    for m in _BACKTICKED.finditer(text):
+    for m in BACKTICKED.finditer(text):
         fact(m.group(1), fold(m.group(1)) in evidence.text)
-    text = _BACKTICKED.sub(" ", _QUOTED.sub(" ", text))
-    for m in _ADDRESS.finditer(text):
+    text = BACKTICKED.sub(" ", _QUOTED.sub(" ", text))
+    for m in ADDRESS.finditer(text):
         fact(m.group(0), fold(m.group(0).rstrip(".,;)")) in evidence.text)
-    text = _ADDRESS.sub(" ", text)
-    for m in _OPTION.finditer(text):
+    text = ADDRESS.sub(" ", text)
+    for m in OPTION.finditer(text):
         fact(m.group(0), fold(m.group(0)) in evidence.text)
-    text = _OPTION.sub(" ", text)
-    for m in _TIME.finditer(text):
+    text = OPTION.sub(" ", text)
+    for m in TIME.finditer(text):
         fact(m.group(0), (int(m.group(1)), int(m.group(2))) in evidence.times)
-    text = _TIME.sub(" ", text)
-    amounts = _amounts(text)
+    text = TIME.sub(" ", text)
+    amounts = money_amounts(text)
     for amount in amounts:
         fact(_shown(amount), evidence.has_amount(amount))
     priced = set().union(*(a.values for a in amounts)) if amounts else set()
@@ -300,7 +300,7 @@ def _check(answer: str, evidence: _Evidence) -> Verdict:
             fact(m.group(0), bool(values & evidence.numbers))
         elif not values and len(m.group(1)) > MAX_DIGITS:
             fact(m.group(0), m.group(1) in evidence.text)  # too long for a value: as written
-    for m in _TOKEN.finditer(text):
+    for m in TOKEN.finditer(text):
         token, folded = m.group(0), fold(m.group(0))
         if any(c.isdigit() for c in token) and any(c.isalpha() for c in token):
             if not _NUMBER.fullmatch(token):  # a code: "SEV2", "pg-mad-01"
@@ -313,8 +313,8 @@ def _check(answer: str, evidence: _Evidence) -> Verdict:
             fact(token, Fraction(_NUMBER_WORDS[folded]) in evidence.numbers)
         elif folded in _CALENDAR and (folded not in _LOWER_NOT_CALENDAR or token[0].isupper()):
             fact(token, _CALENDAR[folded] in evidence.calendar)
-        elif _is_name(token) and not _opens_sentence(text, m.start()):
-            parts = _WORD.findall(folded)
+        elif is_name(token) and not opens_sentence(text, m.start()):
+            parts = WORD.findall(folded)
             fact(token, bool(parts) and all(p in evidence.words for p in parts))
     return Verdict(tuple(facts), tuple(missing))
 
@@ -323,7 +323,7 @@ def _check(answer: str, evidence: _Evidence) -> Verdict:
 _NOT_NAMES = frozenset({"i'm", "i've", "i'll", "i'd", "ok"})
 
 
-def _is_name(token: str) -> bool:
+def is_name(token: str) -> bool:
     """A capitalised word ("Lisbon", "McKay") or an acronym ("PTO"), not a lone "I"."""
     letters = sum(c.isalpha() for c in token)
     return letters >= 2 and token[0].isupper() and fold(token) not in _NOT_NAMES
@@ -342,7 +342,7 @@ def evidence(passage: Passage) -> list[str]:
 
 # --- The extractive answer -------------------------------------------------------------------
 
-_STOP = frozenset(fold(w) for w in _listed(
+STOP_WORDS = frozenset(fold(w) for w in _listed(
     "the a an of to in on at for and or is are was be do does did i my me we our you your it "
     "its this that what when where which who how many much can could should would will with "
     "from by as if not no yes have has get there their they them about into than then so "
@@ -358,9 +358,9 @@ _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[^\W\d_]|[¿¡\"“«(])|\n\s*\n\s*|"
 _MARKER = re.compile(r"^(?:[#>*•-]+\s*|\d+[.)]\s+)+")
 
 
-def _keys(text: str) -> set[str]:
+def content_keys(text: str) -> set[str]:
     """A text's content words, cut to 5 letters so "vacaciones" meets "vacación"."""
-    return {w[:5] for w in _WORD.findall(fold(text)) if len(w) > 2 and w not in _STOP}
+    return {w[:5] for w in WORD.findall(fold(text)) if len(w) > 2 and w not in STOP_WORDS}
 
 
 def sentences(text: str) -> list[str]:
@@ -368,7 +368,7 @@ def sentences(text: str) -> list[str]:
     out = []
     for piece in _SPLIT.split(text):
         piece = " ".join(_MARKER.sub("", piece.strip()).replace("**", "").split())
-        if len(_WORD.findall(piece)) >= 3:
+        if len(WORD.findall(piece)) >= 3:
             out.append(piece)
     return out
 
@@ -380,11 +380,11 @@ def supporting(answer: str, question: str, passage: Passage) -> str | None:
     """The sentence of ``passage`` that best supports ``answer``: the most numbers and
     content words in common with it, then with ``question``; None when it shares none.
     Shortened at a word to :data:`QUOTE_CHARS`, with "…"."""
-    said, asked, values = _keys(answer), _keys(question), numbers(answer)
+    said, asked, values = content_keys(answer), content_keys(question), numbers(answer)
     best: tuple[int, int, int] | None = None
     found = None
     for position, sentence in enumerate(sentences(passage.content)):
-        keys = _keys(sentence)
+        keys = content_keys(sentence)
         key = (len(values & numbers(sentence)) + len(said & keys), len(asked & keys), -position)
         if key[0] + key[1] == 0:
             continue
