@@ -360,3 +360,10 @@ def test_the_functions_refuse_an_upload_that_would_not_fit_a_lambda_invocation()
     assert found, "the functions do not set CHARLA_KB_MAX_UPLOAD_BYTES"
     limit = math.prod(int(factor) for factor in found.group(1).split("*"))
     assert 0 < limit * 4 / 3 < 6 * 1000 * 1000 - 200_000  # room for the event's JSON
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="no terraform binary here")
+def test_terraform_fmt_finds_nothing_to_change() -> None:
+    done = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
