@@ -76,6 +76,27 @@ def refused(answer: str) -> bool:
     return any(r in fold(answer) for r in REFUSALS)
 
 
+def prepare(database_url: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The evaluation collection made and granted in ``database_url``; the API's JWT secret,
+    and the headers of its client asking and uploading."""
+    from functions.api.auth import client_signer
+
+    secret = secrets.token_urlsafe(48)
+    signer = client_signer(Settings.from_env({"CHARLA_API_JWT_SECRET": secret}))
+    asker = {"Authorization": "Bearer " + signer.sign(CLIENT, ttl_s=7200)}
+    writer = {"Authorization": "Bearer " + signer.sign(CLIENT, ttl_s=7200,
+                                                        scopes=("documents",))}
+    asyncio.run(_setup(database_url))
+    return secret, asker, writer
+
+
+def upload(http: httpx.Client, writer: dict[str, str]) -> None:
+    """The evaluation set's documents, through the API."""
+    for doc in sorted((EVAL / "docs").iterdir()):
+        http.post(f"/v1/documents?collection={COLLECTION}&name={doc.name}",
+                  content=doc.read_bytes(), headers=writer).raise_for_status()
+
+
 async def _setup(database_url: str) -> None:
     from shared.db import Database, make_pool
     from shared.knowledge.store import KnowledgeStore
@@ -125,16 +146,10 @@ async def _ask_slack(api: str, secret: str, slack: FakeSlackServer, channel: str
 def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> None:
     print("== answers: the evaluation set through the API, before and after the checks",
           flush=True)
-    from functions.api.auth import client_signer
     from shared.knowledge.search import Passage
 
     pg, database_url = database(logdir, "pgdata-answers")
-    secret = secrets.token_urlsafe(48)
-    signer = client_signer(Settings.from_env({"CHARLA_API_JWT_SECRET": secret}))
-    asker = {"Authorization": "Bearer " + signer.sign(CLIENT, ttl_s=7200)}
-    writer = {"Authorization": "Bearer " + signer.sign(CLIENT, ttl_s=7200,
-                                                        scopes=("documents",))}
-    asyncio.run(_setup(database_url))
+    secret, asker, writer = prepare(database_url)
     questions = json.loads((EVAL / "questions.json").read_text())
     raw_log = logdir / "model-answers.jsonl"
     rows: list[dict[str, Any]] = []
@@ -156,9 +171,7 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
             stack.enter_context(procs.worker(keys, f"http://127.0.0.1:{port}", database_url,
                                              logdir, **bots_env))
             with httpx.Client(base_url=api, timeout=600) as http:
-                for doc in sorted((EVAL / "docs").iterdir()):
-                    http.post(f"/v1/documents?collection={COLLECTION}&name={doc.name}",
-                              content=doc.read_bytes(), headers=writer).raise_for_status()
+                upload(http, writer)
                 for q in questions:
                     recorded = len(raw_log.read_text().splitlines()) if raw_log.exists() else 0
                     started = time.perf_counter()

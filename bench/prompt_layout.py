@@ -32,11 +32,9 @@ missing), and writes ``bench/results/prompt_layout.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import json
 import re
-import secrets
 import statistics
 import sys
 import time
@@ -51,7 +49,7 @@ import httpx
 import numpy as np
 
 from bench import procs
-from bench.answers import CLIENT, COLLECTION, EVAL, _setup, carries, refused
+from bench.answers import EVAL, carries, prepare, refused, upload
 from functions.answerability import answers as answerability
 from functions.extractive import extract, no_answer, quoted_answer
 from functions.factcheck import check, content_keys, evidence, fold, sentences
@@ -80,16 +78,9 @@ PRIME_WORDS = 8  # layout E2: at most this many words of the best sentence start
 
 def capture(logdir: Path, keys: procs.Keys, database: Any) -> list[dict[str, Any]]:
     """Each question through the API once; its cited passages with their text."""
-    from functions.api.auth import client_signer
-
     print("   capturing the passages the API retrieves for each question", flush=True)
     pg, database_url = database(logdir, "pgdata-prompt-layout")
-    secret = secrets.token_urlsafe(48)
-    signer = client_signer(Settings.from_env({"CHARLA_API_JWT_SECRET": secret}))
-    asker = {"Authorization": "Bearer " + signer.sign(CLIENT, ttl_s=7200)}
-    writer = {"Authorization": "Bearer " + signer.sign(CLIENT, ttl_s=7200,
-                                                        scopes=("documents",))}
-    asyncio.run(_setup(database_url))
+    secret, asker, writer = prepare(database_url)
     questions = json.loads((EVAL / "questions.json").read_text())
     rows: list[dict[str, Any]] = []
     try:
@@ -99,9 +90,7 @@ def capture(logdir: Path, keys: procs.Keys, database: Any) -> list[dict[str, Any
             api = stack.enter_context(procs.functions_app(keys, gw, database_url, secret,
                                                           logdir))
             with httpx.Client(base_url=api, timeout=600) as http:
-                for doc in sorted((EVAL / "docs").iterdir()):
-                    http.post(f"/v1/documents?collection={COLLECTION}&name={doc.name}",
-                              content=doc.read_bytes(), headers=writer).raise_for_status()
+                upload(http, writer)
                 for q in questions:
                     response = http.post("/v1/chat/completions", headers=asker, json={
                         "messages": [{"role": "user", "content": q["question"]}],

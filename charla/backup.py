@@ -37,7 +37,7 @@ from typing import Any
 from charla.home import found_home, home_dir, secure_home
 from charla.sealed import CHUNK, Payload, SealedWriter, open_sealed, read_header
 from shared.errors import CharlaError, ConfigError
-from shared.keyfile import encode_key, parse_keys
+from shared.keyfile import encode_key, parse_keys, replace_private
 
 MIN_PASSPHRASE = 12
 PASSPHRASE_ENV = "CHARLA_BACKUP_PASSPHRASE"  # noqa: S105 - the name of a setting
@@ -210,21 +210,6 @@ def _key_files(home: Path | None, environ: Mapping[str, str]) -> dict[str, bytes
     return found
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """``path`` replaced in one step by ``data``, mode 0600."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 # The commands.
 
 def passphrase(environ: Mapping[str, str], *, new: bool) -> str:
@@ -350,7 +335,7 @@ def restore(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -
     for name in other:
         (home / name).replace(home / f"{name}.before-restore")
     for name, data in files.items():
-        _write_private(home / name, data)
+        replace_private(home / name, data)
     print(f"restored {source} into {home}: the database and {', '.join(files) or 'no keys'}; "
           "charla up there serves it")
     return 0

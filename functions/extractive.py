@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -129,20 +130,20 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
                   for rank, passage in enumerate(passages)
                   for position, sentence in enumerate(sentences(passage.content))]
     keyed = [content_keys(sentence) for _, _, sentence, _ in candidates]
-
-    def idf(key: str) -> float:
-        return math.log(1 + len(candidates) / (1 + sum(key in keys for keys in keyed)))
-
+    df = Counter(key for keys in keyed for key in keys & wanted)
+    # Where each passage comes from, and all it says: read once, not once a sentence.
+    whence = [(content_keys(f"{p.citation} {p.title or ''}"),
+               _stems(f"{p.citation} {p.title or ''} {p.content}")) for p in passages]
     best: tuple[float, int, int] | None = None
     found: Extract | None = None
     for (rank, position, sentence, passage), keys in zip(candidates, keyed, strict=True):
-        where = " ".join([passage.citation, passage.title or ""])
-        shared = sum(idf(k) for k in wanted & keys)
-        shared += 0.5 * len((wanted & content_keys(where)) - keys)
+        where_keys, said_where = whence[rank]
+        shared = sum(math.log(1 + len(candidates) / (1 + df[k])) for k in wanted & keys)
+        shared += 0.5 * len((wanted & where_keys) - keys)
         answered = sum(weight for kind, weight in kinds.items() if kind in states(sentence))
         if shared == 0 and answered == 0:
             continue
-        said, said_where = _stems(sentence), _stems(f"{where} {passage.content}")
+        said = _stems(sentence)
         named = sum(1.5 if n in said else 1.0 if n in said_where else -2.0 for n in names)
         score = (shared + 2 * answered + named + RANK_WEIGHT / (1 + rank)
                  + (0.3 if any(c.isdigit() for c in sentence) else 0.0))

@@ -92,11 +92,17 @@ def write_key_file(path: Path, keys: Mapping[str, bytes], current: str) -> None:
         raise ValueError("the current key must be one of the keys")
     text = json.dumps({"current": current,
                        "keys": {check_id(k): encode_key(v) for k, v in keys.items()}}, indent=2)
+    replace_private(path, (text + "\n").encode("utf-8"))
+
+
+def replace_private(path: Path, data: bytes) -> None:
+    """``path`` replaced in one step by ``data`` (readers see the old file or the new), mode
+    0600, on disk before it takes the old one's place."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
