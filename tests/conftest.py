@@ -52,21 +52,30 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """A uvicorn server for an ASGI app, in a thread, on a loopback port."""
+    """A uvicorn server for an ASGI app, in a thread, on a loopback port.
+
+    The port is bound here and held until the server stops, so nothing started in between
+    (a llama-server choosing its own port while the app's lifespan starts it) can take it.
+    """
 
     def __init__(self, app: Any, port: int | None = None) -> None:
-        self.port = port or free_port()
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", port or 0))
+        self.port: int = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on", access_log=False)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, args=([self.socket],),
+                                       daemon=True)
 
     def start(self) -> ServerThread:
         self.thread.start()
         deadline = time.monotonic() + 120
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.socket.close()
                 raise RuntimeError("test server did not start")
             time.sleep(0.05)
         return self
@@ -74,6 +83,7 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+        self.socket.close()
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,21 @@ def free_port() -> int:
         return port
 
 
+def port_taken(port: int) -> bool:
+    """Whether another socket holds ``port`` on loopback now (so a listener there must fail)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+# Between choosing a free port and llama-server binding it, another process may take it; the
+# start is tried again on a new port this many times before it gives up.
+PORT_TRIES = 3
+
+
 STOP_GRACE_S = 5.0
 """How long ``close()`` waits for llama-server to stop on SIGTERM before it kills it."""
 
@@ -119,6 +134,7 @@ class LlamaServerEngine:
         self._log_file: IO[bytes] | None = None
         self._proxy: OpenAIHTTPProxy | None = None
         self._restart_task: asyncio.Task[None] | None = None
+        self._lost_port = False
         self.port = 0
 
     @property
@@ -154,6 +170,19 @@ class LlamaServerEngine:
             raise EngineUnavailable(f"llama-server not found at {self._binary}")
         if not self._model_path.exists():
             raise EngineUnavailable(f"model file not found at {self._model_path}")
+        for tries_left in reversed(range(PORT_TRIES)):
+            try:
+                await self._start_once()
+                return
+            except EngineUnavailable:
+                # Exited at once because its port went to someone else: choose another.
+                if tries_left and self._lost_port:
+                    log.warning("llama-server's port %d was taken; trying another", self.port)
+                    continue
+                raise
+
+    async def _start_once(self) -> None:
+        self._lost_port = False
         self.port = free_port()
         if self._log_path is not None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +207,7 @@ class LlamaServerEngine:
             while loop.time() < deadline:
                 if proc.poll() is not None:
                     await self.close()
+                    self._lost_port = port_taken(self.port)
                     raise EngineUnavailable(f"llama-server {exit_reason(proc.returncode)} "
                                             "during start" + _log_hint(self._log_path))
                 if await proxy.ready():

@@ -132,3 +132,45 @@ async def test_closing_the_engine_while_it_restarts_llama_server_stops_the_new_o
     assert restart.done() and (restart.cancelled() or restart.exception() is None)
     assert _gone(second, within_s=30)
     assert engine.pid is None
+
+
+async def test_a_port_taken_before_llama_server_binds_it_is_replaced_by_another(
+    llama_server_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from model_server.engines import llama_server
+
+    squatter = socket.socket()  # another process listening where the engine was about to
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    ports = iter([taken])
+    real = llama_server.free_port
+    monkeypatch.setattr(llama_server, "free_port", lambda: next(ports, None) or real())
+    engine = LlamaServerEngine(binary=llama_server_bin, model_path=bundled_model_path(),
+                               model="smollm2", parallel=1, ctx_size=1024,
+                               log_path=tmp_path / "llama-server.log")
+    try:
+        await engine.start()
+        assert engine.port != taken
+        assert await engine.ready()
+    finally:
+        await engine.close()
+        squatter.close()
+
+
+async def test_a_llama_server_that_exits_for_another_reason_is_not_tried_again(
+    tmp_path: Path,
+) -> None:
+    from model_server.engines.base import EngineUnavailable
+
+    starts = tmp_path / "starts"
+    binary = tmp_path / "llama-server"
+    binary.write_text(f"#!/bin/sh\necho started >> {starts}\nexit 1\n")
+    binary.chmod(0o755)
+    engine = LlamaServerEngine(binary=binary, model_path=bundled_model_path(), model="smollm2",
+                               parallel=1, ctx_size=1024)
+    with pytest.raises(EngineUnavailable, match="exited"):
+        await engine.start()
+    assert starts.read_text().count("started") == 1
