@@ -65,7 +65,8 @@ def start(home: Path, llama_server_bin: Path, *, prefix: tuple[str, ...] = (),
     """``charla up`` in its own process group; ``prefix`` runs it under another command."""
     port, model_port = free_port(), free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "MODEL_SERVER_URL", "CHARLA_API_JWT_SECRET")},
         "CHARLA_HOME": str(home),
         "PORT": str(port),
         "MODEL_SERVER_PORT": str(model_port),
@@ -76,8 +77,6 @@ def start(home: Path, llama_server_bin: Path, *, prefix: tuple[str, ...] = (),
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
-    for name in ("DATABASE_URL", "MODEL_SERVER_URL", "CHARLA_API_JWT_SECRET"):
-        env.pop(name, None)
     proc = subprocess.Popen(
         [*prefix, sys.executable, "-c", "from charla.cli import main; main()", "up"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
