@@ -1,10 +1,11 @@
-# Charla: `make run` starts the local stack, `make test` checks it, `make bench` measures it.
+# Charla: `make run` starts the local stack, `make test` checks it, `make bench` measures it,
+# `make screenshots` retakes the README's screenshots (docs/screenshots/).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench llama-server checkov chromium strace redis clean
+.PHONY: run test lint bench screenshots llama-server checkov chromium strace redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +93,12 @@ redis: $(VENV)/.installed-test
 
 test: lint llama-server checkov chromium strace redis
 	$(BIN)/pytest
+
+# The README's screenshots (docs/screenshots/*.png, tracked) are taken by two browser tests. Under
+# `make test` they go to pytest's temporary folder, so a clean clone stays clean; this target runs
+# those tests' files with CHARLA_SCREENSHOTS=1, which writes docs/screenshots/.
+screenshots: $(VENV)/.installed-test llama-server chromium redis
+	CHARLA_SCREENSHOTS=1 $(BIN)/pytest tests/web/test_chat_page.py tests/web/test_admin_page.py
 
 # The Slack ingress comparison drives load with wrk (Debian's package); installed when missing
 # and we can (root), else that part is skipped with a note.

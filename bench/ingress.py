@@ -3,7 +3,8 @@
 Charla verifies, de-duplicates and queues each event in Postgres (one statement) before it
 answers; slack-bolt's AsyncApp, behind the same server (uvicorn) and given the same events,
 verifies, parses and acknowledges with an empty listener. Every request is a new event, signed
-just before the run (Slack's 5-minute window).
+just before the run (Slack's 5-minute window). :func:`run` takes both servers through
+:data:`ROUNDS` interleaved rounds and checks that Charla queued each accepted event once.
 """
 
 from __future__ import annotations
@@ -12,17 +13,28 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import shutil
+import statistics
 import subprocess
+import sys
 import time
 import uuid
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import psycopg
+
+from bench import procs
 
 EVENT = Path(__file__).resolve().parents[1] / "tests" / "events" / "slack" / \
     "app_mention_channel.json"
 THREADS = 2
+ROUNDS = 3
+SECONDS = 10
+CONNECTIONS = 32
 
 LUA = r"""
 local counter = 0
@@ -97,3 +109,58 @@ def parse_wrk(target: str, out: str) -> Ingress:
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return Ingress(target, rate, pct[50], pct[90], pct[99], int(bad.group(1)) if bad else 0,
                    total)
+
+
+def run(out: dict[str, Any], logdir: Path, keys: procs.Keys) -> None:
+    """Fill ``out["ingress"]``: Slack events against Charla's /slack/events and slack-bolt's
+    AsyncApp, interleaved."""
+    print("== Slack ingress: Charla against slack-bolt (wrk)", flush=True)
+    if not wrk_available():
+        print("   wrk not installed (apt-get install wrk): skipped", flush=True)
+        return
+    secret = "bench-signing-" + secrets.token_hex(12)
+    pg, url = procs.database(logdir, "pg-ingress")
+    results: dict[str, list[dict[str, Any]]] = {"slack_bolt": [], "charla": []}
+    try:
+        with ExitStack() as stack:
+            charla = stack.enter_context(procs.functions_app(
+                keys, "http://127.0.0.1:9", url, secrets.token_urlsafe(48), logdir,
+                SLACK_SIGNING_SECRET=secret, SLACK_BOT_TOKEN="xoxb-bench",
+                SLACK_API_URL="http://127.0.0.1:9"))
+            port = procs.free_port()
+            stack.enter_context(procs.running(
+                [sys.executable, "-m", "bench.bolt_app", str(port)],
+                f"http://127.0.0.1:{port}/healthz", env={"SLACK_SIGNING_SECRET": secret},
+                log=logdir / "bolt.log"))
+            targets = {"slack_bolt": f"http://127.0.0.1:{port}", "charla": charla}
+            for _ in range(ROUNDS):
+                for name, target in targets.items():
+                    requests = logdir / "slack-events"
+                    write_requests(requests, secret, 50_000)
+                    result = run_wrk(target, requests, connections=CONNECTIONS,
+                                     seconds=SECONDS)
+                    results[name].append(asdict(result))
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM jobs").fetchone()
+        out["ingress"] = {"runs": results, "jobs_queued": row[0] if row else 0,
+                          "charla_2xx": sum(r["requests"] - r["non_2xx"]
+                                            for r in results["charla"])}
+    finally:
+        pg.stop()
+
+
+def report_lines(data: dict[str, Any]) -> list[str]:
+    lines = [f"Slack ingress, wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, "
+             f"{ROUNDS} interleaved rounds, every request a new signed event:", "",
+             "| server | requests/s (median) | p50 | p90 | p99 (median) | p99 (worst) | non-2xx |",
+             "|---|---|---|---|---|---|---|"]
+    for name, runs in data["runs"].items():
+        med = {k: statistics.median(r[k] for r in runs)
+               for k in ("requests_per_s", "p50_ms", "p90_ms", "p99_ms")}
+        lines.append(f"| {name} | {med['requests_per_s']:.0f} | {med['p50_ms']:.1f} ms | "
+                     f"{med['p90_ms']:.1f} ms | {med['p99_ms']:.1f} ms | "
+                     f"{max(r['p99_ms'] for r in runs):.1f} ms | "
+                     f"{sum(r['non_2xx'] for r in runs)} |")
+    lines.append(f"\nCharla answered {data['charla_2xx']} events with 2xx and queued "
+                 f"{data['jobs_queued']} jobs (each accepted event queued exactly once).")
+    return lines

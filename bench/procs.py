@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,18 +20,12 @@ import httpx
 from bench.lcp_build import require_working_build
 from charla.llamabuild import build
 from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
+from shared.ports import free_port
 from shared.tokens import TokenSigner, generate_ed25519_pair
 
 PARALLEL = 8
 CTX = 32768
 REDIS = os.environ.get("CHARLA_BENCH_LIMITS", "redis://127.0.0.1:6379/4")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -206,3 +200,17 @@ def worker(keys: Keys, model_server: str, database_url: str, logdir: Path,
 
 def scratch() -> Path:
     return Path(tempfile.mkdtemp(prefix="charla-bench-"))
+
+
+def database(logdir: Path, name: str) -> tuple[Any, str]:
+    """An embedded Postgres in ``logdir / name``, started and migrated: (it, its URL).
+
+    The caller stops it (``.stop()``); the parts that want a database of their own are handed
+    this function by bench.run."""
+    from charla.pg import EmbeddedPostgres
+    from shared.migrate import migrate
+
+    pg = EmbeddedPostgres(logdir / name)
+    url = pg.start()
+    asyncio.run(migrate(url))
+    return pg, url

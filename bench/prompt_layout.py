@@ -710,10 +710,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", default="1,2,3",
                         help="which steps to run (1,2,3; q: the quote alone, no model)")
     args = parser.parse_args(argv)
-    from bench.run import _database
-
     out: dict[str, Any] = {}
-    run(out, procs.scratch(), procs.Keys(), _database, steps=args.steps.split(","),
+    run(out, procs.scratch(), procs.Keys(), procs.database, steps=args.steps.split(","),
         cached=args.cached)
     result = out["prompt_layout"]
     written = RESULTS / "prompt_layout.json"

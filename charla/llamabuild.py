@@ -275,7 +275,8 @@ def smoke_check(binary: Path, timeout_s: float = 120.0) -> None:
     A binary that dies on this CPU (an instruction the CPU or its hypervisor refuses, a kernel
     that faults) dies here, with a clear error, instead of entering the cache and failing
     every later start."""
-    from model_server.engines.llama_server import bundled_model_path, exit_reason, free_port
+    from model_server.engines.llama_server import bundled_model_path, exit_reason
+    from shared.ports import free_port
 
     _say("checking the new binary on the bundled model")
     port = free_port()

@@ -22,7 +22,6 @@ import importlib.util
 import logging
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import IO, Any
 
 from model_server.engines.base import EngineUnavailable, Usage
 from model_server.engines.openai_http import OpenAIHTTPProxy
+from shared.ports import free_port, port_taken
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +62,6 @@ def exit_reason(code: int) -> str:
 
 def _log_hint(path: Path | None) -> str:
     return f"; its output is in {path}" if path is not None else ""
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_taken(port: int) -> bool:
-    """Whether another socket holds ``port`` on loopback now (so a listener there must fail)."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
 
 
 # Between choosing a free port and llama-server binding it, another process may take it; the

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shared.chat import estimate_tokens
-from shared.knowledge.parse import Document, Section
+from shared.knowledge.document import Document, Section
 
 Count = Callable[[str], int]
 HEADING_SEPARATOR = " › "

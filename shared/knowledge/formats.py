@@ -1,7 +1,9 @@
 """Readers for HTML, PDF and DOCX files, feeding the same builder as plain text and Markdown.
 
-Split from :mod:`shared.knowledge.parse` so that pypdf and python-docx load only when a file of
-their kind arrives.
+Apart from :mod:`shared.knowledge.parse` so that pypdf and python-docx load only when a file of
+their kind arrives: ``parse_document`` imports this module then. What the two share (the
+builder, the error for an unreadable file) comes from :mod:`shared.knowledge.document`, so this
+module does not import ``parse``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 from pypdf import PdfReader
 
-from shared.knowledge.parse import BrokenDocument, _broken, _Builder, _clean
+from shared.knowledge.document import BrokenDocument, Builder, broken, clean
 
 _HTML_SKIP = frozenset({"script", "style", "nav", "head", "noscript", "template", "svg"})
 _HTML_BLOCKS = frozenset({
@@ -31,7 +33,7 @@ class _HtmlReader(HTMLParser):
     """Headings open sections; block elements end paragraphs; cells of a row are joined with
     " | " so a table row reads as one line."""
 
-    def __init__(self, out: _Builder) -> None:
+    def __init__(self, out: Builder) -> None:
         super().__init__(convert_charrefs=True)
         self.out = out
         self.skipping: list[str] = []
@@ -62,7 +64,7 @@ class _HtmlReader(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title" and self.title is not None:
-            self.title_text = _clean("".join(self.title))
+            self.title_text = clean("".join(self.title))
             self.title = None
         elif tag in _HTML_SKIP:
             if tag in self.skipping:
@@ -86,11 +88,11 @@ class _HtmlReader(HTMLParser):
             self.text.append(data)
 
     def flush(self) -> None:
-        self.out.paragraph(_clean("".join(self.text)))
+        self.out.paragraph(clean("".join(self.text)))
         self.text = []
 
 
-def read_html(text: str, out: _Builder) -> str | None:
+def read_html(text: str, out: Builder) -> str | None:
     reader = _HtmlReader(out)
     reader.feed(text)
     reader.close()
@@ -98,7 +100,7 @@ def read_html(text: str, out: _Builder) -> str | None:
     return reader.title_text or None
 
 
-def read_pdf(name: str, data: bytes, out: _Builder) -> str | None:
+def read_pdf(name: str, data: bytes, out: Builder) -> str | None:
     """One section per page. pypdf raises many kinds of error on damaged files (its own, and
     ValueError, KeyError, struct errors from deep inside): all of them mean "cannot be read"."""
     try:
@@ -112,7 +114,7 @@ def read_pdf(name: str, data: bytes, out: _Builder) -> str | None:
     except BrokenDocument:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the library is a damaged file
-        raise _broken(name, "PDF", exc) from None
+        raise broken(name, "PDF", exc) from None
     empty = []
     for number, text in enumerate(pages, start=1):
         if text.strip():
@@ -151,13 +153,13 @@ def _docx_rows(table: Table) -> list[str]:
             # A merged cell is listed once for every grid column it spans.
             if id(cell._tc) not in seen:
                 seen.add(id(cell._tc))
-                cells += [_clean(cell.text)] if cell.text.strip() else []
+                cells += [clean(cell.text)] if cell.text.strip() else []
         if cells:
             rows.append(" | ".join(cells))
     return rows
 
 
-def read_docx(name: str, data: bytes, out: _Builder) -> str | None:
+def read_docx(name: str, data: bytes, out: Builder) -> str | None:
     try:
         document = docx.Document(io.BytesIO(data))
         blocks = list(document.iter_inner_content())
@@ -173,4 +175,4 @@ def read_docx(name: str, data: bytes, out: _Builder) -> str | None:
                     out.paragraph(row)
         return document.core_properties.title or None
     except Exception as exc:  # noqa: BLE001 - BadZipFile, KeyError, ValueError, lxml errors
-        raise _broken(name, "a Word document", exc) from None
+        raise broken(name, "a Word document", exc) from None

@@ -1,20 +1,25 @@
 """Reading documents into sections of text grouped by the headings they sit under.
 
 One entry, :func:`parse_document`, picks a reader by the file name's extension (plain text and
-Markdown here; HTML, PDF and DOCX in :mod:`shared.knowledge.formats`). Every reader
-feeds the same :class:`_Builder`, so headings nest the same way whatever the format: a heading
-closes the ones at its level and below. A file that cannot be read raises
-:class:`BrokenDocument` with a short message; the parsing library's own exception never leaves
-this module, since its traceback means nothing to the person who uploaded the file.
+Markdown here; HTML, PDF and DOCX in :mod:`shared.knowledge.formats`, which this module imports
+only when such a file arrives). Every reader feeds the same
+:class:`~shared.knowledge.document.Builder`, so headings nest the same way whatever the format.
+A file that cannot be read raises :class:`BrokenDocument` with a short message; the parsing
+library's own exception never leaves the readers, since its traceback means nothing to the
+person who uploaded the file. :class:`Document`, :class:`Section` and :class:`BrokenDocument`
+are defined in :mod:`shared.knowledge.document` and exported from here too.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
 
 from shared.errors import BadRequest
+from shared.knowledge.document import BrokenDocument, Builder, Document, Section, clean
+
+__all__ = ["SUPPORTED", "BrokenDocument", "Document", "Section", "UnsupportedType",
+           "media_type_of", "parse_document"]
 
 SUPPORTED = (".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx")
 _MEDIA_TYPES = {
@@ -38,34 +43,6 @@ class UnsupportedType(BadRequest):
         super().__init__(f"{name}: {what} (supported: {', '.join(SUPPORTED)})")
 
 
-class BrokenDocument(BadRequest):
-    """The file has a supported extension but cannot be read as that type."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        self.name = name
-        self.reason = reason
-        super().__init__(f"{name}: {reason}")
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    """Text under one heading path; ``page`` counts from 1 and is set for PDFs only."""
-
-    heading: tuple[str, ...]
-    page: int | None
-    text: str  # paragraphs separated by blank lines
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    """A parsed file: its title, media type, sections in reading order, and warnings."""
-
-    title: str
-    media_type: str
-    sections: list[Section]
-    warnings: list[str] = field(default_factory=list)
-
-
 def media_type_of(name: str) -> str:
     """The media type for a file name, or :class:`UnsupportedType`."""
     try:
@@ -85,7 +62,7 @@ def parse_document(name: str, data: bytes) -> Document:
     ext, stem = _extension(name), _stem(name)
     if not data.strip():
         return Document(stem, media_type, [], ["the file is empty"])
-    builder = _Builder()
+    builder = Builder()
     meta_title: str | None = None
     if ext in (".pdf", ".docx", ".html", ".htm"):
         from shared.knowledge import formats  # their libraries load only when such a file comes
@@ -103,7 +80,7 @@ def parse_document(name: str, data: bytes) -> Document:
     sections = builder.finish()
     if not sections and not builder.warnings:
         builder.warnings.append("no text found in it")
-    title = builder.first_heading or _clean(meta_title or "") or stem
+    title = builder.first_heading or clean(meta_title or "") or stem
     return Document(title, media_type, sections, builder.warnings)
 
 
@@ -119,18 +96,6 @@ def _extension(name: str) -> str:
 def _stem(name: str) -> str:
     base = _basename(name)
     return base[: len(base) - len(_extension(name))] or base
-
-
-def _clean(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _broken(name: str, kind: str, exc: BaseException) -> BrokenDocument:
-    # Keep the library's class name (PdfReadError, BadZipFile...) for whoever debugs it, but
-    # only one short line of its message.
-    detail = _clean(str(exc))[:160]
-    cause = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-    return BrokenDocument(name, f"cannot be read as {kind} ({cause})")
 
 
 def _decode(name: str, data: bytes) -> str:
@@ -149,41 +114,6 @@ def _decode(name: str, data: bytes) -> str:
     return text
 
 
-class _Builder:
-    """Collects paragraphs under a stack of (level, heading) and closes sections."""
-
-    def __init__(self) -> None:
-        self.stack: list[tuple[int, str]] = []
-        self.paragraphs: list[str] = []
-        self.sections: list[Section] = []
-        self.first_heading: str | None = None
-        self.warnings: list[str] = []
-
-    def heading(self, level: int, text: str) -> None:
-        text = _clean(text)
-        if not text:
-            return
-        self.flush()
-        self.first_heading = self.first_heading or text
-        while self.stack and self.stack[-1][0] >= level:
-            self.stack.pop()
-        self.stack.append((level, text))
-
-    def paragraph(self, text: str) -> None:
-        if text.strip():
-            self.paragraphs.append(text.strip())
-
-    def flush(self, page: int | None = None) -> None:
-        if self.paragraphs:
-            heading = tuple(text for _, text in self.stack)
-            self.sections.append(Section(heading, page, "\n\n".join(self.paragraphs)))
-        self.paragraphs = []
-
-    def finish(self) -> list[Section]:
-        self.flush()
-        return self.sections
-
-
 def _looks_like_title(block: str) -> str | None:
     lines = block.splitlines()
     if len(lines) == 2 and re.fullmatch(r"\s*[=\-~*]{3,}\s*", lines[1]):
@@ -195,7 +125,7 @@ def _looks_like_title(block: str) -> str | None:
     return None
 
 
-def _read_text(text: str, out: _Builder) -> None:
+def _read_text(text: str, out: Builder) -> None:
     """Plain text is one section, unless it plainly has titles: two or more single short lines
     standing alone between blank lines, each followed by ordinary text."""
     blocks = [b for b in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n")) if b.strip()]
@@ -220,7 +150,7 @@ def _inline(text: str) -> str:
     return _LINK.sub(r"\1", text).replace("`", "").replace("**", "")
 
 
-def _read_markdown(text: str, out: _Builder) -> str | None:
+def _read_markdown(text: str, out: Builder) -> str | None:
     """ATX (#) and setext (underlined) headings; fenced code kept as text but never read as
     headings; list items and table rows become paragraphs of their own. YAML front matter is
     dropped, its ``title`` kept as the metadata title."""

@@ -4,6 +4,10 @@ Each module starts its own functions app on a fresh database, in front of the re
 server (llama-server with the bundled model) unless a test needs one fixed answer. Browser
 tests skip, saying why, only when no Chromium can be had; ``make test`` installs Debian's
 ``chromium`` when it is missing and it runs as root.
+
+Two tests take the screenshots the README links to. They save them in the test's temporary
+folder, so a run of the tests leaves a clean clone clean; with ``CHARLA_SCREENSHOTS=1`` (``make
+screenshots``) they write ``docs/screenshots/`` instead.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from tests.conftest import (
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def chromium_path() -> str | None:
@@ -77,6 +81,16 @@ def start_site(keys: tuple[str, str], model_server_url: str, database_url: str, 
     settings = make_settings(**env)
     server = start_api(settings)
     return Site(server.url, settings, server)
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """The folder a test saves its screenshots in: docs/screenshots only when asked
+    (``CHARLA_SCREENSHOTS=1``), since those files are tracked."""
+    if os.environ.get("CHARLA_SCREENSHOTS", "") not in ("", "0"):
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return DOCS_SCREENSHOTS
+    return tmp_path
 
 
 @pytest.fixture(scope="module")

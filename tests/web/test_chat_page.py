@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from shared.db import Database, make_pool
 from shared.knowledge.store import KnowledgeStore
 from shared.tokens import TokenSigner
 from tests.functions.api.grants import let_write
-from tests.web.conftest import SCREENSHOTS, Site
+from tests.web.conftest import Site
 
 HANDBOOK = b"""# Travel handbook
 
@@ -100,7 +101,7 @@ async def test_a_pasted_token_signs_in_and_a_bad_one_is_refused_with_a_reason(
 
 
 async def test_an_answer_streams_in_with_sources_that_open_as_text(
-    context: BrowserContext, site: Site, library: Library
+    context: BrowserContext, site: Site, library: Library, screenshots: Path
 ) -> None:
     await context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = await open_signed_in(context, site, library.reader)
@@ -128,8 +129,7 @@ async def test_an_answer_streams_in_with_sources_that_open_as_text(
     hotels = answer.locator(".sources a",
                             has_text=re.compile(r"^\[\d\] handbook\.md › .*Hotels$"))
     await expect(hotels).to_be_visible(timeout=15_000)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=SCREENSHOTS / "chat.png")
+    await page.screenshot(path=screenshots / "chat.png")
 
     await hotels.click()
     dialog = page.locator("#passage")

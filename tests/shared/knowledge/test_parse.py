@@ -7,6 +7,8 @@ committed and each test shows exactly what its file holds.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import zipfile
 
 import docx
@@ -308,3 +310,15 @@ def test_media_types() -> None:
     assert [media_type_of(n) for n in ("a.TXT", "b.md", "c.markdown", "d.pdf", "e.htm")] == [
         "text/plain", "text/markdown", "text/markdown", "application/pdf", "text/html"]
     assert media_type_of("dir.v2/f.docx").endswith("wordprocessingml.document")
+
+
+# -- layout -------------------------------------------------------------------------------------
+
+def test_the_format_readers_load_without_the_text_readers() -> None:
+    """formats and parse share the builder through shared.knowledge.document, so neither imports
+    the other's private names (issue 23): formats alone does not load parse."""
+    code = ("import sys, shared.knowledge.formats; "
+            "print('shared.knowledge.parse' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "False"
