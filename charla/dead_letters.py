@@ -1,4 +1,5 @@
-"""``charla jobs --sqs``: the dead-letter queue (shared/dead_letters.py) from an operator's machine.
+"""``charla jobs --sqs``: the dead-letter queue (shared/queue/dead_letters.py) from an
+operator's machine.
 
 The functions call AWS through shared/aws.py, which reads credentials from the environment only,
 as Lambda provides them. An operator's machine has profiles, SSO and roles: boto3 finds those,
@@ -11,7 +12,7 @@ import re
 from typing import Any
 
 from shared.aws import AwsError
-from shared.dead_letters import DeadLetters
+from shared.queue.dead_letters import DeadLetters
 
 
 class Boto3Calls:

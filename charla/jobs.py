@@ -2,7 +2,7 @@
 
 Locally (and wherever the Postgres queue runs) they are rows of the ``jobs`` table; with
 ``--sqs`` they are the messages in the dead-letter queue of a deployment on AWS
-(shared/dead_letters.py, through boto3: charla/dead_letters.py).
+(shared/queue/dead_letters.py, through boto3: charla/dead_letters.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from charla.home import with_database
 from shared.errors import ConfigError
-from shared.queue import PgQueue
+from shared.queue.postgres import PgQueue
 
 
 def _with_queue(work: Callable[[PgQueue], Awaitable[int]]) -> int:

@@ -37,9 +37,11 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from functions.platforms import NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
-ENTRIES = ("slack", "telegram", "discord", "api", "worker")
-WEBHOOKS = ("slack", "telegram", "discord")
+WEBHOOKS = NAMES  # one function per platform webhook (functions/platforms.py)
+ENTRIES = (*WEBHOOKS, "api", "worker")
 
 # The webhook functions: Starlette under Mangum, httpx, psycopg, and cryptography (the jobs'
 # message bodies are sealed, shared/crypto.py; Discord's Ed25519 signatures).

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from charla.home import stack_settings, with_database
+from functions.platforms import kept
 from shared import privacy, retention
 from shared.db import Database
 
@@ -53,7 +54,8 @@ def purge(args: argparse.Namespace) -> int:
     settings = stack_settings()
 
     async def work(db: Database) -> int:
-        policy = retention.Policy.from_settings(settings)
+        # What the platforms record beside deliveries (Slack's thread marks) goes with them.
+        policy = retention.Policy.from_settings(settings, with_deliveries=kept())
         if args.dry_run:
             due = await retention.due(db, policy)
             print("would remove: " + retention.describe(due))

@@ -13,44 +13,34 @@ from collections.abc import AsyncIterator
 
 from slowapi.errors import RateLimitExceeded
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from functions import metrics, web
+from functions import metrics, platforms, web
 from functions.api import documents, moderations, rag
 from functions.api.routes import ApiContext, chat_completions, list_models
-from functions.discord.app import discord_interactions
 from functions.knowledge import Knowledge
 from functions.limit import limit_routes, make_limiter, rate_limit_exceeded
 from functions.model_client import ModelClient, ModelServerError
-from functions.slack.app import slack_events
-from functions.telegram.app import telegram_webhook
 from functions.webhooks import build as build_webhooks
 from shared.db import Database
-from shared.errors import BadRequest, CharlaError, StorageError
-from shared.http import (
-    BearerTokenBackend,
-    auth_error,
-    bad_request,
-    http_error,
-    json_error,
-    unexpected,
-)
-from shared.jobs import JobQueue
+from shared.errors import CharlaError, StorageError
+from shared.http import BearerTokenBackend, auth_error, exception_handlers, json_error
 from shared.knowledge.store import KnowledgeError
 from shared.migrate import migrate
-from shared.queue import PgQueue
+from shared.queue.contract import JobQueue
+from shared.queue.postgres import PgQueue
 from shared.settings import Settings
 from shared.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = ("/healthz", "/slack/events", "/telegram/webhook", "/discord/interactions",
-                *web.PUBLIC_PATHS)
+PLATFORMS = platforms.everyone()
+# Webhooks authenticate by the platform's check (functions/platform.py), not by a bearer token.
+PUBLIC_PATHS = ("/healthz", *(p.route for p in PLATFORMS), *web.PUBLIC_PATHS)
 
 
 async def healthz(request: Request) -> Response:
@@ -109,8 +99,9 @@ def create_app(
                           max_distance=settings.kb_max_distance) if db is not None else None
     ctx = ApiContext(settings=settings, db=db, model=model, knowledge=knowledge)
     if queue is None and db is not None:
-        queue = PgQueue(db, lease_s=settings.job_lease_s)
-    hooks = build_webhooks(settings, (lambda: db) if db is not None else None, queue)
+        queue = PgQueue(db, lease_s=settings.job_lease_s,
+                        on_accept=platforms.on_accept(PLATFORMS))
+    hooks = build_webhooks(settings, (lambda: db) if db is not None else None, queue, PLATFORMS)
     limiter = make_limiter(settings)
 
     @contextlib.asynccontextmanager
@@ -140,10 +131,7 @@ def create_app(
         Route("/v1/documents/{document_id}", documents.delete, methods=["DELETE"]),
         Route("/v1/collections", rag.list_collections, methods=["GET"]),
         Route("/v1/passages/{chunk_id}", rag.show_passage, methods=["GET"]),
-        # Webhooks authenticate by the platform's signature, not by a bearer token.
-        Route("/slack/events", slack_events, methods=["POST"]),
-        Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
-        Route("/discord/interactions", discord_interactions, methods=["POST"]),
+        *(Route(p.route, p.endpoint, methods=["POST"]) for p in PLATFORMS),
         # The chat page, the admin view and its /v1/admin/ API (functions/web/).
         *web.ROUTES,
     ]
@@ -156,16 +144,13 @@ def create_app(
                        backend=BearerTokenBackend(verifier, public_paths=PUBLIC_PATHS),
                        on_error=auth_error),
         ],
-        exception_handlers={
-            BadRequest: bad_request,
+        exception_handlers=exception_handlers({
             KnowledgeError: _knowledge_error,
             rag.NotReadable: rag.not_readable,
             ModelServerError: _model_server_error,
             StorageError: _storage_error,
             RateLimitExceeded: rate_limit_exceeded,
-            HTTPException: http_error,
-            Exception: unexpected,
-        },
+        }),
         lifespan=lifespan,
     )
     app.state.api = ctx

@@ -17,43 +17,27 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from importlib import import_module
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.errors import BadRequest, CharlaError, ConfigError, StorageError
-from shared.http import bad_request, http_error, json_error, unexpected
-from shared.jobs import JobQueue
+from shared.errors import CharlaError, ConfigError, StorageError
+from shared.http import exception_handlers, json_error
 from shared.logs import configure_logging
+from shared.queue.contract import JobQueue
 from shared.secrets import Overlay, environ_with_secrets
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from functions.platform import Platform
     from shared.db import Database
 
 log = logging.getLogger(__name__)
-
-# entry -> (route, module, endpoint): one function per platform webhook.
-WEBHOOKS = {
-    "slack": ("/slack/events", "functions.slack.app", "slack_events"),
-    "telegram": ("/telegram/webhook", "functions.telegram.app", "telegram_webhook"),
-    "discord": ("/discord/interactions", "functions.discord.app", "discord_interactions"),
-}
-
-# The settings that switch each platform on (shared/settings.py).
-PLATFORM_SETTINGS = {
-    "slack": ("slack_signing_secret", "slack_bot_token"),
-    "telegram": ("telegram_bot_token", "telegram_secret_token"),
-    "discord": ("discord_public_key", "discord_application_id", "discord_bot_token"),
-}
 
 # Defaults that suit a container serving one request at a time, many containers at once: a
 # small pool each, so that a burst of containers does not exhaust the database's connections.
@@ -92,13 +76,15 @@ def database() -> Database:
     return result
 
 
-def job_queue() -> JobQueue:
-    """Where webhooks queue jobs: SQS or Postgres, as ``CHARLA_QUEUE`` says."""
+def job_queue(platforms: Sequence[Platform]) -> JobQueue:
+    """Where webhooks queue jobs: SQS or Postgres, as ``CHARLA_QUEUE`` says; on Postgres,
+    what ``platforms`` record with each delivery is written as it is accepted (on SQS the
+    worker records deliveries)."""
     if "queue" not in _state:
         s = settings()
         if s.queue == "sqs":
             from shared.crypto import KeyRing
-            from shared.sqs_queue import SqsQueue
+            from shared.queue.sqs import SqsQueue
 
             keys = KeyRing.from_settings(s)
             keys.require()  # what people wrote travels sealed: no key, no start
@@ -106,9 +92,11 @@ def job_queue() -> JobQueue:
             _closers.append(queue.close)
             _state["queue"] = queue
         else:
-            from shared.queue import PgQueue
+            from functions.platforms import on_accept
+            from shared.queue.postgres import PgQueue
 
-            _state["queue"] = PgQueue(database(), lease_s=s.job_lease_s)
+            _state["queue"] = PgQueue(database(), lease_s=s.job_lease_s,
+                                      on_accept=on_accept(platforms))
     result: JobQueue = _state["queue"]
     return result
 
@@ -116,19 +104,18 @@ def job_queue() -> JobQueue:
 def webhook_app(entry: str) -> Starlette:
     """The app of one platform's webhook function: its route, nothing else.
 
-    It knows its own platform's secrets only, so it builds no other platform's verifier.
+    It loads its own platform's description alone (functions/platforms.py), so it imports no
+    other platform's modules and builds no other platform's check.
     """
+    from functions import platforms
     from functions.webhooks import build
 
-    path, module, name = WEBHOOKS[entry]
-    others: dict[str, Any] = {f: None for platform, fields in PLATFORM_SETTINGS.items()
-                              if platform != entry for f in fields}
-    hooks = build(replace(settings(), **others), database, job_queue())
+    platform = platforms.load(entry)
+    hooks = build(settings(), database, job_queue([platform]), [platform])
     _closers.append(hooks.close)
     app = Starlette(
-        routes=[Route(path, getattr(import_module(module), name), methods=["POST"])],
-        exception_handlers={BadRequest: bad_request, StorageError: _unavailable,
-                            HTTPException: http_error, Exception: unexpected},
+        routes=[Route(platform.route, platform.endpoint, methods=["POST"])],
+        exception_handlers=exception_handlers({StorageError: _unavailable}),
     )
     app.state.webhooks = hooks
     return app
@@ -137,13 +124,13 @@ def webhook_app(entry: str) -> Starlette:
 def api_app() -> Starlette:
     """The app of the API function: the whole functions app (its other routes unused there)."""
     from functions.api.auth import client_verifier
-    from functions.app import create_app
+    from functions.app import PLATFORMS, create_app
     from functions.model_client import ModelClient
 
     s = settings()
     model = ModelClient(s)
     app = create_app(s, verifier=client_verifier(s), model=model, db=database(),
-                     housekeeping=False, queue=job_queue())
+                     housekeeping=False, queue=job_queue(PLATFORMS))
     _closers.extend([app.state.api.drain, app.state.webhooks.close, model.close])
     return app
 

@@ -1,4 +1,5 @@
-"""What the platform webhooks share: settings, the queue, conversations, a few lazy clients.
+"""What the platform webhooks share: settings, the queue, conversations, a few lazy clients,
+and the check of each delivery (the platform's own, functions/platform.py).
 
 Webhook handlers are stateless: everything they need is built once per process (once per
 Lambda container) on first use, so an import or a cold start never waits on the network. The
@@ -9,18 +10,19 @@ it (its cold start stays under 300 ms, docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from functions.messaging import ANSWER_JOB, Inbound
+from functions.platform import Platform, Verifier
 from shared.errors import BadRequest, ConfigError
 from shared.http import json_error, read_body
-from shared.jobs import JobQueue
 from shared.openai_schema import parse_json_object
+from shared.queue.contract import JobQueue
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,11 +35,6 @@ log = logging.getLogger(__name__)
 
 
 
-class Verifier(Protocol):
-    def is_valid(self, body: bytes, timestamp: str | None, signature: str | None) -> bool:
-        """Whether a delivery's signature holds (never raises on bad input)."""
-
-
 @dataclass
 class Webhooks:
     """Built once per process by :func:`build`; a bad platform key fails there, at start."""
@@ -45,12 +42,23 @@ class Webhooks:
     settings: Settings
     queue: JobQueue | None
     database: Callable[[], Database] | None = None  # the database, opened on first need
-    slack_verifier: Verifier | None = None
-    discord_verifier: Verifier | None = None
-    telegram_bot_id: int | None = None
+    # The platforms this process serves a webhook for, and the check of each one switched on.
+    platforms: dict[str, Platform] = field(default_factory=dict)
+    verifiers: dict[str, Verifier] = field(default_factory=dict)
     http: httpx.AsyncClient | None = None
     _warned: set[str] = field(default_factory=set)
     cache: dict[str, Any] = field(default_factory=dict)
+
+    async def delivery(self, request: Request, platform: str) -> bytes | Response:
+        """The raw body of a delivery to ``platform``'s webhook once its check passed; else
+        what refuses it: 404 while the platform is off, 401 for a bad signature."""
+        verifier = self.verifiers.get(platform)
+        if verifier is None:
+            return self.off(platform)
+        raw = await raw_body(request, self)
+        if not verifier.check(raw, request.headers):
+            return unauthorized(platform)
+        return raw
 
     def conversations(self) -> Conversations:
         """The conversations store (the database is opened here, the first time)."""
@@ -91,10 +99,12 @@ class Webhooks:
         return await forget_everything(self.db(), self.settings.rate_limit_storage,
                                        Person(platform, user))
 
-    def off(self, platform: str, needs: str) -> Response:
+    def off(self, platform: str) -> Response:
         """404 for a platform whose secrets are not set, with one clear log line."""
         if platform not in self._warned:
             self._warned.add(platform)
+            described = self.platforms.get(platform)
+            needs = described.needs if described is not None else "its settings"
             log.warning("%s webhook called, but %s is off: set %s", platform, platform, needs)
         return json_error(404, f"{platform} is not configured on this server",
                           "invalid_request_error", "platform_disabled")
@@ -105,29 +115,14 @@ class Webhooks:
 
 
 def build(settings: Settings, database: Callable[[], Database] | None,
-          queue: JobQueue | None) -> Webhooks:
-    """The webhooks' shared parts, with each enabled platform's verifier ready; ``database``
-    opens the database, when first needed."""
-    hooks = Webhooks(settings=settings, queue=queue, database=database)
-    if settings.slack_enabled:
-        from functions.slack.verify import SignatureVerifier as SlackVerifier
-
-        assert settings.slack_signing_secret is not None
-        hooks.slack_verifier = SlackVerifier(settings.slack_signing_secret.reveal())
-    if settings.discord_enabled:
-        from functions.discord.verify import SignatureVerifier as DiscordVerifier
-
-        assert settings.discord_public_key is not None
-        hooks.discord_verifier = DiscordVerifier(settings.discord_public_key)
-    if settings.telegram_enabled:
-        from functions.telegram.payload import bot_id_from_token
-
-        assert settings.telegram_bot_token is not None
-        try:
-            hooks.telegram_bot_id = bot_id_from_token(settings.telegram_bot_token.reveal())
-        except ValueError:
-            raise ConfigError("TELEGRAM_BOT_TOKEN is not a bot token (123456:ABC...)"
-                              ) from None
+          queue: JobQueue | None, platforms: Sequence[Platform]) -> Webhooks:
+    """The webhooks' shared parts, with the check of each enabled platform of ``platforms``
+    ready; ``database`` opens the database, when first needed."""
+    hooks = Webhooks(settings=settings, queue=queue, database=database,
+                     platforms={p.name: p for p in platforms})
+    for platform in platforms:
+        if platform.enabled(settings):
+            hooks.verifiers[platform.name] = platform.verifier(settings)
     return hooks
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.authentication import (
     AuthCredentials,
@@ -211,3 +211,13 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 async def unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s", request.url.path)
     return json_error(500, "internal error", "server_error")
+
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def exception_handlers(own: Mapping[type[Exception], Handler]) -> dict[Any, Handler]:
+    """An app's exception handlers: its ``own``, for the errors of its layer, within the ones
+    every Charla app has (400 or 413 for a bad request, Starlette's HTTP errors as JSON, and a
+    500 without a traceback for anything else, logged here)."""
+    return {BadRequest: bad_request, **own, HTTPException: http_error, Exception: unexpected}

@@ -28,7 +28,7 @@ from shared.audit import open_bodies
 from shared.conversations import turn_text
 from shared.crypto import KeyRing
 from shared.db import Database
-from shared.jobs import open_payload
+from shared.queue.jobs import open_payload
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from shared.audit import open_bodies, seal_bodies
 from shared.conversations import turn_aad, turn_text
 from shared.crypto import KeyRing, sealed_key_id
 from shared.db import AsyncConn, Database
-from shared.jobs import SEALED_FIELDS, open_payload, seal_payload
+from shared.queue.jobs import SEALED_FIELDS, open_payload, seal_payload
 
 Progress = Callable[[str, int], None]
 LOCK_TIMEOUT = "10s"

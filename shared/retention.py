@@ -7,8 +7,10 @@
   rows are deleted; 0 keeps the usage figures (and moderation events, which have no bodies)
   but no bodies.
 - Jobs, remembered deliveries and posted-message records (``CHARLA_JOB_RETENTION_DAYS``,
-  default 7), once finished; the marks of Slack threads the bot was asked in (shared/threads.py)
-  that long after the thread's last question.
+  default 7), once finished; and, as long, what a platform writes with each delivery accepted
+  (shared/queue/dedup.py), by the rules the composition layer passes in the policy
+  (``with_deliveries``: the marks of Slack threads the bot was asked in,
+  functions/slack/threads.py, go that long after the thread's last question).
 - Forget records (digests of people who asked to be forgotten): 15 days.
 
 Every statement touches at most ``batch`` rows, by primary key, so a purge never holds long
@@ -17,11 +19,14 @@ locks on a table live traffic writes to; the worker runs it every few minutes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from shared.db import Database
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.db import Database
 
 BATCH = 500
 # How long a forget is remembered (shared/privacy.py): past SQS's longest message retention.
@@ -29,75 +34,76 @@ FORGOTTEN_DAYS = 15
 
 
 @dataclass(frozen=True)
-class Policy:
-    conversation_days: int
-    audit_days: int
-    job_days: int
+class Rule:
+    """What one purge removes, and how."""
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
-        return cls(settings.conversation_retention_days, settings.audit_retention_days,
-                   settings.job_retention_days)
-
-
-@dataclass(frozen=True)
-class _Rule:
     name: str  # what the count means, for people
     rows: str  # SELECT of the key columns of the rows due, with %(days)s
     act: str  # the statement applied to one batch: {rows} is replaced by the batch's SELECT
     key: str = "id"
 
 
-def _rules(policy: Policy) -> list[tuple[_Rule, int]]:
-    rules: list[tuple[_Rule, int]] = []
+@dataclass(frozen=True)
+class Policy:
+    conversation_days: int
+    audit_days: int
+    job_days: int
+    # What is written with each delivery accepted, kept as long as the deliveries: the rules
+    # of the platforms that write some (Slack's thread marks, functions/slack/threads.py).
+    with_deliveries: tuple[Rule, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, with_deliveries: Sequence[Rule] = ()) -> Policy:
+        return cls(settings.conversation_retention_days, settings.audit_retention_days,
+                   settings.job_retention_days, tuple(with_deliveries))
+
+
+def _rules(policy: Policy) -> list[tuple[Rule, int]]:
+    rules: list[tuple[Rule, int]] = []
     if policy.conversation_days > 0:
-        rules.append((_Rule(
+        rules.append((Rule(
             "turns",
             "SELECT id FROM turns WHERE created_at < now() - make_interval(days => %(days)s)",
             "DELETE FROM turns WHERE id IN ({rows})"), policy.conversation_days))
-        rules.append((_Rule(
+        rules.append((Rule(
             "empty conversations",
             "SELECT id FROM conversations c WHERE updated_at < now() - make_interval(days =>"
             " %(days)s) AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = c.id)",
             "DELETE FROM conversations WHERE id IN ({rows})"), policy.conversation_days))
     if policy.audit_days > 0:
-        rules.append((_Rule(
+        rules.append((Rule(
             "moderation events",
             "SELECT id FROM moderation_events WHERE at < now() - make_interval(days =>"
             " %(days)s)",
             "DELETE FROM moderation_events WHERE id IN ({rows})"), policy.audit_days))
-        rules.append((_Rule(
+        rules.append((Rule(
             "API exchanges",
             "SELECT id FROM api_exchanges WHERE created_at < now() - make_interval(days =>"
             " %(days)s)",
             "DELETE FROM api_exchanges WHERE id IN ({rows})"), policy.audit_days))
     else:
-        rules.append((_Rule(
+        rules.append((Rule(
             "API exchange bodies",
             "SELECT id FROM api_exchanges WHERE (request_messages IS NOT NULL OR answer IS NOT"
             " NULL OR body_sealed IS NOT NULL) AND %(days)s = 0",
             "UPDATE api_exchanges SET request_messages = NULL, answer = NULL,"
             " body_sealed = NULL, key_id = NULL WHERE id IN ({rows})"), 0))
     rules += [
-        (_Rule("finished jobs",
+        (Rule("finished jobs",
                "SELECT id FROM jobs WHERE state IN ('done', 'failed') AND finished_at < now()"
                " - make_interval(days => %(days)s)",
                "DELETE FROM jobs WHERE id IN ({rows})"), policy.job_days),
-        (_Rule("remembered deliveries",
+        (Rule("remembered deliveries",
                "SELECT platform, delivery_id FROM inbound_deliveries WHERE received_at < now()"
                " - make_interval(days => %(days)s)",
                "DELETE FROM inbound_deliveries WHERE (platform, delivery_id) IN ({rows})",
                key="platform, delivery_id"), policy.job_days),
-        (_Rule("Slack thread marks",
-               "SELECT digest FROM slack_threads WHERE asked_at < now()"
-               " - make_interval(days => %(days)s)",
-               "DELETE FROM slack_threads WHERE digest IN ({rows})", key="digest"),
-         policy.job_days),
-        (_Rule("forget records",
+        *((rule, policy.job_days) for rule in policy.with_deliveries),
+        (Rule("forget records",
                "SELECT digest FROM forgotten WHERE forgotten_at < now()"
                " - make_interval(days => %(days)s)",
                "DELETE FROM forgotten WHERE digest IN ({rows})", key="digest"), FORGOTTEN_DAYS),
-        (_Rule("posted-message records",
+        (Rule("posted-message records",
                "SELECT delivery, part FROM outbound_messages WHERE updated_at < now()"
                " - make_interval(days => %(days)s)",
                "DELETE FROM outbound_messages WHERE (delivery, part) IN ({rows})",

@@ -232,18 +232,6 @@ class Settings:
     log_level: str = "INFO"
 
     @property
-    def slack_enabled(self) -> bool:
-        return bool(self.slack_signing_secret and self.slack_bot_token)
-
-    @property
-    def telegram_enabled(self) -> bool:
-        return bool(self.telegram_bot_token and self.telegram_secret_token)
-
-    @property
-    def discord_enabled(self) -> bool:
-        return bool(self.discord_public_key and self.discord_application_id)
-
-    @property
     def context_window(self) -> int:
         """Tokens one chat may use: the engine's context divided among its parallel slots."""
         return self.engine_ctx_size // max(1, self.engine_parallel)

@@ -35,6 +35,7 @@ from model_server.engines.llama_server import LlamaServerEngine, bundled_model_p
 from model_server.main import service_verifier
 from shared.db import Database, make_pool
 from shared.migrate import migrate
+from shared.ports import free_port as free_port  # the tests import it from here
 from shared.settings import Settings
 from shared.tokens import TokenSigner, generate_ed25519_pair
 
@@ -42,13 +43,6 @@ REDIS_URL = "redis://127.0.0.1:6379/3"
 API_SECRET = "test-secret-" + "x" * 40
 # The data key every test stack seals message bodies with (CHARLA_DATA_KEYS: id:base64).
 DATA_KEYS = "test1:" + base64.b64encode(bytes(range(32))).decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ServerThread:
@@ -119,6 +113,17 @@ def fresh_database(pg_url: str) -> str:
     assert url != pg_url
     asyncio.run(migrate(url))
     return url
+
+
+@pytest.fixture
+async def own_db(own_url: str) -> AsyncIterator[Database]:
+    """A pool on the requesting module's own database (its ``own_url`` fixture, made by
+    :func:`fresh_database`), for tests whose counts must be exact."""
+    database = Database(make_pool(make_settings(DATABASE_URL=own_url, CHARLA_DATA_KEYS=DATA_KEYS)))
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 @pytest.fixture(scope="session")

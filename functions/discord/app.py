@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from functions.discord.payload import Ask, Forget, Ignored, Ping, classify
 from functions.messaging import FORGOT_YOU
-from functions.webhooks import ok, parse_body, raw_body, unauthorized, webhooks
+from functions.webhooks import ok, parse_body, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,9 @@ def _private(text: str) -> dict[str, Any]:
 
 async def discord_interactions(request: Request) -> Response:
     hooks = webhooks(request)
-    verifier = hooks.discord_verifier
-    if verifier is None:
-        return hooks.off("discord", "DISCORD_PUBLIC_KEY and DISCORD_APPLICATION_ID")
-    raw = await raw_body(request, hooks)
-    if not verifier.is_valid(raw, request.headers.get("x-signature-timestamp"),
-                               request.headers.get("x-signature-ed25519")):
-        return unauthorized("discord")
+    raw = await hooks.delivery(request, "discord")
+    if isinstance(raw, Response):
+        return raw  # off, or not from Discord
     event = classify(parse_body(raw))
     if isinstance(event, Ping):
         return ok({"type": PONG})

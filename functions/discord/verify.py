@@ -11,7 +11,7 @@ Discord itself gives no window for the timestamp, so :class:`SignatureVerifier` 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -53,6 +53,11 @@ class SignatureVerifier:
         self._key = _load_key(public_key_hex)
         self._max_age_s = max_age_s
         self._clock = clock
+
+    def check(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """:meth:`is_valid` on a delivery's own headers (functions/platform.py's shape)."""
+        return self.is_valid(body, headers.get("x-signature-timestamp"),
+                             headers.get("x-signature-ed25519"))
 
     def is_valid(self, body: bytes, timestamp: str | None, signature: str | None) -> bool:
         """True only for an untampered, fresh request signed with the application's key.

@@ -14,29 +14,25 @@ from starlette.responses import Response
 
 from functions.messaging import FORGET_JOB
 from functions.slack.payload import Ignored, UrlVerification, classify, forget_request
-from functions.webhooks import Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
+from functions.webhooks import Webhooks, ok, parse_body, webhooks
 
 log = logging.getLogger(__name__)
 
 
 async def _asked_in(hooks: Webhooks, thread: str) -> bool:
     """Whether the bot was asked in this thread: marked from the moment a question there is
-    accepted, not once it is answered (shared/threads.py)."""
+    accepted, not once it is answered (functions/slack/threads.py)."""
     # Loaded here: only a thread reply needs the database on the webhook's way.
-    from shared import threads
+    from functions.slack import threads
 
     return await threads.known(hooks.db(), thread)
 
 
 async def slack_events(request: Request) -> Response:
     hooks = webhooks(request)
-    verifier = hooks.slack_verifier
-    if verifier is None:
-        return hooks.off("slack", "SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN")
-    raw = await raw_body(request, hooks)
-    if not verifier.is_valid(raw, request.headers.get("x-slack-request-timestamp"),
-                             request.headers.get("x-slack-signature")):
-        return unauthorized("slack")
+    raw = await hooks.delivery(request, "slack")
+    if isinstance(raw, Response):
+        return raw  # off, or not from Slack
     event = classify(parse_body(raw))
     if isinstance(event, UrlVerification):
         return ok({"challenge": event.challenge})

@@ -31,7 +31,7 @@ class Question:
     """A message to answer.
 
     ``needs_existing_conversation``: answer only if Charla was asked in this thread
-    (shared/threads.py): a thread reply that does not mention the bot must not pull it into
+    (functions/slack/threads.py): a thread reply that does not mention the bot must not pull it into
     every thread.
     """
 

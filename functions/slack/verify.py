@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 VERSION = "v0"
 MAX_SKEW_S = 300  # Slack's own window: five minutes either way
@@ -38,6 +38,11 @@ class SignatureVerifier:
         """The ``X-Slack-Signature`` value Slack would send for ``body`` at ``timestamp``."""
         base = b"%s:%s:%s" % (VERSION.encode(), timestamp.encode(), body)
         return f"{VERSION}=" + hmac.new(self._key, base, hashlib.sha256).hexdigest()
+
+    def check(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """:meth:`is_valid` on a delivery's own headers (functions/platform.py's shape)."""
+        return self.is_valid(body, headers.get("x-slack-request-timestamp"),
+                             headers.get("x-slack-signature"))
 
     def is_valid(self, body: bytes, timestamp: str | None, signature: str | None) -> bool:
         """Whether ``signature`` is Slack's for ``body`` and ``timestamp`` is recent.

@@ -15,9 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from functions.messaging import FORGOT_YOU, PlatformError
-from functions.telegram import verify
-from functions.telegram.payload import Command, Ignored, classify
-from functions.webhooks import Webhooks, ok, parse_body, raw_body, unauthorized, webhooks
+from functions.telegram.payload import Command, Ignored, bot_id_from_token, classify
+from functions.webhooks import Webhooks, ok, parse_body, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +58,12 @@ def _say(command: Command, text: str) -> dict[str, Any]:
 
 async def telegram_webhook(request: Request) -> Response:
     hooks = webhooks(request)
-    settings = hooks.settings
-    if hooks.telegram_bot_id is None:
-        return hooks.off("telegram", "TELEGRAM_BOT_TOKEN and TELEGRAM_SECRET_TOKEN")
-    assert settings.telegram_secret_token is not None and settings.telegram_bot_token is not None
-    if not verify.is_valid(request.headers.get(verify.HEADER),
-                           settings.telegram_secret_token.reveal()):
-        return unauthorized("telegram")
-    update = parse_body(await raw_body(request, hooks))
-    event = classify(update, bot_id=hooks.telegram_bot_id,
+    raw = await hooks.delivery(request, "telegram")
+    if isinstance(raw, Response):
+        return raw  # off, or without the secret token
+    assert hooks.settings.telegram_bot_token is not None  # on: checked when it was built
+    event = classify(parse_body(raw),
+                     bot_id=bot_id_from_token(hooks.settings.telegram_bot_token.reveal()),
                      bot_username=await _username(hooks))
     if isinstance(event, Ignored):
         log.debug("telegram update ignored: %s", event.reason)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Mapping
 
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -33,3 +34,13 @@ def is_valid(header: str | None, secret: str) -> bool:
     if not header or not secret:
         return False
     return hmac.compare_digest(header.encode("utf-8"), secret.encode("utf-8"))
+
+
+class SecretTokenVerifier:
+    """:func:`is_valid` against the configured secret, in functions/platform.py's shape."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def check(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        return is_valid(headers.get(HEADER), self._secret)

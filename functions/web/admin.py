@@ -5,7 +5,7 @@
 (everything stored about one person: export it, or forget it). Without a token the
 middleware answers 401; a token without the scope gets 403 (``charla token --sub ops --scope
 admin``). Failed jobs are the ``jobs`` table's, or on AWS (``CHARLA_QUEUE=sqs``) the SQS
-queue's dead-letter queue (shared/dead_letters.py), whose jobs are named by message id.
+queue's dead-letter queue (shared/queue/dead_letters.py), whose jobs are named by message id.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from starlette.responses import JSONResponse, Response
 
 from functions.api.routes import ApiContext
 from shared.db import Database
-from shared.dead_letters import DeadLetters
 from shared.errors import BadRequest, CharlaError
 from shared.http import json_error
 from shared.knowledge.store import KnowledgeStore
 from shared.privacy import Counters, Person, export, forget_everything, summary
-from shared.queue import PgQueue
+from shared.queue.dead_letters import DeadLetters
+from shared.queue.postgres import PgQueue
 from shared.usage import Bucket, usage
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ async def _usage(request: Request, ctx: ApiContext, db: Database) -> Response:
 
 def _dead_letters(request: Request) -> DeadLetters | None:
     """The dead-letter queue, when jobs go through SQS (on AWS); None with the local queue."""
-    from shared.sqs_queue import SqsQueue
+    from shared.queue.sqs import SqsQueue
 
     queue = request.app.state.webhooks.queue
     return queue.dead_letters() if isinstance(queue, SqsQueue) else None

@@ -32,7 +32,7 @@ from shared.chat import Budget, assemble, kept_history
 from shared.conversations import Conversations
 from shared.errors import PromptTooLong, StorageError
 from shared.knowledge.search import Passage
-from shared.outbox import Outbox
+from shared.queue.outbox import Outbox
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ all of them at once on one event loop kept for the container's life, at most
 not bring back the others:
 
 - done: not reported; Lambda deletes the message; so is a copy of a delivery another message
-  carries (a platform delivering one event twice), which is not run (shared/sqs_queue.py);
+  carries (a platform delivering one event twice), which is not run (shared/queue/dedup.py);
 - to retry (the platform or the model server failing): reported, and made visible again after
   the backoff; the attempt number is SQS's receive count, and after the queue's
   ``maxReceiveCount`` receives SQS moves the message to the dead-letter queue;
@@ -16,7 +16,8 @@ not bring back the others:
   apology): sent to the dead-letter queue with its error, not reported.
 
 A job that runs again posts nothing twice: every post is claimed in the outbox first
-(shared/outbox.py). Records still running when the invocation nears its timeout are handed back.
+(shared/queue/outbox.py). Records still running when the invocation nears its timeout are
+handed back.
 
 Two more events, for operators and a schedule: ``{"charla": "migrate"}`` applies the database
 migrations (the functions reach the database; operators often cannot), and
@@ -30,11 +31,12 @@ import asyncio
 import logging
 from typing import Any
 
+from functions import platforms
 from functions.lambda_app import database, settings
-from functions.worker.runner import Handler, Worker
+from functions.worker.runner import Handler, Runner
 from shared.errors import StorageError
-from shared.jobs import Job
-from shared.sqs_queue import SqsBatch, SqsQueue, job_from_record
+from shared.queue.jobs import Job
+from shared.queue.sqs import SqsBatch, SqsQueue, job_from_record
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +64,12 @@ async def run_batch(records: list[dict[str, Any]], context: Any) -> dict[str, An
     s = settings()
     queue, handle = _runtime()
     batch = SqsBatch(queue)
-    worker = Worker(batch, handle, max_attempts=s.job_max_attempts, backoff_s=s.job_backoff_s)
+    runner = Runner(batch, handle, max_attempts=s.job_max_attempts, backoff_s=s.job_backoff_s)
     slots = asyncio.Semaphore(s.worker_concurrency)
 
     async def run(job: Job) -> None:
         async with slots:
-            await worker.run_one(job)
+            await runner.run_one(job)
 
     keys = database().keys
     jobs = [job_from_record(record, keys) for record in records]
@@ -117,7 +119,10 @@ def _runtime() -> tuple[SqsQueue, Handler]:
 
         s, db = settings(), database()
         handle, closers = build_handler(s, db)
-        queue = SqsQueue(s.sqs_queue_url, db.keys, db=db)
+        # What each platform records beside a delivery (Slack: the thread asked in) is
+        # written as the batch's deliveries are recorded.
+        queue = SqsQueue(s.sqs_queue_url, db.keys, db=db,
+                         on_accept=platforms.on_accept(platforms.everyone()))
         on_close(*closers, queue.close)
         _state["runtime"] = (queue, handle)
     runtime: tuple[SqsQueue, Handler] = _state["runtime"]
@@ -138,7 +143,8 @@ async def _migrate() -> dict[str, Any]:
 async def _housekeeping() -> dict[str, Any]:
     from shared import retention
 
-    removed = await retention.purge(database(), retention.Policy.from_settings(settings()))
+    policy = retention.Policy.from_settings(settings(), with_deliveries=platforms.kept())
+    removed = await retention.purge(database(), policy)
     log.info("housekeeping: removed %s", retention.describe(removed))
     return {"removed": removed}
 

@@ -22,7 +22,7 @@ from functions.messaging import (
     forgot_you,
 )
 from functions.model_client import ModelClient
-from functions.platforms import Platforms, enabled, http_client
+from functions.platforms import Platforms, enabled, http_client, kept
 from functions.worker.answer import Answerer, GiveUp
 from functions.worker.reply import ProgressiveReply
 from functions.worker.runner import Handler, Worker
@@ -30,11 +30,11 @@ from shared import retention
 from shared.conversations import Conversations
 from shared.db import Database, make_pool
 from shared.errors import CharlaError
-from shared.jobs import Job
 from shared.logs import configure_logging
-from shared.outbox import Outbox
 from shared.privacy import Person, forget_everything
-from shared.queue import PgQueue
+from shared.queue.jobs import Job
+from shared.queue.outbox import Outbox
+from shared.queue.postgres import PgQueue
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ async def forget_and_confirm(db: Database, answerer: Answerer, inbound: Inbound,
 async def _purge_forever(db: Database, settings: Settings) -> None:
     """Remove what is past retention (conversations, the audit log, finished jobs) every few
     minutes, in small batches (shared/retention.py)."""
-    policy = retention.Policy.from_settings(settings)
+    policy = retention.Policy.from_settings(settings, with_deliveries=kept())
     while True:
         try:
             removed = await retention.purge(db, policy)

@@ -13,9 +13,9 @@ once a second, and the stream is stopped with the last words. Text that changes 
 grows (a withdrawn answer, an apology, a stream the platform gave up on) ends the stream and
 the message is edited whole, as elsewhere. A refused start falls back to post-then-edit.
 
-Every post is first claimed in the outbox (shared/outbox.py), so a job that runs again after a
-failure edits the messages it posted instead of posting them twice. A post whose fate is
-unknown (the request went out, no answer came back) is looked for on the platform where it
+Every post is first claimed in the outbox (shared/queue/outbox.py), so a job that runs again
+after a failure edits the messages it posted instead of posting them twice. A post whose fate
+is unknown (the request went out, no answer came back) is looked for on the platform where it
 can be (:class:`Finds`: Slack): found, it is edited; not found once it could no longer land,
 it is posted. Elsewhere, and for a stream's start, which carries nothing to be found by, it is
 left rather than risk a second copy.
@@ -34,7 +34,7 @@ from typing import Protocol, cast, runtime_checkable
 
 from functions.messaging import PlatformError, ReplyChannel
 from functions.worker.split import split_message
-from shared.outbox import Outbox
+from shared.queue.outbox import Outbox
 
 MORE = " …"
 WITHDRAWN = "—"  # what a withdrawn answer's later parts say where they cannot be deleted

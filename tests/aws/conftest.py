@@ -25,7 +25,7 @@ from moto.server import ThreadedMotoServer
 
 from shared.crypto import KeyRing
 from shared.keyfile import parse_keys
-from shared.sqs_queue import job_from_record
+from shared.queue.sqs import job_from_record
 from tests.aws.events import REGION, Context, sqs_event
 from tests.conftest import DATA_KEYS, ServerThread, free_port, fresh_database
 from tests.fakes.discord_api import FakeDiscord

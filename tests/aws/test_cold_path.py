@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from bench.coldstart import HEAVY, heavy_modules, probe
+from functions.platforms import NAMES
 from tests.aws.conftest import Aws, Fakes, Queues, deploy, function_env
 from tests.aws.events import http_event
 from tests.aws.test_webhook_handlers import discord_event, slack_event, telegram_event
@@ -58,3 +59,16 @@ def test_nothing_heavy_is_loaded_by_import_and_first_request(
         # the secret through shared/aws.py; the delivery is de-duplicated by the worker.
         assert {"jwt", "slowapi", "limits", "boto3", "botocore", "psycopg", "psycopg_pool",
                 "httpx"} & loaded == set()
+
+
+@pytest.mark.parametrize("entry", NAMES)
+def test_a_webhook_function_loads_no_other_platform(
+    entry: str, environ: dict[str, str], fakes: Fakes
+) -> None:
+    """Imported alone, as Lambda imports it, and through its first delivery: the platform's
+    own folder is loaded, no other platform's module is."""
+    result = probe(entry, json.loads(json.dumps(first_event(entry, fakes))), environ)
+    assert result["status"] == 200
+    folders = {tuple(m.split(".")[:2]) for m in result["modules"] if m.startswith("functions.")}
+    assert ("functions", entry) in folders
+    assert {("functions", other) for other in NAMES if other != entry} & folders == set()

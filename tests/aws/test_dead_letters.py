@@ -9,7 +9,7 @@ import uuid
 from charla.dead_letters import Boto3Calls
 from shared.crypto import KeyRing
 from shared.keyfile import parse_keys
-from shared.sqs_queue import SqsBatch, SqsQueue, job_from_record
+from shared.queue.sqs import SqsBatch, SqsQueue, job_from_record
 from tests.aws.conftest import Aws, Queues
 from tests.charla.test_cli import charla
 from tests.conftest import DATA_KEYS

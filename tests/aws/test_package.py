@@ -110,7 +110,7 @@ print(json.dumps(outside))
 # What each function's first invocation builds (functions/lambda_app.py, worker/lambda_handler).
 FIRST_INVOCATION = {
     "worker": ("functions.worker.lambda_handler", "functions.worker.main",
-               "functions.model_client", "shared.sqs_queue", "shared.migrate",
+               "functions.model_client", "shared.queue.sqs", "shared.migrate",
                "shared.retention"),
     "api": ("functions.api.lambda_handler", "functions.app", "functions.api.auth",
             "functions.model_client"),

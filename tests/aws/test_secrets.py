@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from functions.platforms import load
 from shared import secrets
 from shared.errors import ConfigError
 from shared.settings import Settings
@@ -51,7 +52,7 @@ def test_a_secret_is_laid_over_the_environment(aws: Aws) -> None:
     assert settings.slack_bot_token is not None
     assert settings.slack_bot_token.reveal() == SLACK_TOKEN
     assert settings.database_url is not None and settings.database_url.reveal() == DB
-    assert settings.slack_enabled and settings.log_level == "DEBUG"
+    assert load("slack").enabled(settings) and settings.log_level == "DEBUG"
 
 
 def test_parameters_are_read_by_name_under_the_prefix(aws: Aws) -> None:

@@ -1,7 +1,8 @@
 """The queue's enqueue contract, on Postgres and on SQS; what only SQS does.
 
 The Postgres queue drops a delivery's copies as it queues; SQS queues them, and the worker's
-side (:meth:`SqsQueue.first_deliveries`) drops them before running a batch.
+side (:meth:`SqsQueue.first_deliveries`) drops them before running a batch; both through the
+one statement in shared/queue/dedup.py.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from datetime import UTC, datetime
 
 import pytest
 
+from functions.slack import threads
 from shared import aws as aws_api
-from shared import threads
 from shared.crypto import KeyRing
 from shared.db import Database, make_pool
 from shared.errors import StorageError
-from shared.jobs import Job, JobQueue
-from shared.queue import PgQueue
+from shared.queue.contract import JobQueue, Settles
+from shared.queue.postgres import PgQueue
+from shared.queue.sqs import NOT_A_JOB, QueueError, SqsBatch, SqsJob, SqsQueue, job_from_record
 from shared.settings import Settings
-from shared.sqs_queue import NOT_A_JOB, QueueError, SqsBatch, SqsJob, SqsQueue, job_from_record
 from tests.aws.conftest import Aws, Queues
 from tests.conftest import DATA_KEYS, free_port
 
@@ -66,7 +67,7 @@ def pg_subject(db: Database, aws_db_url: str) -> Subject:
             row = conn.execute("SELECT count(*) FROM jobs WHERE kind = %s", (kind,)).fetchone()
         return int(row[0]) if row else 0
 
-    return Subject(Tagged(), queued)  # type: ignore[arg-type]
+    return Subject(Tagged(), queued)  # only enqueue: all a webhook needs
 
 
 def delivery() -> tuple[str, str]:
@@ -124,7 +125,8 @@ async def test_on_sqs_a_slack_thread_is_known_once_the_worker_records_its_questi
     jobs = received_jobs(aws, queues, db.keys)
     assert not await threads.known(db, thread)
     # Before the question is answered: a reply in the thread meanwhile is answered too.
-    assert len(await SqsQueue(queues.url, db.keys, db=db).first_deliveries(jobs)) == 1
+    worker = SqsQueue(queues.url, db.keys, db=db, on_accept=(threads.MARK_THREAD,))
+    assert len(await worker.first_deliveries(jobs)) == 1
     assert await threads.known(db, thread)
 
 
@@ -257,12 +259,10 @@ def test_records_that_are_not_jobs_become_jobs_nobody_runs() -> None:
         assert (job.kind, job.payload, job.attempts, job.body) == (NOT_A_JOB, {}, 4, body)
 
 
-async def test_taking_jobs_from_sqs_is_lambdas_job(db: Database, queues: Queues) -> None:
+def test_taking_jobs_from_sqs_is_lambdas_job(queues: Queues) -> None:
     queue = SqsQueue(queues.url, KeyRing())
-    job = Job("1", "answer", {}, 1)
-    with pytest.raises(NotImplementedError, match="event source mapping"):
-        await queue.claim(1)
-    with pytest.raises(NotImplementedError):
-        await queue.retry(job, "x", 1)
-    with pytest.raises(NotImplementedError):
-        await SqsBatch(queue).wait(1)
+    accepts: JobQueue = queue  # what a webhook needs (mypy checks the promises)
+    settles: Settles = SqsBatch(queue)  # what an invocation settles its jobs on
+    # Lambda's event source mapping hands the jobs out: neither takes jobs itself.
+    for promised in (accepts, settles):
+        assert not hasattr(promised, "claim") and not hasattr(promised, "wait")

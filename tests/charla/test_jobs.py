@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from shared.db import Database, make_pool
-from shared.queue import PgQueue
+from shared.queue.postgres import PgQueue
 from shared.settings import Settings
 from tests.charla.test_cli import charla
 from tests.conftest import fresh_database

@@ -158,7 +158,7 @@ async def test_a_thread_goes_on_where_no_conversation_is_kept(
     await answered(bots, follow)
     assert len(shown(bots, channel, thread)) == 2
     assert bots.rows("SELECT count(*) FROM turns") == [(0,)]  # and still no history
-    # The mark names no thread: a keyed digest only (shared/threads.py).
+    # The mark names no thread: a keyed digest only (functions/slack/threads.py).
     [(mark,)] = bots.rows("SELECT digest FROM slack_threads")
     assert thread.encode() not in bytes(mark) and channel.encode() not in bytes(mark)
 

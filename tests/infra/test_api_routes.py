@@ -20,8 +20,8 @@ import pytest
 
 from functions.api.auth import client_verifier
 from functions.app import create_app
-from functions.lambda_app import WEBHOOKS
 from functions.model_client import ModelClient
+from functions.platforms import everyone
 from shared.settings import Settings
 from shared.tokens import generate_ed25519_pair
 from tests.infra.hcl import TERRAFORM, items, parsed, ref
@@ -88,7 +88,7 @@ def covers(gateway: Route, app: Route) -> bool:
 
 def _function_for(path: str) -> str:
     """The function whose app serves ``path`` on AWS: a webhook's own, else the api's."""
-    webhooks = {route: entry for entry, (route, _module, _name) in WEBHOOKS.items()}
+    webhooks = {p.route: p.name for p in everyone()}
     return webhooks.get(path, "api")
 
 

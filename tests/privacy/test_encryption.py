@@ -29,7 +29,7 @@ from shared.crypto import KeyRing
 from shared.db import Database, make_pool
 from shared.errors import SealError
 from shared.keyfile import create_key_file, read_key_file
-from shared.queue import PgQueue
+from shared.queue.postgres import PgQueue
 from shared.rekey import usage
 from shared.settings import Settings
 from tests.charla.test_cli import CHARLA

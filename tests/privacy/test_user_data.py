@@ -27,7 +27,7 @@ from shared.audit import Exchange, record_exchange
 from shared.conversations import Conversations
 from shared.db import Database, make_pool
 from shared.keyfile import parse_keys
-from shared.queue import PgQueue
+from shared.queue.postgres import PgQueue
 from shared.settings import Settings
 from tests.conftest import DATA_KEYS, fresh_database, make_settings
 

@@ -13,8 +13,8 @@ import pytest
 from functions.worker.runner import Worker
 from shared import retention
 from shared.db import Database, make_pool
-from shared.jobs import Job
-from shared.queue import PgQueue
+from shared.queue.jobs import Job
+from shared.queue.postgres import PgQueue
 from shared.settings import Settings
 from tests.conftest import fresh_database
 

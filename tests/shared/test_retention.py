@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -11,8 +11,8 @@ import pytest
 from shared import retention
 from shared.audit import Exchange, record_exchange
 from shared.conversations import Conversations
-from shared.db import Database, make_pool
-from tests.conftest import DATA_KEYS, fresh_database, make_settings
+from shared.db import Database
+from tests.conftest import fresh_database
 
 
 @pytest.fixture
@@ -22,13 +22,8 @@ def own_url(pg_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-async def db(own_url: str) -> AsyncIterator[Database]:
-    database = Database(make_pool(make_settings(DATABASE_URL=own_url,
-                                                CHARLA_DATA_KEYS=DATA_KEYS)))
-    try:
-        yield database
-    finally:
-        await database.close()
+def db(own_db: Database) -> Database:
+    return own_db
 
 
 async def _age(url: str, sql: str) -> None:

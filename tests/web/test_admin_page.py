@@ -6,6 +6,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -13,9 +14,9 @@ import pytest
 from playwright.async_api import BrowserContext, expect
 
 from shared.db import Database, make_pool
-from shared.queue import PgQueue
+from shared.queue.postgres import PgQueue
 from tests.functions.api.grants import let_write
-from tests.web.conftest import SCREENSHOTS, Site
+from tests.web.conftest import Site
 
 
 @dataclass
@@ -71,7 +72,7 @@ async def seeded(site: Site) -> AsyncIterator[Seeded]:
 
 
 async def test_operators_see_health_usage_failed_jobs_and_collections_and_retry_a_job(
-    context: BrowserContext, site: Site, seeded: Seeded
+    context: BrowserContext, site: Site, seeded: Seeded, screenshots: Path
 ) -> None:
     page = await context.new_page()
     await page.goto(f"{site.url}/admin#token={site.token('ops', 'admin')}")
@@ -97,8 +98,7 @@ async def test_operators_see_health_usage_failed_jobs_and_collections_and_retry_
     await expect(row.locator("td").first).to_have_text("1")  # documents
     await expect(row.locator("td").last).to_have_text("api:ci (writes)")  # granted --write
     await page.get_by_label("Show").select_option("tokens")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=SCREENSHOTS / "admin.png", full_page=True)
+    await page.screenshot(path=screenshots / "admin.png", full_page=True)
 
     await page.get_by_role("button", name=f"Retry job {seeded.job_id}").click()
     await expect(page.locator("#jobs-status")).to_have_text(

@@ -16,7 +16,7 @@ import pytest
 from functions.web.pages import STATIC
 from shared.db import Database, make_pool
 from shared.knowledge.store import KnowledgeStore
-from shared.queue import PgQueue
+from shared.queue.postgres import PgQueue
 from tests.functions.api.grants import let_write
 from tests.web.conftest import Site
 

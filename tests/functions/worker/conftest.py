@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from shared.db import Database, make_pool
-from shared.outbox import Outbox
+from shared.queue.outbox import Outbox
 from shared.settings import Settings
 from tests.conftest import ServerThread
 from tests.fakes.slack_api import FakeSlack

@@ -18,7 +18,7 @@ from functions.messaging import PlatformError, ReplyChannel, utf16_length
 from functions.slack.client import SlackClient, SlackReply
 from functions.telegram.client import TelegramClient
 from functions.worker.reply import WITHDRAWN, ProgressiveReply
-from shared.outbox import Outbox
+from shared.queue.outbox import Outbox
 from shared.settings import Secret
 from tests.conftest import ServerThread
 from tests.fakes.discord_api import FakeDiscord

@@ -12,7 +12,7 @@ import pytest
 from functions.telegram import client as telegram_client
 from functions.telegram.client import TelegramClient, TelegramReply
 from functions.worker.reply import ProgressiveReply
-from shared.outbox import Outbox
+from shared.queue.outbox import Outbox
 from shared.settings import Secret
 from tests.conftest import ServerThread
 from tests.fakes.telegram_api import FakeTelegram

@@ -9,7 +9,7 @@ import pytest
 
 from functions.slack.client import SlackClient, SlackReply
 from functions.worker.reply import WITHDRAWN, ProgressiveReply
-from shared.outbox import Outbox
+from shared.queue.outbox import Outbox
 from shared.settings import Secret
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 

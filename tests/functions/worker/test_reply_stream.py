@@ -17,7 +17,7 @@ from functions.messaging import PlatformError
 from functions.slack import client as slack_client
 from functions.slack.client import SlackClient, SlackReply
 from functions.worker.reply import ProgressiveReply
-from shared.outbox import Outbox
+from shared.queue.outbox import Outbox
 from shared.settings import Secret
 from tests.fakes.slack_api import BOT_TOKEN, TEAM_ID, Call, FakeSlack
 from tests.functions.worker.conftest import Clock

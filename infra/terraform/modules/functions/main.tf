@@ -97,7 +97,7 @@ data "aws_iam_policy_document" "webhook" {
 
 # API: read the secret settings; it answers the caller itself. Its admin view lists the jobs
 # in the dead-letter queue and moves one back to the queue on an operator's request
-# (shared/dead_letters.py): it finds the dead-letter queue through the queue's redrive policy.
+# (shared/queue/dead_letters.py): it finds the dead-letter queue through the queue's redrive policy.
 data "aws_iam_policy_document" "api" {
   statement {
     sid       = "ReadSecret"
@@ -144,7 +144,7 @@ data "aws_iam_policy_document" "api" {
 
 # Worker: read the secret settings, take jobs (the event source mapping polls with this role),
 # delay a retry by changing a message's visibility, and put a job it gives up on, with its
-# error, on the dead-letter queue (shared/sqs_queue.py finds it through the redrive policy).
+# error, on the dead-letter queue (shared/queue/sqs.py finds it through the redrive policy).
 data "aws_iam_policy_document" "worker" {
   statement {
     sid       = "ReadSecret"

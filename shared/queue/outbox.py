@@ -10,6 +10,9 @@ it there, and records it or posts it; elsewhere it is not posted again.
 A ``sending`` row's ``ref`` is NULL, or :data:`STREAMING` for a part claimed as the start of a
 stream: a stream carries nothing to be found by (Slack's ``chat.startStream`` takes no
 metadata), so such a part whose fate is unknown is never looked for, nor posted again.
+
+It lives with the queues (shared/queue/): both deliver a job at least once, and this record is
+what makes running one again safe.
 """
 
 from __future__ import annotations

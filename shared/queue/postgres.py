@@ -1,11 +1,13 @@
-"""The local job queue: :class:`~shared.jobs.JobQueue` on Postgres (on AWS, SQS serves it).
+"""The local job queue on Postgres (on AWS, SQS takes its place: shared/queue/sqs.py).
 
-A webhook accepts a delivery with :meth:`PgQueue.enqueue`, which also de-duplicates it (a
-delivery id seen before enqueues nothing) in the same statement; the worker takes jobs with
-:meth:`PgQueue.claim`, and ends each one with :meth:`complete`, :meth:`retry` (with a delay) or
-:meth:`fail` (the job stays visible as failed, with its error, until an operator retries or
-purges it). The whole payload is stored sealed with the database's data keys
-(:func:`~shared.jobs.seal_payload`); the other fields stay readable for operators.
+:class:`PgQueue` serves both sides of the contract (shared/queue/contract.py). A webhook
+accepts a delivery with :meth:`PgQueue.enqueue`: the one de-duplicating statement
+(shared/queue/dedup.py) records it and queues its job, and writes what the composition layer
+asked for with it (Slack's thread mark), or does nothing for a delivery seen before. The worker
+takes jobs with :meth:`PgQueue.claim`, and ends each one with :meth:`complete`, :meth:`retry`
+(with a delay) or :meth:`fail` (the job stays visible as failed, with its error, until an
+operator retries or purges it). The whole payload is stored sealed with the database's data
+keys (shared/queue/jobs.py); the other fields stay readable for operators.
 """
 
 from __future__ import annotations
@@ -15,31 +17,40 @@ import base64
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared import threads
-from shared.crypto import sealed_key_id
+from shared.crypto import KeyRing, sealed_key_id
 from shared.db import Database
 from shared.errors import SealError, StorageError
-from shared.jobs import Job, open_payload, seal_payload
+from shared.queue.dedup import Deliveries, Delivery, OnAccept
+from shared.queue.jobs import Job, open_payload, seal_payload
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "charla_jobs"
 
 
-@dataclass(frozen=True)
-class _Delivery:
-    platform: str
-    delivery_id: str
-    kind: str
-    payload: dict[str, Any]
+def _job_columns(keys: KeyRing, delivery: Delivery) -> dict[str, Any]:
+    """A delivery's job, as the ``jobs`` table stores it. Sealed just before the write: a key
+    rotated meanwhile is already in use."""
+    readable, sealed = seal_payload(keys, delivery.kind, delivery.payload)
+    return {"job_kind": delivery.kind, "job_payload": readable,
+            "job_sealed": base64.b64encode(sealed).decode() if sealed else None,
+            "job_key_id": sealed_key_id(sealed) if sealed else None}
+
+
+# Each delivery accepted has its job queued, in the statement that accepts it.
+QUEUE_JOB = OnAccept(
+    columns="job_kind text, job_payload jsonb, job_sealed text, job_key_id text",
+    values=_job_columns,
+    sql="INSERT INTO jobs (kind, payload, sealed, key_id) SELECT job_kind, job_payload,"
+        " decode(job_sealed, 'base64'), job_key_id FROM accepted",
+)
 
 
 class _Batcher:
@@ -53,13 +64,12 @@ class _Batcher:
 
     MAX = 500
 
-    def __init__(self, write: Callable[[list[_Delivery]], Awaitable[set[tuple[str, str]]]]
-                 ) -> None:
+    def __init__(self, write: Callable[[list[Delivery]], Awaitable[list[bool]]]) -> None:
         self._write = write
-        self._waiting: list[tuple[_Delivery, asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[Delivery, asyncio.Future[bool]]] = []
         self._writing = False
 
-    async def submit(self, delivery: _Delivery) -> bool:
+    async def submit(self, delivery: Delivery) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((delivery, future))
         if not self._writing:
@@ -78,10 +88,7 @@ class _Batcher:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for delivery, future in batch:
-                    key = (delivery.platform, delivery.delivery_id)
-                    new = key in accepted
-                    accepted.discard(key)  # a second copy in the same batch is a redelivery
+                for (_, future), new in zip(batch, accepted, strict=True):
                     if not future.done():
                         future.set_result(new)
         finally:
@@ -89,7 +96,13 @@ class _Batcher:
 
 
 class PgQueue:
-    """:class:`JobQueue` on the ``jobs`` table, shared by every process that uses the database.
+    """The ``jobs`` table, shared by every process that uses the database: a
+    :class:`~shared.queue.contract.JobQueue` for the webhooks, a
+    :class:`~shared.queue.contract.WorkQueue` with :class:`~shared.queue.contract.Leases` for
+    the worker.
+
+    ``on_accept`` is written with each delivery accepted, in the statement that accepts it
+    (shared/queue/dedup.py): the composition layer passes the platforms' (Slack's thread marks).
 
     A worker that dies mid-job leaves it ``running``. Each queue that claims holds, on a
     database session of its own, an advisory lock under a key of its own, and marks the jobs
@@ -101,16 +114,18 @@ class PgQueue:
     that lost its job cannot end the run that took over.
     """
 
-    def __init__(self, db: Database, *, lease_s: float = 30.0) -> None:
+    def __init__(self, db: Database, *, lease_s: float = 30.0,
+                 on_accept: Sequence[OnAccept] = ()) -> None:
         self._db = db
         self._lease_s = lease_s
         # LISTENs for new jobs, and holds this queue's lock while it claims (see above).
         self._listener: psycopg.AsyncConnection[Any] | None = None
         self._key = secrets.randbits(62) + 1  # a positive bigint, the lock's and leased_by's
-        self._batch = _Batcher(self._accept)
+        self._batch = _Batcher(Deliveries(db, (QUEUE_JOB, *on_accept)).accept)
 
     async def enqueue(self, kind: str, payload: dict[str, Any], *,
                       dedup: tuple[str, str] | None = None) -> bool:
+        """Queue a job; with ``dedup``, only if that delivery was not accepted before."""
         if dedup is None:
             readable, sealed = seal_payload(self._db.keys, kind, payload)
             async with self._db.connection() as conn:
@@ -118,45 +133,7 @@ class PgQueue:
                     "INSERT INTO jobs (kind, payload, sealed, key_id) VALUES (%s, %s, %s, %s)",
                     (kind, Jsonb(readable), sealed, sealed_key_id(sealed) if sealed else None))
             return True
-        return await self._batch.submit(_Delivery(dedup[0], dedup[1], kind, payload))
-
-    async def _accept(self, batch: list[_Delivery]) -> set[tuple[str, str]]:
-        """Record deliveries, queue their jobs and mark their Slack threads (shared/threads.py)
-        in one statement; return the keys that were new. A delivery seen before (or twice in
-        ``batch``) queues nothing more."""
-        document = []
-        for d in batch:
-            # Sealed just before the write: a key rotated meanwhile is already in use.
-            readable, sealed = seal_payload(self._db.keys, d.kind, d.payload)
-            thread = threads.mark(self._db.keys, d.payload)
-            document.append({"platform": d.platform, "delivery_id": d.delivery_id,
-                             "kind": d.kind, "payload": readable,
-                             "sealed": base64.b64encode(sealed).decode() if sealed else None,
-                             "key_id": sealed_key_id(sealed) if sealed else None,
-                             "thread": base64.b64encode(thread).decode() if thread else None})
-        async with self._db.connection() as conn:
-            # The batch travels as one JSON document: one C-speed dump here, one parse there.
-            cur = await conn.execute(
-                "WITH input AS (SELECT DISTINCT ON (platform, delivery_id) * FROM"
-                " jsonb_to_recordset(%s) AS t(platform text, delivery_id text, kind text,"
-                " payload jsonb, sealed text, key_id text, thread text)),"
-                " accepted AS (INSERT INTO inbound_deliveries (platform, delivery_id)"
-                " SELECT platform, delivery_id FROM input ON CONFLICT DO NOTHING"
-                " RETURNING platform, delivery_id),"
-                " queued AS (INSERT INTO jobs (kind, payload, sealed, key_id)"
-                " SELECT i.kind, i.payload, decode(i.sealed, 'base64'), i.key_id"
-                " FROM input i JOIN accepted a USING (platform, delivery_id)),"
-                # The Slack thread of each question is known from now (shared/threads.py).
-                " marked AS (INSERT INTO slack_threads (digest)"
-                " SELECT DISTINCT decode(i.thread, 'base64') AS d"
-                " FROM input i JOIN accepted a USING (platform, delivery_id)"
-                " WHERE i.thread IS NOT NULL ORDER BY d"  # in order: no deadlock between two
-                " ON CONFLICT (digest) DO UPDATE SET asked_at = now())"
-                " SELECT platform, delivery_id FROM accepted",
-                (Jsonb(document),),
-            )
-            rows = await cur.fetchall()
-        return {(str(r["platform"]), str(r["delivery_id"])) for r in rows}
+        return await self._batch.submit(Delivery(dedup[0], dedup[1], kind, payload))
 
     async def claim(self, limit: int) -> list[Job]:
         await self._session()  # the lock first: a job marked with our key is never orphaned

@@ -1,11 +1,11 @@
 """The job queue on AWS: SQS between the webhook functions and the worker function.
 
-Webhooks enqueue through :class:`SqsQueue`: one SendMessage per delivery, or one
-SendMessageBatch for the deliveries that arrive while a send is in flight. A send that fails
-raises :class:`QueueError`, so the webhook answers 503 and the platform delivers again: nothing
-accepted is lost. A message carries its job's readable fields, its delivery id and, sealed with
-the data keys, the rest (what people wrote, where the answer goes), as the Postgres queue
-stores them.
+Webhooks enqueue through :class:`SqsQueue`, a :class:`~shared.queue.contract.JobQueue`: one
+SendMessage per delivery, or one SendMessageBatch for the deliveries that arrive while a send
+is in flight. A send that fails raises :class:`QueueError`, so the webhook answers 503 and the
+platform delivers again: nothing accepted is lost. A message carries its job's readable
+fields, its delivery id and, sealed with the data keys, the rest (what people wrote, where the
+answer goes), as the Postgres queue stores them (shared/queue/jobs.py).
 
 De-duplication happens in the worker, not in the webhook: a webhook function on SQS opens no
 database connection on its way (psycopg's import and a connection are a third of a 300 ms cold
@@ -13,16 +13,16 @@ start, docs/benchmarks.md), so a platform's second delivery of one event is queu
 send names itself in the message body (``delivery``: platform, delivery id and a random send
 id), so the name stays with the body: the same on SQS's retries, in the dead-letter queue and
 after a redrive from it, and another for a platform's second delivery. Before running a batch
-the worker records each delivery with the send that carries it (``inbound_deliveries``, one
-statement for the batch): a delivery already recorded under another send is a copy and is
-dropped; one recorded under the same send is that message back (a retry, a redrive) and runs
-again. Every delivery is answered once.
+the worker records its deliveries (:meth:`SqsQueue.first_deliveries`, through the one
+de-duplicating statement, shared/queue/dedup.py) and drops the copies.
 
-The worker does not take jobs: Lambda's event source mapping hands it batches of messages.
-:class:`SqsBatch` is the queue one invocation settles its jobs with: a job to retry is reported
-back (``batchItemFailures``) with its visibility set to the backoff, so SQS redelivers it then
-and, after the queue's ``maxReceiveCount`` receives, moves it to the dead-letter queue; a job
-given up goes to the dead-letter queue at once, with its error.
+Nobody takes jobs from SqsQueue: Lambda's event source mapping hands the worker function
+batches of messages. :class:`SqsBatch` is how one invocation settles its jobs, a
+:class:`~shared.queue.contract.Settles`: a job to retry is reported back
+(``batchItemFailures``) with its visibility set to the backoff, so SQS redelivers it then and,
+after the queue's ``maxReceiveCount`` receives, moves it to the dead-letter queue
+(shared/queue/dead_letters.py); a job given up goes to the dead-letter queue at once, with its
+error.
 
 AWS is called through shared/aws.py (signed JSON requests), not botocore: see there why.
 """
@@ -37,24 +37,23 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared import aws, threads
+from shared import aws
 from shared.crypto import KeyRing
-from shared.dead_letters import DeadLetterError, DeadLetters
 from shared.errors import ConfigError, SealError, StorageError
-from shared.jobs import Job, open_payload, seal_payload
+from shared.queue.dead_letters import DeadLetterError, DeadLetters
+from shared.queue.dedup import Deliveries, Delivery, OnAccept
+from shared.queue.jobs import Job, open_payload, seal_payload
 
 if TYPE_CHECKING:
     from shared.db import Database
 
 log = logging.getLogger(__name__)
 
-ON_LAMBDA = ("on AWS, Lambda's SQS event source mapping delivers jobs to the worker function; "
-             "nothing takes them from SqsQueue")
 MAX_BATCH = 10  # SendMessageBatch's limit
 MAX_BATCH_BYTES = 240_000  # under SQS's 256 KiB for a whole batch
 MAX_VISIBILITY_S = 43_200  # 12 hours
@@ -77,21 +76,23 @@ class SqsJob(Job):
     sent_as: str = ""
 
 
-
 class SqsQueue:
     """Sends jobs to one SQS queue; on the worker's side, settles them and drops the copies.
 
     ``keys`` seal what people wrote; ``db`` is the worker's, to record deliveries (a webhook
-    needs none). ``client`` makes the SQS client (shared/aws.py's, by default).
+    needs none), and ``on_accept`` what is written with each one accepted (Slack's thread
+    marks: the composition layer passes the platforms'). ``client`` makes the SQS client
+    (shared/aws.py's, by default).
     """
 
     def __init__(self, queue_url: str | None, keys: KeyRing, *, db: Database | None = None,
+                 on_accept: Sequence[OnAccept] = (),
                  client: Callable[[], Any] | None = None) -> None:
         if not queue_url:
             raise ConfigError("CHARLA_QUEUE=sqs needs CHARLA_SQS_QUEUE_URL")
         self.url = queue_url
         self.keys = keys
-        self._db = db
+        self._deliveries = Deliveries(db, on_accept) if db is not None else None
         self._make_client = client or (lambda: aws.Client(aws.SQS, connect_timeout=1.0,
                                                           read_timeout=2.0, attempts=2))
         self._client: Any = None
@@ -121,7 +122,7 @@ class SqsQueue:
         """Send the job; True once SQS holds it. A delivery seen before is sent again all the
         same: the worker drops the copy (see the module's notes)."""
         # What people wrote, and where the answer goes, travel and rest sealed, as in the
-        # Postgres queue (shared/queue.py); the rest stays readable for operators.
+        # Postgres queue (shared/queue/postgres.py); the rest stays readable for operators.
         readable, sealed = seal_payload(self.keys, kind, payload)
         message: dict[str, Any] = {"kind": kind, "payload": readable}
         if sealed is not None:
@@ -229,65 +230,31 @@ class SqsQueue:
         """The jobs to run: all but the copies of a delivery another send carries.
 
         Each delivery is recorded with the send that carries it, in one statement for the
-        batch. A message that comes back (a retry, a redrive from the dead-letter queue) finds
-        its own record and runs again; a copy finds another send's and is dropped, with a log
-        line. The Slack thread of each question is marked in that statement too
-        (shared/threads.py): before it is answered, as the local queue does when it accepts it.
-        :class:`StorageError` if the database cannot say: the batch is then delivered again.
+        batch (shared/queue/dedup.py), with what ``on_accept`` writes (a Slack thread is marked
+        before its question is answered, as the local queue marks it when it accepts it). A
+        message that comes back (a retry, a redrive from the dead-letter queue) runs again; a
+        copy is dropped, with a log line. :class:`StorageError` if the database cannot say:
+        the batch is then delivered again.
         """
         keyed = [job for job in jobs if job.delivery is not None]
         if not keyed:
             return jobs
-        if self._db is None:
+        if self._deliveries is None:
             raise ConfigError("de-duplicating deliveries needs DATABASE_URL")
-        owner: dict[tuple[str, str], str] = {}
-        for job in keyed:  # the same delivery twice in one batch: the first send carries it
-            assert job.delivery is not None
-            owner.setdefault(job.delivery, job.sent_as)
-        platforms, ids, messages = zip(*((p, d, m) for (p, d), m in owner.items()), strict=True)
-        marks = [m for job in keyed if (m := threads.mark(self.keys, job.payload))]
-        async with self._db.connection() as conn:
-            # DO UPDATE (a no-op) so that every row comes back, with whichever message owns it.
-            cur = await conn.execute(
-                "WITH marked AS (INSERT INTO slack_threads (digest)"
-                " SELECT DISTINCT d FROM unnest(%s::bytea[]) AS d ORDER BY d"
-                " ON CONFLICT (digest) DO UPDATE SET asked_at = now())"
-                " INSERT INTO inbound_deliveries (platform, delivery_id, sent_as)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
-                " ON CONFLICT (platform, delivery_id) DO UPDATE"
-                " SET sent_as = inbound_deliveries.sent_as"
-                " RETURNING platform, delivery_id, sent_as",
-                (marks, list(platforms), list(ids), list(messages)))
-            rows = await cur.fetchall()
-        recorded = {(str(r["platform"]), str(r["delivery_id"])): r["sent_as"] for r in rows}
+        accepted = iter(await self._deliveries.accept([_delivery(job) for job in keyed]))
         run: list[SqsJob] = []
-        for job in jobs:
-            if job.delivery is None or recorded.get(job.delivery) == job.sent_as:
+        for job in jobs:  # keyed's order: one answer each
+            if job.delivery is None or next(accepted):
                 run.append(job)
             else:
                 log.info("%s delivery %s came again; already accepted (message %s)",
                          job.delivery[0], job.delivery[1], job.id)
         return run
 
-    # What the local worker uses, and Lambda does not.
 
-    async def claim(self, limit: int) -> list[Job]:
-        raise NotImplementedError(ON_LAMBDA)
-
-    async def complete(self, job: Job) -> None:
-        raise NotImplementedError(ON_LAMBDA)
-
-    async def retry(self, job: Job, error: str, delay_s: float) -> None:
-        raise NotImplementedError(ON_LAMBDA)
-
-    async def fail(self, job: Job, error: str) -> None:
-        raise NotImplementedError(ON_LAMBDA)
-
-    async def release(self, job: Job) -> None:
-        raise NotImplementedError(ON_LAMBDA)
-
-    async def wait(self, timeout_s: float) -> None:
-        raise NotImplementedError(ON_LAMBDA)
+def _delivery(job: SqsJob) -> Delivery:
+    assert job.delivery is not None
+    return Delivery(*job.delivery, job.kind, job.payload, sent_as=job.sent_as)
 
 
 class SqsBatch:
@@ -302,10 +269,6 @@ class SqsBatch:
     def __init__(self, queue: SqsQueue) -> None:
         self.queue = queue
         self.failures: list[str] = []  # message ids to report in batchItemFailures
-
-    async def enqueue(self, kind: str, payload: dict[str, Any], *,
-                      dedup: tuple[str, str] | None = None) -> bool:
-        return await self.queue.enqueue(kind, payload, dedup=dedup)
 
     async def complete(self, job: Job) -> None:
         """Nothing to do: Lambda deletes the messages that are not reported."""
@@ -336,12 +299,6 @@ class SqsBatch:
     async def release(self, job: Job) -> None:
         """Give the job back at once (the invocation is running out of time)."""
         await self.retry(job, "released", 0)
-
-    async def claim(self, limit: int) -> list[Job]:
-        raise NotImplementedError(ON_LAMBDA)
-
-    async def wait(self, timeout_s: float) -> None:
-        raise NotImplementedError(ON_LAMBDA)
 
 
 def job_from_record(record: dict[str, Any], keys: KeyRing) -> SqsJob:

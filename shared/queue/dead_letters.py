@@ -1,7 +1,7 @@
 """Failed jobs on AWS: the SQS queue's dead-letter queue, read and moved back.
 
 A job the worker gives up on goes to the dead-letter queue named by the queue's redrive policy,
-with its error and attempts as message attributes (shared/sqs_queue.py); so does a job SQS
+with its error and attempts as message attributes (shared/queue/sqs.py); so does a job SQS
 moves there itself after ``maxReceiveCount`` receives (without them). :class:`DeadLetters`
 lists those jobs (never what people wrote: it travels sealed) and moves them back to the
 queue: the same body in a new message, as SQS's own redrive does, which the worker answers

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 
-from shared import retention, threads
+from functions.slack import threads
+from shared import retention
 from shared.conversations import Conversations
-from shared.db import Database, make_pool
-from shared.queue import PgQueue
-from tests.conftest import DATA_KEYS, fresh_database, make_settings
+from shared.db import Database
+from shared.queue.postgres import PgQueue
+from tests.conftest import fresh_database
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +22,8 @@ def own_url(pg_url: str) -> str:
 
 
 @pytest.fixture
-async def db(own_url: str) -> AsyncIterator[Database]:
-    database = Database(make_pool(make_settings(DATABASE_URL=own_url,
-                                                CHARLA_DATA_KEYS=DATA_KEYS)))
-    try:
-        yield database
-    finally:
-        await database.close()
+def db(own_db: Database) -> Database:
+    return own_db
 
 
 def question(platform: str = "slack", thread: str | None = None) -> dict[str, object]:
@@ -38,9 +33,14 @@ def question(platform: str = "slack", thread: str | None = None) -> dict[str, ob
             "user": "T1:U1", "text": "hi", "reply_to": {}}
 
 
+def queue(db: Database) -> PgQueue:
+    """The queue as the functions app builds it: Slack's thread marks written on accepting."""
+    return PgQueue(db, on_accept=(threads.MARK_THREAD,))
+
+
 async def accept(db: Database, payload: dict[str, object]) -> bool:
-    return await PgQueue(db).enqueue("answer", payload,
-                                     dedup=(str(payload["platform"]), str(payload["delivery_id"])))
+    return await queue(db).enqueue("answer", payload,
+                                   dedup=(str(payload["platform"]), str(payload["delivery_id"])))
 
 
 async def test_a_thread_is_known_as_soon_as_a_question_in_it_is_accepted(db: Database) -> None:
@@ -69,9 +69,9 @@ async def test_only_a_digest_is_stored_and_a_redelivery_or_a_follow_up_marks_it_
 
 async def test_two_questions_in_one_thread_in_one_batch(db: Database) -> None:
     thread = question()["conversation"]
-    queue = PgQueue(db)
+    accepting = queue(db)
     results = await asyncio.gather(*(
-        queue.enqueue("answer", p, dedup=("slack", str(p["delivery_id"])))
+        accepting.enqueue("answer", p, dedup=("slack", str(p["delivery_id"])))
         for p in (question(thread=str(thread)) for _ in range(5))))
     assert results == [True] * 5
     assert await threads.known(db, str(thread))
@@ -102,7 +102,8 @@ async def test_marks_go_with_the_remembered_deliveries(db: Database, own_url: st
     with psycopg.connect(own_url, autocommit=True) as conn:
         conn.execute("UPDATE slack_threads SET asked_at = now() - interval '8 days'"
                      " WHERE digest = ANY(%s)", (db.keys.digests(str(old["conversation"])),))
-    policy = retention.Policy(conversation_days=0, audit_days=30, job_days=7)
+    policy = retention.Policy(conversation_days=0, audit_days=30, job_days=7,
+                              with_deliveries=(threads.MARKS_KEPT,))
     assert (await retention.due(db, policy))["Slack thread marks"] == 1
     await retention.purge(db, policy)
     assert not await threads.known(db, str(old["conversation"]))
