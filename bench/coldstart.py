@@ -188,8 +188,8 @@ class Stage:
         from moto.server import ThreadedMotoServer
 
         from charla.pg import EmbeddedPostgres
+        from shared.jwt_tokens import generate_ed25519_pair
         from shared.migrate import migrate
-        from shared.tokens import generate_ed25519_pair
 
         self.pg = EmbeddedPostgres(logdir / "pg-coldstart")
         database_url = self.pg.start()

@@ -20,8 +20,8 @@ import httpx
 from bench.lcp_build import require_working_build
 from charla.llamabuild import build
 from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
+from shared.jwt_tokens import TokenSigner, generate_ed25519_pair
 from shared.ports import free_port
-from shared.tokens import TokenSigner, generate_ed25519_pair
 
 PARALLEL = 8
 CTX = 32768

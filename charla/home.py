@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from shared.jwt_tokens import generate_ed25519_pair
 from shared.keyfile import create_key_file
-from shared.tokens import generate_ed25519_pair
 
 if TYPE_CHECKING:
     from shared.db import Database

@@ -29,12 +29,12 @@ from functions.webhooks import build as build_webhooks
 from shared.db import Database
 from shared.errors import CharlaError, StorageError
 from shared.http import BearerTokenBackend, auth_error, exception_handlers, json_error
+from shared.jwt_tokens import TokenVerifier
 from shared.knowledge.store import KnowledgeError
 from shared.migrate import migrate
 from shared.queue.contract import JobQueue
 from shared.queue.postgres import PgQueue
 from shared.settings import Settings
-from shared.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from shared.errors import UpstreamError
+
 log = logging.getLogger(__name__)
 
 ANSWER_JOB = "answer"  # the job kind a webhook queues and the worker answers
@@ -59,7 +61,7 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-class PlatformError(Exception):
+class PlatformError(UpstreamError):
     """A call to a platform's API failed.
 
     ``sent`` says whether the platform may have acted on it anyway: False when it answered

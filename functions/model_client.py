@@ -17,15 +17,16 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from shared.errors import UpstreamError
+from shared.jwt_tokens import CachedSigner, TokenSigner
 from shared.keepalive_http import KeepAliveHTTP
 from shared.settings import Settings
-from shared.tokens import CachedSigner, TokenSigner
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class ModelServerError(Exception):
+class ModelServerError(UpstreamError):
     """The model server did not give an answer; ``status`` is what to answer the caller."""
 
     def __init__(self, status: int, message: str, retry_after: str | None = None,

@@ -34,9 +34,9 @@ from model_server.metrics import Metrics
 from model_server.middleware import CountRequests
 from model_server.routes import routes
 from shared.http import BearerTokenBackend, auth_error, exception_handlers, json_error
+from shared.jwt_tokens import TokenVerifier
 from shared.ratelimit import Quota
 from shared.settings import Settings
-from shared.tokens import TokenVerifier
 
 __all__ = ["Gateway", "create_app"]
 

@@ -14,9 +14,9 @@ from model_server.engines.inference_client import InferenceClientEngine
 from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
 from model_server.requantize import requantized
 from shared.errors import ConfigError
+from shared.jwt_tokens import TokenVerifier
 from shared.logs import configure_logging
 from shared.settings import Settings
-from shared.tokens import TokenVerifier
 
 
 def build_engine(settings: Settings) -> ChatEngine:

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.errors import UpstreamError
+
 log = logging.getLogger(__name__)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -64,7 +66,7 @@ _THROTTLED = frozenset({"Throttling", "ThrottlingException", "ThrottledException
                         "ServiceUnavailable", "InternalError", "KMSThrottlingException"})
 
 
-class AwsError(Exception):
+class AwsError(UpstreamError):
     """A call that did not succeed: AWS's error ``code`` (or the network's), and whether
     another try later may succeed."""
 

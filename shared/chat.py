@@ -51,7 +51,7 @@ def prompt_tokens(messages: Sequence[Message]) -> int:
 
 
 @dataclass(frozen=True)
-class Budget:
+class WindowSplit:
     """How the context window is shared between the prompt and the answer."""
 
     context_window: int
@@ -67,7 +67,7 @@ class Budget:
 TRIM_STEP = 4
 
 
-def fit_messages(messages: Sequence[Message], budget: Budget, *, scale: float = 1.0
+def fit_messages(messages: Sequence[Message], split: WindowSplit, *, scale: float = 1.0
                  ) -> list[Message]:
     """Drop the oldest turns until the conversation fits; keep system messages and the last turn.
 
@@ -82,28 +82,28 @@ def fit_messages(messages: Sequence[Message], budget: Budget, *, scale: float = 
     than estimated (unusual text, another tokenizer), the caller fits again with the observed
     ratio. Raises :class:`PromptTooLong` when even the pinned messages do not fit.
     """
-    if budget.prompt_tokens <= 0:
+    if split.prompt_tokens <= 0:
         raise PromptTooLong(
-            f"max_tokens ({budget.max_answer_tokens}) leaves no room for the prompt in a "
-            f"context window of {budget.context_window} tokens"
+            f"max_tokens ({split.max_answer_tokens}) leaves no room for the prompt in a "
+            f"context window of {split.context_window} tokens"
         )
     pinned = {i for i, m in enumerate(messages) if m["role"] == "system"}
     pinned.add(len(messages) - 1)
     used = sum(message_tokens(messages[i], scale) for i in pinned)
-    if used > budget.prompt_tokens:
+    if used > split.prompt_tokens:
         raise PromptTooLong(
             f"the system prompt and the last message need about {used} tokens; this model "
-            f"allows {budget.prompt_tokens} for the prompt when max_tokens is "
-            f"{budget.max_answer_tokens}"
+            f"allows {split.prompt_tokens} for the prompt when max_tokens is "
+            f"{split.max_answer_tokens}"
         )
     costs = [0 if i in pinned else message_tokens(m, scale) for i, m in enumerate(messages)]
-    over = used + sum(costs) - budget.prompt_tokens  # what must go, from the oldest on
+    over = used + sum(costs) - split.prompt_tokens  # what must go, from the oldest on
     if over <= 0:
         return list(messages)
     # Round what goes up to a whole step: the cut then stays put while the conversation grows
     # by less than a step, since what lies before it does not change from one question to
     # the next.
-    step = max(1, (budget.prompt_tokens - used) // TRIM_STEP)
+    step = max(1, (split.prompt_tokens - used) // TRIM_STEP)
     goal = -(-over // step) * step
     dropped, cut = 0, 0
     while cut < len(messages) and dropped < goal:
@@ -117,7 +117,7 @@ def assemble(
     system_prompt: str,
     history: Sequence[Message],
     asked: Sequence[Message],
-    budget: Budget,
+    split: WindowSplit,
     memory: Sequence[tuple[str, str]] = (),
     scale: float = 1.0,
 ) -> list[Message]:
@@ -137,9 +137,9 @@ def assemble(
                      "content": "Earlier in this conversation (recalled):\n" + recalled})
     tail.extend(asked)
     fixed = sum(message_tokens(m, scale) for m in head + tail)
-    if fixed > budget.prompt_tokens:
+    if fixed > split.prompt_tokens:
         raise PromptTooLong("the message and its reference material do not fit the model")
-    room = budget.prompt_tokens - fixed
+    room = split.prompt_tokens - fixed
     kept: list[Message] = []
     for message in reversed(history):
         cost = message_tokens(message, scale)

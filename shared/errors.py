@@ -1,4 +1,22 @@
-"""Errors raised by the shared layer; each entry point maps them to HTTP statuses in one place."""
+"""Charla's one family of errors: every error it raises on purpose is a :class:`CharlaError`.
+
+Each entry point maps them to HTTP statuses in one place (its app's exception handlers,
+shared/http.exception_handlers). What each layer raises:
+
+- the caller's fault: :class:`BadRequest` (400; :class:`PromptTooLong`, and the body's limits
+  in shared/http.py), :class:`InvalidToken` (401); the knowledge base's refusals
+  (shared/knowledge/store.KnowledgeError, functions/api/rag.NotReadable);
+- our own configuration: :class:`ConfigError`, at start (charla's StartError too);
+- our storage: :class:`StorageError` (the database; the queues' QueueError and
+  DeadLetterError), :class:`SealError` for a stored body that does not open;
+- a service we call, :class:`UpstreamError`: the model server seen from the functions
+  (functions/model_client.ModelServerError), the engine seen from the gateway
+  (model_server/engines/base.EngineError), a chat platform's API
+  (functions/messaging.PlatformError), AWS (shared/aws.AwsError);
+- the caller hanging up: shared/http.ClientLeft;
+- the worker's verdict on a job, :class:`JobOutcome`: functions/worker/answer.Retry and
+  GiveUp.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +55,12 @@ class SealError(CharlaError):
 
 class UnknownKey(SealError):
     """A sealed message body names a data key this process does not have."""
+
+
+class UpstreamError(CharlaError):
+    """A service Charla called did not do what was asked: the model server, the engine, a chat
+    platform's API, AWS. Each layer's own subclass says what to answer or whether to retry."""
+
+
+class JobOutcome(CharlaError):
+    """How a job's attempt ends other than done: the worker settles the job by it."""

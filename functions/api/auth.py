@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from shared.errors import ConfigError
+from shared.jwt_tokens import MIN_SECRET_BYTES, TokenSigner, TokenVerifier
 from shared.settings import Settings
-from shared.tokens import MIN_SECRET_BYTES, TokenSigner, TokenVerifier
 
 
 def client_verifier(settings: Settings) -> TokenVerifier:

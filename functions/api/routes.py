@@ -38,7 +38,7 @@ from functions.moderation import WITHHELD, Moderation
 from functions.pipeline import Answer, Asked, Ending, How, Pipeline
 from functions.sse import UNAVAILABLE, StreamRecorder
 from shared.audit import Exchange, record_exchange
-from shared.chat import Budget, fit_messages
+from shared.chat import WindowSplit, fit_messages
 from shared.db import Database
 from shared.errors import CharlaError
 from shared.http import (
@@ -121,7 +121,7 @@ async def chat_completions(request: Request) -> Response:
     )
     model = chat.model or settings.model_name
     max_tokens = chat.max_tokens or min(settings.default_max_tokens, settings.max_tokens_cap)
-    budget = Budget(settings.context_window, max_tokens)
+    split = WindowSplit(settings.context_window, max_tokens)
     # The audit log keeps what the model read of what the client sent, not the passages.
     exchange = Exchange(client=client, model=model, stream=chat.stream, messages=chat.messages,
                         status=200, latency_ms=0)
@@ -150,9 +150,9 @@ async def chat_completions(request: Request) -> Response:
         prompt = [*chat.messages[:-1], answer.lay_out(chat.messages[-1])]
 
         def body(scale: float) -> dict[str, Any]:
-            fitted = replace(chat, messages=fit_messages(prompt, budget, scale=scale))
+            fitted = replace(chat, messages=fit_messages(prompt, split, scale=scale))
             exchange.messages = answer.asker_said(fitted.messages)  # what the model read
-            return fitted.engine_body(model, budget.max_answer_tokens)
+            return fitted.engine_body(model, split.max_answer_tokens)
 
         result, events, first = await while_connected(
             request, answer.ask(body, stream=chat.stream))

@@ -28,9 +28,9 @@ from functions.moderation import WITHHELD, Moderation, Trip, refusal
 from functions.pipeline import Answer, Asked, Ending, Found, How, Pipeline
 from functions.sse import StreamRecorder
 from functions.worker.reply import ProgressiveReply
-from shared.chat import Budget, assemble, kept_history
+from shared.chat import WindowSplit, assemble, kept_history
 from shared.conversations import Conversations
-from shared.errors import PromptTooLong, StorageError
+from shared.errors import JobOutcome, PromptTooLong, StorageError
 from shared.knowledge.search import Passage
 from shared.queue.outbox import Outbox
 from shared.settings import Settings
@@ -46,7 +46,7 @@ TYPING_EVERY_S = 4.0  # Telegram shows "typing…" for 5 s per call
 EXPIRY_MARGIN_S = 60.0  # a reply window closing sooner than this: no answer could make it
 
 
-class Retry(Exception):
+class Retry(JobOutcome):
     """Run the job again after ``delay_s`` (unless it was the last attempt)."""
 
     def __init__(self, reason: str, delay_s: float) -> None:
@@ -55,7 +55,7 @@ class Retry(Exception):
         self.delay_s = delay_s
 
 
-class GiveUp(Exception):
+class GiveUp(JobOutcome):
     """Do not run the job again; it is kept as failed with this reason."""
 
 
@@ -214,11 +214,11 @@ class Answerer:
             inbound.platform, inbound.conversation, limit=settings.history_turns)
         history = [t.message for t in turns]
         asked = [answer.lay_out({"role": "user", "content": inbound.text})]
-        budget = Budget(settings.context_window, settings.bot_max_tokens)
+        split = WindowSplit(settings.context_window, settings.bot_max_tokens)
         memory: list[tuple[str, str]] = []
         if query is not None and turns:
             prompt = assemble(system_prompt=settings.system_prompt, history=history,
-                              asked=asked, budget=budget)
+                              asked=asked, split=split)
             kept = kept_history(prompt, asked=len(asked), memory=False)
             oldest_kept = turns[len(turns) - kept].id if kept else turns[-1].id + 1
             memory = await self.conversations.recall(
@@ -227,7 +227,7 @@ class Answerer:
 
         def body(scale: float) -> dict[str, Any]:
             messages = assemble(system_prompt=settings.system_prompt, history=history,
-                                asked=asked, budget=budget, memory=memory, scale=scale)
+                                asked=asked, split=split, memory=memory, scale=scale)
             return {"messages": messages, "max_tokens": settings.bot_max_tokens,
                     "stream": True, "stream_options": {"include_usage": True}}
 

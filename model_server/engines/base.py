@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shared.errors import UpstreamError
 
-class EngineError(Exception):
+
+class EngineError(UpstreamError):
     """The engine could not answer; ``status`` is what the gateway answers with, ``code``
     the reason a client can act on (in the JSON error, or the event that ends a stream)."""
 

@@ -23,8 +23,8 @@ import pytest
 
 from functions.slack.verify import SignatureVerifier
 from model_server.engines.llama_server import bundled_model_path
+from shared.jwt_tokens import TokenSigner, generate_ed25519_pair
 from shared.settings import Settings
-from shared.tokens import TokenSigner, generate_ed25519_pair
 from tests.charla.test_model_fetch import CHARLA, REPO, Hub
 from tests.charla.test_up import EVENTS, SLACK_SECRET, descendants, start
 from tests.conftest import ENGINE_THREADS, ServerThread, free_port

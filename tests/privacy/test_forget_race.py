@@ -27,9 +27,9 @@ from starlette.routing import Route
 
 from model_server.app import Gateway
 from model_server.main import create
+from shared.jwt_tokens import TokenSigner
 from shared.privacy import Counters, Person
 from shared.ratelimit import FORGETS_KEY, Quota
-from shared.tokens import TokenSigner
 from tests.conftest import ServerThread, gateway_env, make_settings
 
 

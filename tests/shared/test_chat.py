@@ -5,8 +5,8 @@ import itertools
 import pytest
 
 from shared.chat import (
-    Budget,
     Message,
+    WindowSplit,
     assemble,
     estimate_tokens,
     fit_messages,
@@ -27,12 +27,12 @@ def turns(n: int, size: int = 90) -> list[Message]:
 
 def test_everything_is_kept_when_it_fits() -> None:
     messages = turns(3)
-    assert fit_messages(messages, Budget(4096, 512)) == messages
+    assert fit_messages(messages, WindowSplit(4096, 512)) == messages
 
 
 def test_oldest_turns_go_first_and_order_is_kept() -> None:
     messages = turns(40)
-    budget = Budget(1024, 256)
+    budget = WindowSplit(1024, 256)
     fitted = fit_messages(messages, budget)
     assert fitted[0] == messages[0]  # the system prompt stays
     assert fitted[-1] == messages[-1]  # the new message stays
@@ -48,7 +48,7 @@ def test_a_growing_conversation_keeps_its_first_turns_for_several_questions() ->
     # by one, every question would start the prompt elsewhere, and the engine would read the
     # whole prompt cold each time; cut in steps, the prompt starts at the same turn for
     # several questions in a row, so the engine's cached prefix holds.
-    budget = Budget(1024, 256)
+    budget = WindowSplit(1024, 256)
     starts, used = [], []
     for n in range(10, 60):
         fitted = fit_messages(turns(n), budget)
@@ -67,12 +67,12 @@ def test_a_growing_conversation_keeps_its_first_turns_for_several_questions() ->
 def test_a_message_too_long_for_the_window_is_refused() -> None:
     messages: list[Message] = [{"role": "user", "content": "palabra " * 5000}]
     with pytest.raises(PromptTooLong, match="tokens"):
-        fit_messages(messages, Budget(2048, 256))
+        fit_messages(messages, WindowSplit(2048, 256))
 
 
 def test_max_tokens_larger_than_the_window_is_refused() -> None:
     with pytest.raises(PromptTooLong, match="max_tokens"):
-        fit_messages(turns(1), Budget(1024, 1024))
+        fit_messages(turns(1), WindowSplit(1024, 1024))
 
 
 def test_estimate_is_cautious_for_non_latin_text() -> None:
@@ -89,7 +89,7 @@ def test_assemble_puts_stable_parts_first_and_passages_last() -> None:
     prompt = assemble(system_prompt="Eres Charla.", history=history,
                       asked=[reference_message(["El lunes es festivo."]),
                              {"role": "user", "content": "¿y mañana?"}],
-                      budget=Budget(4096, 512))
+                      split=WindowSplit(4096, 512))
     assert prompt[0] == {"role": "system", "content": "Eres Charla."}
     assert prompt[1:3] == history
     assert "El lunes es festivo." in prompt[3]["content"]
@@ -99,13 +99,13 @@ def test_assemble_puts_stable_parts_first_and_passages_last() -> None:
 
 def test_assemble_keeps_the_prefix_of_the_previous_turn() -> None:
     """Turn n+1's prompt starts with turn n's stable part: the engine's prefix cache holds."""
-    budget = Budget(4096, 512)
+    budget = WindowSplit(4096, 512)
     history: list[Message] = []
     previous: list[Message] | None = None
     for i in range(5):
         prompt = assemble(system_prompt="S", history=history,
                           asked=[reference_message([f"passage {i}"]),
-                                 {"role": "user", "content": f"m{i}"}], budget=budget)
+                                 {"role": "user", "content": f"m{i}"}], split=budget)
         stable = prompt[: 1 + len(history)]
         if previous is not None:
             assert stable[: len(previous)] == previous

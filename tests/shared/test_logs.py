@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.jwt_tokens import TokenSigner
 from shared.logs import RedactingFilter, redact
-from shared.tokens import TokenSigner
 
 JWT = TokenSigner(secret="s" * 40, audience="a", issuer="i").sign("alice", ttl_s=60)
 

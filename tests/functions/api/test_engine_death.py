@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.tokens import TokenSigner
+from shared.jwt_tokens import TokenSigner
 from tests.conftest import (
     Api,
     Gateway,

@@ -43,8 +43,8 @@ from functions.limit import (
     rate_limit_exceeded,
 )
 from shared.http import TokenUser
+from shared.jwt_tokens import Claims
 from shared.privacy import API_LIMIT_PREFIX
-from shared.tokens import Claims
 from tests.conftest import Api, ServerThread, api_env, fresh_database, make_settings, start_api
 
 ALLOWANCE = 5

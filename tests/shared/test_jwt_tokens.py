@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from shared.errors import ConfigError, InvalidToken
-from shared.tokens import CachedSigner, TokenSigner, TokenVerifier, generate_ed25519_pair
+from shared.jwt_tokens import CachedSigner, TokenSigner, TokenVerifier, generate_ed25519_pair
 
 AUD, ISS = "charla-api", "charla"
 SECRET = "k" * 48
