@@ -92,7 +92,7 @@ class SqsQueue:
             raise ConfigError("CHARLA_QUEUE=sqs needs CHARLA_SQS_QUEUE_URL")
         self.url = queue_url
         self.keys = keys
-        self._deliveries = Deliveries(db, on_accept) if db is not None else None
+        self._deliveries = Deliveries(db, on_accept, sends=True) if db is not None else None
         self._make_client = client or (lambda: aws.Client(aws.SQS, connect_timeout=1.0,
                                                           read_timeout=2.0, attempts=2))
         self._client: Any = None

@@ -37,7 +37,7 @@ async def test_an_accept_is_never_sent_again(db: Database) -> None:
 
 async def test_a_send_runs_again_and_its_copies_do_not(db: Database) -> None:
     key = uuid.uuid4().hex
-    deliveries = Deliveries(db)
+    deliveries = Deliveries(db, sends=True)
     assert await deliveries.accept([delivery(key, "X")]) == [True]
     # Its own message back (a retry, a redrive) runs again, even behind a copy in a batch.
     assert await deliveries.accept([delivery(key, "Y"), delivery(key, "X")]) == [False, True]
