@@ -39,16 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from functions.factcheck import (
-    STOP_WORDS,
-    TOKEN,
-    WORD,
-    content_keys,
-    evidence,
-    fold,
-    is_name,
-    opens_sentence,
-)
+from functions.factcheck import TOKEN, WORD, evidence, fold, is_name, opens_sentence
+from functions.quotes import STOP_WORDS, content_keys
 from shared.knowledge.search import Passage
 
 STEM = 5  # letters compared: "vacaciones" meets "vacación", "Fridays" meets "Friday"

@@ -36,14 +36,13 @@ from functions.factcheck import (
     TOKEN,
     WORD,
     calendar,
-    content_keys,
     fold,
     is_name,
     money_amounts,
     numbers,
     opens_sentence,
-    sentences,
 )
+from functions.quotes import content_keys, sentences
 from shared.knowledge.language import SPANISH, detect
 from shared.knowledge.search import Passage
 

@@ -22,7 +22,8 @@ passage about Madrid is caught. The words "one", "uno", "una" and "un" are artic
 often than numbers, and are not taken as facts.
 
 :func:`extract` builds the answer shown instead of one that fails: the sentence of the
-passages that best answers the question, quoted, with its source.
+passages that best answers the question, quoted, with its source. The sentences of a passage,
+and the one quoted under an answer, are functions/quotes.py's.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from fractions import Fraction
 from shared.knowledge.search import Passage
 
 
-def _listed(words: str) -> list[str]:
+def listed(words: str) -> list[str]:
+    """``words`` split at spaces: a long list of words written as one string."""
     return words.split()
 
 
@@ -54,12 +56,12 @@ _NUMBER_WORDS = {
 }
 # Articles far more often than numbers: evidence in a passage, never a fact in an answer.
 _ONE_WORDS = {"one": 1, "uno": 1, "una": 1, "un": 1}
-_MONTHS = _listed("january february march april may june july august september october "
+_MONTHS = listed("january february march april may june july august september october "
                   "november december")
-_MESES = _listed("enero febrero marzo abril mayo junio julio agosto septiembre octubre "
+_MESES = listed("enero febrero marzo abril mayo junio julio agosto septiembre octubre "
                  "noviembre diciembre")
-_DAYS = _listed("monday tuesday wednesday thursday friday saturday sunday")
-_DIAS = _listed("lunes martes miercoles jueves viernes sabado domingo")
+_DAYS = listed("monday tuesday wednesday thursday friday saturday sunday")
+_DIAS = listed("lunes martes miercoles jueves viernes sabado domingo")
 _CALENDAR = {**{w: f"month{i}" for i, w in enumerate(_MONTHS)},
              **{w: f"month{i}" for i, w in enumerate(_MESES)},
              **{w: f"day{i}" for i, w in enumerate(_DAYS)},
@@ -338,66 +340,3 @@ def evidence(passage: Passage) -> list[str]:
     """What a passage states: its text, and where it comes from (its citation names the
     document, section and page, and a quote from it is shown under that name)."""
     return [passage.content, passage.citation, passage.title or ""]
-
-
-# --- The extractive answer -------------------------------------------------------------------
-
-STOP_WORDS = frozenset(fold(w) for w in _listed(
-    "the a an of to in on at for and or is are was be do does did i my me we our you your it "
-    "its this that what when where which who how many much can could should would will with "
-    "from by as if not no yes have has get there their they them about into than then so "
-    "el la los las de del que y en por para con un una unos unas es son se su sus al lo como "
-    "mas pero le les ya o u este esta estos estas ese esa eso esto cuando muy sin sobre "
-    "tambien hasta hay donde desde todo todos nos ni otro otra yo mi mis me te tu tus cual "
-    "cuales cuanto cuantos cuanta cuantas puedo tengo tiene hacer hago si no"
-))
-# Sentences end at a stop before a capital, a paragraph's end, or a line that starts a list
-# item, a heading, a quote or a table row; other line breaks are a paragraph's wrapping.
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[^\W\d_]|[¿¡\"“«(])|\n\s*\n\s*|"
-                    r"\n(?=\s*(?:[-*•#>|]|\d+[.)]\s))")
-_MARKER = re.compile(r"^(?:[#>*•-]+\s*|\d+[.)]\s+)+")
-
-
-def content_keys(text: str) -> set[str]:
-    """A text's content words, cut to 5 letters so "vacaciones" meets "vacación"."""
-    return {w[:5] for w in WORD.findall(fold(text)) if len(w) > 2 and w not in STOP_WORDS}
-
-
-def sentences(text: str) -> list[str]:
-    """``text`` cut into sentences and list items, markup trimmed."""
-    out = []
-    for piece in _SPLIT.split(text):
-        piece = " ".join(_MARKER.sub("", piece.strip()).replace("**", "").split())
-        if len(WORD.findall(piece)) >= 3:
-            out.append(piece)
-    return out
-
-
-QUOTE_CHARS = 160  # the longest quote shown under an answer or on a citation
-
-
-def supporting(answer: str, question: str, passage: Passage) -> str | None:
-    """The sentence of ``passage`` that best supports ``answer``: the most numbers and
-    content words in common with it, then with ``question``; None when it shares none.
-    Shortened at a word to :data:`QUOTE_CHARS`, with "…"."""
-    said, asked, values = content_keys(answer), content_keys(question), numbers(answer)
-    best: tuple[int, int, int] | None = None
-    found = None
-    for position, sentence in enumerate(sentences(passage.content)):
-        keys = content_keys(sentence)
-        key = (len(values & numbers(sentence)) + len(said & keys), len(asked & keys), -position)
-        if key[0] + key[1] == 0:
-            continue
-        if best is None or key > best:
-            best, found = key, sentence
-    return None if found is None else shortened(found)
-
-
-def shortened(text: str, limit: int = QUOTE_CHARS) -> str:
-    """``text``, cut at a word to at most ``limit`` characters with "…" where it was cut."""
-    if len(text) <= limit:
-        return text
-    cut = text[:limit - 1]
-    if not text[limit - 1].isspace():  # the cut fell inside a word: that word goes
-        cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:") + "…"

@@ -10,7 +10,8 @@
     ask          the model server (redacted first with CHARLA_REDACT_MODEL_INPUT), fitting
                  the prompt again once if the engine counts it too long (functions/overflow.py)
     check        while the model writes: the policy's terms, the facts of the passages, loops
-                 (:class:`AnswerChecks`); only what passed is shown
+                 (:class:`AnswerChecks`, functions/answer_checks.py); only what passed is
+                 shown
     end          the guard model on the whole answer; one :class:`Ending` says what the reader
                  was shown in the end, and why
 
@@ -37,14 +38,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from functions.answer_checks import AnswerChecks, Stop
 from functions.answerability import answers
-from functions.extractive import extract, no_answer, quoted_answer
-from functions.factcheck import FactGate, Verdict, evidence
+from functions.extractive import extract, no_answer
 from functions.knowledge import dont_know
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import Moderation, Trip, refusal
 from functions.overflow import overflow_scale
-from functions.repetition import Loop, LoopCheck
 from functions.sse import StreamRecorder
 from shared.chat import Message, prompt_tokens, reference_message
 from shared.knowledge.language import ENGLISH, SPANISH, detect
@@ -76,6 +76,9 @@ class Asked:
     sub: str  # as whom the model server is asked (its limits apply)
     principals: tuple[str, ...]  # whose grants and policy scopes apply
     collections: Sequence[str] | None = None  # the asker narrowed the search to these
+    # The answer is JSON the engine is held to (response_format): no words of ours start it,
+    # and it is not cut at a repetition (its form is the schema's).
+    structured: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,89 +115,6 @@ class Step:
     shown: int  # how much of the answer may be shown now
     end: bool  # the answer is complete (and passed every check)
     stopped: bool = False  # a check stopped it: the last step (Answer.ending says how)
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Why an answer stops being shown: moderation withheld it, it stated a fact its passages
-    do not, or it loops."""
-
-    trip: Trip | None = None
-    facts: Verdict | None = None
-    loop: Loop | None = None
-
-
-class AnswerChecks:
-    """The checks of one answer to ``question``, asked where ``scopes`` apply, drawn from
-    ``passages`` (none: not a grounded answer, no fact check)."""
-
-    def __init__(self, moderation: Moderation, scopes: Sequence[str], *, question: str,
-                 passages: Sequence[Passage] = ()) -> None:
-        self.question = question
-        self.passages = list(passages)
-        self._terms = moderation.stream_check(scopes)
-        self._facts = (FactGate([text for p in passages for text in evidence(p)])
-                       if passages else None)
-        self._loops = LoopCheck()
-        self.stopped: Stop | None = None
-
-    @property
-    def gating(self) -> bool:
-        """Whether a check holds back part of the answer while it is written."""
-        return self._terms is not None or self._facts is not None
-
-    def checked(self, text: str) -> int:
-        """How much of ``text`` (the answer so far, as last fed) may be shown."""
-        end = len(text)
-        if self._terms is not None:
-            end = min(end, self._terms.checked)
-        if self._facts is not None:
-            end = min(end, self._facts.checked)
-        return end
-
-    def feed(self, text: str, *, whole: bool = False) -> Stop | None:
-        """Check what ``text``, the answer so far, adds (``whole``: the answer is complete)."""
-        if self.stopped is not None:
-            return self.stopped
-        if self._terms is not None:
-            verdict = self._terms.feed(text, whole=whole)
-            if verdict.flagged:
-                self.stopped = Stop(trip=Trip("output", "policy", verdict.categories))
-                return self.stopped
-        if self._facts is not None:
-            failed = self._facts.feed(text, whole=whole)
-            if failed is not None:
-                log.info("an answer stated %d fact(s) its passages do not; replaced by a quote"
-                         " from them", len(failed.unsupported))
-                self.stopped = Stop(facts=failed)
-                return self.stopped
-        loop = self._loops.feed(text)
-        if loop is not None:
-            log.info("an answer looped (%s); cut after its first turn", loop.kind)
-            self.stopped = Stop(loop=loop)
-            return self.stopped
-        return None
-
-    def settle(self, text: str) -> Stop | None:
-        """Check ``text`` as the whole answer, where it ends early (at a loop's first turn,
-        before its sentence did): what the policy and the facts say of the part not yet
-        checked."""
-        if self._terms is not None:
-            verdict = self._terms.feed(text, whole=True)
-            if verdict.flagged:
-                return Stop(trip=Trip("output", "policy", verdict.categories))
-        if self._facts is not None:
-            failed = self._facts.feed(text, whole=True)
-            if failed is not None:
-                return Stop(facts=failed)
-        return None
-
-    def replacement(self) -> str:
-        """What is shown instead of an answer that stated a fact its passages do not."""
-        found = extract(self.question, self.passages)
-        if found is not None:
-            return quoted_answer(self.question, found)
-        return no_answer(self.question, self.passages)
 
 
 # What a grounded question is asked with, in the question's language (bench/prompt_layout.py
@@ -250,7 +170,8 @@ class Answer:
         self.asked = asked
         self.scopes = tuple(scopes)
         self.found: Found | None = None
-        self.checks = AnswerChecks(moderation, scopes, question=asked.question)
+        self.checks = AnswerChecks(moderation, scopes, question=asked.question,
+                                   loops=not asked.structured)
         self.ending: Ending | None = None
         self.lead = ""  # the answer's start, written for the model (a primed answer)
         self._laid: tuple[Message, Message] | None = None  # (as laid out, as asked)
@@ -270,7 +191,7 @@ class Answer:
         if self.found is None:
             return None
         self.checks = AnswerChecks(self._moderation, self.scopes, question=self.asked.question,
-                                   passages=self.found.passages)
+                                   passages=self.found.passages, loops=not self.asked.structured)
         if self.found.collections and not self.found.passages:
             self.ending = Ending(How.DONT_KNOW, dont_know(self.found.collections, whom))
             return self.ending

@@ -21,35 +21,20 @@ Choices worth knowing:
   nine bare digits are too often a Spanish phone number.
 - Overlaps are settled by kind: a credential beats an e-mail, which beats an IBAN, a card, an
   SSN, a DNI/NIE, an IP and, last, a phone number.
+
+What a finding is and how overlaps are settled are shared/redact_findings.py's; the numbering
+plans that spare most phone candidates a call to ``phonenumbers`` are shared/redact_phones.py's.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import cache
-from itertools import accumulate
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from phonenumbers import PhoneMetadata
-
-# In order of precedence when two findings overlap.
-KINDS = ("SECRET", "EMAIL", "IBAN", "CARD", "SSN", "DNI", "NIE", "IP", "PHONE")
-_RANK = {kind: rank for rank, kind in enumerate(KINDS)}
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One piece of personal data or one credential: its kind and where it lies in the text."""
-
-    kind: str
-    start: int
-    end: int
-
+from shared.redact_findings import KINDS, Finding, Spans, without_overlaps
+from shared.redact_phones import Plan, trimmed
 
 # --- credentials: known shapes; group "s", where present, is the part to hide. Each pattern
 # runs only where the lower-cased text holds its hint, which keeps the common case cheap.
@@ -141,12 +126,12 @@ class Redactor:
         self._parse_phone = phonenumbers.parse
         self._valid_phone = phonenumbers.is_valid_number
         self._phone_error = phonenumbers.NumberParseException
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[str, Plan] = {}
         for region in self.regions:
             meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
             if meta is None:
                 raise ValueError(f"unknown phone region: {region}")
-            self._plans[region] = _Plan.of(meta)
+            self._plans[region] = Plan.of(meta)
         # Digit counts of a number written without "+", "(" or a leading 0, in any region.
         self._bare_lengths = frozenset(
             n + extra for plan in self._plans.values() for n in plan.lengths
@@ -171,7 +156,7 @@ class Redactor:
         for detect, needs_digit in self._detectors:
             if has_digit or not needs_digit:
                 found.extend(detect(text, found))
-        return _without_overlaps(found)
+        return without_overlaps(found)
 
     def redact(self, text: str) -> str:
         """``text`` with each finding replaced by its kind's placeholder."""
@@ -271,7 +256,7 @@ class Redactor:
                     yield Finding("IP", m.start(), m.end())
 
     def _phones(self, text: str, found: list[Finding]) -> Iterator[Finding]:
-        taken = _Spans(found)
+        taken = Spans(found)
         for m in _PHONE.finditer(text):
             start, end = m.span()
             if text[start] == "(" and text.count("(", start, end) > text.count(")", start, end):
@@ -300,7 +285,7 @@ class Redactor:
                 for j in range(min(len(words), i + 6), i, -1):
                     if opening not in "+(0" and sum(digits[i:j]) not in self._bare_lengths:
                         continue
-                    lo, hi = _trimmed(text, words[i][0], words[j - 1][1])
+                    lo, hi = trimmed(text, words[i][0], words[j - 1][1])
                     regions = self._plausible_regions(text[lo:hi]) \
                         if (lo, hi) != (start, end) and lo < hi else ()
                     if not regions or not asks:
@@ -341,88 +326,12 @@ class Redactor:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What a region's numbering plan says about a bare string of digits, from the metadata
-    in ``phonenumbers``: cheap checks that spare most calls to its parser."""
-
-    lengths: frozenset[int]  # of national numbers
-    trunk: str  # the national prefix ("1" in the US, "0" in the UK, none in Spain)
-    # Every valid national number matches the general pattern and one of the patterns of the
-    # number types (fixed line, mobile, toll free...), as ``is_valid_number`` requires.
-    national: tuple[re.Pattern[str], ...]
-    international: re.Pattern[str]  # the dialling prefix for abroad ("00", "011")
-
-    @classmethod
-    def of(cls, meta: PhoneMetadata) -> _Plan:
-        desc = meta.general_desc
-        if desc is None:
-            raise ValueError(f"no numbering plan for {meta.id}")
-        trunk = meta.national_prefix or ""
-        # Where stripping the prefix takes more than removing it, only lengths are checked.
-        simple = meta.national_prefix_for_parsing in (None, meta.national_prefix)
-        types = [d.national_number_pattern for d in (
-            meta.premium_rate, meta.toll_free, meta.shared_cost, meta.voip, meta.personal_number,
-            meta.pager, meta.uan, meta.voicemail, meta.fixed_line, meta.mobile)
-            if d is not None and d.national_number_pattern]
-        general = desc.national_number_pattern
-        national = (re.compile(general), re.compile("|".join(f"(?:{t})" for t in types))) \
-            if simple and general and types else ()
-        return cls(frozenset(desc.possible_length or ()), trunk, national,
-                   re.compile(meta.international_prefix or "(?!)"))
-
-    def admits(self, digits: str) -> bool:
-        if self.international.match(digits):
-            return True
-        for national in (digits, digits[len(self.trunk):] if self.trunk
-                         and digits.startswith(self.trunk) else None):
-            if national is not None and len(national) in self.lengths and all(
-                    p.fullmatch(national) for p in self.national):
-                return True
-        return False
-
-
-def _trimmed(text: str, lo: int, hi: int) -> tuple[int, int]:
-    """The span without the punctuation a phone number cannot start or end with."""
-    while lo < hi and not (text[lo].isdigit() or text[lo] in "(+"):
-        lo += 1
-    while hi > lo and not (text[hi - 1].isdigit() or text[hi - 1] == ")"):
-        hi -= 1
-    return lo, hi
-
-
 def _personal_ip(candidate: str) -> bool:
     try:
         address = ipaddress.ip_address(candidate)
     except ValueError:
         return False
     return not (address.is_loopback or address.is_unspecified)
-
-
-class _Spans:
-    """Spans, possibly overlapping, asked whether any of them meets a given span."""
-
-    def __init__(self, findings: list[Finding]) -> None:
-        spans = sorted((f.start, f.end) for f in findings)
-        self._starts = [s for s, _ in spans]
-        self._reach = list(accumulate((e for _, e in spans), max))  # furthest end so far
-
-    def overlaps(self, start: int, end: int) -> bool:
-        before = bisect_left(self._starts, end)  # the spans that start before ``end``
-        return before > 0 and self._reach[before - 1] > start
-
-
-def _without_overlaps(found: list[Finding]) -> list[Finding]:
-    """Keeps, of overlapping findings, the one of the stronger kind, then the longer."""
-    starts: list[int] = []
-    kept: list[Finding] = []  # in order of start, never overlapping
-    for f in sorted(found, key=lambda f: (_RANK[f.kind], f.start - f.end, f.start)):
-        i = bisect_right(starts, f.start)
-        if (i > 0 and kept[i - 1].end > f.start) or (i < len(kept) and kept[i].start < f.end):
-            continue
-        starts.insert(i, f.start)
-        kept.insert(i, f)
-    return kept
 
 
 @cache

@@ -25,8 +25,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from functions.factcheck import supporting
 from functions.pipeline import Found
+from functions.quotes import supporting
 from shared.chat import Message
 from shared.errors import BadRequest, CharlaError, StorageError
 from shared.http import json_error, subject_of

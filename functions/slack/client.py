@@ -239,7 +239,7 @@ class SlackClient:
 
 class SlackReply:
     """One Slack thread as a :class:`~functions.messaging.ReplyChannel` that can also stream
-    (:class:`~functions.worker.reply.Streams`): Slack's ``chat.startStream``,
+    (:class:`~functions.worker.capabilities.Streams`): Slack's ``chat.startStream``,
     ``chat.appendStream`` and ``chat.stopStream`` show the answer as it is written, in a
     thread. Where Slack refuses to stream (a channel type, an app without the feature, a
     channel stream without the asker's ids), the answer is posted and edited instead, and that
@@ -247,7 +247,7 @@ class SlackReply:
 
     With a ``mark`` (the answer's delivery key), every post carries it as message metadata,
     so that a post whose answer was lost can be found in the thread (:meth:`find`, the
-    worker's :class:`~functions.worker.reply.Finds`) rather than left or posted twice. A
+    worker's :class:`~functions.worker.capabilities.Finds`) rather than left or posted twice. A
     stream cannot carry metadata (``chat.startStream`` takes none): a lost start stays unknown.
     """
 

@@ -182,10 +182,10 @@ class TelegramClient:
 class TelegramReply:
     """A :class:`functions.messaging.ReplyChannel` into one Telegram chat or forum topic.
 
-    In a private chat it also previews (:class:`~functions.worker.reply.Previews`): the answer
-    shows as a draft while it is written (``sendMessageDraft``), and goes out as one message
-    when it is whole. Where Telegram refuses drafts, the answer is posted and edited, and that
-    chat gets no drafts for :data:`DRAFT_REFUSAL_S`."""
+    In a private chat it also previews (:class:`~functions.worker.capabilities.Previews`): the
+    answer shows as a draft while it is written (``sendMessageDraft``), and goes out as one
+    message when it is whole. Where Telegram refuses drafts, the answer is posted and edited,
+    and that chat gets no drafts for :data:`DRAFT_REFUSAL_S`."""
 
     max_length: int = MAX_LENGTH
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from functions.factcheck import supporting
 from functions.knowledge import Knowledge
 from functions.messaging import Expires, Inbound, PlatformError, ReplyChannel
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import WITHHELD, Moderation, Trip, refusal
 from functions.pipeline import Answer, Asked, Ending, Found, How, Pipeline
+from functions.quotes import supporting
 from functions.sse import StreamRecorder
 from functions.worker.reply import ProgressiveReply
 from shared.chat import WindowSplit, assemble, kept_history

@@ -4,8 +4,8 @@ Platforms offer no idempotency key for posting a message, so a send that is retr
 again after a crash, a timeout, an error) could post the same answer twice. The worker claims a
 part of an answer here first: a part already ``sent`` is edited instead of posted again; a part
 left ``sending`` (the request went out and no answer came back) may have been posted: where
-the platform can be asked (functions/worker/reply.py's ``Finds``: Slack), the worker looks for
-it there, and records it or posts it; elsewhere it is not posted again.
+the platform can be asked (functions/worker/capabilities.py's ``Finds``: Slack), the worker
+looks for it there, and records it or posts it; elsewhere it is not posted again.
 
 A ``sending`` row's ``ref`` is NULL, or :data:`STREAMING` for a part claimed as the start of a
 stream: a stream carries nothing to be found by (Slack's ``chat.startStream`` takes no

@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from functions.extractive import extract, no_answer, quoted_answer
-from functions.factcheck import (
-    FactGate,
-    check,
-    evidence,
-    sentences,
-    shortened,
-    supporting,
-)
+from functions.factcheck import FactGate, check, evidence
+from functions.quotes import sentences, shortened, supporting
 from shared.knowledge.search import Passage
 
 EVAL = Path(__file__).resolve().parents[1] / "knowledge" / "eval"

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from shared.redact import KINDS, Redactor
+from shared.redact import Redactor
+from shared.redact_findings import KINDS
 
 EVAL = Path(__file__).with_name("pii_eval.jsonl")
 FLOOR = 0.95

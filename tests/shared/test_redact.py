@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from shared import logs
-from shared.redact import KINDS, Finding, Redactor, default, find, redact
+from shared.redact import Redactor, default, find, redact
+from shared.redact_findings import KINDS, Finding
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,5 +1,5 @@
 """Marked posts and finding them again: the Slack client's side of reconciling a post whose
-answer was lost (functions/worker/reply.py's ``Finds``)."""
+answer was lost (functions/worker/capabilities.py's ``Finds``)."""
 
 from __future__ import annotations
 
