@@ -38,6 +38,11 @@ async def chat_completions(request: Request) -> Response:
         return refused
     chat = parse_chat_request(await json_body(request, gw),
                               max_tokens_cap=gw.settings.max_tokens_cap, prefill=True)
+    for feature, asked in (("response_format", chat.structured),
+                           ("logprobs", chat.logprobs)):
+        if asked and feature not in gw.engine.features:
+            raise BadRequest(f"'{feature}' is not supported by this model server's engine "
+                             f"({type(gw.engine).__name__})", feature)
     if chat.messages[-1]["role"] == "assistant" and not gw.engine.continues_answers:
         # The start of an answer, for an engine that would take it as a turn of its own:
         # it is left out, and the engine answers from the start.

@@ -2,7 +2,7 @@
 
 Both are trust boundaries, so both check; the checks are plain functions over dicts with
 messages that say exactly which field is wrong (and name it in OpenAI's ``param``). A field
-asking for what we cannot give (tools, JSON mode, log probabilities, several choices, audio)
+asking for what we cannot give (tools, several choices, audio)
 is refused, never silently dropped, since the client would misread the answer. Any other field
 we do not use is ignored: OpenAI's hints to its own service (``user``, ``store``,
 ``service_tier``...) and other engines' sampling knobs (``top_k``, ``min_p``), which clients
@@ -20,17 +20,14 @@ from typing import Any
 from shared.chat import Message
 from shared.errors import BadRequest
 from shared.knowledge.names import collection_name
+from shared.response_format import parse_response_format
 from shared.text import find_surrogate, may_hold_surrogates, repair_surrogates
 
 MAX_MESSAGES = 1_000
 MAX_STOP_SEQUENCES = 4
 _ROLES = ("system", "user", "assistant", "developer", "tool")
 
-# OpenAI's fields that _check_unsupported refuses (unless harmless).
-_UNSUPPORTED = frozenset({
-    "tools", "functions", "tool_choice", "function_call", "response_format", "logprobs",
-    "top_logprobs", "logit_bias", "modalities", "audio", "prediction", "web_search_options",
-})
+MAX_TOP_LOGPROBS = 20  # OpenAI's own bound
 
 
 def _refuse(what: str, name: str) -> BadRequest:
@@ -45,12 +42,6 @@ def _check_unsupported(body: dict[str, Any]) -> None:
     for name in ("tool_choice", "function_call"):
         if body.get(name) not in (None, "none"):
             raise _refuse("tool calling", name)
-    if body.get("response_format") not in (None, {"type": "text"}):
-        raise _refuse("a response format other than {\"type\": \"text\"}", "response_format")
-    if body.get("logprobs") not in (None, False):
-        raise _refuse("log probabilities", "logprobs")
-    if body.get("top_logprobs") is not None:
-        raise _refuse("log probabilities", "top_logprobs")
     if body.get("logit_bias"):  # null or {} changes nothing
         raise _refuse("logit bias", "logit_bias")
     if body.get("modalities") not in (None, ["text"]):
@@ -79,6 +70,15 @@ class ChatRequest:
     # Charla's extension: the knowledge-base collections to answer from (None: all the caller
     # may read; []: none). Never sent to the engine.
     collections: list[str] | None = None
+    # A structured answer (shared/response_format.py), as the engine takes it; None: text.
+    response_format: dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+    @property
+    def structured(self) -> bool:
+        """Whether the answer is JSON the engine is constrained to (no text of ours in it)."""
+        return self.response_format is not None
 
     def engine_body(self, model: str, max_tokens: int) -> dict[str, Any]:
         """The body sent to an OpenAI-compatible engine (usage always asked for)."""
@@ -96,6 +96,12 @@ class ChatRequest:
                 body[name] = value
         if self.stop:
             body["stop"] = self.stop
+        if self.response_format is not None:
+            body["response_format"] = self.response_format
+        if self.logprobs:
+            body["logprobs"] = True
+            if self.top_logprobs is not None:
+                body["top_logprobs"] = self.top_logprobs
         return body
 
 
@@ -250,6 +256,12 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int,
         raise BadRequest("'collections' must be a list of collection names", "collections")
     for name in collections or ():
         collection_name(name, "collections")  # a 400 with the rule, not a 403 or a 500
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise BadRequest("'logprobs' must be true or false", "logprobs")
+    top_logprobs = _integer(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
+    if top_logprobs is not None and not logprobs:
+        raise BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs")
     return ChatRequest(
         messages=_messages(body.get("messages"), prefill=prefill),
         model=model,
@@ -263,6 +275,9 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int,
         presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
         collections=collections,
+        response_format=parse_response_format(body.get("response_format")),
+        logprobs=bool(logprobs),
+        top_logprobs=top_logprobs,
     )
 
 

@@ -40,7 +40,7 @@ from functions.sse import UNAVAILABLE, StreamRecorder
 from shared.audit import Exchange, record_exchange
 from shared.chat import WindowSplit, fit_messages
 from shared.db import Database
-from shared.errors import CharlaError
+from shared.errors import BadRequest, CharlaError
 from shared.http import (
     CLIENT_CLOSED_REQUEST,
     ClientLeft,
@@ -119,6 +119,14 @@ async def chat_completions(request: Request) -> Response:
                                           timeout_s=settings.body_timeout_s)),
         max_tokens_cap=settings.max_tokens_cap,
     )
+    if chat.structured:
+        # A structured answer is the engine's JSON, held to its schema: a quote of ours in
+        # place of a sentence, or a start of ours, would break it. Grounding it is not built
+        # yet: it is answered from the conversation alone, unless collections are named.
+        if chat.collections:
+            raise BadRequest("a structured answer ('response_format') cannot be grounded in "
+                             "collections yet: leave out 'collections'", "collections")
+        chat = replace(chat, collections=[])
     model = chat.model or settings.model_name
     max_tokens = chat.max_tokens or min(settings.default_max_tokens, settings.max_tokens_cap)
     split = WindowSplit(settings.context_window, max_tokens)
@@ -133,7 +141,7 @@ async def chat_completions(request: Request) -> Response:
                 said)
     try:
         answer = await ctx.pipeline.begin(Asked(said, last, principal, (principal,),
-                                                chat.collections))
+                                                chat.collections, structured=chat.structured))
         if answer.refused is not None:
             exchange.messages = [{"role": "user", "content": WITHHELD}]
             exchange.status, exchange.error = 400, CONTENT_FILTER

@@ -93,6 +93,10 @@ class ChatEngine(Protocol):
     # Whether a request whose last message is the assistant's gets that message continued
     # (llama.cpp's server does; other engines take it as a finished turn).
     continues_answers: bool
+    # What of OpenAI's request it honours beyond plain text (shared/openai_schema.py):
+    # "response_format" (JSON, constrained to a schema), "logprobs". Asked of one that does not,
+    # the gateway answers 400 naming the field rather than an answer of another shape.
+    features: frozenset[str]
 
     async def start(self) -> None:
         """Make the engine ready (start a process, open a client)."""

@@ -77,6 +77,8 @@ class InferenceClientEngine:
     # TGI, vLLM and Ollama take a last assistant message as a finished turn, unless asked
     # otherwise in ways of their own: an answer's start is left out for them.
     continues_answers = False
+    # Not yet: TGI takes a schema in a shape of its own (issue 24's next step).
+    features: frozenset[str] = frozenset()
 
     def __init__(
         self,

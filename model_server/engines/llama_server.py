@@ -84,6 +84,8 @@ class LlamaServerEngine:
     """Starts ``llama-server`` and proxies OpenAI-style requests to it."""
 
     continues_answers = True  # a last assistant message is the start of the answer
+    # A JSON schema becomes a grammar the sampler keeps to; log probabilities are its own.
+    features = frozenset({"response_format", "logprobs"})
 
     def __init__(
         self,

@@ -60,10 +60,6 @@ def test_harmless_fields_are_accepted_but_not_forwarded() -> None:
     ("function_call", "auto"),
     ("tool_choice", "auto"),
     ("tool_choice", {"type": "function", "function": {"name": "f"}}),
-    ("response_format", {"type": "json_object"}),
-    ("response_format", {"type": "json_schema", "json_schema": {"name": "x"}}),
-    ("logprobs", True),
-    ("top_logprobs", 2),
     ("logit_bias", {"50256": -100}),
     ("modalities", ["text", "audio"]),
     ("audio", {"voice": "alloy", "format": "wav"}),
@@ -151,3 +147,72 @@ def test_bodies_json_cannot_hold_are_a_bad_request(raw: bytes, words: str) -> No
     with pytest.raises(BadRequest) as err:
         parse_json_object(raw)
     assert words in str(err.value)
+
+
+PERSON = {"type": "object", "properties": {"name": {"type": "string"},
+                                           "tags": {"type": "array", "items": {"type": "string"}}},
+          "required": ["name"], "additionalProperties": False}
+
+
+def test_a_structured_answer_and_log_probabilities_reach_the_engine() -> None:
+    req = parse_chat_request(ok(response_format={"type": "json_schema", "json_schema": {
+        "name": "person", "schema": PERSON, "strict": True}}, logprobs=True, top_logprobs=3),
+        max_tokens_cap=10)
+    body = req.engine_body("m", 5)
+    assert req.structured
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "person", "schema": PERSON, "strict": True}}
+    assert body["logprobs"] is True and body["top_logprobs"] == 3
+    plain = parse_chat_request(ok(response_format={"type": "json_object"}), max_tokens_cap=10)
+    assert plain.engine_body("m", 5)["response_format"] == {"type": "json_object"}
+    assert "logprobs" not in plain.engine_body("m", 5)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("json", "must be an object"),
+    ({"type": "xml"}, "response_format.type must be"),
+    ({"type": "json_schema"}, "response_format.json_schema must be an object"),
+    ({"type": "json_schema", "json_schema": {"schema": PERSON}}, "json_schema.name"),
+    ({"type": "json_schema", "json_schema": {"name": "a b", "schema": PERSON}},
+     "json_schema.name"),
+    ({"type": "json_schema", "json_schema": {"name": "x"}}, "json_schema.schema is required"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": "object"}},
+     "schema must be a JSON Schema object"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "bogus"}}},
+     "schema.type must be one of"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"age": {"type": "int"}}}}},
+     "schema.properties.age.type"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "required": "name"}}}, "schema.required must be a list"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"anyOf": []}}},
+     "schema.anyOf must be a non-empty list"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": _nested(40)}},
+     "levels deep"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": PERSON, "strict": "yes"}},
+     "strict must be true or false"),
+])
+def test_a_response_format_that_is_not_one_is_a_400_naming_where(value: Any,
+                                                                  words: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_chat_request(ok(response_format=value), max_tokens_cap=10)
+    assert words in str(err.value)
+    assert err.value.param == "response_format"
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"logprobs": "yes"}, "logprobs"),
+])
+def test_log_probabilities_asked_wrongly_are_a_400(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_chat_request(ok(**extra), max_tokens_cap=10)
+    assert err.value.param == param
