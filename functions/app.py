@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from functions import metrics, platforms, web
-from functions.api import documents, moderations, rag
+from functions.api import documents, embeddings, moderations, rag
 from functions.api.routes import ApiContext, chat_completions, list_models
 from functions.knowledge import Knowledge
 from functions.limit import limit_routes, make_limiter, rate_limit_exceeded
@@ -124,6 +124,7 @@ def create_app(
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/moderations", moderations.create_moderation, methods=["POST"]),
+        Route("/v1/embeddings", embeddings.create_embeddings, methods=["POST"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/v1/documents", documents.upload, methods=["POST"]),

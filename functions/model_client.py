@@ -151,6 +151,11 @@ class ModelClient:
         return str(answer["model"]), [np.frombuffer(base64.b64decode(item["embedding"]),
                                                     dtype="<f4") for item in data]
 
+    async def embeddings(self, body: dict[str, Any], *, sub: str) -> dict[str, Any]:
+        """The gateway's ``/v1/embeddings`` answer to ``body``, as it is (OpenAI's shape)."""
+        return await self._call("POST", "/v1/embeddings", body, sub=sub,
+                                within_s=self._total_timeout)
+
     async def stream(self, body: dict[str, Any], *, sub: str) -> AsyncIterator[bytes]:
         """The gateway's server-sent events, passed through as they arrive.
 

@@ -19,10 +19,8 @@ from starlette.routing import Route
 
 from model_server.completions import chat_completions
 from model_server.gateway import gateway_of, json_body
-from shared.errors import BadRequest
+from shared.embeddings_schema import parse_embeddings_request
 from shared.http import json_error, subject_of
-
-MAX_EMBEDDING_INPUTS = 2048
 
 
 def routes() -> list[Route]:
@@ -47,29 +45,12 @@ async def embeddings(request: Request) -> Response:
     refused = gw.refusal(sub)
     if refused is not None:
         return refused
-    body = await json_body(request, gw)
-    raw = body.get("input")
-    texts = [raw] if isinstance(raw, str) else raw
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise BadRequest("'input' must be a string or a non-empty list of strings")
-    if len(texts) > MAX_EMBEDDING_INPUTS:
-        raise BadRequest(f"'input' holds more than {MAX_EMBEDDING_INPUTS} texts")
-    if any(not t.strip() for t in texts):
-        raise BadRequest("'input' must not contain empty strings")
-    model = body.get("model")
+    asked = parse_embeddings_request(await json_body(request, gw), dim=gw.embedder.dim)
+    texts, model, encoding = asked.texts, asked.model, asked.encoding_format
     if model is not None and model != gw.embedder.model:
         return json_error(404, f"embedding model {model!r} not found; this server serves "
                           f"{gw.embedder.model!r}", "invalid_request_error", "model_not_found")
-    input_type = body.get("input_type", "passage")
-    if input_type not in ("query", "passage"):
-        raise BadRequest("'input_type' must be 'query' or 'passage'")
-    encoding = body.get("encoding_format", "float")
-    if encoding not in ("float", "base64"):
-        raise BadRequest("'encoding_format' must be 'float' or 'base64'")
-    dims = body.get("dimensions")
-    if dims is not None and dims != gw.embedder.dim:
-        raise BadRequest(
-            f"this model has {gw.embedder.dim} dimensions; 'dimensions' cannot change that")
+    input_type = asked.input_type
     started = time.perf_counter()
     vectors = await gw.embedder.embed(texts, is_query=input_type == "query")
     tokens = gw.embedder.count_tokens(texts)

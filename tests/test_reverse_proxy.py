@@ -15,7 +15,7 @@ from functions.web.routes import ROUTES as WEB_ROUTES
 
 CADDYFILE = Path(__file__).resolve().parents[1] / "docs" / "deploy" / "Caddyfile"
 WEBHOOKS = ("/slack/events", "/telegram/webhook", "/discord/interactions")
-API = ("/v1/chat/completions", "/v1/models", "/v1/moderations", "/v1/documents",
+API = ("/v1/chat/completions", "/v1/models", "/v1/moderations", "/v1/embeddings", "/v1/documents",
        "/v1/documents/7", "/v1/collections", "/v1/passages/12")
 PRIVATE = ("/", "/admin", "/metrics", "/healthz", *(
     re.sub(r"\{[^}]+\}", "x", r.path) for r in WEB_ROUTES))  # type: ignore[attr-defined]

@@ -16,8 +16,11 @@ from model_server.engines.inference_client import InferenceClientEngine
 from model_server.main import service_verifier
 from tests.conftest import Gateway, ServerThread
 
+# Bounded, so that every answer the grammar allows fits in max_tokens (a small model sampling
+# at temperature 1 can write a string without end).
 PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
-          "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
+          "properties": {"name": {"type": "string", "maxLength": 32},
+                         "age": {"type": "integer", "minimum": 0, "maximum": 150}}}
 ASK = [{"role": "user", "content": "Ana is 30 years old. Give her name and age."}]
 
 
@@ -29,7 +32,7 @@ def fits(value: Any) -> bool:
 async def test_a_json_schema_answer_parses_and_fits_whole_and_streamed(
     gateway: Gateway, http: httpx.AsyncClient
 ) -> None:
-    body = {"messages": ASK, "max_tokens": 48, "response_format": {
+    body = {"messages": ASK, "max_tokens": 96, "response_format": {
         "type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}}
     for seed in (1, 2, 3):  # sampled, not greedy: the grammar holds whatever comes
         response = await http.post(gateway.url + "/v1/chat/completions", headers=gateway.headers(),

@@ -22,6 +22,7 @@ locals {
     "POST /v1/chat/completions" = "api"
     "GET /v1/models"            = "api"
     "POST /v1/moderations"      = "api"
+    "POST /v1/embeddings"       = "api"
     "POST /v1/documents"        = "api"
     "GET /v1/documents"         = "api"
     "DELETE /v1/documents/{id}" = "api"
