@@ -84,6 +84,19 @@ class StreamRecorder:
             return error_event(self.error, self.error_code)
         return event + b"\n\n"
 
+    def _called(self, call: Any) -> None:
+        """A tool call's delta, read as the answer's text (``name(arguments)``), so that the
+        checks read what the model passes to a tool, and the audit log keeps it."""
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            return
+        name, arguments = function.get("name"), function.get("arguments")
+        if isinstance(name, str) and name:
+            self._parts.append(f"{name}(")
+        if isinstance(arguments, str) and arguments:
+            self._parts.append(arguments)
+            self.deltas += 1
+
     def _keep(self, event: bytes) -> bool:
         payload = event.strip().removeprefix(b"data:").strip()
         if not payload or payload == b"[DONE]":
@@ -106,10 +119,13 @@ class StreamRecorder:
             self.completion_tokens = usage.get("completion_tokens")
         choices = data.get("choices") or []
         for choice in choices:
-            content = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
             if isinstance(content, str):
                 self._parts.append(content)
                 self.deltas += 1
+            for call in delta.get("tool_calls") or ():
+                self._called(call)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         if not choices and usage is not None:

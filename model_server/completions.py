@@ -22,6 +22,7 @@ from model_server.charges import Charge
 from model_server.engines.base import EngineError, EngineTimeout
 from model_server.event_stream import EventStream
 from model_server.gateway import Gateway, gateway_of, json_body
+from model_server.tools import as_events, engine_request, with_tool_calls
 from shared.errors import BadRequest
 from shared.http import CLIENT_CLOSED_REQUEST, ClientLeft, subject_of, while_connected
 from shared.openai_schema import error_event, parse_chat_request
@@ -38,8 +39,8 @@ async def chat_completions(request: Request) -> Response:
         return refused
     chat = parse_chat_request(await json_body(request, gw),
                               max_tokens_cap=gw.settings.max_tokens_cap, prefill=True)
-    for feature, asked in (("response_format", chat.structured),
-                           ("logprobs", chat.logprobs)):
+    for feature, asked in (("response_format", chat.response_format is not None),
+                           ("tools", chat.tools is not None), ("logprobs", chat.logprobs)):
         if asked and feature not in gw.engine.features:
             raise BadRequest(f"'{feature}' is not supported by this model server's engine "
                              f"({type(gw.engine).__name__})", feature)
@@ -53,9 +54,11 @@ async def chat_completions(request: Request) -> Response:
     # One model per gateway: like TGI and llama-server, any requested name is served by it
     # (clients hard-code names such as "tgi" or "dummy"); the answer's "model" says which.
     body = chat.engine_body(gw.engine.model, chat.max_tokens or gw.settings.max_tokens_cap)
-    charge = Charge(gw, sub, chat.messages, began)
+    if chat.tools is not None:  # built from JSON the engine is held to (model_server/tools.py)
+        body = engine_request(body, chat.tools)
+    charge = Charge(gw, sub, body["messages"], began)
     started = time.perf_counter()
-    if not chat.stream:
+    if not chat.stream or chat.tools is not None:
         gw.metrics.engine_enter(gw.engine.parallel)
         # A client that hangs up drops the engine's request too, and llama-server stops within
         # its one-second poll of the connection. The answer's tokens are then unknown: the
@@ -73,6 +76,10 @@ async def chat_completions(request: Request) -> Response:
             gw.metrics.engine_leave(gw.engine.parallel)
             charge.settle()
         gw.metrics.chat_latency.observe(time.perf_counter() - started)
+        if chat.tools is not None:
+            result = with_tool_calls(result, chat.tools)
+            if chat.stream:
+                return EventStream(as_events(result, include_usage=chat.include_usage))
         return JSONResponse(result)
     return await _start_stream(request, gw, body, charge, chat.include_usage, started)
 

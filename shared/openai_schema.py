@@ -2,7 +2,7 @@
 
 Both are trust boundaries, so both check; the checks are plain functions over dicts with
 messages that say exactly which field is wrong (and name it in OpenAI's ``param``). A field
-asking for what we cannot give (tools, several choices, audio)
+asking for what we cannot give (several choices, audio)
 is refused, never silently dropped, since the client would misread the answer. Any other field
 we do not use is ignored: OpenAI's hints to its own service (``user``, ``store``,
 ``service_tier``...) and other engines' sampling knobs (``top_k``, ``min_p``), which clients
@@ -22,6 +22,7 @@ from shared.errors import BadRequest
 from shared.knowledge.names import collection_name
 from shared.response_format import parse_response_format
 from shared.text import find_surrogate, may_hold_surrogates, repair_surrogates
+from shared.tools_schema import Conversation, Tools, parse_tools
 
 MAX_MESSAGES = 1_000
 MAX_STOP_SEQUENCES = 4
@@ -36,12 +37,11 @@ def _refuse(what: str, name: str) -> BadRequest:
 
 def _check_unsupported(body: dict[str, Any]) -> None:
     """Refuse what asks for an answer we cannot give; the harmless values pass."""
-    for name, what in (("tools", "tool calling"), ("functions", "function calling")):
-        if body.get(name):  # null or [] asks for nothing
-            raise _refuse(what, name)
-    for name in ("tool_choice", "function_call"):
-        if body.get(name) not in (None, "none"):
-            raise _refuse("tool calling", name)
+    if body.get("functions"):  # null or [] asks for nothing; "tools" replaced it
+        raise _refuse("function calling (OpenAI's older form: use 'tools')", "functions")
+    if body.get("function_call") not in (None, "none"):
+        raise _refuse("function calling (OpenAI's older form: use 'tool_choice')",
+                      "function_call")
     if body.get("logit_bias"):  # null or {} changes nothing
         raise _refuse("logit bias", "logit_bias")
     if body.get("modalities") not in (None, ["text"]):
@@ -74,11 +74,13 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     logprobs: bool = False
     top_logprobs: int | None = None
+    tools: Tools | None = None  # the functions the answer may call (shared/tools_schema.py)
 
     @property
     def structured(self) -> bool:
-        """Whether the answer is JSON the engine is constrained to (no text of ours in it)."""
-        return self.response_format is not None
+        """Whether the answer is JSON the engine is constrained to, or tool calls built from
+        it: no text of ours may start or replace it."""
+        return self.response_format is not None or self.tools is not None
 
     def engine_body(self, model: str, max_tokens: int) -> dict[str, Any]:
         """The body sent to an OpenAI-compatible engine (usage always asked for)."""
@@ -98,6 +100,10 @@ class ChatRequest:
             body["stop"] = self.stop
         if self.response_format is not None:
             body["response_format"] = self.response_format
+        if self.tools is not None:
+            body["tools"] = self.tools.offered()
+            body["tool_choice"] = self.tools.choice_field()
+            body["parallel_tool_calls"] = self.tools.parallel
         if self.logprobs:
             body["logprobs"] = True
             if self.top_logprobs is not None:
@@ -173,6 +179,7 @@ def _messages(value: Any, *, prefill: bool = False) -> list[Message]:
     if len(value) > MAX_MESSAGES:
         raise BadRequest(f"'messages' holds more than {MAX_MESSAGES} messages", "messages")
     out: list[Message] = []
+    calls = Conversation()
     for i, item in enumerate(value):
         where = f"messages[{i}]"
         if not isinstance(item, dict):
@@ -180,9 +187,13 @@ def _messages(value: Any, *, prefill: bool = False) -> list[Message]:
         role = item.get("role")
         if role not in _ROLES:
             raise BadRequest(f"{where}.role must be one of {', '.join(_ROLES)}", "messages")
-        if role == "tool":
-            raise BadRequest(f"{where}: tool messages are not supported", "messages")
-        text = _content_text(item.get("content"), where)
+        content = item.get("content")
+        if role in ("assistant", "tool"):
+            text = None if content is None else _content_text(content, where)
+            out.append(calls.assistant(item, where, text) if role == "assistant"
+                       else calls.result(item, where, text))
+            continue
+        text = _content_text(content, where)
         out.append({"role": "system" if role == "developer" else role, "content": text})
     if out[-1]["role"] == "assistant" and not prefill:
         raise BadRequest("the last message must come from the user or the system", "messages")
@@ -256,6 +267,11 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int,
         raise BadRequest("'collections' must be a list of collection names", "collections")
     for name in collections or ():
         collection_name(name, "collections")  # a 400 with the rule, not a 403 or a 500
+    response_format = parse_response_format(body.get("response_format"))
+    tools = parse_tools(body)
+    if tools is not None and response_format is not None:
+        raise BadRequest("'response_format' and 'tools' cannot be asked together",
+                         "response_format")
     logprobs = body.get("logprobs")
     if logprobs is not None and not isinstance(logprobs, bool):
         raise BadRequest("'logprobs' must be true or false", "logprobs")
@@ -275,7 +291,8 @@ def parse_chat_request(body: dict[str, Any], *, max_tokens_cap: int,
         presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
         collections=collections,
-        response_format=parse_response_format(body.get("response_format")),
+        response_format=response_format,
+        tools=tools,
         logprobs=bool(logprobs),
         top_logprobs=top_logprobs,
     )

@@ -106,8 +106,14 @@ def _ms(since: float) -> int:
 
 
 def _content(result: dict[str, Any]) -> str:
-    choice = (result.get("choices") or [{}])[0]
-    return str((choice.get("message") or {}).get("content") or "")
+    """The answer's text, or the tool calls it makes as ``name(arguments)``: what the checks
+    read and the audit log keeps."""
+    message = (result.get("choices") or [{}])[0].get("message") or {}
+    calls = message.get("tool_calls") or []
+    if calls:
+        return "\n".join(f"{(c.get('function') or {}).get('name')}("
+                         f"{(c.get('function') or {}).get('arguments')}" for c in calls)
+    return str(message.get("content") or "")
 
 
 async def chat_completions(request: Request) -> Response:
@@ -124,8 +130,9 @@ async def chat_completions(request: Request) -> Response:
         # place of a sentence, or a start of ours, would break it. Grounding it is not built
         # yet: it is answered from the conversation alone, unless collections are named.
         if chat.collections:
-            raise BadRequest("a structured answer ('response_format') cannot be grounded in "
-                             "collections yet: leave out 'collections'", "collections")
+            raise BadRequest("a structured answer ('response_format' or 'tools') cannot be "
+                             "grounded in collections yet: leave out 'collections'",
+                             "collections")
         chat = replace(chat, collections=[])
     model = chat.model or settings.model_name
     max_tokens = chat.max_tokens or min(settings.default_max_tokens, settings.max_tokens_cap)

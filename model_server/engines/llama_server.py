@@ -85,7 +85,8 @@ class LlamaServerEngine:
 
     continues_answers = True  # a last assistant message is the start of the answer
     # A JSON schema becomes a grammar the sampler keeps to; log probabilities are its own.
-    features = frozenset({"response_format", "logprobs"})
+    # Tool calls are built by the gateway from such JSON (model_server/tools.py).
+    features = frozenset({"response_format", "tools", "logprobs"})
 
     def __init__(
         self,

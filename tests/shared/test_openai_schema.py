@@ -55,7 +55,6 @@ def test_harmless_fields_are_accepted_but_not_forwarded() -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("tools", [{"type": "function", "function": {"name": "f"}}]),
     ("functions", [{"name": "f"}]),
     ("function_call", "auto"),
     ("tool_choice", "auto"),

@@ -192,7 +192,6 @@ async def test_bad_input_gets_a_clear_4xx(api: Api, http: httpx.AsyncClient, raw
 
 
 @pytest.mark.parametrize(("extra", "param"), [
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
     ({"n": 2}, "n"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),  # without a stream
 ])

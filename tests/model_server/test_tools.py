@@ -1,0 +1,84 @@
+"""Tool calls built from the engine's JSON (model_server/tools.py), on their own."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from model_server.tools import answer_schema, as_events, engine_request, with_tool_calls
+from shared.tools_schema import parse_tools
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+TIME = {"type": "function", "function": {"name": "get_time"}}
+
+
+def tools(choice: Any = "auto") -> Any:
+    found = parse_tools({"tools": [WEATHER, TIME], "tool_choice": choice})
+    assert found is not None
+    return found
+
+
+def result(content: str, finish: str = "stop") -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "created": 1, "model": "m", "usage": {"prompt_tokens": 9,
+            "completion_tokens": 5, "total_tokens": 14},
+            "choices": [{"index": 0, "finish_reason": finish,
+                         "message": {"role": "assistant", "content": content}}]}
+
+
+def test_the_schema_follows_the_choice() -> None:
+    named = tools({"type": "function", "function": {"name": "get_weather"}})
+    assert answer_schema(named) == WEATHER["function"]["parameters"]
+    required = answer_schema(tools("required"))
+    assert [s["properties"]["name"] for s in required["anyOf"]] == [
+        {"const": "get_weather"}, {"const": "get_time"}]
+    auto = answer_schema(tools("auto"))
+    assert auto["anyOf"][0]["required"] == ["answer"] and len(auto["anyOf"]) == 3
+
+
+def test_the_engine_is_told_the_tools_and_held_to_the_schema() -> None:
+    body = {"messages": [{"role": "system", "content": "Be brief."},
+                         {"role": "user", "content": "Weather in Lima?"}],
+            "stream": True, "stream_options": {"include_usage": True}, "tools": [WEATHER],
+            "tool_choice": "required", "parallel_tool_calls": True, "max_tokens": 9}
+    sent = engine_request(body, tools("required"))
+    assert not {"tools", "tool_choice", "parallel_tool_calls", "stream_options"} & set(sent)
+    assert sent["stream"] is False and sent["max_tokens"] == 9
+    assert sent["messages"][0]["content"].startswith("Be brief.\n\nYou can call")
+    assert "get_weather" in sent["messages"][0]["content"]
+    assert sent["response_format"]["json_schema"]["schema"] == answer_schema(tools("required"))
+
+
+def test_json_becomes_a_call_or_an_answer_and_half_a_json_stays_as_written() -> None:
+    called = with_tool_calls(result('{"name": "get_weather", "arguments": {"city": "Lima"}}'),
+                             tools("required"))["choices"][0]
+    [call] = called["message"]["tool_calls"]
+    assert called["finish_reason"] == "tool_calls" and called["message"]["content"] is None
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city":"Lima"}'}
+    named = with_tool_calls(result('{"city": "Quito"}'), tools(
+        {"type": "function", "function": {"name": "get_weather"}}))["choices"][0]
+    assert named["message"]["tool_calls"][0]["function"]["arguments"] == '{"city":"Quito"}'
+    answered = with_tool_calls(result('{"answer": "Hello"}'), tools())["choices"][0]
+    assert answered["message"] == {"role": "assistant", "content": "Hello"}
+    assert answered["finish_reason"] == "stop"
+    talking = with_tool_calls(result('{"answer": "It is sunny in Li', "length"), tools())
+    assert talking["choices"][0]["message"]["content"] == "It is sunny in Li"
+    cut = with_tool_calls(result('{"name": "get_wea', "length"), tools("required"))
+    assert cut["choices"][0]["message"]["content"] == '{"name": "get_wea'
+    assert cut["choices"][0]["finish_reason"] == "length"
+
+
+async def test_a_call_streams_as_openai_streams_one() -> None:
+    whole = with_tool_calls(result('{"name": "get_weather", "arguments": {"city": '
+                                   '"San Cristóbal de La Laguna"}}'), tools("required"))
+    events = [e async for e in as_events(whole, include_usage=True)]
+    assert events[-1] == b"data: [DONE]\n\n"
+    chunks = [json.loads(e[6:]) for e in events[:-1]]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 14
+    deltas = [c["choices"][0] for c in chunks[:-1]]
+    calls = [d["delta"]["tool_calls"][0] for d in deltas if "tool_calls" in d["delta"]]
+    assert calls[0]["id"].startswith("call_") and calls[0]["function"]["name"] == "get_weather"
+    assert len(calls) > 2  # the arguments come in pieces
+    arguments = "".join(c["function"]["arguments"] for c in calls)
+    assert json.loads(arguments) == {"city": "San Cristóbal de La Laguna"}
+    assert deltas[-1]["finish_reason"] == "tool_calls"
