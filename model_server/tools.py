@@ -39,9 +39,8 @@ def _call_schema(tools: Tools) -> list[dict[str, Any]]:
 
 def answer_schema(tools: Tools) -> dict[str, Any]:
     """The JSON the engine is held to, for the choice ``tools`` makes."""
-    named = tools.named(tools.choice)
-    if named is not None:
-        return named.parameters
+    if tools.function is not None:
+        return tools.function.parameters
     calls = _call_schema(tools)
     if tools.choice == "required":
         return calls[0] if len(calls) == 1 else {"anyOf": calls}
@@ -57,9 +56,8 @@ def instructions(tools: Tools) -> str:
         described = f": {tool.description}" if tool.description else ""
         lines.append(f"- {tool.name}{described}. Arguments: "
                      f"{json.dumps(tool.parameters, ensure_ascii=False)}")
-    named = tools.named(tools.choice)
-    if named is not None:
-        lines.append(f"Call {named.name} now: answer with its arguments only.")
+    if tools.function is not None:
+        lines.append(f"Call {tools.function.name} now: answer with its arguments only.")
     elif tools.choice == "required":
         lines.append("Call one of them now.")
     else:
@@ -99,8 +97,10 @@ def with_tool_calls(result: dict[str, Any], tools: Tools) -> dict[str, Any]:
         value = json.loads(message.get("content") or "")
     except ValueError:
         return result
-    named = tools.named(tools.choice)
-    if named is None and isinstance(value, dict) and "answer" in value:
+    named = tools.function
+    if not isinstance(value, dict):
+        return result  # the schema asks for an object: an engine that ignored it is shown as is
+    if named is None and "answer" in value:
         choice["message"] = {"role": "assistant", "content": str(value["answer"])}
         return result
     name, arguments = ((named.name, value) if named is not None

@@ -12,7 +12,6 @@ a turn of text naming the call, since the models served need no format of their 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,8 @@ class Tools:
     """The tools a request offers, and how the answer may use them."""
 
     tools: tuple[Tool, ...]
-    choice: str  # "auto", "required", or the name of the one function to call
+    choice: str  # "auto" or "required"; "function": call ``function``
+    function: Tool | None = None  # the one function to call, when the request names it
     parallel: bool = True
 
     def offered(self) -> list[dict[str, Any]]:
@@ -48,12 +48,9 @@ class Tools:
                 for t in self.tools]
 
     def choice_field(self) -> str | dict[str, Any]:
-        if self.choice in CHOICES:
+        if self.function is None:
             return self.choice
-        return {"type": "function", "function": {"name": self.choice}}
-
-    def named(self, name: str) -> Tool | None:
-        return next((t for t in self.tools if t.name == name), None)
+        return {"type": "function", "function": {"name": self.function.name}}
 
 
 def _tool(value: Any, i: int) -> Tool:
@@ -112,16 +109,17 @@ def parse_tools(body: dict[str, Any]) -> Tools | None:
             raise BadRequest("'tool_choice' must be 'none', 'auto', 'required' or "
                              "{\"type\": \"function\", \"function\": {\"name\": ...}}",
                              "tool_choice")
-        if name not in names:
+        function = next((t for t in tools if t.name == name), None)
+        if function is None:
             raise BadRequest(f"'tool_choice' names {name!r}, which 'tools' does not offer",
                              "tool_choice")
-        choice = name
-    elif choice not in CHOICES:
+        return Tools(tools, "function", function, parallel is not False)
+    if choice not in CHOICES:
         raise BadRequest("'tool_choice' must be 'none', 'auto', 'required' or a function",
                          "tool_choice")
     if choice == "none":
         return None
-    return Tools(tools, choice, parallel is not False)
+    return Tools(tools, choice, None, parallel is not False)
 
 
 def _calls(value: Any, where: str) -> list[tuple[str, str, str]]:
@@ -153,7 +151,7 @@ class Conversation:
 
     def assistant(self, item: dict[str, Any], where: str, text: str | None) -> Message:
         """An assistant turn; with ``tool_calls``, the calls written after its text."""
-        if item.get("tool_calls") is None:
+        if not item.get("tool_calls"):  # absent, null or []: a turn of text
             if text is None:
                 raise BadRequest(f"{where}.content is required", "messages")
             return {"role": "assistant", "content": text}
@@ -174,7 +172,3 @@ class Conversation:
         return {"role": "user",
                 "content": f"[result of {self.calls[ident]} (call {ident})]: {text}"}
 
-
-def arguments_json(text: str) -> str:
-    """Arguments the engine wrote, as the compact JSON string OpenAI sends."""
-    return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))

@@ -23,6 +23,9 @@ import psycopg
 import pytest
 import redis
 import uvicorn
+from limits import parse as parse_limit
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter
 
 from charla.llamabuild import build as build_llama_server
 from charla.pg import EmbeddedPostgres
@@ -101,6 +104,22 @@ def pg_url(postgres: EmbeddedPostgres) -> str:
     url = postgres.start()
     asyncio.run(migrate(url))
     return url
+
+
+@pytest.fixture(scope="module")
+def budget(redis_url: str) -> Iterator[FixedWindowRateLimiter]:
+    """The token budgets, read where the gateways write them (Redis)."""
+    storage = RedisStorage(redis_url)
+    yield FixedWindowRateLimiter(storage)
+    storage.get_connection().close()
+
+
+def spent(budget: FixedWindowRateLimiter, gateway: Gateway, sub: str) -> int:
+    """What ``sub`` has spent of its token budget, as the storage the gateways write to
+    says."""
+    item = parse_limit(gateway.settings.token_budget)
+    _reset, left = budget.get_window_stats(item, "charla-budget", sub)
+    return item.amount - int(left)
 
 
 def fresh_database(pg_url: str) -> str:

@@ -9,7 +9,6 @@ What this cannot show is the GPU itself: the CUDA build and its speed."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,12 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from functions.slack.verify import SignatureVerifier
 from model_server.engines.llama_server import bundled_model_path
 from shared.jwt_tokens import TokenSigner, generate_ed25519_pair
 from shared.settings import Settings
 from tests.charla.test_model_fetch import CHARLA, REPO, Hub
-from tests.charla.test_up import EVENTS, SLACK_SECRET, descendants, start
+from tests.charla.test_up import SLACK_SECRET, descendants, mention_slack, start
 from tests.conftest import ENGINE_THREADS, ServerThread, free_port
 from tests.fakes.slack_api import BOT_TOKEN as SLACK_TOKEN
 from tests.fakes.slack_api import FakeSlack
@@ -127,13 +125,7 @@ def test_the_functions_answer_with_the_model_another_host_serves(
               == "ok", 60, functions.proc)
 
         # A Slack mention, answered by the other host's model.
-        event = json.loads((EVENTS / "app_mention_channel.json").read_text())
-        event["event"]["ts"] = event["event"]["event_ts"] = f"{time.time():.6f}"
-        raw = json.dumps(event).encode()
-        stamp = str(int(time.time()))
-        acked = httpx.post(functions.api + "/slack/events", content=raw, headers={
-            "X-Slack-Request-Timestamp": stamp, "Content-Type": "application/json",
-            "X-Slack-Signature": SignatureVerifier(SLACK_SECRET).sign(raw, stamp)})
+        event, acked = mention_slack(functions.api)
         assert acked.status_code == 200
         fake = fake_slack[0]
         _wait("a Slack answer", lambda: bool(fake.messages), 120, functions.proc, gateway)

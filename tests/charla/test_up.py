@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -94,6 +95,18 @@ def start(home: Path, llama_server_bin: Path, *, prefix: tuple[str, ...] = (),
     return running
 
 
+def mention_slack(api: str) -> tuple[dict[str, Any], httpx.Response]:
+    """A new app mention, signed as Slack signs it, posted to the stack at ``api``."""
+    event = json.loads((EVENTS / "app_mention_channel.json").read_text())
+    event["event"]["ts"] = event["event"]["event_ts"] = f"{time.time():.6f}"
+    raw = json.dumps(event).encode()
+    stamp = str(int(time.time()))
+    acked = httpx.post(api + "/slack/events", content=raw, headers={
+        "X-Slack-Request-Timestamp": stamp, "Content-Type": "application/json",
+        "X-Slack-Signature": SignatureVerifier(SLACK_SECRET).sign(raw, stamp)})
+    return event, acked
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -143,13 +156,7 @@ def test_up_serves_the_api_and_stops_cleanly_on_sigterm(
     assert re.search(r"Slack\s+on\s+POST .*/slack/events", banner)
     assert re.search(r"Telegram\s+off\s+\(set TELEGRAM_BOT_TOKEN", banner)
     assert httpx.post(stack.api + "/telegram/webhook", json={}).status_code == 404
-    event = json.loads((EVENTS / "app_mention_channel.json").read_text())
-    event["event"]["ts"] = event["event"]["event_ts"] = f"{time.time():.6f}"
-    raw = json.dumps(event).encode()
-    stamp = str(int(time.time()))
-    acked = httpx.post(stack.api + "/slack/events", content=raw, headers={
-        "X-Slack-Request-Timestamp": stamp, "Content-Type": "application/json",
-        "X-Slack-Signature": SignatureVerifier(SLACK_SECRET).sign(raw, stamp)})
+    event, acked = mention_slack(stack.api)
     assert acked.status_code == 200
     fake = fake_slack[0]
     deadline = time.monotonic() + 60

@@ -16,15 +16,13 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from limits import parse
-from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from model_server.engines.base import Usage
 from model_server.engines.inference_client import InferenceClientEngine
 from model_server.engines.openai_http import OpenAIHTTPProxy
 from shared.chat import Message, prompt_tokens
-from tests.conftest import Gateway, ServerThread, gateway_env, make_settings
+from tests.conftest import Gateway, ServerThread, gateway_env, make_settings, spent
 
 LONG: list[Message] = [{"role": "user", "content": "Write a very long story."}]
 CHAT_PATH = "/v1/chat/completions"
@@ -37,17 +35,10 @@ class Served:
     budget: FixedWindowRateLimiter
 
     def charged(self, sub: str) -> int:
-        """What ``sub`` has spent of its budget, as the storage the gateways write to says."""
-        item = parse(self.gateway.settings.token_budget)
-        _reset, left = self.budget.get_window_stats(item, "charla-budget", sub)
-        return item.amount - int(left)
+        return spent(self.budget, self.gateway, sub)
 
 
-@pytest.fixture(scope="module")
-def budget(redis_url: str) -> Iterator[FixedWindowRateLimiter]:
-    storage = RedisStorage(redis_url)
-    yield FixedWindowRateLimiter(storage)
-    storage.get_connection().close()
+
 
 
 @pytest.fixture(scope="module")

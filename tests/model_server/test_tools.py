@@ -82,3 +82,18 @@ async def test_a_call_streams_as_openai_streams_one() -> None:
     arguments = "".join(c["function"]["arguments"] for c in calls)
     assert json.loads(arguments) == {"city": "San Cristóbal de La Laguna"}
     assert deltas[-1]["finish_reason"] == "tool_calls"
+
+
+def test_a_function_named_like_a_choice_is_still_that_function() -> None:
+    odd = {"type": "function", "function": {"name": "required", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}
+    found = parse_tools({"tools": [WEATHER, odd],
+                         "tool_choice": {"type": "function", "function": {"name": "required"}}})
+    assert found is not None and found.choice_field() == {
+        "type": "function", "function": {"name": "required"}}
+    assert answer_schema(found) == odd["function"]["parameters"]
+    called = with_tool_calls(result('{"n": 3}'), found)["choices"][0]
+    assert called["message"]["tool_calls"][0]["function"] == {"name": "required",
+                                                              "arguments": '{"n":3}'}
+    plain = parse_tools({"tools": [WEATHER, odd], "tool_choice": "required"})
+    assert plain is not None and plain.function is None and "anyOf" in answer_schema(plain)

@@ -9,28 +9,15 @@ import uuid
 import numpy as np
 import openai
 import pytest
-from limits import parse
-from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
-from tests.conftest import Api, Gateway
+from tests.conftest import Api, Gateway, spent
 from tests.functions.api.test_api import openai_client
 
 
-def charged(gateway: Gateway, redis_url: str, sub: str) -> int:
-    """What ``sub`` has spent of its token budget, as the gateway wrote it to Redis."""
-    storage = RedisStorage(redis_url)
-    try:
-        item = parse(gateway.settings.token_budget)
-        _reset, left = FixedWindowRateLimiter(storage).get_window_stats(
-            item, "charla-budget", sub)
-        return item.amount - int(left)
-    finally:
-        storage.get_connection().close()
-
-
-async def test_texts_are_embedded_and_charged_to_the_client(api: Api, gateway: Gateway,
-                                                             redis_url: str) -> None:
+async def test_texts_are_embedded_and_charged_to_the_client(
+    api: Api, gateway: Gateway, budget: FixedWindowRateLimiter
+) -> None:
     client_id = f"embedder-{uuid.uuid4().hex[:6]}"
     texts = ["¿Cuántos días de vacaciones tengo?", "How many vacation days do I get?",
              "The deploy window closes at 16:00."]
@@ -47,12 +34,12 @@ async def test_texts_are_embedded_and_charged_to_the_client(api: Api, gateway: G
     assert similar[0, 1] > similar[0, 2] and similar[0, 1] > similar[1, 2]
     assert np.allclose(floats.data[0].embedding, vectors[0], atol=1e-4)
     assert answer.model == "multilingual-e5-small" and answer.usage.prompt_tokens > 0
-    spent = answer.usage.prompt_tokens + floats.usage.prompt_tokens
+    used = answer.usage.prompt_tokens + floats.usage.prompt_tokens
     for _ in range(100):  # the gateway writes its charges a moment after answering
-        if charged(gateway, redis_url, f"api:{client_id}") >= spent:
+        if spent(budget, gateway, f"api:{client_id}") >= used:
             break
         await asyncio.sleep(0.1)
-    assert charged(gateway, redis_url, f"api:{client_id}") == spent
+    assert spent(budget, gateway, f"api:{client_id}") == used
 
 
 @pytest.mark.parametrize(("extra", "param"), [
