@@ -34,7 +34,7 @@ async def chat_completions(request: Request) -> Response:
     gw = gateway_of(request)
     sub = subject_of(request)
     began = gw.budget.mark()  # its tokens are charged at the end: not if forgotten meanwhile
-    refused = gw.refusal(sub)
+    refused = gw.request_refusal(sub)
     if refused is not None:
         return refused
     chat = parse_chat_request(await json_body(request, gw),
@@ -57,6 +57,11 @@ async def chat_completions(request: Request) -> Response:
     if chat.tools is not None:  # built from JSON the engine is held to (model_server/tools.py)
         body = engine_request(body, chat.tools)
     charge = Charge(gw, sub, body["messages"], began)
+    # The budget's check holds the most this request can cost, in the same step: nothing is
+    # awaited between them, so requests at once cannot all pass it (model_server/charges.py).
+    refused = gw.budget_refusal(charge.hold(body["max_tokens"]))
+    if refused is not None:
+        return refused
     started = time.perf_counter()
     if not chat.stream or chat.tools is not None:
         gw.metrics.engine_enter(gw.engine.parallel)

@@ -36,24 +36,32 @@ class Gateway:
     requests: Quota
     budget: Quota
     started: float = 0.0
+    # The most the engine has counted in a prompt beyond the estimator's count, so far in this
+    # process: held from the budget with every chat request (model_server/charges.py).
+    prompt_surplus: int = 0
 
     def refusal(self, sub: str) -> Response | None:
         """429 when ``sub`` is over the request limit or out of tokens, else None."""
+        return self.request_refusal(sub) or self.budget_refusal(self.budget.retry_after(sub))
+
+    def request_refusal(self, sub: str) -> Response | None:
+        """429 when ``sub`` is over the request limit (this request is counted), else None."""
         retry = self.requests.take(sub)
-        if retry is not None:
-            self.metrics.limited_requests.inc()
-            return json_error(
-                429, f"rate limit exceeded ({self.settings.model_rate_limit}); retry in "
-                f"{retry} s", "rate_limit_exceeded", "rate_limit_exceeded",
-                headers={"Retry-After": str(retry)})
-        retry = self.budget.retry_after(sub)
-        if retry is not None:
-            self.metrics.limited_tokens.inc()
-            return json_error(
-                429, f"token budget used up ({self.settings.token_budget}); retry in {retry} s",
-                "rate_limit_exceeded", "token_budget_exceeded",
-                headers={"Retry-After": str(retry)})
-        return None
+        if retry is None:
+            return None
+        self.metrics.limited_requests.inc()
+        return json_error(
+            429, f"rate limit exceeded ({self.settings.model_rate_limit}); retry in {retry} s",
+            "rate_limit_exceeded", "rate_limit_exceeded", headers={"Retry-After": str(retry)})
+
+    def budget_refusal(self, retry: int | None) -> Response | None:
+        """429 for a token budget that says retry in ``retry`` seconds; None for None."""
+        if retry is None:
+            return None
+        self.metrics.limited_tokens.inc()
+        return json_error(
+            429, f"token budget used up ({self.settings.token_budget}); retry in {retry} s",
+            "rate_limit_exceeded", "token_budget_exceeded", headers={"Retry-After": str(retry)})
 
     async def flush_forever(self) -> None:
         """Write collected request and token charges to the limit storage, off the request path."""

@@ -51,11 +51,40 @@ local forgets = tonumber(redis.call('get', KEYS[2]) or '0')
 if forgets > tonumber(ARGV[3]) then
   return {0, forgets}
 end
-local count = redis.call('incrby', KEYS[1], ARGV[2])
-if count == tonumber(ARGV[2]) then
+local cost = tonumber(ARGV[2])
+if cost < 0 then
+  -- a refund: never below nothing, and never into a window that has ended
+  local count = tonumber(redis.call('get', KEYS[1]) or '0')
+  cost = math.max(cost, -count)
+  if cost == 0 then
+    return {1, forgets}
+  end
+end
+local count = redis.call('incrby', KEYS[1], cost)
+if count == cost then
   redis.call('expire', KEYS[1], ARGV[1])
 end
 return {1, forgets}
+"""
+
+# A Quota's check and charge as one step, for the end of an allowance: ``cost`` is charged
+# (unless a forget was counted since its work began) if anything is left, even if ``cost`` is
+# more; else nothing. KEYS: the counter, FORGETS_KEY. ARGV: the window (s), the cost, the
+# forgets counted when the work began ('' for work that begins now), the allowance. Returns:
+# taken (1/0), forgets, the count, its TTL (ms).
+_TAKE_UNLESS_FORGOTTEN = b"""
+local forgets = tonumber(redis.call('get', KEYS[2]) or '0')
+local count = tonumber(redis.call('get', KEYS[1]) or '0')
+if count >= tonumber(ARGV[4]) then
+  return {0, forgets, count, redis.call('pttl', KEYS[1])}
+end
+if ARGV[3] == '' or forgets <= tonumber(ARGV[3]) then
+  count = redis.call('incrby', KEYS[1], ARGV[2])
+  if count == tonumber(ARGV[2]) then
+    redis.call('expire', KEYS[1], ARGV[1])
+  end
+end
+return {1, forgets, count, redis.call('pttl', KEYS[1])}
 """
 
 RETRY_STORAGE_S = 5.0
@@ -180,17 +209,36 @@ class Quota:
         self._known[sub] = (now + self.FRESH_S, int(left) // self.SHARE)
         return None if left > 0 else _seconds_until(reset_at)
 
-    def take(self, sub: str, cost: int = 1) -> int | None:
-        """Check and charge at once (a request): None if allowed, else the Retry-After."""
-        retry = self.retry_after(sub)
-        if retry is None:
-            self.charge(sub, cost)
-        return retry
+    def take(self, sub: str, cost: int = 1, *, began: Mark | None = None) -> int | None:
+        """Check and charge ``cost`` at once (a request; a hold on tokens): None if allowed,
+        else the Retry-After.
+
+        While this process's share of what is left covers ``cost``, it is charged in memory.
+        Past that, the check and the charge are one step in the storage, so that requests
+        at the end of an allowance, in this process or another, cannot all see its last part
+        left and all take it: the one that takes the last part may overshoot the allowance by
+        at most its own ``cost``; the next is refused.
+        """
+        now = self._clock()
+        known = self._known.get(sub)
+        if known is not None and now < known[0] and known[1] >= cost:
+            self.charge(sub, cost, began=began)
+            return None
+        self._write(sub)
+        since = "" if began is None else began.forgets or 0
+        taken, left, reset_at = self._storages.call(
+            partial(self._take, sub=sub, cost=cost, since=since))
+        if len(self._known) >= 10_000:
+            self._known.clear()
+        self._known[sub] = (now + self.FRESH_S, left // self.SHARE)
+        return None if taken else _seconds_until(reset_at)
 
     def charge(self, sub: str, cost: int, *, began: Mark | None = None) -> None:
         """Count ``cost`` against ``sub`` (written by :meth:`flush`), for work that began at
-        ``began`` (default: now)."""
-        if cost <= 0:
+        ``began`` (default: now). A negative ``cost`` gives back part of an earlier charge (a
+        hold that was more than the work cost); it never takes the count below nothing, so
+        a hold whose window has ended gives back no more than the next window has counted."""
+        if cost == 0:
             return
         since = (began or self.mark()).forgets
         with self._lock:
@@ -238,7 +286,10 @@ class Quota:
              since: int | None) -> None:
         storage = limiter.storage
         if not _one_server(storage):  # memory: this process's own; nothing outlives a forget
-            limiter.hit(self.item, self._prefix, sub, cost=cost)
+            if cost < 0:  # a refund, as the script below gives one
+                cost = max(cost, -int(storage.get(self.item.key_for(self._prefix, sub))))
+            if cost:
+                limiter.hit(self.item, self._prefix, sub, cost=cost)
             return
         charge = storage.get_connection().register_script(_CHARGE_UNLESS_FORGOTTEN)
         key = storage.prefixed_key(self.item.key_for(self._prefix, sub))
@@ -248,6 +299,25 @@ class Quota:
             self._forgets = max(self._forgets or 0, int(forgets))
         if not written:
             log.debug("a charge begun before a forget was not written")
+
+    def _take(self, limiter: FixedWindowRateLimiter, sub: str, cost: int,
+              since: int | str) -> tuple[bool, int, float]:
+        """Whether ``cost`` was taken, what is left after it, and when the window resets."""
+        storage = limiter.storage
+        if not _one_server(storage):  # this process's own, or a cluster: check, then charge
+            reset_at, left = limiter.get_window_stats(self.item, self._prefix, sub)
+            if left <= 0:
+                return False, 0, float(reset_at)
+            limiter.hit(self.item, self._prefix, sub, cost=cost)
+            return True, int(left) - cost, float(reset_at)
+        take = storage.get_connection().register_script(_TAKE_UNLESS_FORGOTTEN)
+        key = storage.prefixed_key(self.item.key_for(self._prefix, sub))
+        taken, forgets, count, ttl = take(keys=[key, FORGETS_KEY], args=[
+            self.item.get_expiry(), cost, since, self.item.amount])
+        with self._lock:
+            self._forgets = max(self._forgets or 0, int(forgets))
+        ttl_s = int(ttl) / 1000 if int(ttl) > 0 else self.item.get_expiry()
+        return bool(taken), self.item.amount - int(count), time.time() + ttl_s
 
     def _read_forgets(self) -> int | None:
         storage = self._storages.shared.storage

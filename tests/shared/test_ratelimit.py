@@ -142,3 +142,41 @@ def test_storage_down_counts_in_process_then_recovers(
 def test_bad_rate_strings_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="200000/day"):
         Quota("memory://", "lots", "x")
+
+
+def test_the_last_part_of_an_allowance_is_taken_once(redis_url: str) -> None:
+    """Check and charge are one step at the end of an allowance: a hold bigger than what is
+    left takes it (overshooting by at most its own cost), and the next, from this process or
+    another, is refused, though neither process has written anything by flush."""
+    a, _ = quota(redis_url)
+    b = Quota(redis_url, "100/hour", a._prefix, clock=lambda: 1000.0)
+    assert a.take("gil", 95) is None
+    assert b.take("gil", 50) is None  # 5 were left: this one takes them
+    assert a.take("gil", 50) is not None
+    assert b.take("gil", 1) is not None
+    assert a.remaining("gil") == 0
+
+
+def test_a_hold_given_back_never_goes_below_nothing(storage: str) -> None:
+    q, _ = quota(storage)
+    assert q.take("hal", 60) is None
+    q.charge("hal", -45)  # the work cost 15 of the 60 held
+    q.flush()
+    assert q.remaining("hal") == 85
+    q.charge("hal", -40)  # more than is counted: only down to nothing
+    q.flush()
+    assert q.remaining("hal") == 100
+    assert q.take("hal", 100) is None  # and not a credit beyond the allowance
+    assert q.take("hal", 1) is not None
+
+
+def test_a_hold_given_back_after_its_window_leaves_no_counter(redis_url: str) -> None:
+    q, _ = quota(redis_url)
+    assert q.take("ike", 60) is None
+    with redis.Redis.from_url(redis_url) as client:
+        [key] = client.keys(f"*{q._prefix}*ike*")
+        client.delete(key)  # the window ended
+        q.charge("ike", -50)
+        q.flush()
+        assert client.keys(f"*{q._prefix}*ike*") == []  # no negative counter without a TTL
+    assert q.remaining("ike") == 100
