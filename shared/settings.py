@@ -102,6 +102,15 @@ class _Reader:
         value = self.text(name)
         return Secret(value) if value else None
 
+    def subset(self, name: str, default: str, choices: tuple[str, ...]) -> frozenset[str]:
+        """A comma-separated list of some of ``choices`` ("none" for none of them)."""
+        raw = (self.text(name) or default).lower()
+        value = frozenset(v.strip() for v in raw.split(",") if v.strip() not in ("", "none"))
+        if value - set(choices):
+            raise ConfigError(f"{name} lists {', '.join(sorted(value - set(choices)))}; "
+                              f"choose from {', '.join(choices)}, or none")
+        return value
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = (self.text(name) or default).lower()
         if value not in choices:
@@ -155,6 +164,8 @@ class Settings:
     engine: str = "llama-server"
     engine_url: str | None = None
     engine_api_key: Secret | None = None
+    # What an engine at CHARLA_ENGINE_URL takes of OpenAI's request (engines/openai_http.py).
+    engine_features: frozenset[str] = frozenset({"response_format", "tools", "logprobs"})
     model_path: Path | None = None
     model_quant: str = "original"  # or "q4_0": a requantized copy (model_server/requantize.py)
     model_name: str = "smollm2-135m-instruct"
@@ -276,9 +287,12 @@ class Settings:
             service_token_ttl_s=r.whole("CHARLA_SERVICE_TOKEN_TTL", 300, minimum=10),
             model_server_host=r.text("CHARLA_MODEL_SERVER_HOST", "127.0.0.1") or "127.0.0.1",
             model_server_port=r.whole("MODEL_SERVER_PORT", 8001, minimum=1),
-            engine=r.choice("CHARLA_ENGINE", "llama-server", ("llama-server", "upstream")),
+            engine=r.choice("CHARLA_ENGINE", "llama-server",
+                            ("llama-server", "upstream", "openai")),
             engine_url=r.text("CHARLA_ENGINE_URL"),
             engine_api_key=r.secret("CHARLA_ENGINE_API_KEY"),
+            engine_features=r.subset("CHARLA_ENGINE_FEATURES", "response_format,tools,logprobs",
+                                     ("response_format", "tools", "logprobs")),
             model_path=Path(model_path).expanduser() if model_path else None,
             model_quant=r.choice("CHARLA_MODEL_QUANT", "original", ("original", "q4_0")),
             model_name=r.text("CHARLA_MODEL_NAME", "smollm2-135m-instruct") or "",

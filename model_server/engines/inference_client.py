@@ -1,4 +1,6 @@
-"""An upstream engine at a URL (TGI, vLLM, llama-server, Ollama) through huggingface_hub.
+"""An upstream engine at a URL through huggingface_hub: TGI, whose dialect it speaks (other
+OpenAI-compatible servers answer it too, but read no JSON schema from it: for them,
+``CHARLA_ENGINE=openai``, model_server/engines/openai_http.py).
 
 ``AsyncInferenceClient`` speaks the OpenAI-compatible chat route that all of these serve, and
 TGI's own error shapes; we turn its errors into the gateway's three (unavailable, timeout,
@@ -24,9 +26,20 @@ from model_server.engines.base import (
     EngineUnavailable,
     Usage,
 )
+from model_server.engines.openai_http import FEATURES, checked_features
 
 _PASSED = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty",
-           "frequency_penalty", "stream_options")
+           "frequency_penalty", "stream_options", "logprobs", "top_logprobs")
+
+
+def tgi_response_format(asked: dict[str, Any]) -> dict[str, Any]:
+    """``response_format`` as huggingface_hub is to send it to TGI: it rewrites OpenAI's
+    ``json_schema`` into TGI's grammar (``{"type": "json_object", "value": <schema>}``); TGI's
+    ``json_object`` needs a schema too, so OpenAI's bare JSON mode asks for any object."""
+    if asked.get("type") == "json_object":
+        return {"type": "json_schema",
+                "json_schema": {"name": "object", "schema": {"type": "object"}}}
+    return asked
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -77,8 +90,6 @@ class InferenceClientEngine:
     # TGI, vLLM and Ollama take a last assistant message as a finished turn, unless asked
     # otherwise in ways of their own: an answer's start is left out for them.
     continues_answers = False
-    # Not yet: TGI takes a schema in a shape of its own (issue 24's next step).
-    features: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -88,7 +99,9 @@ class InferenceClientEngine:
         parallel: int = 8,
         api_key: str | None = None,
         timeout_s: float = 120.0,
+        features: frozenset[str] = FEATURES,
     ) -> None:
+        self.features = checked_features(features)
         self.model = model
         self.parallel = parallel
         self._base_url = base_url.rstrip("/")
@@ -116,7 +129,10 @@ class InferenceClientEngine:
         return False
 
     def _kwargs(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {k: body[k] for k in _PASSED if k in body}
+        kwargs = {k: body[k] for k in _PASSED if k in body}
+        if "response_format" in body:
+            kwargs["response_format"] = tgi_response_format(body["response_format"])
+        return kwargs
 
     async def complete(self, body: dict[str, Any], usage: Usage) -> dict[str, Any]:
         try:

@@ -85,9 +85,24 @@ def test_the_gateway_settings_build_a_gateway_in_front_of_the_engines(tmp_path: 
     settings = Settings.from_env(env)
     assert settings.model_server_host == "0.0.0.0"
     assert settings.model_server_port == 8001
-    assert (settings.engine, settings.engine_url) == ("upstream", "http://127.0.0.1:8080")
+    assert (settings.engine, settings.engine_url) == ("openai", "http://127.0.0.1:8080")
     assert (settings.embeddings, settings.embeddings_url) == ("upstream", "http://127.0.0.1:8082")
     assert create(settings) is not None
+    tgi = Settings.from_env({**env, "CHARLA_ENGINE": _substitute(
+        str(raw["CHARLA_ENGINE"]), {"CHARLA_ENGINE": "upstream"})})
+    assert tgi.engine == "upstream"
+    assert create(tgi) is not None
+
+
+def test_tgi_is_reached_through_huggingface_hub_and_the_others_as_openai() -> None:
+    """Only huggingface_hub's client speaks TGI's JSON-schema shape; llama.cpp's server and
+    vLLM read OpenAI's, which the gateway's own client passes as it is."""
+    assert _terraform_compose_env()["CHARLA_ENGINE"] == (
+        '${var.engine == "tgi" ? "upstream" : "openai"}')
+    example = dict(line.split("=", 1) for line in (DOCKER / "env.example").read_text()
+                   .splitlines() if line and not line.startswith("#"))
+    assert example["COMPOSE_PROFILES"].startswith("llama-cpp,")
+    assert example["CHARLA_ENGINE"] == "openai"
 
 
 def test_the_engine_ports_match_the_gateways_upstream_urls() -> None:

@@ -19,6 +19,14 @@ def test_defaults_follow_the_contract() -> None:
     assert Settings.from_env({"CHARLA_TELEGRAM_STREAMING": "off"}).telegram_streaming is False
 
 
+def test_an_upstream_engine_takes_every_feature_unless_told_otherwise() -> None:
+    every = frozenset({"response_format", "tools", "logprobs"})
+    assert Settings.from_env({}).engine_features == every
+    told = Settings.from_env({"CHARLA_ENGINE_FEATURES": " Logprobs , response_format"})
+    assert told.engine_features == {"logprobs", "response_format"}
+    assert Settings.from_env({"CHARLA_ENGINE_FEATURES": "none"}).engine_features == set()
+
+
 def test_model_server_port_moves_the_default_url() -> None:
     s = Settings.from_env({"MODEL_SERVER_PORT": "9001"})
     assert s.model_server_url == "http://127.0.0.1:9001"
@@ -48,6 +56,7 @@ def test_secrets_never_print() -> None:
         ("CHARLA_MODEL_TIMEOUT", "-3", "positive"),
         ("CHARLA_SLACK_STREAMING", "yes", "one of"),
         ("CHARLA_TELEGRAM_STREAMING", "drafts", "one of"),
+        ("CHARLA_ENGINE_FEATURES", "tools,grammar", "lists grammar"),
     ],
 )
 def test_bad_values_say_which_setting(name: str, value: str, words: str) -> None:

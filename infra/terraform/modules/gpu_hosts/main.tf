@@ -10,9 +10,11 @@ locals {
   region           = data.aws_region.current.region
   context_per_chat = floor(var.engine_ctx_size / var.engine_parallel)
 
-  # Read by docker compose from /opt/charla/.env.
+  # Read by docker compose from /opt/charla/.env. The gateway reaches TGI through
+  # huggingface_hub, which speaks its JSON-schema shape, and the other engines as OpenAI.
   compose_env = {
     COMPOSE_PROFILES   = "${var.engine},embeddings-${var.embeddings_engine}"
+    CHARLA_ENGINE      = var.engine == "tgi" ? "upstream" : "openai"
     MODEL_SERVER_PORT  = tostring(var.gateway_port)
     MODELS_DIR         = "/opt/charla/models"
     SERVICE_PUBLIC_KEY = "/opt/charla/service_public_key.pem"
