@@ -115,8 +115,10 @@ def parse_tools(body: dict[str, Any]) -> Tools | None:
                              "tool_choice")
         return Tools(tools, "function", function, parallel is not False)
     if choice not in CHOICES:
-        raise BadRequest("'tool_choice' must be 'none', 'auto', 'required' or a function",
-                         "tool_choice")
+        shown = repr(choice)[:80] if isinstance(choice, str) else type(choice).__name__
+        raise BadRequest(f"'tool_choice' is {shown}: it must be 'none', 'auto', 'required' or "
+                         "{\"type\": \"function\", \"function\": {\"name\": ...}} naming one of "
+                         "'tools'", "tool_choice")
     if choice == "none":
         return None
     return Tools(tools, choice, None, parallel is not False)

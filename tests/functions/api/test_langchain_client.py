@@ -168,7 +168,7 @@ def float_typed_tool(llm: ChatOpenAI) -> Any:
 
 @pytest.mark.parametrize(("send", "param", "named"), [
     (unknown_result, "messages", "messages[1].tool_call_id"),
-    (misspelt_choice, "tool_choice", "'tool_choice'"),
+    (misspelt_choice, "tool_choice", "'tool_choice' is 'get_wether'"),
     (float_typed_tool, "tools", "tools[0].function.parameters.properties.x.type"),
 ])
 def test_what_langchain_lets_through_is_a_400_naming_the_field(
