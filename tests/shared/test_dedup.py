@@ -43,3 +43,14 @@ async def test_a_send_runs_again_and_its_copies_do_not(db: Database) -> None:
     assert await deliveries.accept([delivery(key, "Y"), delivery(key, "X")]) == [False, True]
     fresh = uuid.uuid4().hex  # new in a batch with two sends: the first one carries it
     assert await deliveries.accept([delivery(fresh, "Q"), delivery(fresh, "P")]) == [True, False]
+
+
+async def test_a_send_given_to_a_record_of_accepts_is_refused_before_the_database(
+    db: Database
+) -> None:
+    """A record of accepts keeps no sends: a delivery carrying one is a caller's mistake, which
+    would otherwise be taken as a redelivery of its key and dropped."""
+    key = uuid.uuid4().hex
+    with pytest.raises(ValueError, match="send"):
+        await Deliveries(db).accept([delivery(key), delivery(key, "X")])
+    assert await Deliveries(db).accept([delivery(key)]) == [True]  # nothing was recorded
