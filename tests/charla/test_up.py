@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -40,9 +41,19 @@ class Running:
     pump: threading.Thread | None = None
 
     def close(self) -> None:
+        """Stop the stack as Ctrl-C does, so that it stops its embedded Postgres (a daemon in
+        a session of its own, which a signal to the group does not reach); killed if it will
+        not, and then its Postgres too."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        pid_file = self.home / "pgdata" / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
         if self.pump is not None:
             self.pump.join(timeout=10)
         if self.proc.stdout is not None:
