@@ -105,10 +105,12 @@ async def interleaved(targets: dict[str, tuple[str, dict[str, str]]], chats: tup
     return rates, cut
 
 
-async def tiny_latencies(targets: dict[str, tuple[str, dict[str, str]]], n: int
-                         ) -> dict[str, list[float]]:
-    """Interleaved one-token requests against each target: per-request latency in ms."""
-    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "temperature": 0}
+async def tiny_latencies(targets: dict[str, tuple[str, dict[str, str]]], n: int,
+                         body: dict[str, Any] | None = None) -> dict[str, list[float]]:
+    """Interleaved requests against each target (``body``, or a one-token answer), each read
+    to its last byte: per-request latency in ms."""
+    body = body or {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
+                    "temperature": 0}
     out: dict[str, list[float]] = {name: [] for name in targets}
     async with session() as client:
         for round_ in range(n + 5):

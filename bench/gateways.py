@@ -19,7 +19,6 @@ import asyncio
 import itertools
 import json
 import secrets
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -70,24 +69,6 @@ async def _answer(client: aiohttp.ClientSession, url: str, headers: dict[str, st
         return 200, tokens
 
 
-async def latencies(targets: dict[str, Target], rounds: int, *, stream: bool,
-                    max_tokens: int) -> dict[str, list[float]]:
-    """Per target, the milliseconds of each request to its last byte, the targets taking
-    turns so that drift on the machine hits them alike (the first five rounds warm up)."""
-    out: dict[str, list[float]] = {name: [] for name in targets}
-    body = _body(max_tokens, stream)
-    async with engines.session() as client:
-        for round_ in range(rounds + 5):
-            for name, (url, headers) in targets.items():
-                started = time.perf_counter()
-                status, _ = await _answer(client, url, headers, body)
-                if status != 200:
-                    raise RuntimeError(f"{name} answered {status}")
-                if round_ >= 5:
-                    out[name].append((time.perf_counter() - started) * 1000)
-    return out
-
-
 async def overshoot(urls: list[str], headers: dict[str, str], requests: int, *,
                     stream: bool, max_tokens: int) -> dict[str, int]:
     """``requests`` requests by :data:`CHATS` clients at once, spread over ``urls`` in turn:
@@ -123,10 +104,10 @@ async def limits(urls: list[str], requests_auth: str, tokens_auth: str) -> dict[
 def _both_latencies(out: dict[str, Any], prefix: str, targets: dict[str, Target],
                     rounds: int) -> None:
     """A whole one-token answer's latencies, then a short streamed answer's."""
-    out[f"{prefix}_whole"] = asyncio.run(latencies(targets, rounds, stream=False,
-                                                   max_tokens=1))
-    out[f"{prefix}_stream"] = asyncio.run(latencies(targets, rounds, stream=True,
-                                                    max_tokens=STREAM_TOKENS))
+    out[f"{prefix}_whole"] = asyncio.run(engines.tiny_latencies(
+        targets, rounds, _body(max_tokens=1, stream=False)))
+    out[f"{prefix}_stream"] = asyncio.run(engines.tiny_latencies(
+        targets, rounds, _body(max_tokens=STREAM_TOKENS, stream=True)))
 
 
 def _real_engine(out: dict[str, Any], logdir: Path, keys: procs.Keys,

@@ -85,8 +85,9 @@ class StreamRecorder:
         return event + b"\n\n"
 
     def _called(self, call: Any) -> None:
-        """A tool call's delta, read as the answer's text (``name(arguments)``), so that the
-        checks read what the model passes to a tool, and the audit log keeps it."""
+        """A tool call's delta, read as the answer's text (``name(`` and its arguments, as for a
+        whole answer in functions/api/routes.py), so that the checks read what the model passes
+        to a tool, and the audit log keeps it."""
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             return

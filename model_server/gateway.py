@@ -50,18 +50,16 @@ class Gateway:
         if retry is None:
             return None
         self.metrics.limited_requests.inc()
-        return json_error(
-            429, f"rate limit exceeded ({self.settings.model_rate_limit}); retry in {retry} s",
-            "rate_limit_exceeded", "rate_limit_exceeded", headers={"Retry-After": str(retry)})
+        return _too_many(f"rate limit exceeded ({self.settings.model_rate_limit})",
+                         "rate_limit_exceeded", retry)
 
     def budget_refusal(self, retry: int | None) -> Response | None:
         """429 for a token budget that says retry in ``retry`` seconds; None for None."""
         if retry is None:
             return None
         self.metrics.limited_tokens.inc()
-        return json_error(
-            429, f"token budget used up ({self.settings.token_budget}); retry in {retry} s",
-            "rate_limit_exceeded", "token_budget_exceeded", headers={"Retry-After": str(retry)})
+        return _too_many(f"token budget used up ({self.settings.token_budget})",
+                         "token_budget_exceeded", retry)
 
     async def flush_forever(self) -> None:
         """Write collected request and token charges to the limit storage, off the request path."""
@@ -78,6 +76,11 @@ class Gateway:
     def _flush(self) -> None:
         self.requests.flush()
         self.budget.flush()
+
+
+def _too_many(what: str, code: str, retry: int) -> Response:
+    return json_error(429, f"{what}; retry in {retry} s", "rate_limit_exceeded", code,
+                      headers={"Retry-After": str(retry)})
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -106,8 +106,8 @@ def _ms(since: float) -> int:
 
 
 def _content(result: dict[str, Any]) -> str:
-    """The answer's text, or the tool calls it makes as ``name(arguments)``: what the checks
-    read and the audit log keeps."""
+    """The answer's text, or each tool call it makes as ``name(`` and its arguments (as a stream
+    is read, functions/sse.py): what the checks read and the audit log keeps."""
     message = (result.get("choices") or [{}])[0].get("message") or {}
     calls = message.get("tool_calls") or []
     if calls:
