@@ -14,14 +14,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from functions.extractive import extract, no_answer, quoted_answer
 from functions.factcheck import FactGate, Verdict, evidence
+from functions.json_facts import JsonFacts
 from functions.moderation import Moderation, Trip
 from functions.repetition import Loop, LoopCheck
 from shared.knowledge.search import Passage
 
 log = logging.getLogger(__name__)
+
+
+class Form(StrEnum):
+    """What the answer is written as."""
+
+    TEXT = "text"  # words for a person
+    JSON = "json"  # JSON the engine is held to (``response_format``)
+    TOOLS = "tools"  # a call of one of the request's tools, or (``tool_choice: auto``) words
 
 
 @dataclass(frozen=True)
@@ -36,16 +46,27 @@ class Stop:
 
 class AnswerChecks:
     """The checks of one answer to ``question``, asked where ``scopes`` apply, drawn from
-    ``passages`` (none: not a grounded answer, no fact check)."""
+    ``passages`` (none: not a grounded answer, no fact check), written as ``form``.
+
+    A JSON answer's facts are its values, checked once it is whole (functions/json_facts.py);
+    ``named`` are the values its schema names itself. An answer that may be a tool call is
+    checked once whole too, when it is known to be words: a call is not a statement to a
+    reader, and its arguments pass the policy's terms only. Only words are checked for loops
+    (a structured answer's form is the schema's)."""
 
     def __init__(self, moderation: Moderation, scopes: Sequence[str], *, question: str,
-                 passages: Sequence[Passage] = (), loops: bool = True) -> None:
+                 passages: Sequence[Passage] = (), form: Form = Form.TEXT,
+                 named: frozenset[str] = frozenset()) -> None:
         self.question = question
         self.passages = list(passages)
+        self.form = form
+        self.called = False  # the answer is a tool call
         self._terms = moderation.stream_check(scopes)
-        self._facts = (FactGate([text for p in passages for text in evidence(p)])
-                       if passages else None)
-        self._loops = LoopCheck() if loops else None
+        said = [text for p in passages for text in evidence(p)]
+        self._facts: FactGate | JsonFacts | None = (
+            None if not passages else JsonFacts(said, named) if form == Form.JSON
+            else FactGate(said))
+        self._loops = LoopCheck() if form == Form.TEXT else None
         self.stopped: Stop | None = None
 
     @property
@@ -62,20 +83,24 @@ class AnswerChecks:
             end = min(end, self._facts.checked)
         return end
 
-    def feed(self, text: str, *, whole: bool = False) -> Stop | None:
-        """Check what ``text``, the answer so far, adds (``whole``: the answer is complete)."""
+    def feed(self, text: str, *, whole: bool = False, called: bool = False) -> Stop | None:
+        """Check what ``text``, the answer so far, adds (``whole``: the answer is complete;
+        ``called``: it is a tool call)."""
         if self.stopped is not None:
             return self.stopped
+        if called:
+            self.called, self._facts = True, None
         if self._terms is not None:
             verdict = self._terms.feed(text, whole=whole)
             if verdict.flagged:
                 self.stopped = Stop(trip=Trip("output", "policy", verdict.categories))
                 return self.stopped
-        if self._facts is not None:
+        # Words or a call: known at the end (the gateway writes a tool answer whole).
+        if self._facts is not None and (whole or self.form != Form.TOOLS):
             failed = self._facts.feed(text, whole=whole)
             if failed is not None:
-                log.info("an answer stated %d fact(s) its passages do not; replaced by a quote"
-                         " from them", len(failed.unsupported))
+                log.info("an answer stated %d fact(s) its passages do not; not shown",
+                         len(failed.unsupported))
                 self.stopped = Stop(facts=failed)
                 return self.stopped
         loop = self._loops.feed(text) if self._loops is not None else None

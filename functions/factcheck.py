@@ -216,6 +216,21 @@ def check(answer: str, passages: Sequence[str]) -> Verdict:
     return _check(answer, _Evidence.of(passages))
 
 
+def check_values(values: Iterable[str], passages: Sequence[str]) -> Verdict:
+    """The facts ``values`` state (the values of a JSON answer, each read alone), and those
+    not found in ``passages``. A short value is a value, not a sentence: a capital at its
+    start makes it a name ("Lisbon"), as one within a sentence does."""
+    evidence = _Evidence.of(passages)
+    facts: list[str] = []
+    missing: list[str] = []
+    for value in values:
+        verdict = _check(value, evidence, value=len(value.split()) <= MAX_VALUE_WORDS
+                         and not _SENTENCE_END.search(value.rstrip(".")))
+        facts += verdict.facts
+        missing += verdict.unsupported
+    return Verdict(tuple(facts), tuple(missing))
+
+
 class FactGate:
     """Checks an answer while it is written, a sentence at a time, so that only checked text
     is shown.
@@ -267,7 +282,12 @@ def _sentences_end(text: str) -> int:
     return ends[-1] if ends else 0
 
 
-def _check(answer: str, evidence: _Evidence) -> Verdict:
+# A JSON value of at most this many words, without a stop inside, is a value ("Lisbon", "HR
+# portal"), whose first word is not a sentence's.
+MAX_VALUE_WORDS = 4
+
+
+def _check(answer: str, evidence: _Evidence, *, value: bool = False) -> Verdict:
     text = _CITATION.sub(" ", answer)
     text = re.sub(r"\*\*|__", "", text)
     facts: list[str] = []
@@ -315,7 +335,7 @@ def _check(answer: str, evidence: _Evidence) -> Verdict:
             fact(token, Fraction(_NUMBER_WORDS[folded]) in evidence.numbers)
         elif folded in _CALENDAR and (folded not in _LOWER_NOT_CALENDAR or token[0].isupper()):
             fact(token, _CALENDAR[folded] in evidence.calendar)
-        elif is_name(token) and not opens_sentence(text, m.start()):
+        elif is_name(token) and (value or not opens_sentence(text, m.start())):
             parts = WORD.findall(folded)
             fact(token, bool(parts) and all(p in evidence.words for p in parts))
     return Verdict(tuple(facts), tuple(missing))

@@ -5,8 +5,8 @@
                  that answers the question (functions/answerability.py): "I don't know",
                  with the collections searched or the closest sources, and the model is
                  not asked
-    lay out      the passages and the question, one layout for every door (:func:`laid_out`),
-                 and, primed, the answer's first words (:func:`lead`)
+    lay out      the passages and the question, one layout for every door (functions/layout.py),
+                 and, primed, the answer's first words
     ask          the model server (redacted first with CHARLA_REDACT_MODEL_INPUT), fitting
                  the prompt again once if the engine counts it too long (functions/overflow.py)
     check        while the model writes: the policy's terms, the facts of the passages, loops
@@ -28,6 +28,15 @@ When a check stops an answer, the rest is not shown:
   its source, or by "I don't know" with the closest sources when no sentence does;
 - the answer loops (functions/repetition.py): it ends after the loop's first turn, and the
   engine stops writing.
+
+A structured answer (the API's ``response_format`` and ``tools``) is grounded only when the
+asker names its collections. JSON cannot take a quote of ours in place of a value, so a JSON
+answer is checked once whole (its values, functions/json_facts.py) and, when one states a fact
+no passage states, or no passage answers the question, refused whole (``How.REFUSED``, the
+reason in its place). A tool call is not checked for facts: it is not a statement to a reader.
+Words in place of a call (``tool_choice: auto``) are checked as any answer; when the passages
+do not answer the question, the model is asked without them (its tools may find the answer),
+and words that state a fact get "I don't know" with the closest sources.
 """
 
 from __future__ import annotations
@@ -38,16 +47,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from functions.answer_checks import AnswerChecks, Stop
+from functions.answer_checks import AnswerChecks, Form, Stop
 from functions.answerability import answers
-from functions.extractive import extract, no_answer
+from functions.extractive import no_answer
 from functions.knowledge import dont_know
+from functions.layout import GROUNDED_STOP, laid_out, lead
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import Moderation, Trip, refusal
 from functions.overflow import overflow_scale
 from functions.sse import StreamRecorder
-from shared.chat import Message, prompt_tokens, reference_message
-from shared.knowledge.language import ENGLISH, SPANISH, detect
+from shared.chat import Message, prompt_tokens
 from shared.knowledge.search import Passage
 from shared.redact import redact_messages
 
@@ -64,6 +73,7 @@ class How(StrEnum):
     CUT = "cut"  # the model's answer up to where it started to loop
     REPLACED = "replaced"  # it stated a fact its passages do not: a quote from them instead
     WITHHELD = "withheld"  # moderation stopped it: the refusal
+    REFUSED = "refused"  # a JSON answer stated a fact its passages do not: the reason instead
     DONT_KNOW = "dont_know"  # nothing relevant in the documents: the model was not asked
 
 
@@ -76,9 +86,14 @@ class Asked:
     sub: str  # as whom the model server is asked (its limits apply)
     principals: tuple[str, ...]  # whose grants and policy scopes apply
     collections: Sequence[str] | None = None  # the asker narrowed the search to these
-    # The answer is JSON the engine is held to (response_format): no words of ours start it,
-    # and it is not cut at a repetition (its form is the schema's).
-    structured: bool = False
+    # JSON the engine is held to, or a tool call (the API's response_format and tools): no
+    # words of ours start it, and it is not cut at a repetition (its form is the schema's).
+    form: Form = Form.TEXT
+    named: frozenset[str] = frozenset()  # Form.JSON: the values its schema names itself
+
+    @property
+    def structured(self) -> bool:
+        return self.form != Form.TEXT
 
 
 @dataclass(frozen=True)
@@ -117,47 +132,6 @@ class Step:
     stopped: bool = False  # a check stopped it: the last step (Answer.ending says how)
 
 
-# What a grounded question is asked with, in the question's language (bench/prompt_layout.py
-# measured the layouts: docs/benchmarks.md, "How a small model is asked").
-_ASKED = {
-    ENGLISH: ("Question", "Answer the question from the passages only, in one or two "
-              "sentences, with the exact figure, name or words the passage uses."),
-    SPANISH: ("Pregunta", "Responde a la pregunta solo con lo que dicen los pasajes, en una o "
-              "dos frases, con la cifra, el nombre o las palabras exactas que usa el pasaje."),
-}
-LEAD_WORDS = 8  # at most this many words of the best sentence start a primed answer
-GROUNDED_STOP = "\n\n"  # a grounded answer is one paragraph (unless the asker sets stops)
-
-
-def laid_out(question: Message, passages: Sequence[Passage]) -> Message:
-    """The message that asks ``question`` from ``passages``, for every door: the passages,
-    numbered and fenced as reference material, then the question and what to answer it
-    with, in its language. It takes the question's place, last, so that what came before
-    stays a stable prefix for the engine's cache."""
-    if not passages:
-        return question
-    text = str(question["content"])
-    label, instruction = _ASKED[SPANISH if detect(text) == SPANISH else ENGLISH]
-    refs = reference_message([f"[{n}] Source: {p.citation}\n{p.content}"
-                              for n, p in enumerate(passages, start=1)])
-    return {"role": "user", "content": f"{refs['content']}\n\n{label}: {text}\n{instruction}"}
-
-
-def lead(question: str, passages: Sequence[Passage]) -> str:
-    """The start of a primed answer: the words of the passages' sentence that best answers
-    ``question`` before its first figure (at most :data:`LEAD_WORDS`), for the model to go
-    on from, copying the figure rather than making one up; "" when no sentence answers."""
-    found = extract(question, passages)
-    if found is None:
-        return ""
-    words: list[str] = []
-    for word in found.sentence.split()[:LEAD_WORDS]:
-        if any(c.isdigit() for c in word):
-            break
-        words.append(word)
-    return " ".join(words)
-
-
 class Answer:
     """One answer's way through the pipeline (:meth:`Pipeline.begin` makes one)."""
 
@@ -170,12 +144,13 @@ class Answer:
         self.asked = asked
         self.scopes = tuple(scopes)
         self.found: Found | None = None
-        self.checks = AnswerChecks(moderation, scopes, question=asked.question,
-                                   loops=not asked.structured)
+        self.checks = AnswerChecks(moderation, scopes, question=asked.question, form=asked.form)
         self.ending: Ending | None = None
         self.lead = ""  # the answer's start, written for the model (a primed answer)
         self._laid: tuple[Message, Message] | None = None  # (as laid out, as asked)
         self.refused: Trip | None = None  # set by Pipeline.begin: the question was withheld
+        self.answerable = True  # the passages found answer the question
+        self._whom = ""  # who could read the collections searched (for "I don't know")
 
     @property
     def passages(self) -> list[Passage]:
@@ -190,30 +165,33 @@ class Answer:
         self.found = await search()
         if self.found is None:
             return None
+        form, self._whom = self.asked.form, whom
+        self.answerable = bool(self.found.passages) and answers(
+            self.asked.question, self.found.passages).answered
         self.checks = AnswerChecks(self._moderation, self.scopes, question=self.asked.question,
-                                   passages=self.found.passages, loops=not self.asked.structured)
+                                   passages=self.found.passages, form=form,
+                                   named=self.asked.named)
+        if form == Form.TOOLS:
+            return None  # its tools may find what the documents do not say
         if self.found.collections and not self.found.passages:
             self.ending = Ending(How.DONT_KNOW, dont_know(self.found.collections, whom))
             return self.ending
-        if self.found.passages:
-            verdict = answers(self.asked.question, self.found.passages)
-            if not verdict.answered:
-                # Close passages about something else (Madrid's rule for a Lisbon question):
-                # the closest sources, and no answer the model would draw from them.
-                log.info("the passages found do not answer the question (%d of its words"
-                         " missing from them): I don't know", len(verdict.missing))
-                self.ending = Ending(How.DONT_KNOW,
-                                     no_answer(self.asked.question, self.found.passages))
-                return self.ending
+        if self.found.passages and not self.answerable:
+            # Close passages about something else (Madrid's rule for a Lisbon question):
+            # the closest sources, and no answer the model would draw from them.
+            log.info("the passages found do not answer the question: I don't know")
+            self.ending = Ending(How.DONT_KNOW,
+                                 no_answer(self.asked.question, self.found.passages))
+            return self.ending
         return None
 
     def lay_out(self, question: Message) -> Message:
         """``question`` as asked with the passages it is answered from (:func:`laid_out`);
         with priming on, the answer's start is chosen too (:func:`lead`)."""
-        laid = laid_out(question, self.passages)
+        laid = laid_out(question, self.passages if self.answerable else [], self.asked.form)
         if laid is not question:
             self._laid = (laid, question)
-            if self._prime:
+            if self._prime and not self.asked.structured:
                 self.lead = lead(self.asked.question, self.passages)
         return laid
 
@@ -235,13 +213,13 @@ class Answer:
         scale = 1.0
         for attempt in (1, 2):
             body = build(scale)
-            if self.passages:
+            if self._laid is not None:
                 # Grounded: the most likely words, which are the passages' (measured: the
                 # figure carried at temperature 0 more often than at 0.7, in every layout),
                 # and one paragraph, as asked: past a blank line a small model goes on with
-                # the next question it makes up, or the instruction.
+                # the next question it makes up, or the instruction (JSON may hold one).
                 body.setdefault("temperature", 0.0)
-                if not body.get("stop"):
+                if not body.get("stop") and not self.asked.structured:
                     body["stop"] = [GROUNDED_STOP]
             if self.lead:  # the engine goes on from the answer's start
                 body["messages"] = [*body["messages"],
@@ -277,7 +255,8 @@ class Answer:
                 raise ModelServerError(502, recorder.error, None, recorder.error_code)
             end = chunk is None
             answer = recorder.answer
-            stop = self.checks.feed(answer, whole=end)
+            stop = self.checks.feed(answer, whole=end,
+                                    called=end and recorder.finish_reason == "tool_calls")
             if stop is not None and not end and isinstance(events, AsyncGenerator):
                 await events.aclose()  # the engine stops writing what nobody will see
             if stop is not None or end:
@@ -287,15 +266,21 @@ class Answer:
                     return
             yield Step(pieces, len(answer) if end else self.checks.checked(answer), end)
 
-    async def whole(self, content: str) -> Ending:
-        """The ending of a whole answer, ``content``."""
-        stop = self.checks.feed(content, whole=True)
+    async def whole(self, content: str, *, called: bool = False) -> Ending:
+        """The ending of a whole answer, ``content`` (``called``: it is a tool call)."""
+        stop = self.checks.feed(content, whole=True, called=called)
         self.ending = await self._ended(stop, content, retractable=True)
         return self.ending
 
     async def _ended(self, stop: Stop | None, answer: str, *, retractable: bool) -> Ending:
         """How ``answer`` ends, ``stop`` having stopped it (or not): what the model wrote,
         whole or up to its loop, still passes the guard model's judgement of the whole."""
+        if (self.asked.form == Form.TOOLS and not self.answerable and self.found is not None
+                and not self.checks.called and (stop is None or stop.trip is None)):
+            # Words where the documents do not answer, and no call to find out.
+            added = (no_answer(self.asked.question, self.passages) if self.passages
+                     else dont_know(self.found.collections, self._whom))
+            return Ending(How.REPLACED, added, added=added)
         ending = self._stopped(stop, answer) if stop is not None else Ending(
             How.ANSWERED, answer.strip())
         if ending.how in (How.ANSWERED, How.CUT):
@@ -327,8 +312,11 @@ class Answer:
             stop = settled
             if stop.trip is not None:
                 return Ending(How.WITHHELD, refusal(self.asked.text), trip=stop.trip)
-        kept = self.checks.checked(answer)
         assert stop.facts is not None
+        if self.asked.form == Form.JSON:  # no quote can stand in a schema's place
+            return Ending(How.REFUSED, self.checks.replacement(),
+                          unsupported=tuple(stop.facts.unsupported))
+        kept = self.checks.checked(answer)
         before = answer[:kept].strip()
         added = ("\n\n" if before else "") + self.checks.replacement()
         return Ending(How.REPLACED, before + added, kept=kept, added=added,

@@ -102,17 +102,20 @@ async def not_readable(request: Request, exc: Exception) -> Response:
 
 
 def dont_know_answer(text: str, chat: ChatRequest, model: str,
-                     cited: list[dict[str, Any]] | None = None) -> Response:
+                     cited: list[dict[str, Any]] | None = None, *,
+                     refusal: bool = False) -> Response:
     """The "I don't know" answer, ``text``, whole or streamed, in OpenAI's shapes, with the
-    closest sources ``cited`` (none when nothing was relevant)."""
+    closest sources ``cited`` (none when nothing was relevant); ``refusal``: a JSON answer's,
+    which OpenAI's shape gives as ``refusal`` (no content that could break its schema)."""
     cited = cited or []
+    said = {"content": None, "refusal": text} if refusal else {"content": text}
     ident = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     if not chat.stream:
         return JSONResponse({
             "id": ident, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+            "choices": [{"index": 0, "message": {"role": "assistant", **said},
                          "finish_reason": "stop"}],
             "usage": usage, "citations": cited})
 
@@ -122,7 +125,7 @@ def dont_know_answer(text: str, chat: ChatRequest, model: str,
         return b"data: " + json.dumps(body).encode() + b"\n\n"
 
     async def events() -> AsyncIterator[bytes]:
-        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": text},
+        yield chunk([{"index": 0, "delta": {"role": "assistant", **said},
                       "finish_reason": None}])
         yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], citations=cited)
         if chat.include_usage:
@@ -186,14 +189,17 @@ def _closing(body: dict[str, Any], ident: str, created: int, model: str,
 
 
 def replaced_events(ident: str | None, model: str, text: str, citations: list[dict[str, Any]],
-                    unsupported: Sequence[str], usage: dict[str, Any] | None) -> bytes:
+                    unsupported: Sequence[str], usage: dict[str, Any] | None, *,
+                    refusal: bool = False) -> bytes:
     """The end of a stream whose answer stated a fact its passages do not: ``text`` (what
-    is shown instead, or added to the sentences already sent) on a chunk that finishes the
-    answer with its citations and ``fact_check``, the usage chunk when asked for, ``[DONE]``."""
+    is shown instead, or added to the sentences already sent; ``refusal``: a JSON answer's
+    refusal) on a chunk that finishes the answer with its citations and ``fact_check``, the
+    usage chunk when asked for, ``[DONE]``."""
     ident = ident or f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
+            "choices": [{"index": 0, "delta": {"role": "assistant",
+                                               "refusal" if refusal else "content": text},
                          "finish_reason": "stop"}],
             "citations": citations, "fact_check": fact_check_field(unsupported)}
     return _closing(body, ident, created, model, usage)

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from functions.answer_checks import Form
 from functions.api.moderations import (
     CONTENT_FILTER,
     content_filter_events,
@@ -32,6 +33,7 @@ from functions.api.rag import (
     replaced_events,
     with_citations,
 )
+from functions.json_facts import literals
 from functions.knowledge import Knowledge
 from functions.model_client import ModelClient, ModelServerError
 from functions.moderation import WITHHELD, Moderation
@@ -40,7 +42,7 @@ from functions.sse import UNAVAILABLE, StreamRecorder
 from shared.audit import Exchange, record_exchange
 from shared.chat import WindowSplit, fit_messages
 from shared.db import Database
-from shared.errors import BadRequest, CharlaError
+from shared.errors import CharlaError
 from shared.http import (
     CLIENT_CLOSED_REQUEST,
     ClientLeft,
@@ -105,6 +107,12 @@ def _ms(since: float) -> int:
     return int((time.perf_counter() - since) * 1000)
 
 
+def _called(result: dict[str, Any]) -> bool:
+    """Whether a whole answer is a tool call."""
+    message = (result.get("choices") or [{}])[0].get("message") or {}
+    return bool(message.get("tool_calls"))
+
+
 def _content(result: dict[str, Any]) -> str:
     """The answer's text, or each tool call it makes as ``name(`` and its arguments (as a stream
     is read, functions/sse.py): what the checks read and the audit log keeps."""
@@ -125,14 +133,11 @@ async def chat_completions(request: Request) -> Response:
                                           timeout_s=settings.body_timeout_s)),
         max_tokens_cap=settings.max_tokens_cap,
     )
-    if chat.structured:
-        # A structured answer is the engine's JSON, held to its schema: a quote of ours in
-        # place of a sentence, or a start of ours, would break it. Grounding it is not built
-        # yet: it is answered from the conversation alone, unless collections are named.
-        if chat.collections:
-            raise BadRequest("a structured answer ('response_format' or 'tools') cannot be "
-                             "grounded in collections yet: leave out 'collections'",
-                             "collections")
+    form = (Form.TOOLS if chat.tools is not None else Form.JSON if chat.structured
+            else Form.TEXT)
+    if form != Form.TEXT and not chat.collections:
+        # A structured answer is grounded only when asked: a program that extracts from the
+        # text it sends, or calls its own tools, is not answered from documents it did not name.
         chat = replace(chat, collections=[])
     model = chat.model or settings.model_name
     max_tokens = chat.max_tokens or min(settings.default_max_tokens, settings.max_tokens_cap)
@@ -148,7 +153,8 @@ async def chat_completions(request: Request) -> Response:
                 said)
     try:
         answer = await ctx.pipeline.begin(Asked(said, last, principal, (principal,),
-                                                chat.collections, structured=chat.structured))
+                                                chat.collections, form=form,
+                                                named=literals(chat.response_format)))
         if answer.refused is not None:
             exchange.messages = [{"role": "user", "content": WITHHELD}]
             exchange.status, exchange.error = 400, CONTENT_FILTER
@@ -161,7 +167,8 @@ async def chat_completions(request: Request) -> Response:
         if known is not None:  # the documents do not answer it: the model is not asked
             exchange.answer, exchange.latency_ms = known.text, _ms(started)
             ctx.later(ctx.record(exchange))
-            return dont_know_answer(known.text, chat, model, citations(answer.passages))
+            return dont_know_answer(known.text, chat, model, citations(answer.passages),
+                                    refusal=form == Form.JSON)
         prompt = [*chat.messages[:-1], answer.lay_out(chat.messages[-1])]
 
         def body(scale: float) -> dict[str, Any]:
@@ -171,7 +178,8 @@ async def chat_completions(request: Request) -> Response:
 
         result, events, first = await while_connected(
             request, answer.ask(body, stream=chat.stream))
-        ending = await answer.whole(_content(result)) if result is not None else None
+        ending = (await answer.whole(_content(result), called=_called(result))
+                  if result is not None else None)
     except ModelServerError as exc:
         exchange.status, exchange.error, exchange.latency_ms = exc.status, exc.message, _ms(started)
         await ctx.record(exchange)
@@ -206,6 +214,10 @@ def _whole(ctx: ApiContext, request: Request, result: dict[str, Any], ending: En
         choice["finish_reason"] = CONTENT_FILTER
         ctx.later(ctx.moderation.record(ending.trip, platform="api", principal=principal,
                                         subject=principal))
+    elif ending.how == How.REFUSED:  # JSON stating what no passage states: OpenAI's refusal
+        choice["message"] = {"role": "assistant", "content": None, "refusal": ending.text}
+        choice["finish_reason"] = "stop"
+        result["fact_check"] = fact_check_field(ending.unsupported)
     elif ending.how != How.ANSWERED:  # replaced by a quote, or cut where it started to loop
         choice["message"] = {"role": "assistant", "content": ending.text}
         choice["finish_reason"] = "stop"
@@ -265,6 +277,10 @@ async def _relay(ctx: ApiContext, chat: ChatRequest, model: str, answer: Answer,
         if ending.how == How.WITHHELD:
             shown = WITHHELD
             yield content_filter_events(ident, model, None if sent else ending.text)
+        elif ending.how == How.REFUSED:  # nothing of it was sent: JSON is checked whole
+            shown = ending.text
+            yield replaced_events(ident, model, shown, citations(answer.passages, "", question),
+                                  ending.unsupported, usage_so_far(), refusal=True)
         elif ending.how != How.ANSWERED:
             shown = recorder.answer[:sent].strip()
             if ending.how == How.REPLACED:
@@ -290,7 +306,7 @@ async def _relay(ctx: ApiContext, chat: ChatRequest, model: str, answer: Answer,
         exchange.error = recorder.error or (None if ended else CLIENT_DISCONNECTED)
         exchange.latency_ms = _ms(started)
         ending = answer.ending
-        if ending is not None and ending.how in (How.CUT, How.REPLACED):
+        if ending is not None and ending.how in (How.CUT, How.REPLACED, How.REFUSED):
             exchange.finish_reason = "stop"
         if ending is not None and ending.how == How.WITHHELD:
             assert ending.trip is not None

@@ -1,13 +1,20 @@
-"""Fixtures for the bots end to end (see tests/functions/bots.py)."""
+"""Fixtures for the bots end to end (see tests/functions/bots.py), and for answers a test
+chooses (tests/functions/rewriting.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.conftest import Gateway, fresh_database
+from functions.knowledge import Knowledge
+from functions.model_client import ModelClient
+from shared.db import Database, make_pool
+from tests.conftest import Gateway, ServerThread, fresh_database
+from tests.fakes.slack_api import TEAM_ID
 from tests.functions.bots import Bots, start_bots
+from tests.functions.rewriting import VACATIONS, Rewriter, Stack
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +33,37 @@ def stateless_bots(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
                          CHARLA_CONVERSATION_RETENTION_DAYS="0")
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def rewritten(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
+              redis_url: str) -> Iterator[tuple[Bots, Rewriter]]:
+    rewriter = Rewriter(gateway.url)
+    proxy = ServerThread(rewriter.app()).start()
+    bots = start_bots(service_keys, proxy.url, fresh_database(pg_url), redis_url,
+                      CHARLA_BOT_MAX_TOKENS="24")
+    yield bots, rewriter
+    bots.stop()
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+async def stack(rewritten: tuple[Bots, Rewriter]) -> AsyncIterator[Stack]:
+    """The vacation policy, granted to one API client and one Slack channel."""
+    bots, rewriter = rewritten
+    db = Database(make_pool(bots.settings))
+    model = ModelClient(bots.settings)
+    try:
+        kb = Knowledge(db, model)
+        name = f"vacations-{uuid.uuid4().hex[:6]}"
+        ingestor = kb.ingestor("test:setup")
+        collection = await ingestor.collection(name)
+        [outcome] = await ingestor.ingest(collection, [("vacations.md", VACATIONS)])
+        assert outcome.status == "added"
+        channel, client = f"C{uuid.uuid4().hex[:9].upper()}", f"app-{uuid.uuid4().hex[:6]}"
+        await kb.store.grant(name, f"slack:{TEAM_ID}:{channel}")
+        await kb.store.grant(name, f"api:{client}")
+    finally:
+        await model.close()
+        await db.close()
+    yield Stack(bots, rewriter, channel, client, name)

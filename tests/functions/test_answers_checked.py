@@ -1,141 +1,21 @@
 """An answer drawn from the documents says what they say, through the API and the bots alike.
 
 Real functions app, worker, model server and Postgres; between them and the model server, a
-proxy on loopback that puts a chosen answer in place of the model's (what a small model may
-write: the right citation over a wrong figure), so that each case is decided by the check and
-not by the model's mood. Slack is the fake on loopback.
+proxy on loopback that puts a chosen answer in place of the model's (tests/functions/
+rewriting.py), so that each case is decided by the check and not by the model's mood. Slack is
+the fake on loopback.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from functions.api.auth import client_signer
-from functions.knowledge import Knowledge
-from functions.model_client import ModelClient
-from shared.db import Database, make_pool
-from tests.conftest import Gateway, ServerThread, fresh_database
-from tests.fakes.slack_api import TEAM_ID
-from tests.functions.bots import Bots, start_bots
+from tests.functions.rewriting import QUESTION, RIGHT, SENTENCE, WRONG, Stack
 from tests.functions.test_bots_slack import answered, mention
-
-VACATIONS = b"""# Vacations
-
-## Lisbon
-
-Vacation requests go through the HR portal. Every employee of the Lisbon office has 27 days of
-paid vacation per year. Unused days expire at the end of March.
-"""
-SENTENCE = ("Every employee of the Lisbon office has 27 days of paid vacation per year.")
-QUESTION = "How many vacation days do Lisbon employees get?"
-WRONG = "[1] In 2022, Lisbon employees have 24 days of paid vacation per year."
-RIGHT = "Every employee of the Lisbon office has 27 days of paid vacation per year [1]."
-
-
-class Rewriter:
-    """Forwards to the model server; chat answers come back carrying ``answer`` instead of
-    the model's text (whole, or streamed a word per event, the model's own pieces emptied)."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.answer: str | None = None
-        self.chats = 0  # chat completions asked of the model server
-        self.sent: dict[str, Any] = {}  # the last chat completion's body
-
-    def _rewritten(self, raw: bytes) -> bytes:
-        assert self.answer is not None
-        if not raw.startswith(b"data:"):
-            body = json.loads(raw)
-            body["choices"][0]["message"]["content"] = self.answer
-            return json.dumps(body).encode()
-        events, placed = [], False
-        for event in raw.split(b"\n\n"):
-            payload = event.removeprefix(b"data: ")
-            chunk = json.loads(payload) if payload.startswith(b"{") else None
-            delta = ((chunk.get("choices") or [{}])[0].get("delta") or {}) if chunk else {}
-            if chunk is None or "content" not in delta:
-                events.append(event)
-                continue
-            if not placed:  # the answer, a word per event, as a model writes it
-                for word in re.findall(r"\S+\s*", self.answer):
-                    delta["content"] = word
-                    events.append(b"data: " + json.dumps(chunk).encode())
-                placed = True
-            delta["content"] = ""
-            events.append(b"data: " + json.dumps(chunk).encode())
-        return b"\n\n".join(events)
-
-    def app(self) -> Starlette:
-        async def forward(request: Request) -> Response:
-            raw = await request.body()
-            headers = {k: v for k, v in request.headers.items()
-                       if k.lower() in ("authorization", "content-type")}
-            if request.url.path.endswith("/chat/completions"):
-                self.chats += 1
-                self.sent = json.loads(raw)
-            async with httpx.AsyncClient(timeout=120) as client:
-                upstream = await client.request(request.method, self.target + request.url.path,
-                                                content=raw, headers=headers)
-            content = upstream.content
-            if (self.answer is not None and request.url.path.endswith("/chat/completions")
-                    and upstream.status_code == 200):
-                content = self._rewritten(content)
-            return Response(content, upstream.status_code,
-                            media_type=upstream.headers.get("content-type"))
-
-        return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
-
-
-class Stack:
-    def __init__(self, bots: Bots, rewriter: Rewriter, channel: str, client: str) -> None:
-        self.bots, self.rewriter, self.channel, self.client = bots, rewriter, channel, client
-        self.headers = {"Authorization": "Bearer " + client_signer(bots.settings).sign(
-            client, ttl_s=600)}
-
-
-@pytest.fixture(scope="module")
-def rewritten(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
-              redis_url: str) -> Iterator[tuple[Bots, Rewriter]]:
-    rewriter = Rewriter(gateway.url)
-    proxy = ServerThread(rewriter.app()).start()
-    bots = start_bots(service_keys, proxy.url, fresh_database(pg_url), redis_url,
-                      CHARLA_BOT_MAX_TOKENS="24")
-    yield bots, rewriter
-    bots.stop()
-    proxy.stop()
-
-
-@pytest.fixture(scope="module")
-async def stack(rewritten: tuple[Bots, Rewriter]) -> AsyncIterator[Stack]:
-    """The vacation policy, granted to one API client and one Slack channel."""
-    bots, rewriter = rewritten
-    db = Database(make_pool(bots.settings))
-    model = ModelClient(bots.settings)
-    try:
-        kb = Knowledge(db, model)
-        name = f"vacations-{uuid.uuid4().hex[:6]}"
-        ingestor = kb.ingestor("test:setup")
-        collection = await ingestor.collection(name)
-        [outcome] = await ingestor.ingest(collection, [("vacations.md", VACATIONS)])
-        assert outcome.status == "added"
-        channel, client = f"C{uuid.uuid4().hex[:9].upper()}", f"app-{uuid.uuid4().hex[:6]}"
-        await kb.store.grant(name, f"slack:{TEAM_ID}:{channel}")
-        await kb.store.grant(name, f"api:{client}")
-    finally:
-        await model.close()
-        await db.close()
-    yield Stack(bots, rewriter, channel, client)
 
 
 def ask(stream: bool = False, question: str = QUESTION) -> dict[str, Any]:

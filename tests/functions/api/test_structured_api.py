@@ -66,7 +66,6 @@ async def test_log_probabilities_through_the_api(api: Api) -> None:
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "p",
                                                                  "schema": {"type": "tuple"}}}},
      "response_format"),
-    ({"response_format": {"type": "json_object"}, "collections": ["hr"]}, "collections"),
     ({"top_logprobs": 2}, "top_logprobs"),
 ])
 async def test_a_structured_request_asked_wrongly_is_a_400_naming_the_field(
