@@ -39,7 +39,10 @@ class Tools:
     tools: tuple[Tool, ...]
     choice: str  # "auto" or "required"; "function": call ``function``
     function: Tool | None = None  # the one function to call, when the request names it
-    parallel: bool = True
+    # Several calls in one answer: only when the request sets parallel_tool_calls to true.
+    # OpenAI's default is true; Charla's is one call, since a small model asked for one thing
+    # makes a second, stray call when it may (model_server/tools.py).
+    parallel: bool = False
 
     def offered(self) -> list[dict[str, Any]]:
         """``tools`` as OpenAI's request carries it (what the gateway is sent)."""
@@ -113,7 +116,7 @@ def parse_tools(body: dict[str, Any]) -> Tools | None:
         if function is None:
             raise BadRequest(f"'tool_choice' names {name!r}, which 'tools' does not offer",
                              "tool_choice")
-        return Tools(tools, "function", function, parallel is not False)
+        return Tools(tools, "function", function, parallel is True)
     if choice not in CHOICES:
         shown = repr(choice)[:80] if isinstance(choice, str) else type(choice).__name__
         raise BadRequest(f"'tool_choice' is {shown}: it must be 'none', 'auto', 'required' or "
@@ -121,7 +124,7 @@ def parse_tools(body: dict[str, Any]) -> Tools | None:
                          "'tools'", "tool_choice")
     if choice == "none":
         return None
-    return Tools(tools, choice, None, parallel is not False)
+    return Tools(tools, choice, None, parallel is True)
 
 
 def _calls(value: Any, where: str) -> list[tuple[str, str, str]]:

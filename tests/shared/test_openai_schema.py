@@ -167,6 +167,16 @@ def test_a_structured_answer_and_log_probabilities_reach_the_engine() -> None:
     assert "logprobs" not in plain.engine_body("m", 5)
 
 
+def test_several_tool_calls_are_asked_for_only_when_the_request_says_so() -> None:
+    tool = {"type": "function", "function": {"name": "get_weather"}}
+    for given, sent in ((True, True), (False, False), (None, False)):
+        extra: dict[str, Any] = {"tools": [tool]}
+        if given is not None:
+            extra["parallel_tool_calls"] = given
+        req = parse_chat_request(ok(**extra), max_tokens_cap=10)
+        assert req.engine_body("m", 5)["parallel_tool_calls"] is sent
+
+
 def _nested(depth: int) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"}
     for _ in range(depth):
