@@ -26,6 +26,7 @@ from bench import (
     coldstart,
     embeddings,
     encryption,
+    engine_alone,
     engine_threads,
     gateway_cpu,
     gateways,
@@ -50,6 +51,7 @@ Part = Callable[[dict[str, Any], Path, procs.Keys], None]
 PARTS: dict[str, Part] = {
     "throughput": throughput.run, "one_chat": one_chat.run,
     "gateway_cpu": gateway_cpu.run, "gateways": gateways.run,
+    "gateways_pinned": engine_alone.run,
     "api_cpu": lambda out, logdir, keys: api_cpu.run(out, logdir, keys, procs.database),
     "long_history": lambda out, logdir, keys: long_history.run(out, logdir, keys,
                                                                procs.database),
@@ -76,6 +78,7 @@ SECTIONS: list[tuple[str, Callable[[Any], list[str]]]] = [
     ("one_chat", one_chat.report_lines), ("quant", quant.report_lines),
     ("amx", amx.report_lines), ("attention", attention.report_lines),
     ("gateway_cpu", gateway_cpu.report_lines), ("gateways", gateways.report_lines),
+    ("gateways_pinned", engine_alone.report_lines),
     ("api_cpu", api_cpu.report_lines),
     ("long_history", long_history.report_lines), ("answers", answers.report_lines),
     ("prompt_layout", prompt_layout.report_lines),

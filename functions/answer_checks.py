@@ -49,18 +49,19 @@ class AnswerChecks:
     ``passages`` (none: not a grounded answer, no fact check), written as ``form``.
 
     A JSON answer's facts are its values, checked once it is whole (functions/json_facts.py);
-    ``named`` are the values its schema names itself. An answer that may be a tool call is
-    checked once whole too, when it is known to be words: a call is not a statement to a
-    reader, and its arguments pass the policy's terms only. Only words are checked for loops
-    (a structured answer's form is the schema's)."""
+    ``named`` are the values its schema names itself. A grounded answer that may be a tool
+    call is held until it is whole (``hold``), when it is known to be words or a call: a call
+    is not a statement to a reader, and its arguments pass the policy's terms only. Only words
+    are checked for loops (a structured answer's form is the schema's)."""
 
     def __init__(self, moderation: Moderation, scopes: Sequence[str], *, question: str,
                  passages: Sequence[Passage] = (), form: Form = Form.TEXT,
-                 named: frozenset[str] = frozenset()) -> None:
+                 named: frozenset[str] = frozenset(), hold: bool = False) -> None:
         self.question = question
         self.passages = list(passages)
         self.form = form
         self.called = False  # the answer is a tool call
+        self._held = hold  # nothing may be shown until the whole answer is checked
         self._terms = moderation.stream_check(scopes)
         said = [text for p in passages for text in evidence(p)]
         self._facts: FactGate | JsonFacts | None = (
@@ -72,10 +73,12 @@ class AnswerChecks:
     @property
     def gating(self) -> bool:
         """Whether a check holds back part of the answer while it is written."""
-        return self._terms is not None or self._facts is not None
+        return self._held or self._terms is not None or self._facts is not None
 
     def checked(self, text: str) -> int:
         """How much of ``text`` (the answer so far, as last fed) may be shown."""
+        if self._held:
+            return 0
         end = len(text)
         if self._terms is not None:
             end = min(end, self._terms.checked)
@@ -108,6 +111,7 @@ class AnswerChecks:
             log.info("an answer looped (%s); cut after its first turn", loop.kind)
             self.stopped = Stop(loop=loop)
             return self.stopped
+        self._held = self._held and not whole
         return None
 
     def settle(self, text: str) -> Stop | None:

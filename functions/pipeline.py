@@ -170,7 +170,7 @@ class Answer:
             self.asked.question, self.found.passages).answered
         self.checks = AnswerChecks(self._moderation, self.scopes, question=self.asked.question,
                                    passages=self.found.passages, form=form,
-                                   named=self.asked.named)
+                                   named=self.asked.named, hold=form == Form.TOOLS)
         if form == Form.TOOLS:
             return None  # its tools may find what the documents do not say
         if self.found.collections and not self.found.passages:

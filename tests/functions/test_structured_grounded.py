@@ -177,3 +177,17 @@ async def test_where_the_passages_do_not_answer_the_model_may_call_its_tools(
     assert words["choices"][0]["message"]["content"] == (
         "I don't know: the documents don't say. The closest sources: "
         "vacations.md › Vacations › Lisbon.")
+
+
+async def test_words_in_place_of_a_call_are_not_streamed_before_they_are_checked(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """Nothing in the collection is about the question: the words the model writes instead
+    of a call are held until the answer is whole, then replaced; none of them is sent."""
+    stack.rewriter.answer, stack.rewriter.call = "Ulaanbaatar is the capital.", None
+    chunks = (await chat(stack, http, "What is the capital of Mongolia?", stream=True,
+                         tools=LOOKUP, collections=[stack.collection]))["chunks"]
+    text = "".join((c["choices"][0].get("delta") or {}).get("content") or ""
+                   for c in chunks if c["choices"])
+    assert "Ulaanbaatar" not in text and text.startswith("I don't know"), text
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
