@@ -70,11 +70,6 @@ class AnswerChecks:
         self._loops = LoopCheck() if form == Form.TEXT else None
         self.stopped: Stop | None = None
 
-    @property
-    def gating(self) -> bool:
-        """Whether a check holds back part of the answer while it is written."""
-        return self._held or self._terms is not None or self._facts is not None
-
     def checked(self, text: str) -> int:
         """How much of ``text`` (the answer so far, as last fed) may be shown."""
         if self._held:

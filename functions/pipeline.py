@@ -36,7 +36,7 @@ no passage states, or no passage answers the question, refused whole (``How.REFU
 reason in its place). A tool call is not checked for facts: it is not a statement to a reader.
 Words in place of a call (``tool_choice: auto``) are checked as any answer; when the passages
 do not answer the question, the model is asked without them (its tools may find the answer),
-and words that state a fact get "I don't know" with the closest sources.
+and words in place of a call get "I don't know" with the closest sources.
 """
 
 from __future__ import annotations
