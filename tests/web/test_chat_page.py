@@ -27,6 +27,7 @@ Book second class for trips under four hours; first class above that.
 ## Hotels
 
 A hotel night costs up to 140 euros in Madrid and 220 dollars in Boston.
+
 Booking notes must never hold <script>window.__pwned = 1</script> or other markup.
 """
 QUESTION = "How much can I spend on a hotel night in Madrid?"
