@@ -22,10 +22,12 @@ from model_server.charges import Charge
 from model_server.engines.base import EngineError, EngineTimeout
 from model_server.event_stream import EventStream
 from model_server.gateway import Gateway, gateway_of, json_body
-from model_server.tools import as_events, engine_request, with_tool_calls
+from model_server.tools import engine_request, with_tool_calls
+from model_server.tools_stream import as_written
 from shared.errors import BadRequest
 from shared.http import CLIENT_CLOSED_REQUEST, ClientLeft, subject_of, while_connected
 from shared.openai_schema import error_event, parse_chat_request
+from shared.tools_schema import Tools
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ async def chat_completions(request: Request) -> Response:
     if refused is not None:
         return refused
     started = time.perf_counter()
-    if not chat.stream or chat.tools is not None:
+    if not chat.stream:
         gw.metrics.engine_enter(gw.engine.parallel)
         # A client that hangs up drops the engine's request too, and llama-server stops within
         # its one-second poll of the connection. The answer's tokens are then unknown: the
@@ -83,10 +85,9 @@ async def chat_completions(request: Request) -> Response:
         gw.metrics.chat_latency.observe(time.perf_counter() - started)
         if chat.tools is not None:
             result = with_tool_calls(result, chat.tools)
-            if chat.stream:
-                return EventStream(as_events(result, include_usage=chat.include_usage))
         return JSONResponse(result)
-    return await _start_stream(request, gw, body, charge, chat.include_usage, started)
+    return await _start_stream(request, gw, body, charge, chat.include_usage, started,
+                               chat.tools)
 
 
 def _client_left() -> Response:
@@ -97,12 +98,16 @@ def _client_left() -> Response:
 
 async def _start_stream(
     request: Request, gw: Gateway, body: dict[str, Any], charge: Charge, include_usage: bool,
-    started: float,
+    started: float, tools: Tools | None = None,
 ) -> Response:
-    """Wait for the first event before answering, so an engine failure gets a real status."""
+    """Wait for the first event before answering, so an engine failure gets a real status.
+    A tool answer's JSON is turned into OpenAI's calls as it comes (model_server/
+    tools_stream.py)."""
     gw.metrics.engine_enter(gw.engine.parallel)
     usage = charge.usage
     events = gw.engine.stream(body, usage, forward_usage=include_usage)
+    if tools is not None:
+        events = as_written(events, tools)
 
     async def first_event() -> bytes:
         async with asyncio.timeout(gw.settings.model_first_token_timeout_s):

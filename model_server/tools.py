@@ -17,9 +17,10 @@ as for ``response_format``):
 
 The JSON is then turned into OpenAI's answer: ``tool_calls`` (an id each, the name, the
 arguments as a JSON string) with ``finish_reason: "tool_calls"``, or the text. A function
-named in ``tool_choice`` is called once, as OpenAI does. A stream is written from the whole
-answer, in OpenAI's chunks (each call's index, id and name, then its arguments in pieces, then
-the finish reason): the calls are known only once their JSON is complete.
+named in ``tool_choice`` is called once, as OpenAI does. A streamed answer is read as the
+engine writes it (model_server/tools_stream.py): each call's index, id and name once its name
+is written, then its arguments as they come, then the finish reason. :func:`as_events` writes
+a whole answer in those chunks, for an engine that wrote its keys in another order.
 """
 
 from __future__ import annotations
@@ -78,9 +79,9 @@ def instructions(tools: Tools) -> str:
 
 
 def engine_request(body: dict[str, Any], tools: Tools) -> dict[str, Any]:
-    """``body`` for the engine: the tools described first, the answer held to their schema,
-    asked whole (a stream is written from it, :func:`as_events`)."""
-    out = {k: v for k, v in body.items() if k not in (*_REMOVED, "stream_options")}
+    """``body`` for the engine: the tools described first, the answer held to their schema
+    (streamed when asked, model_server/tools_stream.py)."""
+    out = {k: v for k, v in body.items() if k not in _REMOVED}
     messages = list(out["messages"])
     told = instructions(tools)
     if messages and messages[0]["role"] == "system":
@@ -88,7 +89,6 @@ def engine_request(body: dict[str, Any], tools: Tools) -> dict[str, Any]:
     else:
         messages.insert(0, {"role": "system", "content": told})
     out["messages"] = messages
-    out["stream"] = False
     out["response_format"] = {"type": "json_schema",
                               "json_schema": {"name": "answer", "schema": answer_schema(tools)}}
     return out

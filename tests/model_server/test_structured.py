@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from model_server.app import create_app as create_gateway_app
@@ -224,13 +224,26 @@ def calling(gateway: Gateway) -> Iterator[tuple[Gateway, list[dict[str, Any]]]]:
     two = {"calls": [{"name": "get_weather", "arguments": {"city": "Lima"}},
                      {"name": "get_weather", "arguments": {"city": "Quito"}}]}
 
-    async def chat(request: Request) -> JSONResponse:
-        seen.append(await request.json())
-        return JSONResponse({
-            "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": json.dumps(two)}}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39}})
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        seen.append(body)
+        text = json.dumps(two)
+        usage = {"prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39}
+        if not body.get("stream"):
+            return JSONResponse({
+                "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": usage})
+        head = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+        events = [{**head, "choices": [{"index": 0, "delta": {"content": text[i:i + 6]},
+                                        "finish_reason": None}]}
+                  for i in range(0, len(text), 6)]
+        events += [{**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                   {**head, "choices": [], "usage": usage}]
+        return Response(b"".join(b"data: " + json.dumps(e, separators=(",", ":")).encode()
+                                 + b"\n\n" for e in events)
+                        + b"data: [DONE]\n\n", media_type="text/event-stream")
 
     engine_server = ServerThread(Starlette(routes=[Route("/v1/chat/completions", chat,
                                                          methods=["POST"])])).start()

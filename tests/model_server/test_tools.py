@@ -51,8 +51,10 @@ def test_the_engine_is_told_the_tools_and_held_to_the_schema() -> None:
             "stream": True, "stream_options": {"include_usage": True}, "tools": [WEATHER],
             "tool_choice": "required", "parallel_tool_calls": True, "max_tokens": 9}
     sent = engine_request(body, tools("required"))
-    assert not {"tools", "tool_choice", "parallel_tool_calls", "stream_options"} & set(sent)
-    assert sent["stream"] is False and sent["max_tokens"] == 9
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(sent)
+    # Streamed as asked: the calls are read as the engine writes them (tools_stream.py).
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["max_tokens"] == 9
     assert sent["messages"][0]["content"].startswith("Be brief.\n\nYou can call")
     assert "get_weather" in sent["messages"][0]["content"]
     assert sent["response_format"]["json_schema"]["schema"] == answer_schema(tools("required"))
