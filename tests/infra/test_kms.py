@@ -95,9 +95,23 @@ def test_the_secrets_have_a_key_of_their_own() -> None:
     assert ref(secrets["aws_ssm_parameter"]["key_id"]) == "var.kms_key_arn"
     assert ref(secrets["aws_secretsmanager_secret"]["kms_key_id"]) == "var.kms_key_arn"
     # Only the account's IAM policies may grant the secrets key: no service, no other role.
-    statements = blocks(_document("kms", "secrets"), "statement")
+    keys = {r.name: r.body for r in items("resource", "aws_kms_key") if module_of(r.path) == "kms"}
+    assert ref(keys["secrets"]["policy"]) == "data.aws_iam_policy_document.account.json"
+    statements = blocks(_document("kms", "account"), "statement")
     assert [_principals(s) for s in statements] == [
         ["arn:${local.partition}:iam::${local.account}:root"]]
+
+
+def test_the_account_administers_both_keys() -> None:
+    """A key policy without the account's statement leaves the key to nobody's IAM policies:
+    the main key's policy is built on the same document as the secrets key's."""
+    keys = {r.name: r.body for r in items("resource", "aws_kms_key") if module_of(r.path) == "kms"}
+    assert ref(keys["this"]["policy"]) == "data.aws_iam_policy_document.key.json"
+    sources = [ref(d) for d in as_list(_document("kms", "key")["source_policy_documents"])]
+    assert sources == ["data.aws_iam_policy_document.account.json"]
+    [statement] = blocks(_document("kms", "account"), "statement")
+    assert statement["sid"] == "AccountAdministersTheKey" and as_list(statement["actions"]) == [
+        "kms:*"]
 
 
 def test_the_gpu_hosts_can_neither_read_the_database_url_nor_use_its_key() -> None:

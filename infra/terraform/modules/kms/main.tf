@@ -36,7 +36,9 @@ resource "aws_iam_service_linked_role" "autoscaling" {
   aws_service_name = "autoscaling.amazonaws.com"
 }
 
-data "aws_iam_policy_document" "key" {
+# Both keys' policies start here: the account administers the key, and its IAM policies may
+# grant its use (without this statement a key can be left with nobody able to manage it).
+data "aws_iam_policy_document" "account" {
   #checkov:skip=CKV_AWS_109:A key policy's resource "*" means this key itself; the account root statement is how IAM policies are allowed to grant use of the key.
   #checkov:skip=CKV_AWS_111:In a key policy, resource "*" is the key the policy is attached to, not every resource.
   #checkov:skip=CKV_AWS_356:In a key policy, resource "*" is the key the policy is attached to; it cannot name its own ARN.
@@ -49,6 +51,13 @@ data "aws_iam_policy_document" "key" {
       identifiers = ["arn:${local.partition}:iam::${local.account}:root"]
     }
   }
+}
+
+data "aws_iam_policy_document" "key" {
+  #checkov:skip=CKV_AWS_109:A key policy's resource "*" means this key itself.
+  #checkov:skip=CKV_AWS_111:In a key policy, resource "*" is the key the policy is attached to, not every resource.
+  #checkov:skip=CKV_AWS_356:In a key policy, resource "*" is the key the policy is attached to; it cannot name its own ARN.
+  source_policy_documents = [data.aws_iam_policy_document.account.json]
 
   statement {
     sid = "CloudWatchLogsEncryptsThisDeploymentsLogGroups"
@@ -121,26 +130,11 @@ resource "aws_kms_alias" "this" {
 
 # Only the account's IAM policies may grant it, and only the functions' roles do (modules/
 # functions); no service is named, so neither Auto Scaling nor CloudWatch Logs can use it.
-data "aws_iam_policy_document" "secrets" {
-  #checkov:skip=CKV_AWS_109:A key policy's resource "*" means this key itself; the account root statement is how IAM policies are allowed to grant use of the key.
-  #checkov:skip=CKV_AWS_111:In a key policy, resource "*" is the key the policy is attached to, not every resource.
-  #checkov:skip=CKV_AWS_356:In a key policy, resource "*" is the key the policy is attached to; it cannot name its own ARN.
-  statement {
-    sid       = "AccountAdministersTheKey"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${local.partition}:iam::${local.account}:root"]
-    }
-  }
-}
-
 resource "aws_kms_key" "secrets" {
   description             = "${var.name}: the app secret and the DATABASE_URL parameter"
   enable_key_rotation     = true
   deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.secrets.json
+  policy                  = data.aws_iam_policy_document.account.json
 }
 
 resource "aws_kms_alias" "secrets" {
