@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from functions.factcheck import Verdict, check_values, fold
+from functions.factcheck import MAX_DIGITS, Verdict, check_values, fold
 
 # A JSON string (its escapes kept), or a number; a string followed by ":" is a key.
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
@@ -39,10 +39,13 @@ def _unescaped(raw: str) -> str:
 
 
 def _number(raw: str) -> str:
-    """A JSON number as the fact check reads numbers: "27", "0.26" ("2.7e1" is 27)."""
+    """A JSON number as the fact check reads numbers: "27", "0.26" ("2.7e1" is 27); one too
+    large or too small to write out ("1e99999") stays as written, a fact no passage states."""
     try:
         value = Decimal(raw)
     except InvalidOperation:
+        return raw
+    if not -MAX_DIGITS <= value.adjusted() <= MAX_DIGITS:
         return raw
     if value == value.to_integral_value():
         return str(int(value))

@@ -92,7 +92,9 @@ class Writer:
             m = _NAME.match(self._rest)
             if m is None:
                 if len(self._rest) > _UNSURE:
-                    self._state = "done"  # not a call as asked: what follows is not shown
+                    # Not a call as asked: read whole at the end, unless calls went out.
+                    self.whole = not self._role_sent
+                    self._state = "done"
                 return False
             self._rest = self._rest[m.end():]
             self._begin_call(m[1])
@@ -229,9 +231,12 @@ async def as_written(events: AsyncIterator[bytes], tools: Tools) -> AsyncIterato
                 payload = event.strip().removeprefix(b"data:").strip()
                 if not payload:
                     continue
-                data = json.loads(payload) if payload.startswith(b"{") else None
+                try:
+                    data = json.loads(payload) if payload.startswith(b"{") else None
+                except ValueError:
+                    data = None
                 if data is None or "error" in data or not data.get("choices"):
-                    out.append(event.strip() + b"\n\n")  # usage, an error, [DONE]
+                    out.append(event.strip() + b"\n\n")  # usage, an error, [DONE], other
                     continue
                 head = head or {k: data.get(k) for k in ("id", "created", "model")}
                 choice = data["choices"][0]

@@ -25,6 +25,9 @@ def test_values_are_the_strings_that_are_not_keys_and_the_numbers() -> None:
                        '"tags": ["a \\"b\\""], "n": -3}')) == [
         "Lisbon", "27", "0.26", 'a "b"', "-3"]
     assert list(values('{"office": "Lisbon", "days": 2')) == ["Lisbon", "2"]  # cut short
+    # A number too long to write out is read as written, not turned into 99,999 digits.
+    assert list(values('{"n": 1e99999, "m": 1e-99999}')) == ["1e99999", "1e-99999"]
+    assert verdict('{"n": 1e999999999}') == ("1e999999999",)
 
 
 @pytest.mark.parametrize(("answer", "unsupported"), [

@@ -71,6 +71,10 @@ def test_the_arguments_grow_with_the_engine_s_text() -> None:
 def test_keys_in_another_order_are_read_whole() -> None:
     deltas, writer = read('{"arguments": {"city": "Lima"}, "name": "get_weather"}', tools(), 3)
     assert deltas == [] and writer.whole
+    # A name not followed by its arguments: nothing went out yet, so it is read whole too.
+    odd = '{"name": "get_weather", "city": "' + "L" * 80 + '"}'
+    deltas, writer = read(odd, tools(), 5)
+    assert deltas == [] and writer.whole
 
 
 async def test_the_engine_s_stream_becomes_openai_s() -> None:
@@ -88,6 +92,8 @@ async def test_the_engine_s_stream_becomes_openai_s() -> None:
             "prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}}).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
 
+    assert [e async for e in as_written(_lines(b"data: not json\n\n"), tools())] == [
+        b"data: not json\n\n"]  # passed on as it came, not a failure of the relay
     for shape in ('{"name": "get_weather", "arguments": {"city": "Lima"}}',
                   '{"arguments": {"city": "Lima"}, "name": "get_weather"}'):
         text = shape
@@ -101,3 +107,8 @@ async def test_the_engine_s_stream_becomes_openai_s() -> None:
             ("get_weather", {"city": "Lima"})]
         finished = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
         assert finished[-1] == "tool_calls"
+
+
+async def _lines(*events: bytes) -> AsyncIterator[bytes]:
+    for event in events:
+        yield event
