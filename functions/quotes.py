@@ -27,10 +27,13 @@ STOP_WORDS = frozenset(fold(w) for w in listed(
     "tambien hasta hay donde desde todo todos nos ni otro otra yo mi mis me te tu tus cual "
     "cuales cuanto cuantos cuanta cuantas puedo tengo tiene hacer hago si no"
 ))
-# Sentences end at a stop before a capital, a paragraph's end, or a line that starts a list
-# item, a heading, a quote or a table row; other line breaks are a paragraph's wrapping.
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[^\W\d_]|[¿¡\"“«(])|\n\s*\n\s*|"
+# Sentences end at a stop before a capital (or before a list item run into the line: "VPN. - La
+# pantalla…", as a document's converter may leave a list), a paragraph's end, or a line that
+# starts a list item, a heading, a quote or a table row; other line breaks are a paragraph's
+# wrapping.
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?:[-•]\s+)?(?=[^\W\d_]|[¿¡\"“«(])|\n\s*\n\s*|"
                     r"\n(?=\s*(?:[-*•#>|]|\d+[.)]\s))")
+_NUMBERED = re.compile(r"^\s*(?:#+\s*|\d+(?:\.\d+)*[.)]?\s+)")
 _MARKER = re.compile(r"^(?:[#>*•-]+\s*|\d+[.)]\s+)+")
 
 
@@ -39,8 +42,18 @@ def content_keys(text: str) -> set[str]:
     return {w[:5] for w in WORD.findall(fold(text)) if len(w) > 2 and w not in STOP_WORDS}
 
 
+def _heading(line: str) -> bool:
+    """A short line in capitals, no figure in it past its number ("PRODUCTION ACCESS",
+    "2. EL PORTÁTIL"): a plain-text document's heading."""
+    words = _NUMBERED.sub("", line).strip()
+    return (any(c.isupper() for c in words) and not any(c.islower() or c.isdigit() for c in words)
+            and "|" not in words and len(words.split()) <= 8)
+
+
 def sentences(text: str) -> list[str]:
-    """``text`` cut into sentences and list items, markup trimmed."""
+    """``text`` cut into sentences and list items, markup trimmed; a plain-text heading (a
+    line in capitals) is not a sentence, nor the start of the one under it."""
+    text = "\n".join("" if _heading(line) else line for line in text.split("\n"))
     out = []
     for piece in _SPLIT.split(text):
         piece = " ".join(_MARKER.sub("", piece.strip()).replace("**", "").split())

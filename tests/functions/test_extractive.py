@@ -69,3 +69,34 @@ def test_what_questions_ask_and_sentences_state() -> None:
     assert {"amount", "count", "duration"} <= states("A per diem of $75 per day.")
     assert "time" in states("The building opens at 8:00.")
     assert "command" in states("Run `make bootstrap` first.")
+
+
+def test_a_question_asking_how_often_gets_the_sentence_that_says_it_without_a_figure() -> None:
+    """"El primer lunes de cada mes" states how often with no digit in it."""
+    text = ("La red del personal es Acme-Madrid y entra con el certificado del portátil. "
+            "Las visitas se conectan a Acme-Invitados; la contraseña cambia el primer lunes de "
+            "cada mes.")
+    assert quoted("How often does the guest Wi-Fi password change at the Madrid office?",
+                  passage(text, "oficina-madrid.html")).startswith("Las visitas se conectan")
+    assert "duration" in states("Los portátiles se revisan cada semana.")
+    assert "duration" in states("Backups are checked weekly.")
+    assert "duration" not in states("Cada persona tiene un portátil.")
+
+
+def test_a_heading_in_capitals_is_not_taken_for_a_name_in_the_sentence_under_it() -> None:
+    """"PRODUCTION ACCESS" over a paragraph is a heading, not a person the sentence names
+    (the evaluation set's q47, its three passages shortened)."""
+    onboarding = passage(
+        "The bootstrap step installs the toolchain; it takes about 20 minutes on a new laptop.\n"
+        "PRODUCTION ACCESS\nNobody gets production access by default. Complete the Prod "
+        "Access 101 course in the learning portal, then ask Tom Becker in #sre-access; he "
+        "grants read-only access first.", "engineering-onboarding.txt")
+    owner = passage("Owner: Priya Natarajan, VP of Engineering. Applies to all repositories in "
+                    "the acme-iberica GitHub organization.", "code-review.md", rank=1)
+    reviews = passage(
+        "One approval is enough for most repositories. Anything under payments/ or auth/ needs "
+        "two approvals, one of them from a CODEOWNERS member. Reviewers should respond within "
+        "one business day; if you are blocked longer, ask in #eng-reviews.", "code-review.md",
+        rank=2)
+    assert quoted("Who do I ask to get access to production?", onboarding, owner,
+                  reviews).startswith("Complete the Prod Access 101 course")

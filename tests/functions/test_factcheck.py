@@ -219,6 +219,21 @@ def test_a_wrapped_paragraph_is_one_sentence_and_a_list_is_one_per_item() -> Non
                                "Approvals take a day."]
 
 
+def test_a_list_run_into_one_line_is_one_sentence_per_item_and_a_heading_none() -> None:
+    """What a converter leaves of a plain-text document: items after a stop and " - ", and
+    headings in capitals on lines of their own."""
+    text = ("2. EL PORTÁTIL\n- El disco va cifrado siempre. Un equipo sin cifrar no entra. "
+            "- La pantalla se bloquea sola tras 5 minutos. - Nadie es administrador.\n"
+            "PRODUCTION ACCESS\nNobody gets production access by default.\n"
+            "Deploys run 09:00 - 16:00 on weekdays.")
+    assert sentences(text) == [
+        "El disco va cifrado siempre.", "Un equipo sin cifrar no entra.",
+        "La pantalla se bloquea sola tras 5 minutos.", "Nadie es administrador.",
+        "Nobody gets production access by default.", "Deploys run 09:00 - 16:00 on weekdays."]
+    # A line in capitals with a figure in it is not a heading.
+    assert sentences("PTO IS 23 DAYS A YEAR") == ["PTO IS 23 DAYS A YEAR"]
+
+
 def test_the_supporting_sentence_is_the_one_with_the_answers_figures_and_words() -> None:
     found = passage("Vacation requests go through the HR portal. " + LISBON
                     + " Unused days expire at the end of March.")
