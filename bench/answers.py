@@ -124,16 +124,35 @@ def _judged(question: dict[str, Any], answer: str, passages: list[Any]) -> dict[
 
 
 def _check_ms(question: str, answer: str, passages: list[Any]) -> float:
-    """The check's own time on one answer, and the quote's when it fails."""
+    """The checks' own time on one whole answer: its facts, its copy of its passage when it
+    was primed (functions/copy_check.py; the sentence it was started from is chosen before
+    the model is asked, so that is not counted), and the quote when one fails."""
+    from functions.copy_check import CopyGate
     from functions.extractive import extract, no_answer, quoted_answer
     from functions.factcheck import check, evidence
+    from functions.layout import lead
 
+    found = extract(question, passages)
+    start = lead(found)
     started = time.perf_counter()
     verdict = check(answer, [t for p in passages for t in evidence(p)])
-    if not verdict.supported:
+    copied = None
+    if found is not None and start:
+        copied = CopyGate(found.sentence, found.passage.content, start).feed(answer, whole=True)
+    if not verdict.supported or copied is not None:
         found = extract(question, passages)
         _ = quoted_answer(question, found) if found else no_answer(question, passages)
     return (time.perf_counter() - started) * 1000
+
+
+def _ended(model: str, shown: str, replaced: bool) -> str:
+    """How the API ended an answer: as the model wrote it, cut (its start kept: a loop's
+    first turn, or a primed answer's sentences copied from its passage), or replaced."""
+    if replaced:
+        return "replaced"
+    if shown.strip() == model.strip():
+        return "as written"
+    return "cut" if model.strip().startswith(shown.strip()) else "other"
 
 
 async def _ask_slack(api: str, secret: str, slack: FakeSlackServer, channel: str,
@@ -186,7 +205,8 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
                     shown = body["choices"][0]["message"]["content"] or ""
                     lines = raw_log.read_text().splitlines() if raw_log.exists() else []
                     # The model's text; none when the API answered without asking it.
-                    model = json.loads(lines[-1])["answer"] if len(lines) > recorded else shown
+                    asked = len(lines) > recorded
+                    model = json.loads(lines[-1])["answer"] if asked else shown
                     passages = [Passage(c["chunk_id"], c["document_id"], c["collection"],
                                         c["source"], c["title"], c["section"], c["page"],
                                         http.get(c["url"], headers=asker).json()["text"],
@@ -197,6 +217,8 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
                         "near": q.get("near"), "wall_s": wall,
                         "cited": [p.source for p in passages],
                         "replaced": bool(body.get("fact_check")),
+                        "ended": _ended(model, shown, bool(body.get("fact_check")))
+                        if asked else "not asked",
                         "before": _judged(q, model, passages),
                         "after": _judged(q, shown, passages),
                         "check_ms": _check_ms(q["question"], model, passages) if passages
@@ -258,6 +280,11 @@ def report_lines(result: dict[str, Any]) -> list[str]:
                 f"{_share(group, 'slack', 'carries') if answerable else '-'} | "
                 f"{_share(group, 'slack', 'unsupported')} | {_share(group, 'slack', 'refused')}"
                 f" | {same}/{len(group)} |")
+    if all("ended" in r for r in rows):
+        lines += ["", "How the API ended each answer: "
+                  + ", ".join(f"{how} {sum(r['ended'] == how for r in rows)}"
+                              for how in ("as written", "cut", "replaced", "other", "not asked"))
+                  + " (the model not asked: the documents do not answer the question)."]
     times = sorted(r["check_ms"] for r in rows if r["check_ms"] is not None)
     if times:
         p95 = times[min(len(times) - 1, int(0.95 * len(times)))]

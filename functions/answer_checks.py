@@ -2,8 +2,9 @@
 they have read it, and the first that fails stops it.
 
 Three, on the answer so far (functions/pipeline.py's ``check`` step): the policy's terms
-(functions/moderation.py), the facts of the passages it is drawn from (functions/factcheck.py),
-and loops (functions/repetition.py). :class:`AnswerChecks` says how much of the answer may be
+(functions/moderation.py), the facts of the passages it is drawn from (functions/factcheck.py;
+a primed answer, also that it copies its passage, functions/copy_check.py), and loops
+(functions/repetition.py). :class:`AnswerChecks` says how much of the answer may be
 shown and, when one stops it, why (:class:`Stop`); an answer stopped for its facts gets the
 passages' own sentence in its place (:meth:`AnswerChecks.replacement`). Kept apart from the
 pipeline, which decides how an answer ends from what these say.
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from functions.extractive import extract, no_answer, quoted_answer
+from functions.copy_check import CopyGate
+from functions.extractive import Extract, extract, no_answer, quoted_answer
 from functions.factcheck import FactGate, Verdict, evidence
 from functions.json_facts import JsonFacts
 from functions.moderation import Moderation, Trip
@@ -37,11 +39,13 @@ class Form(StrEnum):
 @dataclass(frozen=True)
 class Stop:
     """Why an answer stops being shown: moderation withheld it, it stated a fact its passages
-    do not, or it loops."""
+    do not (or, primed, did not copy the sentence it was started from), it left its passage
+    after copying that sentence (``left``), or it loops."""
 
     trip: Trip | None = None
     facts: Verdict | None = None
     loop: Loop | None = None
+    left: bool = False
 
 
 class AnswerChecks:
@@ -68,7 +72,13 @@ class AnswerChecks:
             None if not passages else JsonFacts(said, named) if form == Form.JSON
             else FactGate(said))
         self._loops = LoopCheck() if form == Form.TEXT else None
+        self._copy: CopyGate | None = None
         self.stopped: Stop | None = None
+
+    def primed(self, found: Extract, lead: str) -> None:
+        """The answer was started with ``lead``, the first words of ``found``: it is shown as
+        far as it copies that sentence's passage (functions/copy_check.py)."""
+        self._copy = CopyGate(found.sentence, found.passage.content, lead)
 
     def checked(self, text: str) -> int:
         """How much of ``text`` (the answer so far, as last fed) may be shown."""
@@ -79,6 +89,8 @@ class AnswerChecks:
             end = min(end, self._terms.checked)
         if self._facts is not None:
             end = min(end, self._facts.checked)
+        if self._copy is not None:
+            end = min(end, self._copy.checked)
         return end
 
     def feed(self, text: str, *, whole: bool = False, called: bool = False) -> Stop | None:
@@ -92,6 +104,10 @@ class AnswerChecks:
             verdict = self._terms.feed(text, whole=whole)
             if verdict.flagged:
                 self.stopped = Stop(trip=Trip("output", "policy", verdict.categories))
+                return self.stopped
+        if self._copy is not None:  # first: it sees a word leave the passage as it comes
+            self.stopped = self._copied(self._copy.feed(text, whole=whole))
+            if self.stopped is not None:
                 return self.stopped
         # Words or a call: known at the end (the gateway writes a tool answer whole).
         if self._facts is not None and (whole or self.form != Form.TOOLS):
@@ -117,11 +133,27 @@ class AnswerChecks:
             verdict = self._terms.feed(text, whole=True)
             if verdict.flagged:
                 return Stop(trip=Trip("output", "policy", verdict.categories))
+        if self._copy is not None:
+            copied = self._copied(self._copy.feed(text, whole=True))
+            if copied is not None:
+                return copied
         if self._facts is not None:
             failed = self._facts.feed(text, whole=True)
             if failed is not None:
                 return Stop(facts=failed)
         return None
+
+    def _copied(self, failed: Verdict | None) -> Stop | None:
+        if failed is None or self._copy is None:
+            return None
+        if self._copy.first:
+            log.info("a primed answer did not copy the sentence it was started from; "
+                     "the sentence is quoted instead")
+            return Stop(facts=failed)
+        log.info("a primed answer left its passage; it ends with the last sentence copied")
+        if isinstance(self._facts, FactGate):  # what stays shown has its facts checked too
+            self._facts.feed(self._copy.text[:self._copy.checked], whole=True)
+        return Stop(facts=failed, left=True)
 
     def replacement(self) -> str:
         """What is shown instead of an answer that stated a fact its passages do not."""

@@ -16,10 +16,11 @@ chosen by what a reader would check first:
   which words shared cannot do for a question asked in the other language.
 
 Measured on the evaluation set's captured passages (bench/prompt_layout.py, step 2's "no
-model" row and docs/benchmarks.md): the sentence chosen carries the question's fact for 38 of
+model" row and docs/benchmarks.md): the sentence chosen carries the question's fact for 39 of
 48 answerable questions, against 31 when chosen by shared words alone. A plain-text heading
 glued to its paragraph ("PRODUCTION ACCESS Nobody gets…") no longer reads as a person's name,
-and "el primer lunes de cada mes" says how often with no figure in it.
+"el primer lunes de cada mes" says how often with no figure in it, and "GDPR" names what a
+Spanish sentence's "RGPD" names.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from functions.factcheck import (
     numbers,
     opens_sentence,
 )
-from functions.quotes import content_keys, sentences
+from functions.quotes import ACRONYM, acronym_key, content_keys, sentences
 from shared.knowledge.language import SPANISH, detect
 from shared.knowledge.search import Passage
 
@@ -118,14 +119,18 @@ def states(sentence: str) -> set[str]:
 
 
 def _names(question: str) -> list[str]:
-    """The question's names, folded and cut to 5 letters as :func:`content_keys` cuts words."""
-    return [fold(m.group(0))[:5] for m in TOKEN.finditer(question)
+    """The question's names, folded and cut to 5 letters as :func:`content_keys` cuts words
+    (an acronym by its letters, :func:`acronym_key`)."""
+    return [acronym_key(m.group(0)) if ACRONYM.fullmatch(m.group(0)) else fold(m.group(0))[:5]
+            for m in TOKEN.finditer(question)
             if sum(c.isalpha() for c in m.group(0)) >= 3 and is_name(m.group(0))
             and not opens_sentence(question, m.start())]
 
 
 def _stems(text: str) -> set[str]:
-    return {w[:5] for w in WORD.findall(fold(text))}
+    """``text``'s words as :func:`_names` gives them."""
+    return ({w[:5] for w in WORD.findall(fold(text))}
+            | {acronym_key(a) for a in ACRONYM.findall(text)})
 
 
 def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
@@ -147,9 +152,9 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
         shared = sum(math.log(1 + len(candidates) / (1 + df[k])) for k in wanted & keys)
         shared += 0.5 * len((wanted & where_keys) - keys)
         answered = sum(weight for kind, weight in kinds.items() if kind in states(sentence))
-        if shared == 0 and answered == 0:
-            continue
         said = _stems(sentence)
+        if shared == 0 and answered == 0 and not any(n in said for n in names):
+            continue  # (a name shared is a word shared, but for an acronym spelt otherwise)
         named = sum(1.5 if n in said else 1.0 if n in said_where else -2.0 for n in names)
         score = (shared + 2 * answered + named + RANK_WEIGHT / (1 + rank)
                  + (0.3 if any(c.isdigit() for c in sentence) else 0.0))

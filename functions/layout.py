@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from functions.answer_checks import Form
-from functions.extractive import extract
+from functions.extractive import Extract
 from shared.chat import Message, reference_message
 from shared.knowledge.language import ENGLISH, SPANISH, detect
 from shared.knowledge.search import Passage
@@ -53,11 +53,11 @@ def laid_out(question: Message, passages: Sequence[Passage], form: Form = Form.T
     return {"role": "user", "content": f"{refs['content']}\n\n{label}: {text}\n{instruction}"}
 
 
-def lead(question: str, passages: Sequence[Passage]) -> str:
-    """The start of a primed answer: the words of the passages' sentence that best answers
-    ``question`` before its first figure (at most :data:`LEAD_WORDS`), for the model to go
-    on from, copying the figure rather than making one up; "" when no sentence answers."""
-    found = extract(question, passages)
+def lead(found: Extract | None) -> str:
+    """The start of a primed answer: the words of ``found``, the passages' sentence that best
+    answers the question (functions/extractive.py ``extract``), before its first figure (at
+    most :data:`LEAD_WORDS`), for the model to go on from, copying the figure rather than
+    making one up; "" when no sentence answers."""
     if found is None:
         return ""
     words: list[str] = []

@@ -28,6 +28,10 @@ When a check stops an answer, the rest is not shown:
   its source, or by "I don't know" with the closest sources when no sentence does;
 - the answer loops (functions/repetition.py): it ends after the loop's first turn, and the
   engine stops writing.
+- a primed answer (one started with the words of the passage sentence that best answers the
+  question) is shown as far as it copies its passage (functions/copy_check.py): a word
+  changed in that sentence gets the sentence quoted with its source instead; a word that
+  leaves the passage after it ends the answer with the last sentence copied whole.
 
 A structured answer (the API's ``response_format`` and ``tools``) is grounded only when the
 asker names its collections. JSON cannot take a quote of ours in place of a value, so a JSON
@@ -49,7 +53,7 @@ from typing import Any
 
 from functions.answer_checks import AnswerChecks, Form, Stop
 from functions.answerability import answers
-from functions.extractive import no_answer
+from functions.extractive import extract, no_answer
 from functions.knowledge import dont_know
 from functions.layout import GROUNDED_STOP, laid_out, lead
 from functions.model_client import ModelClient, ModelServerError
@@ -70,7 +74,7 @@ class How(StrEnum):
     """How an answer ended."""
 
     ANSWERED = "answered"  # the model's answer, whole
-    CUT = "cut"  # the model's answer up to where it started to loop
+    CUT = "cut"  # the model's answer up to where it started to loop, or left its passage
     REPLACED = "replaced"  # it stated a fact its passages do not: a quote from them instead
     WITHHELD = "withheld"  # moderation stopped it: the refusal
     REFUSED = "refused"  # a JSON answer stated a fact its passages do not: the reason instead
@@ -192,7 +196,10 @@ class Answer:
         if laid is not question:
             self._laid = (laid, question)
             if self._prime and not self.asked.structured:
-                self.lead = lead(self.asked.question, self.passages)
+                found = extract(self.asked.question, self.passages)
+                self.lead = lead(found)
+                if found is not None and self.lead:
+                    self.checks.primed(found, self.lead)
         return laid
 
     def asker_said(self, messages: Sequence[Message]) -> list[Message]:
@@ -318,6 +325,9 @@ class Answer:
                           unsupported=tuple(stop.facts.unsupported))
         kept = self.checks.checked(answer)
         before = answer[:kept].strip()
+        if stop.left and before:
+            # A primed answer: the sentences it copied from its passage, not what follows.
+            return Ending(How.CUT, before, kept=kept)
         added = ("\n\n" if before else "") + self.checks.replacement()
         return Ending(How.REPLACED, before + added, kept=kept, added=added,
                       unsupported=tuple(stop.facts.unsupported))

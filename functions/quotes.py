@@ -37,6 +37,17 @@ _NUMBERED = re.compile(r"^\s*(?:#+\s*|\d+(?:\.\d+)*[.)]?\s+)")
 _MARKER = re.compile(r"^(?:[#>*•-]+\s*|\d+[.)]\s+)+")
 
 
+# An acronym: a word of 3 to 6 capitals. English and Spanish often write the same one with its
+# letters in another order ("GDPR" and "RGPD", "IMF" and "FMI"), so acronyms are compared by
+# their letters (:func:`acronym_key`).
+ACRONYM = re.compile(r"\b[A-Z]{3,6}\b")
+
+
+def acronym_key(acronym: str) -> str:
+    """What an acronym is compared by: its letters in any order ("~dgpr" for "GDPR")."""
+    return "~" + "".join(sorted(acronym.lower()))
+
+
 def content_keys(text: str) -> set[str]:
     """A text's content words, cut to 5 letters so "vacaciones" meets "vacación"."""
     return {w[:5] for w in WORD.findall(fold(text)) if len(w) > 2 and w not in STOP_WORDS}

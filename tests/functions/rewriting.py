@@ -73,8 +73,15 @@ class Rewriter:
                 events.append(b"data: " + json.dumps(chunk).encode() if chunk else event)
                 continue
             assert self.answer is not None
+            choice = (chunk.get("choices") or [None])[0] if chunk else None
+            if choice is not None:  # words in place of the model's call, if it wrote one
+                if choice.get("finish_reason") == "tool_calls":
+                    choice["finish_reason"] = "stop"
+                if (choice.get("delta") or {}).pop("tool_calls", None) is not None:
+                    delta = choice["delta"]
+                    delta.setdefault("content", "")
             if chunk is None or "content" not in delta:
-                events.append(event)
+                events.append(b"data: " + json.dumps(chunk).encode() if chunk else event)
                 continue
             if not placed:  # the answer, a word per event, as a model writes it
                 for word in re.findall(r"\S+\s*", self.answer):

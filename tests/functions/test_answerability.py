@@ -45,9 +45,20 @@ def test_where_a_passage_comes_from_counts_as_mentioning() -> None:
     ("When do Friday deploys stop?", "No deploys on Fridays after 13:00."),  # a word's forms
     ("How much does the company match on the 401k?", "The 401(k) match is 4%."),  # a code
     ("Where is the NYC office?", "The New York City office is on 5th Avenue."),  # initials
+    ("How quickly do we answer a GDPR deletion request?",  # an acronym spelt in Spanish
+     "Las solicitudes de supresión (RGPD) se contestan en un plazo máximo de un mes."),
 ])
 def test_a_name_is_found_in_the_forms_documents_write_it(question: str, text: str) -> None:
     assert answers(question, [passage(text)]).answered
+
+
+def test_an_acronym_with_other_letters_is_missing() -> None:
+    verdict = answers("Does the HSA deposit come monthly?",
+                      [passage("The company deposits into your HAS account monthly.")])
+    assert verdict.answered  # the same letters: taken for the same acronym
+    verdict = answers("Does the HSA deposit come monthly?",
+                      [passage("The company deposits into your FSA account monthly.")])
+    assert not verdict.answered and verdict.missing == ("HSA",)
 
 
 def test_a_code_the_passages_do_not_have_is_missing() -> None:

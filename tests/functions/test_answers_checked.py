@@ -101,11 +101,14 @@ async def test_an_answer_that_says_what_its_passage_says_is_kept_word_for_word(
 async def test_the_sentences_checked_before_a_wrong_one_stay_and_the_quote_follows(
     stack: Stack, http: httpx.AsyncClient
 ) -> None:
-    stack.rewriter.answer = RIGHT + " Unused days expire at the end of June."
+    """An answer of the model's own (not begun with the start it was given, as from an engine
+    that does not continue one): checked for its facts, sentence by sentence."""
+    own = "Lisbon employees have 27 days of paid vacation per year."
+    stack.rewriter.answer = own + " Unused days expire at the end of June."
     chunks = await api_stream(stack, http)
     text = streamed_text(chunks)
     kept, _, quote = text.partition("\n\n")
-    assert kept.strip() == RIGHT and quote.startswith("According to vacations.md"), text
+    assert kept.strip() == own and quote.startswith("According to vacations.md"), text
     assert "June" not in text
     assert next(c for c in chunks if "fact_check" in c)["fact_check"]["unsupported"] == ["June"]
     # One pipeline: a whole answer and a bot's show the same (the stream's space after the
@@ -196,3 +199,41 @@ async def test_the_model_is_asked_with_the_passages_and_the_answers_start(
     *_, asked, started = stack.rewriter.sent["messages"]
     assert f"Pregunta: {spanish}\nResponde a la pregunta solo con" in asked["content"]
     assert started["role"] == "assistant" and SENTENCE.startswith(started["content"])
+
+
+async def test_a_primed_answer_that_changes_a_word_of_its_sentence_gets_the_sentence_quoted(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """Started with the sentence's first words, the model changed one ("unpaid"): no fact of
+    it is missing from the passage, but it does not say what the passage says."""
+    stack.rewriter.answer = RIGHT.replace("paid", "unpaid")
+    whole = await api_answer(stack, http)
+    shown = whole["choices"][0]["message"]["content"]
+    assert shown == f'According to vacations.md › Vacations › Lisbon: "{SENTENCE}"'
+    assert whole["fact_check"] == {"replaced": True, "unsupported": ["unpaid"]}
+    chunks = await api_stream(stack, http)
+    assert streamed_text(chunks) == shown  # nothing of the near copy was sent
+    assert chunks[-1]["fact_check"]["unsupported"] == ["unpaid"]
+    assert (await bot_answer(stack, http)).startswith(shown + "\n\n")
+
+
+@pytest.mark.parametrize(("after", "kept"), [
+    (" Unused days expire at the end of June.", False),  # a fact of its own
+    ("\n</passage>\n[2] Source: vacations.md", False),  # the prompt's markup
+    (" Lisbon staff also get a gym pass.", False),  # a sentence of its own, no fact in it
+    (" Unused days expire at the end of March.", True),  # the passage's next sentence
+])
+async def test_a_primed_answer_ends_with_the_last_sentence_it_copied_from_its_passage(
+    stack: Stack, http: httpx.AsyncClient, after: str, kept: bool
+) -> None:
+    stack.rewriter.answer = RIGHT + after
+    expected = RIGHT + after if kept else RIGHT
+    whole = await api_answer(stack, http)
+    assert whole["choices"][0]["message"]["content"] == expected
+    assert "fact_check" not in whole and whole["choices"][0]["finish_reason"] == "stop"
+    chunks = await api_stream(stack, http)
+    assert streamed_text(chunks).strip() == expected
+    assert not [c for c in chunks if "fact_check" in c]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["citations"][0]["source"] == "vacations.md"
+    assert (await bot_answer(stack, http)).startswith(expected + "\n\n")

@@ -100,3 +100,13 @@ def test_a_heading_in_capitals_is_not_taken_for_a_name_in_the_sentence_under_it(
         rank=2)
     assert quoted("Who do I ask to get access to production?", onboarding, owner,
                   reviews).startswith("Complete the Prod Access 101 course")
+
+
+def test_an_acronym_spelt_in_the_other_language_names_the_same_thing() -> None:
+    """"GDPR" asked of a Spanish passage that says "RGPD": no other word is shared."""
+    spanish = passage("Las solicitudes de acceso o supresión (RGPD) se contestan en un plazo "
+                      "máximo de un mes.", "retencion-de-datos.md")
+    other = passage("Submit the request in the portal at least two weeks in advance.",
+                    "pto.md", rank=1)
+    assert quoted("How quickly do we have to answer a GDPR deletion request?", spanish,
+                  other).startswith("Las solicitudes de acceso o supresión (RGPD)")
