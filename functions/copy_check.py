@@ -30,7 +30,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from functions.factcheck import _CITATION, Verdict, fold
+from functions.factcheck import CITATION, Verdict, fold
 from functions.quotes import sentences
 
 _WORD = re.compile(r"\w+")
@@ -46,7 +46,7 @@ class _Token:
 def _tokens(text: str) -> list[_Token]:
     """``text``'s words and figures, folded, with where each is; citation marks ("[1]") are
     not words."""
-    marks = [m.span() for m in _CITATION.finditer(text)]
+    marks = [m.span() for m in CITATION.finditer(text)]
     return [_Token(fold(m.group(0)), m.start(), m.end()) for m in _WORD.finditer(text)
             if not any(a <= m.start() < b for a, b in marks)]
 
@@ -112,7 +112,7 @@ class CopyGate:
         return None
 
 
-_MARK = re.compile(r"\s*" + _CITATION.pattern)
+_MARK = re.compile(r"\s*" + CITATION.pattern)
 _CLOSERS = frozenset(".!?…;:)]»”\"'*_")
 
 

@@ -74,7 +74,8 @@ _CURRENCIES = {"€": "EUR", "eur": "EUR", "euro": "EUR", "euros": "EUR", "$": "
                "dolares": "USD", "£": "GBP", "gbp": "GBP", "pound": "GBP", "pounds": "GBP",
                "libras": "GBP"}
 
-_CITATION = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")  # noqa: RUF001 - en dash: [1-3] typeset
+# A citation mark: "[1]", "[1, 2]", "[1-3]".
+CITATION = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")  # noqa: RUF001 - en dash: [1-3] typeset
 TIME = re.compile(r"(?<![\d:])(\d{1,2})[:h](\d{2})(?![\d:])")
 _NUMBER = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)*)(?:st|nd|rd|th|º|ª|o|a)?(?![\w])")
 _MONEY_BEFORE = re.compile(r"([€$£])\s?(\d[\d.,]*)")
@@ -288,7 +289,7 @@ MAX_VALUE_WORDS = 4
 
 
 def _check(answer: str, evidence: _Evidence, *, value: bool = False) -> Verdict:
-    text = _CITATION.sub(" ", answer)
+    text = CITATION.sub(" ", answer)
     text = re.sub(r"\*\*|__", "", text)
     facts: list[str] = []
     missing: list[str] = []
