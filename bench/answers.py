@@ -139,8 +139,7 @@ def _check_ms(question: str, answer: str, passages: list[Any]) -> float:
     copied = None
     if found is not None and start:
         copied = CopyGate(found.sentence, found.passage.content, start).feed(answer, whole=True)
-    if not verdict.supported or copied is not None:
-        found = extract(question, passages)
+    if not verdict.supported or copied is not None:  # the sentence chosen before is quoted
         _ = quoted_answer(question, found) if found else no_answer(question, passages)
     return (time.perf_counter() - started) * 1000
 

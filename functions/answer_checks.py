@@ -73,12 +73,14 @@ class AnswerChecks:
             else FactGate(said))
         self._loops = LoopCheck() if form == Form.TEXT else None
         self._copy: CopyGate | None = None
+        self._found: Extract | None = None  # the sentence a primed answer was started from
         self.stopped: Stop | None = None
 
     def primed(self, found: Extract, lead: str) -> None:
         """The answer was started with ``lead``, the first words of ``found``: it is shown as
         far as it copies that sentence's passage (functions/copy_check.py)."""
         self._copy = CopyGate(found.sentence, found.passage.content, lead)
+        self._found = found
 
     def checked(self, text: str) -> int:
         """How much of ``text`` (the answer so far, as last fed) may be shown."""
@@ -106,7 +108,7 @@ class AnswerChecks:
                 self.stopped = Stop(trip=Trip("output", "policy", verdict.categories))
                 return self.stopped
         if self._copy is not None:  # first: it sees a word leave the passage as it comes
-            self.stopped = self._copied(self._copy.feed(text, whole=whole))
+            self.stopped = self._copied(text, self._copy.feed(text, whole=whole))
             if self.stopped is not None:
                 return self.stopped
         # Words or a call: known at the end (the gateway writes a tool answer whole).
@@ -134,7 +136,7 @@ class AnswerChecks:
             if verdict.flagged:
                 return Stop(trip=Trip("output", "policy", verdict.categories))
         if self._copy is not None:
-            copied = self._copied(self._copy.feed(text, whole=True))
+            copied = self._copied(text, self._copy.feed(text, whole=True))
             if copied is not None:
                 return copied
         if self._facts is not None:
@@ -143,7 +145,7 @@ class AnswerChecks:
                 return Stop(facts=failed)
         return None
 
-    def _copied(self, failed: Verdict | None) -> Stop | None:
+    def _copied(self, text: str, failed: Verdict | None) -> Stop | None:
         if failed is None or self._copy is None:
             return None
         if self._copy.first:
@@ -152,12 +154,12 @@ class AnswerChecks:
             return Stop(facts=failed)
         log.info("a primed answer left its passage; it ends with the last sentence copied")
         if isinstance(self._facts, FactGate):  # what stays shown has its facts checked too
-            self._facts.feed(self._copy.text[:self._copy.checked], whole=True)
+            self._facts.feed(text[:self._copy.checked], whole=True)
         return Stop(facts=failed, left=True)
 
     def replacement(self) -> str:
         """What is shown instead of an answer that stated a fact its passages do not."""
-        found = extract(self.question, self.passages)
+        found = self._found or extract(self.question, self.passages)
         if found is not None:
             return quoted_answer(self.question, found)
         return no_answer(self.question, self.passages)

@@ -110,7 +110,11 @@ class _Said:
         if words and all(w[:STEM] in self.stems for w in words):
             return True
         return name.isupper() and (any(folded in run for run in self.initials)
-                                   or acronym_key(name) in self.acronyms)
+                                   or self.spelt_otherwise(name))
+
+    def spelt_otherwise(self, name: str) -> bool:
+        """An acronym the passages write with its letters in another order ("RGPD")."""
+        return ACRONYM.fullmatch(name) is not None and acronym_key(name) in self.acronyms
 
 
 def answers(question: str, passages: Sequence[Passage]) -> Answerability:
@@ -124,8 +128,7 @@ def answers(question: str, passages: Sequence[Passage]) -> Answerability:
     if missing:
         return Answerability(False, missing)
     wanted = content_keys(question)
-    if wanted and not wanted & said.keys and not any(  # an acronym spelt otherwise is shared
-            ACRONYM.fullmatch(n) and acronym_key(n) in said.acronyms for n in named):
+    if wanted and not wanted & said.keys and not any(map(said.spelt_otherwise, named)):
         return Answerability(False, tuple(
             w for w in WORD.findall(question)
             if content_keys(w) and not content_keys(w) & said.keys))

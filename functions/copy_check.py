@@ -51,7 +51,7 @@ def _tokens(text: str) -> list[_Token]:
             if not any(a <= m.start() < b for a, b in marks)]
 
 
-def words_of(text: str) -> tuple[str, ...]:
+def _words(text: str) -> tuple[str, ...]:
     return tuple(t.folded for t in _tokens(text))
 
 
@@ -63,13 +63,12 @@ class CopyGate:
     sentence)."""
 
     def __init__(self, sentence: str, passage: str, lead: str) -> None:
-        self._lead = words_of(lead)
+        self._lead = _words(lead)
         self.off = False  # the answer does not begin with the lead: the engine wrote its own
-        self._start = words_of(sentence)
-        self._others = [w for w in dict.fromkeys(words_of(s) for s in sentences(passage))
+        self._start = _words(sentence)
+        self._others = [w for w in dict.fromkeys(_words(s) for s in sentences(passage))
                         if w and w != self._start]
         self.checked = 0
-        self.text = ""  # the answer as last fed
         self.failed: Verdict | None = None
         self.first = False
 
@@ -77,7 +76,6 @@ class CopyGate:
         """Check ``text``, the answer so far (``whole``: complete)."""
         if self.failed is not None:
             return self.failed
-        self.text = text
         tokens = _tokens(text)
         if not whole and tokens and tokens[-1].end == len(text):
             tokens = tokens[:-1]  # the last word may still grow
