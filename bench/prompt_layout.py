@@ -44,24 +44,27 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.answers import refused
+from bench.answers import EVAL, refused
 from bench.prompt_layout_answerability import step_answerability
-from bench.prompt_layout_capture import PASSAGES, RESULTS, capture
+from bench.prompt_layout_capture import RESULTS, capture, passages_file
 from bench.prompt_layout_layouts import ANSWERS, DESCRIBED, Answerer, quoted, step_layouts
 
 
 def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any, *,
-        steps: Iterable[str] = ("1", "2", "3"), cached: bool = False) -> None:
+        steps: Iterable[str] = ("1", "2", "3"), cached: bool = False,
+        questions: Path = EVAL / "questions.json") -> None:
     """The steps named; ``cached``: the passages captured before (step 1 only if there are
-    none) and the answers already written are reused."""
+    none) and the answers already written are reused. ``questions``: another set than the
+    evaluation set's (its passages captured to a file of their own)."""
     print("== prompt layout and answerability: the evaluation set, the bundled model",
           flush=True)
     steps = set(steps)
     started = time.perf_counter()
-    if "1" in steps and not (cached and PASSAGES.exists()):
-        rows = capture(logdir, keys, database)
+    captured = passages_file(questions)
+    if "1" in steps and not (cached and captured.exists()):
+        rows = capture(logdir, keys, database, questions)
     else:
-        rows = json.loads(PASSAGES.read_text())
+        rows = json.loads(captured.read_text())
     if not cached:
         ANSWERS.unlink(missing_ok=True)
     result: dict[str, Any] = {
@@ -164,12 +167,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="reuse the captured passages and the answers already written")
     parser.add_argument("--steps", default="1,2,3",
                         help="which steps to run (1,2,3; q: the quote alone, no model)")
+    parser.add_argument("--questions", type=Path, default=EVAL / "questions.json",
+                        help="another question set (as the evaluation set's questions.json)")
     args = parser.parse_args(argv)
     out: dict[str, Any] = {}
     run(out, procs.scratch(), procs.Keys(), procs.database, steps=args.steps.split(","),
-        cached=args.cached)
+        cached=args.cached, questions=args.questions.resolve())
     result = out["prompt_layout"]
-    written = RESULTS / "prompt_layout.json"
+    name = ("prompt_layout" if args.questions.resolve() == EVAL / "questions.json"
+            else f"prompt_layout-{args.questions.stem}")
+    written = RESULTS / f"{name}.json"
     if written.exists():
         last = json.loads(written.read_text())
         for step in ("layouts", "answerability"):
@@ -181,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     if "answerability" in result:
         text += "\n\nQuestions functions/answerability.py gets wrong:\n" + "\n".join(
             _errors(result["answerability"]["features"]))
-    (RESULTS / "prompt_layout.md").write_text(text + "\n")
+    (RESULTS / f"{name}.md").write_text(text + "\n")
     print("\n" + text)
 
 

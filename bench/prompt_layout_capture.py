@@ -26,12 +26,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PASSAGES = RESULTS / "prompt_layout-passages.json"
 
 
-def capture(logdir: Path, keys: procs.Keys, database: Any) -> list[dict[str, Any]]:
+def passages_file(questions: Path) -> Path:
+    """Where the passages captured for ``questions`` are written."""
+    if questions == EVAL / "questions.json":
+        return PASSAGES
+    return RESULTS / f"prompt_layout-passages-{questions.stem}.json"
+
+
+def capture(logdir: Path, keys: procs.Keys, database: Any,
+            questions_file: Path = EVAL / "questions.json") -> list[dict[str, Any]]:
     """Each question through the API once; its cited passages with their text."""
     print("   capturing the passages the API retrieves for each question", flush=True)
     pg, database_url = database(logdir, "pgdata-prompt-layout")
     secret, asker, writer = prepare(database_url)
-    questions = json.loads((EVAL / "questions.json").read_text())
+    questions = json.loads(questions_file.read_text())
     rows: list[dict[str, Any]] = []
     try:
         with ExitStack() as stack:
@@ -61,7 +69,7 @@ def capture(logdir: Path, keys: procs.Keys, database: Any) -> list[dict[str, Any
         pg.stop()
     _add_distances(rows)
     RESULTS.mkdir(exist_ok=True)
-    PASSAGES.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
+    passages_file(questions_file).write_text(json.dumps(rows, indent=1, ensure_ascii=False))
     return rows
 
 

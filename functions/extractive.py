@@ -5,7 +5,11 @@ start a grounded answer for the model to go on from (functions/pipeline.py). A s
 chosen by what a reader would check first:
 
 - the question's content words it shares, the rarer among the candidate sentences the more
-  (IDF), those only in where its passage comes from (document, section) counting half;
+  (IDF), those only in where its passage comes from (document, section) counting half; in a
+  passage written in the other language than the question, a word also meets its translation
+  from the glossary (functions/glossary.txt: "pantalla" for "screen", "dietas" for "per
+  diem"), worth :data:`TRANSLATED` of a word met as written (within one language the
+  glossary's synonyms are not used: "taxis" does not meet "cab");
 - what the question asks for: an amount ("how much", "cuánto me dan"), a time of day, a
   duration or frequency, a day or date, a count, a command, a person: a sentence stating one
   of that kind scores (its facts read as the fact check reads them, functions/factcheck.py);
@@ -16,8 +20,9 @@ chosen by what a reader would check first:
   which words shared cannot do for a question asked in the other language.
 
 Measured on the evaluation set's captured passages (bench/prompt_layout.py, step 2's "no
-model" row and docs/benchmarks.md): the sentence chosen carries the question's fact for 39 of
-48 answerable questions, against 31 when chosen by shared words alone. A plain-text heading
+model" row and docs/benchmarks.md): the sentence chosen carries the question's fact for 42 of
+48 answerable questions (39 without the glossary), against 31 when chosen by shared words
+alone. A plain-text heading
 glued to its paragraph ("PRODUCTION ACCESS Nobody gets…") no longer reads as a person's name,
 "el primer lunes de cada mes" says how often with no figure in it, and "GDPR" names what a
 Spanish sentence's "RGPD" names.
@@ -45,8 +50,9 @@ from functions.factcheck import (
     numbers,
     opens_sentence,
 )
+from functions.glossary import senses, senses_of
 from functions.quotes import ACRONYM, acronym_key, content_keys, sentences
-from shared.knowledge.language import SPANISH, detect
+from shared.knowledge.language import SIMPLE, SPANISH, detect
 from shared.knowledge.search import Passage
 
 # What a question asks for, read from its words (folded: no accents, lower case), and how much
@@ -80,6 +86,7 @@ _EVERY = re.compile(r"\b(cada|every|each) (dia|semana|mes|ano|trimestre|day|week
 _DATE = re.compile(r"\b\d{1,2} de [a-z]+|\b\d{1,2}(st|nd|rd|th)\b")
 _PHONE = re.compile(r"\b\d{3} \d{3} \d{3}\b|\+\d[\d ]{7,}")
 RANK_WEIGHT = 2.5  # what being the search's first passage is worth, in shared words
+TRANSLATED = 0.75  # a word met in the other language: less sure than one met as written
 
 
 @dataclass(frozen=True)
@@ -118,10 +125,12 @@ def states(sentence: str) -> set[str]:
     return found
 
 
-def _names(question: str) -> list[str]:
-    """The question's names, folded and cut to 5 letters as :func:`content_keys` cuts words
-    (an acronym by its letters, :func:`acronym_key`)."""
-    return [acronym_key(m.group(0)) if ACRONYM.fullmatch(m.group(0)) else fold(m.group(0))[:5]
+def _names(question: str) -> list[tuple[str, ...]]:
+    """The question's names, each in the forms it may be written in: folded and cut to 5
+    letters as :func:`content_keys` cuts words; an acronym also by its letters in any order
+    (:func:`acronym_key`: "RGPD" for "GDPR")."""
+    return [(acronym_key(m.group(0)), fold(m.group(0))[:5]) if ACRONYM.fullmatch(m.group(0))
+            else (fold(m.group(0))[:5],)
             for m in TOKEN.finditer(question)
             if sum(c.isalpha() for c in m.group(0)) >= 3 and is_name(m.group(0))
             and not opens_sentence(question, m.start())]
@@ -140,22 +149,40 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     candidates = [(rank, position, sentence, passage)
                   for rank, passage in enumerate(passages)
                   for position, sentence in enumerate(sentences(passage.content))]
-    keyed = [content_keys(sentence) for _, _, sentence, _ in candidates]
-    df = Counter(key for keys in keyed for key in keys & wanted)
+    meant = {key: senses(key) for key in wanted}
+    asked_in = detect(question)
+    # Passages written in the other language (or either language unclear): the glossary's.
+    other = [asked_in == SIMPLE or detect(p.content) != asked_in for p in passages]
+
+    def met(keys: set[str], translated: bool) -> dict[str, float]:
+        """The question's words that ``keys`` state, each with what it is worth: 1 as
+        written, :data:`TRANSLATED` in the other language (when ``translated``)."""
+        found = dict.fromkeys(wanted & keys, 1.0)
+        if translated:
+            said = senses_of(keys)
+            found |= {key: TRANSLATED for key, meanings in meant.items()
+                      if key not in found and meanings & said}
+        return found
+
+    keyed = [met(content_keys(sentence), other[rank]) for rank, _, sentence, _ in candidates]
+    df = Counter(key for keys in keyed for key in keys)
     # Where each passage comes from, and all it says: read once, not once a sentence.
-    whence = [(content_keys(f"{p.citation} {p.title or ''}"),
-               _stems(f"{p.citation} {p.title or ''} {p.content}")) for p in passages]
+    whence = [(met(content_keys(f"{p.citation} {p.title or ''}"), other[rank]),
+               _stems(f"{p.citation} {p.title or ''} {p.content}"))
+              for rank, p in enumerate(passages)]
     best: tuple[float, int, int] | None = None
     found: Extract | None = None
     for (rank, position, sentence, passage), keys in zip(candidates, keyed, strict=True):
         where_keys, said_where = whence[rank]
-        shared = sum(math.log(1 + len(candidates) / (1 + df[k])) for k in wanted & keys)
-        shared += 0.5 * len((wanted & where_keys) - keys)
+        shared = sum(worth * math.log(1 + len(candidates) / (1 + df[k]))
+                     for k, worth in keys.items())
+        shared += 0.5 * sum(worth for k, worth in where_keys.items() if k not in keys)
         answered = sum(weight for kind, weight in kinds.items() if kind in states(sentence))
         said = _stems(sentence)
-        if shared == 0 and answered == 0 and not any(n in said for n in names):
+        if shared == 0 and answered == 0 and not any(said.intersection(n) for n in names):
             continue  # (a name shared is a word shared, but for an acronym spelt otherwise)
-        named = sum(1.5 if n in said else 1.0 if n in said_where else -2.0 for n in names)
+        named = sum(1.5 if said.intersection(n) else 1.0 if said_where.intersection(n) else -2.0
+                    for n in names)
         score = (shared + 2 * answered + named + RANK_WEIGHT / (1 + rank)
                  + (0.3 if any(c.isdigit() for c in sentence) else 0.0))
         key = (score, -rank, -position)

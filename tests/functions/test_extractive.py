@@ -110,3 +110,41 @@ def test_an_acronym_spelt_in_the_other_language_names_the_same_thing() -> None:
                     "pto.md", rank=1)
     assert quoted("How quickly do we have to answer a GDPR deletion request?", spanish,
                   other).startswith("Las solicitudes de acceso o supresión (RGPD)")
+
+
+def test_a_question_asked_in_the_other_language_meets_its_words_translated() -> None:
+    """"screen", "locks" and "idle" are met by "pantalla", "bloquea" and "inactividad": the
+    sentence that answers wins over an English one that shares "laptop" as written."""
+    english = passage("The bootstrap step installs the toolchain; it takes about 20 minutes on a "
+                      "new laptop.", "engineering-onboarding.txt")
+    spanish = passage("Los portátiles se renuevan cada tres años. La pantalla se bloquea sola "
+                      "tras 5 minutos de inactividad.", "vpn-y-portatiles.txt", rank=1)
+    assert quoted("How long can my laptop sit idle before the screen locks itself?",
+                  english, spanish) == "La pantalla se bloquea sola tras 5 minutos de inactividad."
+
+
+def test_translated_words_count_only_across_languages() -> None:
+    """Within one language the glossary's synonyms are not used: "cab" and "ride" are not met
+    by "taxis", and the words as written decide."""
+    text = ("Rideshare and taxis are fine for trips to and from airports and client sites. "
+            "Itemized receipts are required for anything of $25 or more.")
+    assert quoted("Do I need to keep the receipt for a $15 cab ride?",
+                  passage(text, "travel-and-expenses-us.md")).startswith("Itemized receipts")
+
+
+def test_a_word_met_as_written_counts_more_than_one_met_translated() -> None:
+    """"errores" is "error" as written; "empieza" meets "starts" only through the glossary."""
+    text = ("Every release starts with a canary deploy handled by deployctl. If the error rate "
+            "of the canary climbs, deployctl rolls it back.")
+    assert quoted("¿Qué pasa si el canario de un despliegue empieza a dar muchos errores?",
+                  passage(text, "code-review-and-deploys.md")).startswith("If the error rate")
+
+
+def test_an_acronym_asked_in_capitals_meets_it_written_in_lower_case() -> None:
+    """"VPN" names what "acme-vpn" names: the sentence with the command is not taken for one
+    about something else."""
+    tool = passage("Si algo falla, ejecuta acme-vpn doctor y manda el informe a IT.",
+                   "vpn-y-portatiles.txt")
+    other = passage("La VPN pide la YubiKey cada mañana.", "seguridad.md", rank=1)
+    assert quoted("The VPN fails on my laptop, what do I run?", tool, other).startswith(
+        "Si algo falla, ejecuta acme-vpn doctor")

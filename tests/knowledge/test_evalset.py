@@ -320,3 +320,36 @@ def test_binaries_stay_small() -> None:
     for suffix in BINARY_SUFFIXES:
         for path in DOCS.glob(f"*{suffix}"):
             assert path.stat().st_size < 64_000, path.name
+
+
+HELDOUT = Path(__file__).resolve().parents[2] / "bench" / "heldout-crosslingual.json"
+
+
+@cache
+def heldout() -> list[dict[str, Any]]:
+    """The held-out set of bench/heldout-crosslingual.json: questions asked in the other
+    language than their document, written apart from the glossary they check."""
+    items: list[dict[str, Any]] = json.loads(HELDOUT.read_text("utf-8"))
+    return items
+
+
+def test_the_heldout_set_asks_each_document_in_the_other_language() -> None:
+    items = heldout()
+    assert len({q["id"] for q in items}) == len(items) == 24
+    assert Counter(q["lang"] for q in items) == {"es": 12, "en": 12}
+    asked = {q["question"] for q in questions()}
+    for q in items:
+        assert set(q) == ANSWERABLE_KEYS and q["fact_kind"] in FACT_KINDS, q["id"]
+        assert q["lang"] != doc_language(q["source"]), q["id"]
+        assert language(q["question"])[0] == q["lang"], q["id"]
+        assert q["question"] not in asked, q["id"]
+
+
+@pytest.mark.parametrize("item", heldout(), ids=lambda q: str(q["id"]))
+def test_a_heldout_answer_phrase_is_once_in_its_source_and_holds_its_fact(
+        item: dict[str, Any]) -> None:
+    phrase = normalize(item["answer_contains"])
+    found = {name: n for name, text in corpus().items() if (n := normalize(text).count(phrase))}
+    assert found == {item["source"]: 1}, f"{item['id']}: {item['answer_contains']!r} in {found}"
+    fact = rf"(?<!\w){re.escape(item['fact'])}(?!\w)"
+    assert re.search(fact, item["answer_contains"]), item["id"]

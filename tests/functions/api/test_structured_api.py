@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from tests.conftest import Api
-from tests.functions.api.test_api import audit_rows, openai_client
+from tests.functions.api.test_api import openai_client, wait_for_rows
 
 ASK = [{"role": "user", "content": "Ana is 30 years old and lives in Quito. Describe her."}]
 
@@ -33,7 +33,7 @@ async def test_parse_with_a_pydantic_model_gives_that_model(api: Api) -> None:
                 temperature=1.0)
             person = completion.choices[0].message.parsed
             assert isinstance(person, Person)
-    rows = audit_rows(api, "parser")
+    rows = await wait_for_rows(api, "parser", 2)  # recorded after the response is sent
     assert len(rows) == 2 and all(json.loads(str(r["answer"])) for r in rows)
 
 

@@ -1,0 +1,43 @@
+"""A bilingual glossary: which English and Spanish words of a workplace say the same thing.
+
+A Spanish question over an English handbook shares few words with the sentence that answers
+it ("¿cuánto me dan de dietas al día…?" and "a per diem of $75 per day"), and the search's
+embeddings rank passages, not the sentences inside them. The words of ``glossary.txt`` (one
+meaning a line: English words, then Spanish ones) let :func:`functions.extractive.extract`
+count "dietas" as met by "diem" and "día" by "day": each word is compared as
+:func:`functions.quotes.content_keys` cuts it, so "vacation" meets "vacations".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+from functions.quotes import content_keys
+
+SOURCE = Path(__file__).with_name("glossary.txt")
+
+
+@cache
+def _senses() -> dict[str, frozenset[int]]:
+    """Each word's key: the lines of the glossary it is on."""
+    found: dict[str, set[int]] = {}
+    for number, line in enumerate(SOURCE.read_text(encoding="utf-8").splitlines()):
+        line = line.split("#", 1)[0]
+        if "|" not in line:
+            continue
+        for key in content_keys(line.replace(",", " ").replace("|", " ")):
+            found.setdefault(key, set()).add(number)
+    return {key: frozenset(lines) for key, lines in found.items()}
+
+
+def senses(key: str) -> frozenset[int]:
+    """The meanings a content key (a word cut as content_keys cuts it) may have."""
+    return _senses().get(key, frozenset())
+
+
+def senses_of(keys: Iterable[str]) -> frozenset[int]:
+    """Every meaning the content keys may have."""
+    table = _senses()
+    return frozenset().union(*(table.get(k, frozenset()) for k in keys))
