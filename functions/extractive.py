@@ -50,7 +50,7 @@ from functions.factcheck import (
     numbers,
     opens_sentence,
 )
-from functions.glossary import senses, senses_of
+from functions.glossary import senses, senses_of, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys, sentences
 from shared.knowledge.language import SIMPLE, SPANISH, detect
 from shared.knowledge.search import Passage
@@ -128,9 +128,10 @@ def states(sentence: str) -> set[str]:
 def _names(question: str) -> list[tuple[str, ...]]:
     """The question's names, each in the forms it may be written in: folded and cut to 5
     letters as :func:`content_keys` cuts words; an acronym also by its letters in any order
-    (:func:`acronym_key`: "RGPD" for "GDPR")."""
+    (:func:`acronym_key`: "RGPD" for "GDPR"); a name the glossary translates also in the
+    other language ("España" for "Spain")."""
     return [(acronym_key(m.group(0)), fold(m.group(0))[:5]) if ACRONYM.fullmatch(m.group(0))
-            else (fold(m.group(0))[:5],)
+            else (fold(m.group(0))[:5], *(fold(t)[:5] for t in translations(m.group(0))))
             for m in TOKEN.finditer(question)
             if sum(c.isalpha() for c in m.group(0)) >= 3 and is_name(m.group(0))
             and not opens_sentence(question, m.start())]

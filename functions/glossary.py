@@ -20,14 +20,24 @@ SOURCE = Path(__file__).with_name("glossary.txt")
 
 
 @cache
-def _senses() -> dict[str, frozenset[int]]:
-    """Each word's key: the lines of the glossary it is on."""
-    found: dict[str, set[int]] = {}
-    for number, line in enumerate(SOURCE.read_text(encoding="utf-8").splitlines()):
+def _meanings() -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The glossary's lines: (English words, Spanish words), as written."""
+    found = []
+    for line in SOURCE.read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0]
-        if "|" not in line:
-            continue
-        for key in content_keys(line.replace(",", " ").replace("|", " ")):
+        if "|" in line:
+            english, spanish = line.split("|", 1)
+            found.append((tuple(w.strip() for w in english.split(",") if w.strip()),
+                          tuple(w.strip() for w in spanish.split(",") if w.strip())))
+    return found
+
+
+@cache
+def _senses() -> dict[str, frozenset[int]]:
+    """Each word's key: the meanings (lines) it is in."""
+    found: dict[str, set[int]] = {}
+    for number, sides in enumerate(_meanings()):
+        for key in content_keys(" ".join(w for side in sides for w in side)):
             found.setdefault(key, set()).add(number)
     return {key: frozenset(lines) for key, lines in found.items()}
 
@@ -41,3 +51,16 @@ def senses_of(keys: Iterable[str]) -> frozenset[int]:
     """Every meaning the content keys may have."""
     table = _senses()
     return frozenset().union(*(table.get(k, frozenset()) for k in keys))
+
+
+def translations(word: str) -> list[str]:
+    """The words the glossary gives ``word`` in the other language, as written there."""
+    found: dict[str, None] = {}
+    for key in content_keys(word):
+        for number in senses(key):
+            english, spanish = _meanings()[number]
+            if key in content_keys(" ".join(english)):
+                found.update(dict.fromkeys(spanish))
+            if key in content_keys(" ".join(spanish)):
+                found.update(dict.fromkeys(english))
+    return list(found)

@@ -82,3 +82,16 @@ def test_names_are_capitalised_words_inside_the_sentence_and_codes() -> None:
         "Boston", "SEV2"]
     assert names("Boston office hours?") == []  # opening the sentence: capitalised anyway
     assert names("Is the PR merged?") == []  # too short to tell from an abbreviation
+
+
+def test_a_place_named_in_the_other_language_is_found_translated() -> None:
+    """"Spain" over a Spanish payroll policy that says "España": the glossary's place names
+    (functions/glossary.txt) count, so the question is answered, not refused."""
+    payroll = passage("Cada día de trabajo en la oficina se cargan 11 € en la tarjeta restaurante.",
+                      "nominas.md", heading="Nómina y retribución flexible (España)")
+    verdict = answers("How much goes on the restaurant card for each office day in Spain?",
+                      [payroll])
+    assert verdict.answered, verdict.missing
+    # A place the glossary does not give in the other language is still missing.
+    assert answers("How much goes on the restaurant card for each office day in Poland?",
+                   [payroll]).missing == ("Poland",)

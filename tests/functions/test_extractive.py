@@ -148,3 +148,14 @@ def test_an_acronym_asked_in_capitals_meets_it_written_in_lower_case() -> None:
     other = passage("La VPN pide la YubiKey cada mañana.", "seguridad.md", rank=1)
     assert quoted("The VPN fails on my laptop, what do I run?", tool, other).startswith(
         "Si algo falla, ejecuta acme-vpn doctor")
+
+
+def test_a_place_named_in_the_other_language_is_the_passage_about_it() -> None:
+    """"Spain" is where a heading says "España" (the glossary's places): that passage's
+    sentence wins over a US one ranked first."""
+    us = passage("Transit passes can be paid with pre-tax money, up to $325 a month.",
+                 "benefits-us.md", heading="Commuting")
+    spain = passage("Puedes destinar hasta 136,36 € al mes a la tarjeta de transporte.",
+                    "nominas.md", heading="Retribución flexible (España)", rank=1)
+    assert quoted("In Spain, how much of my salary can go to the transport pass before tax?",
+                  us, spain).startswith("Puedes destinar hasta 136,36 €")
