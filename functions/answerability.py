@@ -18,7 +18,8 @@ title and citation, as the fact check reads them: functions/factcheck.py ``evide
   from the glossary (functions/glossary.txt: "Spain" in "España", "Lisbon" in "Lisboa").
 
 The question must also share at least one content word with the passages (the rule
-factcheck.extract applies): passages that share none answer another question.
+factcheck.extract applies), as written or translated by the glossary ("screen" and
+"pantalla"): passages that share none answer another question.
 
 Numbers are not looked for: a question's "$15 cab ride" is a case, not a fact the passages
 must state. Nothing here asks a model; :func:`answers` runs in microseconds.
@@ -26,15 +27,16 @@ must state. Nothing here asks a model; :func:`answers` runs in microseconds.
 Measured on the evaluation set's captured passages (bench/prompt_layout.py, step 3, 78
 questions): 48 of 48 answerable questions kept ("GDPR" over a Spanish passage that says
 "RGPD" was the one lost until acronyms were compared by their letters), 4 of 24 near-topic and
-2 of 6 off-topic refused. On the held-out cross-lingual set (bench/heldout-crosslingual.json)
-it refused 5 of 24 answerable questions, 3 once places were looked for translated (left:
-"ChatGPT", "Chicago", "Italy", which their passages do not name). Of
-the rules measured beside it that keep 90% of the answerable questions (content-word overlap,
-e5 cosine, the search's distance, the model asked yes or no), none refused more near-topic
-ones. Most near-topic questions of that set name nothing new: "How many people
-fit in the Fenway room?" over a passage that names the room and gives another room's size
-passes, since whether the passages state what is asked is beyond matching words. About 0.2 ms
-a question (4 passages).
+2 of 6 off-topic refused (1 of 6 since words shared in translation count: "¿Cuántas stock
+options recibe una persona nueva?" shares "persona" with an English passage's "person"). On
+the held-out cross-lingual set (bench/heldout-crosslingual.json) it refused 5 of 24
+answerable questions, 3 once places were looked for translated (left: "ChatGPT", "Chicago",
+"Italy", which their passages do not name). Of the rules measured beside it that keep 90% of
+the answerable questions (content-word overlap, e5 cosine, the search's distance, the model
+asked yes or no), none refused more near-topic ones. Most near-topic questions of that set
+name nothing new: "How many people fit in the Fenway room?" over a passage that names the
+room and gives another room's size passes, since whether the passages state what is asked is
+beyond matching words. About 0.2 ms a question (4 passages).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from functions.factcheck import TOKEN, WORD, evidence, fold, is_name, opens_sentence
-from functions.glossary import translations
+from functions.glossary import senses_of, translations
 from functions.quotes import ACRONYM, STOP_WORDS, acronym_key, content_keys
 from shared.knowledge.search import Passage
 
@@ -94,6 +96,12 @@ class _Said:
         self.keys = {w[:STEM] for w in words if len(w) > 2 and w not in STOP_WORDS}
 
     @cached_property
+    def senses(self) -> frozenset[int]:
+        """The glossary's meanings of the passages' words: a question asked in the other
+        language shares a word with them when it shares one of these."""
+        return senses_of(self.keys)
+
+    @cached_property
     def squashed(self) -> str:
         return re.sub(r"\W|_", "", self.folded)
 
@@ -138,7 +146,8 @@ def answers(question: str, passages: Sequence[Passage]) -> Answerability:
     if missing:
         return Answerability(False, missing)
     wanted = content_keys(question)
-    if wanted and not wanted & said.keys and not any(map(said.spelt_otherwise, named)):
+    if (wanted and not wanted & said.keys and not any(map(said.spelt_otherwise, named))
+            and not senses_of(wanted) & said.senses):
         return Answerability(False, tuple(
             w for w in WORD.findall(question)
             if content_keys(w) and not content_keys(w) & said.keys))

@@ -5,7 +5,13 @@ it ("¿cuánto me dan de dietas al día…?" and "a per diem of $75 per day"), a
 embeddings rank passages, not the sentences inside them. The words of ``glossary.txt`` (one
 meaning a line: English words, then Spanish ones) let :func:`functions.extractive.extract`
 count "dietas" as met by "diem" and "día" by "day": each word is compared as
-:func:`functions.quotes.content_keys` cuts it, so "vacation" meets "vacations".
+:func:`functions.quotes.content_keys` cuts it, so "vacation" meets "vacations". A question's
+names are looked for in their translations too (:func:`translations`: "Spain" is found as
+"España"), by the answerability rule and the sentence choice.
+
+Measured in docs/benchmarks.md ("How a small model is asked"): on the evaluation set the
+quote carries the fact for 42 of 48 questions with it, 39 without; on a held-out set of 24
+questions asked across languages, written apart from it, 8 and 7.
 """
 
 from __future__ import annotations

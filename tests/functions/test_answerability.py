@@ -95,3 +95,13 @@ def test_a_place_named_in_the_other_language_is_found_translated() -> None:
     # A place the glossary does not give in the other language is still missing.
     assert answers("How much goes on the restaurant card for each office day in Poland?",
                    [payroll]).missing == ("Poland",)
+
+
+def test_a_question_sharing_words_only_in_translation_is_answered() -> None:
+    """An English question over a Spanish-only collection: no word is shared as written, but
+    "screen", "locks" and "idle" are "pantalla", "bloquea" and "inactividad"."""
+    laptops = passage("La pantalla se bloquea sola tras 5 minutos de inactividad.",
+                      "portatiles.md", heading="Portátiles")
+    assert answers("How long can my laptop sit idle before the screen locks?",
+                   [laptops]).answered
+    assert not answers("Can I bring my dog to the climbing wall?", [laptops]).answered
