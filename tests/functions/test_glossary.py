@@ -1,0 +1,31 @@
+"""The glossary a team may edit (functions/glossary.txt) reads as it says: one meaning a line,
+English words, then Spanish ones, each found from the other."""
+
+from __future__ import annotations
+
+from functions.glossary import SOURCE, _meanings, senses, senses_of, translations
+from functions.quotes import content_keys
+
+
+def test_every_line_of_words_has_both_languages() -> None:
+    lines = [line.split("#", 1)[0] for line in SOURCE.read_text("utf-8").splitlines()]
+    worded = [line for line in lines if line.strip()]
+    assert all(line.count("|") == 1 for line in worded), [w for w in worded if w.count("|") != 1]
+    assert len(_meanings()) == len(worded)
+    for english, spanish in _meanings():
+        assert english and spanish, (english, spanish)
+        assert all(" " not in w for w in english + spanish), (english, spanish)  # single words
+
+
+def test_a_word_and_its_translation_find_each_other() -> None:
+    assert "pantalla" in translations("screen") and "screen" in translations("pantalla")
+    assert "diem" in translations("dietas")
+    assert "españa" in translations("Spain")  # as the glossary writes it: lower case
+    assert translations("Boston") == []  # a name the glossary does not know: none
+
+
+def test_words_of_one_meaning_share_it_and_unrelated_words_do_not() -> None:
+    [screen] = content_keys("screen")
+    [pantalla] = content_keys("pantalla")
+    assert senses(screen) & senses(pantalla)
+    assert not senses_of(content_keys("pantalla")) & senses_of(content_keys("wedding"))
