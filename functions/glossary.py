@@ -59,14 +59,18 @@ def senses_of(keys: Iterable[str]) -> frozenset[int]:
     return frozenset().union(*(table.get(k, frozenset()) for k in keys))
 
 
+@cache
+def _across() -> dict[str, tuple[str, ...]]:
+    """Each word's key: the words of the other language on its lines, as written there."""
+    found: dict[str, dict[str, None]] = {}
+    for english, spanish in _meanings():
+        for side, other in ((english, spanish), (spanish, english)):
+            for key in content_keys(" ".join(side)):
+                found.setdefault(key, {}).update(dict.fromkeys(other))
+    return {key: tuple(words) for key, words in found.items()}
+
+
 def translations(word: str) -> list[str]:
     """The words the glossary gives ``word`` in the other language, as written there."""
-    found: dict[str, None] = {}
-    for key in content_keys(word):
-        for number in senses(key):
-            english, spanish = _meanings()[number]
-            if key in content_keys(" ".join(english)):
-                found.update(dict.fromkeys(spanish))
-            if key in content_keys(" ".join(spanish)):
-                found.update(dict.fromkeys(english))
-    return list(found)
+    table = _across()
+    return list(dict.fromkeys(w for key in content_keys(word) for w in table.get(key, ())))
