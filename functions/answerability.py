@@ -15,7 +15,10 @@ title and citation, as the fact check reads them: functions/factcheck.py ``evide
   ("401k" in "401(k)"); an acronym also when capitalised words of the passages begin with its
   letters ("NYC" in "New York City"), or when they hold one with its letters in another order,
   as Spanish writes many ("GDPR" and "RGPD"); a place also by its name in the other language,
-  from the glossary (functions/glossary.txt: "Spain" in "España", "Lisbon" in "Lisboa").
+  from the glossary (functions/glossary.txt: "Spain" in "España", "Lisbon" in "Lisboa"); a
+  city also by the country it lies in (functions/places.txt: "Boston" in a policy for "US
+  Employees", where the US is written as documents write it: "US", "EE. UU.", "Estados
+  Unidos", not the word "us").
 
 The question must also share at least one content word with the passages (the rule
 factcheck.extract applies), as written or translated by the glossary ("screen" and
@@ -47,7 +50,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from functions.factcheck import TOKEN, WORD, evidence, fold, is_name, opens_sentence
-from functions.glossary import senses_of, translations
+from functions.glossary import lies_in, senses_of, translations
 from functions.quotes import ACRONYM, STOP_WORDS, acronym_key, content_keys
 from shared.knowledge.search import Passage
 
@@ -123,7 +126,10 @@ class _Said:
         if name.isupper() and (any(folded in run for run in self.initials)
                                or self.spelt_otherwise(name)):
             return True
-        return any(self.written(fold(other)) for other in translations(name))
+        if any(self.written(fold(other)) for other in translations(name)):
+            return True
+        region = lies_in(name)  # "Boston" in a policy for "US Employees"
+        return region is not None and region.named_in(self.raw)
 
     def written(self, folded: str) -> bool:
         """Every word of ``folded`` (a folded name) is in the passages."""

@@ -14,8 +14,10 @@ chosen by what a reader would check first:
   duration or frequency, a day or date, a count, a command, a person: a sentence stating one
   of that kind scores (its facts read as the fact check reads them, functions/factcheck.py);
 - the question's names (a capitalised word inside it: "Boston", "Madrid"): in the sentence, or
-  at least in its passage or where that comes from; a sentence whose passage names none of
-  them is about something else (Madrid's rule for a Boston question);
+  at least in its passage or where that comes from, or for a city, its country
+  (functions/places.txt: a US policy for a Boston question, worth :data:`REGION`); a sentence
+  whose passage names none of them is about something else (Madrid's rule for a Boston
+  question);
 - the passage's rank: the search ranks by meaning too (its embeddings read both languages),
   which words shared cannot do for a question asked in the other language.
 
@@ -50,7 +52,7 @@ from functions.factcheck import (
     numbers,
     opens_sentence,
 )
-from functions.glossary import senses, senses_of, translations
+from functions.glossary import lies_in, senses, senses_of, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys, sentences
 from shared.knowledge.language import SIMPLE, SPANISH, detect
 from shared.knowledge.search import Passage
@@ -86,6 +88,7 @@ _EVERY = re.compile(r"\b(cada|every|each) (dia|semana|mes|ano|trimestre|day|week
 _DATE = re.compile(r"\b\d{1,2} de [a-z]+|\b\d{1,2}(st|nd|rd|th)\b")
 _PHONE = re.compile(r"\b\d{3} \d{3} \d{3}\b|\+\d[\d ]{7,}")
 RANK_WEIGHT = 2.5  # what being the search's first passage is worth, in shared words
+REGION = 0.5  # a place's country named where its name is not: "US Employees" for Boston
 TRANSLATED = 0.75  # a word met in the other language: less sure than one met as written
 
 
@@ -125,16 +128,22 @@ def states(sentence: str) -> set[str]:
     return found
 
 
+def _name_tokens(question: str) -> list[str]:
+    """The question's names as written: a capitalised word that does not open its sentence,
+    of 3 letters or more."""
+    return [m.group(0) for m in TOKEN.finditer(question)
+            if sum(c.isalpha() for c in m.group(0)) >= 3 and is_name(m.group(0))
+            and not opens_sentence(question, m.start())]
+
+
 def _names(question: str) -> list[tuple[str, ...]]:
     """The question's names, each in the forms it may be written in: folded and cut to 5
     letters as :func:`content_keys` cuts words; an acronym also by its letters in any order
     (:func:`acronym_key`: "RGPD" for "GDPR"); a name the glossary translates also in the
     other language ("España" for "Spain")."""
-    return [(acronym_key(m.group(0)), fold(m.group(0))[:5]) if ACRONYM.fullmatch(m.group(0))
-            else (fold(m.group(0))[:5], *(fold(t)[:5] for t in translations(m.group(0))))
-            for m in TOKEN.finditer(question)
-            if sum(c.isalpha() for c in m.group(0)) >= 3 and is_name(m.group(0))
-            and not opens_sentence(question, m.start())]
+    return [(acronym_key(name), fold(name)[:5]) if ACRONYM.fullmatch(name)
+            else (fold(name)[:5], *(fold(t)[:5] for t in translations(name)))
+            for name in _name_tokens(question)]
 
 
 def _stems(text: str) -> set[str]:
@@ -147,6 +156,7 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     """The sentence of ``passages`` that best answers ``question`` (see the module's
     docstring); None when none shares a content word with it or states what it asks for."""
     wanted, kinds, names = content_keys(question), asks(question), _names(question)
+    regions = [lies_in(name) for name in _name_tokens(question)]
     candidates = [(rank, position, sentence, passage)
                   for rank, passage in enumerate(passages)
                   for position, sentence in enumerate(sentences(passage.content))]
@@ -169,12 +179,14 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     df = Counter(key for keys in keyed for key in keys)
     # Where each passage comes from, and all it says: read once, not once a sentence.
     whence = [(met(content_keys(f"{p.citation} {p.title or ''}"), other[rank]),
-               _stems(f"{p.citation} {p.title or ''} {p.content}"))
+               _stems(f"{p.citation} {p.title or ''} {p.content}"),
+               [r is not None and r.named_in(f"{p.citation} {p.title or ''} {p.content}")
+                for r in regions])
               for rank, p in enumerate(passages)]
     best: tuple[float, int, int] | None = None
     found: Extract | None = None
     for (rank, position, sentence, passage), keys in zip(candidates, keyed, strict=True):
-        where_keys, said_where = whence[rank]
+        where_keys, said_where, in_region = whence[rank]
         shared = sum(worth * math.log(1 + len(candidates) / (1 + df[k]))
                      for k, worth in keys.items())
         shared += 0.5 * sum(worth for k, worth in where_keys.items() if k not in keys)
@@ -182,8 +194,9 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
         said = _stems(sentence)
         if shared == 0 and answered == 0 and not any(said.intersection(n) for n in names):
             continue  # (a name shared is a word shared, but for an acronym spelt otherwise)
-        named = sum(1.5 if said.intersection(n) else 1.0 if said_where.intersection(n) else -2.0
-                    for n in names)
+        named = sum(1.5 if said.intersection(n) else 1.0 if said_where.intersection(n)
+                    else REGION if region else -2.0
+                    for n, region in zip(names, in_region, strict=True))
         score = (shared + 2 * answered + named + RANK_WEIGHT / (1 + rank)
                  + (0.3 if any(c.isdigit() for c in sentence) else 0.0))
         key = (score, -rank, -position)

@@ -7,7 +7,8 @@ meaning a line: English words, then Spanish ones) let :func:`functions.extractiv
 count "dietas" as met by "diem" and "día" by "day": each word is compared as
 :func:`functions.quotes.content_keys` cuts it, so "vacation" meets "vacations". A question's
 names are looked for in their translations too (:func:`translations`: "Spain" is found as
-"España"), by the answerability rule and the sentence choice.
+"España"), by the answerability rule and the sentence choice, and a city by the country it
+lies in (:func:`lies_in`, from ``places.txt``: a Boston question over "US Employees").
 
 Measured in docs/benchmarks.md ("How a small model is asked"): on the evaluation set the
 quote carries the fact for 42 of 48 questions with it, 39 without; on a held-out set of 24
@@ -16,10 +17,13 @@ questions asked across languages, written apart from it, 8 and 7.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from functions.factcheck import fold
 from functions.quotes import content_keys
 
 SOURCE = Path(__file__).with_name("glossary.txt")
@@ -74,3 +78,49 @@ def translations(word: str) -> list[str]:
     """The words the glossary gives ``word`` in the other language, as written there."""
     table = _across()
     return list(dict.fromkeys(w for key in content_keys(word) for w in table.get(key, ())))
+
+
+
+PLACES = Path(__file__).with_name("places.txt")
+
+
+@dataclass(frozen=True)
+class Region:
+    """What a place lies in (a country), as documents name it: "US Employees" is a title for
+    the Boston office's people. A form written in capitals ("US") is looked for as written,
+    so that the pronoun "us" is not the country; the others case and accents aside."""
+
+    as_written: re.Pattern[str] | None
+    folded: re.Pattern[str] | None
+
+    def named_in(self, text: str) -> bool:
+        return bool((self.as_written and self.as_written.search(text))
+                    or (self.folded and self.folded.search(fold(text))))
+
+
+def _either(forms: list[str]) -> re.Pattern[str] | None:
+    """One pattern for the forms, word by word, with spaces or dots between ("EE. UU.")."""
+    alternatives = [r"\W{0,2}".join(map(re.escape, re.findall(r"\w+", f))) for f in forms]
+    return re.compile(r"\b(?:" + "|".join(alternatives) + r")(?!\w)") if forms else None
+
+
+@cache
+def _regions() -> dict[str, Region]:
+    """Each place (folded): what it lies in."""
+    found: dict[str, Region] = {}
+    for line in PLACES.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0]
+        if ">" in line:
+            places, region = line.split(">", 1)
+            forms = [f.strip() for f in region.split(",") if f.strip()]
+            lies = Region(_either([f for f in forms if f.isupper()]),
+                          _either([fold(f) for f in forms if not f.isupper()]))
+            for place in places.split(","):
+                if place.strip():
+                    found[fold(place.strip())] = lies
+    return found
+
+
+def lies_in(name: str) -> Region | None:
+    """The region a place lies in, from places.txt; None for a name it does not list."""
+    return _regions().get(fold(name))

@@ -105,3 +105,20 @@ def test_a_question_sharing_words_only_in_translation_is_answered() -> None:
     assert answers("How long can my laptop sit idle before the screen locks?",
                    [laptops]).answered
     assert not answers("Can I bring my dog to the climbing wall?", [laptops]).answered
+
+
+def test_a_city_is_found_by_its_country() -> None:
+    """"Boston" over a policy for "US Employees" (functions/places.txt): answered. The
+    country must be named as documents name it: "us" the pronoun is not the US, and a
+    Lisbon question over a Spanish policy is still refused."""
+    us = passage("Each employee can spend up to $1,500 per year on courses and books.",
+                 "benefits.md", heading="Benefits and Payroll — US Employees")
+    verdict = answers("I work in Boston, how much can I spend on courses per year?", [us])
+    assert verdict.answered, verdict.missing
+    assert answers("I work in Chicago, how much can I spend on courses per year?", [us]).answered
+    pronoun = passage("Tell us before you spend anything on courses and books.", "training.md")
+    assert answers("I work in Boston, how much can I spend on courses per year?",
+                   [pronoun]).missing == ("Boston",)
+    spain = passage(MADRID, "vacaciones.md", heading="Vacaciones (España)")
+    assert answers("¿Cuántos días de vacaciones tiene la gente de la oficina de Lisboa?",
+                   [spain]).missing == ("Lisboa",)

@@ -159,3 +159,15 @@ def test_a_place_named_in_the_other_language_is_the_passage_about_it() -> None:
                     "nominas.md", heading="Retribución flexible (España)", rank=1)
     assert quoted("In Spain, how much of my salary can go to the transport pass before tax?",
                   us, spain).startswith("Puedes destinar hasta 136,36 €")
+
+
+def test_a_city_s_question_gets_the_policy_for_its_country() -> None:
+    """A Boston question over a Spanish policy ranked first and a US one that never says
+    "Boston": the US policy's sentence (functions/places.txt: Boston lies in the US), though
+    the Spanish one shares more words as written."""
+    spain = passage("Cada persona tiene un presupuesto de 1.000 € al año para formación y "
+                    "cursos.", "nominas.md", heading="Nómina (España) › Formación")
+    us = passage("Each employee can spend up to $1,500 per year on courses and conferences.",
+                 "benefits.md", heading="Benefits and Payroll — US Employees", rank=1)
+    assert quoted("Trabajo en Boston, ¿cuánto dinero tengo al año para formación?",
+                  spain, us).startswith("Each employee can spend up to $1,500")

@@ -3,7 +3,7 @@ English words, then Spanish ones, each found from the other."""
 
 from __future__ import annotations
 
-from functions.glossary import SOURCE, _meanings, senses, senses_of, translations
+from functions.glossary import PLACES, SOURCE, _meanings, lies_in, senses, senses_of, translations
 from functions.quotes import content_keys
 
 
@@ -29,3 +29,27 @@ def test_words_of_one_meaning_share_it_and_unrelated_words_do_not() -> None:
     [pantalla] = content_keys("pantalla")
     assert senses(screen) & senses(pantalla)
     assert not senses_of(content_keys("pantalla")) & senses_of(content_keys("wedding"))
+
+
+def test_every_line_of_places_names_places_and_their_country() -> None:
+    lines = [line.split("#", 1)[0] for line in PLACES.read_text("utf-8").splitlines()]
+    worded = [line for line in lines if line.strip()]
+    assert worded and all(line.count(">") == 1 for line in worded)
+    for line in worded:
+        places, country = line.split(">")
+        assert places.strip() and country.strip(), line
+        assert all(p.strip() for p in places.split(",")), line
+        assert all(c.strip() for c in country.split(",")), line
+
+
+def test_a_city_lies_in_its_country_as_documents_write_it() -> None:
+    us = lies_in("Boston")
+    assert us is not None and us == lies_in("BOSTON")
+    for text in ("Benefits and Payroll — US Employees", "viajes dentro de EE. UU.", "EE.UU.",
+                 "in the United States", "Estados Unidos"):
+        assert us.named_in(text), text
+    for text in ("Tell us before you go", "USB sticks are blocked", "Gastos (España)"):
+        assert not us.named_in(text), text
+    spain = lies_in("Sevilla")
+    assert spain is not None and spain.named_in("Gastos y viajes (España)")
+    assert lies_in("Quito") is None  # a place the file does not list
