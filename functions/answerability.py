@@ -51,7 +51,7 @@ from functools import cached_property
 
 from functions.factcheck import TOKEN, WORD, evidence, fold, is_name, opens_sentence
 from functions.glossary import lies_in, senses_of, translations
-from functions.quotes import ACRONYM, STOP_WORDS, acronym_key, content_keys
+from functions.quotes import ACRONYM, STOP_WORDS, acronym_key, content_key, content_keys
 from shared.knowledge.search import Passage
 
 STEM = 5  # letters compared: "vacaciones" meets "vacación", "Fridays" meets "Friday"
@@ -96,7 +96,7 @@ class _Said:
         words = WORD.findall(self.folded)
         self.stems = {w[:STEM] for w in words}
         # As content_keys makes them.
-        self.keys = {w[:STEM] for w in words if len(w) > 2 and w not in STOP_WORDS}
+        self.keys = {content_key(w) for w in words if len(w) > 2 and w not in STOP_WORDS}
 
     @cached_property
     def senses(self) -> frozenset[int]:

@@ -85,7 +85,7 @@ _EVERY = re.compile(r"\b(cada|every|each) (dia|semana|mes|ano|trimestre|day|week
                     r"quarter|lunes|martes|miercoles|jueves|viernes|monday|tuesday|wednesday|"
                     r"thursday|friday)\b|\b(daily|weekly|monthly|yearly|annually|diari[ao]s?|"
                     r"semanal(es)?|mensual(es)?|anual(es)?)\b")
-_DATE = re.compile(r"\b\d{1,2} de [a-z]+|\b\d{1,2}(st|nd|rd|th)\b")
+_DATE = re.compile(r"\b\d{1,2} de [a-z]+|\b\d{1,2}(st|nd|rd|th)\b|\b(dia|day) \d{1,2}\b")
 _PHONE = re.compile(r"\b\d{3} \d{3} \d{3}\b|\+\d[\d ]{7,}")
 RANK_WEIGHT = 2.5  # what being the search's first passage is worth, in shared words
 REGION = 0.5  # a place's country named where its name is not: "US Employees" for Boston

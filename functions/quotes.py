@@ -49,8 +49,16 @@ def acronym_key(acronym: str) -> str:
 
 
 def content_keys(text: str) -> set[str]:
-    """A text's content words, cut to 5 letters so "vacaciones" meets "vacación"."""
-    return {w[:5] for w in WORD.findall(fold(text)) if len(w) > 2 and w not in STOP_WORDS}
+    """A text's content words, each by :func:`content_key`."""
+    return {content_key(w) for w in WORD.findall(fold(text))
+            if len(w) > 2 and w not in STOP_WORDS}
+
+
+def content_key(word: str) -> str:
+    """A folded word cut to 5 letters, so "vacaciones" meets "vacación"; a word of 4 or 5
+    letters ending in "s" loses it first, so a short word meets its plural ("día" and "días",
+    "flag" and "flags", which 5 letters do not reach)."""
+    return (word[:-1] if 3 < len(word) <= 5 and word.endswith("s") else word)[:5]
 
 
 def _heading(line: str) -> bool:

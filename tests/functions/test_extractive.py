@@ -69,6 +69,16 @@ def test_what_questions_ask_and_sentences_state() -> None:
     assert {"amount", "count", "duration"} <= states("A per diem of $75 per day.")
     assert "time" in states("The building opens at 8:00.")
     assert "command" in states("Run `make bootstrap` first.")
+    assert "day" in states("Se suben antes del día 5 del mes siguiente.")  # a day of the month
+
+
+def test_a_short_word_meets_its_plural() -> None:
+    """Words are cut to 5 letters to meet their other forms, and a word of 4 or 5 letters
+    meets its plural too ("flag" and "flags", "día" and "días"): the sentence that says
+    "Flags" is the one about the flag asked."""
+    text = ("Old branches are removed 30 days after their merge. "
+            "Flags are removed 60 days after a full rollout.")
+    assert quoted("How long until my flag is removed?", passage(text)).startswith("Flags")
 
 
 def test_a_question_asking_how_often_gets_the_sentence_that_says_it_without_a_figure() -> None:

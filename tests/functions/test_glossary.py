@@ -53,3 +53,10 @@ def test_a_city_lies_in_its_country_as_documents_write_it() -> None:
     spain = lies_in("Sevilla")
     assert spain is not None and spain.named_in("Gastos y viajes (España)")
     assert lies_in("Quito") is None  # a place the file does not list
+
+
+def test_a_short_word_and_its_plural_have_one_key() -> None:
+    for one, more in (("día", "días"), ("flag", "flags"), ("year", "years"), ("hora", "horas")):
+        assert content_keys(one) == content_keys(more), (one, more)
+    assert content_keys("bus") == {"bus"}  # 3 letters: no plural cut
+    assert content_keys("vacaciones") == content_keys("vacación") == {"vacac"}
