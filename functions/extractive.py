@@ -86,6 +86,9 @@ _EVERY = re.compile(r"\b(cada|every|each) (dia|semana|mes|ano|trimestre|day|week
                     r"thursday|friday)\b|\b(daily|weekly|monthly|yearly|annually|diari[ao]s?|"
                     r"semanal(es)?|mensual(es)?|anual(es)?)\b")
 _DATE = re.compile(r"\b\d{1,2} de [a-z]+|\b\d{1,2}(st|nd|rd|th)\b|\b(dia|day) \d{1,2}\b")
+# A command run in a sentence without backticks: "ejecuta acme-vpn doctor", "run make-env.sh".
+_RUN = re.compile(r"\b(run|ejecuta|ejecutar|type|escribe|lanza)\s+[a-z]\w*[-_./][\w./-]*",
+                  re.IGNORECASE)
 _PHONE = re.compile(r"\b\d{3} \d{3} \d{3}\b|\+\d[\d ]{7,}")
 RANK_WEIGHT = 2.5  # what being the search's first passage is worth, in shared words
 REGION = 0.5  # a place's country named where its name is not: "US Employees" for Boston
@@ -119,7 +122,7 @@ def states(sentence: str) -> set[str]:
         found.add("day")
     if values:
         found.add("count")
-    if BACKTICKED.search(sentence) or OPTION.search(sentence):
+    if BACKTICKED.search(sentence) or OPTION.search(sentence) or _RUN.search(sentence):
         found.add("command")
     if ADDRESS.search(sentence) or _PHONE.search(sentence) or any(
             is_name(m.group(0)) and not opens_sentence(sentence, m.start())

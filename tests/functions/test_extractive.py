@@ -70,6 +70,9 @@ def test_what_questions_ask_and_sentences_state() -> None:
     assert "time" in states("The building opens at 8:00.")
     assert "command" in states("Run `make bootstrap` first.")
     assert "day" in states("Se suben antes del día 5 del mes siguiente.")  # a day of the month
+    assert "command" in states("Si algo falla, ejecuta acme-vpn doctor y manda el informe.")
+    assert "command" in states("Run make-env.sh from the repository's root.")
+    assert "command" not in states("Run the numbers again before the review.")
 
 
 def test_a_short_word_meets_its_plural() -> None:
