@@ -77,6 +77,11 @@ _ASKS = (
         r"opcion)\b")),
     ("person", 1.0, re.compile(r"\b(who|whom|quien|quienes)\b")),
 )
+# "When I'm on call, how much…?": the question is what follows the comma.
+_LEADING_CLAUSE = re.compile(
+    r"^\W*(when|if|cuando|si)\b[^,?]*,\s*(?=(who|whom|what|how|which|where|when|why|do|does|"
+    r"is|are|can|should|quien|que|cual|como|donde|cuando|cuanto|cuanta|cuantos|cuantas|"
+    r"puedo|hay|tengo)\b)")
 _UNITS = re.compile(r"\b(minut\w*|min|horas?|hours?|dias?|days?|seman\w*|weeks?|mes(es)?|"
                     r"months?|anos?|years?|trimestr\w*|quarters?|laborables?|business|weekly|"
                     r"daily|diari\w*|cada|every)\b")
@@ -102,8 +107,15 @@ class Extract:
 
 
 def asks(question: str) -> dict[str, float]:
-    """The kinds of fact ``question`` asks for, each with its weight."""
+    """The kinds of fact ``question`` asks for, each with its weight, read from the question
+    itself: in Spanish what follows the last "¿", in either language what follows a leading
+    "when…," or "if…," clause ("Cuando salta un incidente, ¿quién…?" asks for a person, not
+    a day)."""
     folded = fold(question)
+    folded = folded.rsplit("¿", 1)[-1]
+    clause = _LEADING_CLAUSE.match(folded)
+    if clause:
+        folded = folded[clause.end():]
     return {kind: weight for kind, weight, words in _ASKS if words.search(folded)}
 
 

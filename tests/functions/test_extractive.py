@@ -66,6 +66,10 @@ def test_what_questions_ask_and_sentences_state() -> None:
     assert set(asks("¿A qué hora abre la oficina?")) == {"time"}
     assert "duration" in asks("How long can my laptop sit idle?")
     assert "day" in asks("When does the shift change hands?")
+    # A leading "when" clause is not the question: what follows "¿" or the comma is.
+    assert asks("Cuando salta un incidente, ¿quién hace de comandante al principio?") == {
+        "person": 1.0}
+    assert asks("When I'm on call, how much do I get paid?") == {"amount": 1.5}
     assert {"amount", "count", "duration"} <= states("A per diem of $75 per day.")
     assert "time" in states("The building opens at 8:00.")
     assert "command" in states("Run `make bootstrap` first.")

