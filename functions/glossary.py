@@ -80,7 +80,6 @@ def translations(word: str) -> list[str]:
     return list(dict.fromkeys(w for key in content_keys(word) for w in table.get(key, ())))
 
 
-
 PLACES = Path(__file__).with_name("places.txt")
 
 
