@@ -55,7 +55,7 @@ from functools import cached_property
 
 from functions.factcheck import TOKEN, WORD, evidence, fold, is_name, opens_sentence
 from functions.glossary import lies_in, senses_of, translations
-from functions.quotes import ACRONYM, STOP_WORDS, acronym_key, content_key, content_keys
+from functions.quotes import ACRONYM, acronym_key, content_keys
 from shared.knowledge.search import Passage
 
 STEM = 5  # letters compared: "vacaciones" meets "vacación", "Fridays" meets "Friday"
@@ -99,8 +99,7 @@ class _Said:
         self.folded = fold(self.raw)
         words = WORD.findall(self.folded)
         self.stems = {w[:STEM] for w in words}
-        # As content_keys makes them.
-        self.keys = {content_key(w) for w in words if len(w) > 2 and w not in STOP_WORDS}
+        self.keys = content_keys(self.folded)
 
     @cached_property
     def senses(self) -> frozenset[int]:

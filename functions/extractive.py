@@ -153,18 +153,18 @@ def _name_tokens(question: str) -> list[str]:
             and not opens_sentence(question, m.start())]
 
 
-def _names(question: str) -> list[tuple[str, ...]]:
-    """The question's names, each in the forms it may be written in: folded and cut to 5
-    letters as :func:`content_keys` cuts words; an acronym also by its letters in any order
+def _forms(name: str) -> tuple[str, ...]:
+    """The forms a question's name may be written in: folded and cut to 5 letters as
+    :func:`content_keys` cuts words; an acronym also by its letters in any order
     (:func:`acronym_key`: "RGPD" for "GDPR"); a name the glossary translates also in the
     other language ("España" for "Spain")."""
-    return [(acronym_key(name), fold(name)[:5]) if ACRONYM.fullmatch(name)
-            else (fold(name)[:5], *(fold(t)[:5] for t in translations(name)))
-            for name in _name_tokens(question)]
+    if ACRONYM.fullmatch(name):
+        return acronym_key(name), fold(name)[:5]
+    return fold(name)[:5], *(fold(t)[:5] for t in translations(name))
 
 
 def _stems(text: str) -> set[str]:
-    """``text``'s words as :func:`_names` gives them."""
+    """``text``'s words as :func:`_forms` gives them."""
     return ({w[:5] for w in WORD.findall(fold(text))}
             | {acronym_key(a) for a in ACRONYM.findall(text)})
 
@@ -172,8 +172,9 @@ def _stems(text: str) -> set[str]:
 def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     """The sentence of ``passages`` that best answers ``question`` (see the module's
     docstring); None when none shares a content word with it or states what it asks for."""
-    wanted, kinds, names = content_keys(question), asks(question), _names(question)
-    regions = [lies_in(name) for name in _name_tokens(question)]
+    wanted, kinds, named_as = content_keys(question), asks(question), _name_tokens(question)
+    names = [_forms(name) for name in named_as]
+    regions = [lies_in(name) for name in named_as]
     candidates = [(rank, position, sentence, passage)
                   for rank, passage in enumerate(passages)
                   for position, sentence in enumerate(sentences(passage.content))]
@@ -196,10 +197,9 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     df = Counter(key for keys in keyed for key in keys)
     # Where each passage comes from, and all it says: read once, not once a sentence.
     whence = [(met(content_keys(f"{p.citation} {p.title or ''}"), other[rank]),
-               _stems(f"{p.citation} {p.title or ''} {p.content}"),
-               [r is not None and r.named_in(f"{p.citation} {p.title or ''} {p.content}")
-                for r in regions])
-              for rank, p in enumerate(passages)]
+               _stems(said), [r is not None and r.named_in(said) for r in regions])
+              for rank, p in enumerate(passages)
+              for said in [f"{p.citation} {p.title or ''} {p.content}"]]
     best: tuple[float, int, int] | None = None
     found: Extract | None = None
     for (rank, position, sentence, passage), keys in zip(candidates, keyed, strict=True):

@@ -29,17 +29,23 @@ from functions.quotes import content_keys
 SOURCE = Path(__file__).with_name("glossary.txt")
 
 
+def _sides(path: Path, separator: str) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """A word list's lines, comments cut: the words before ``separator`` and after it, as
+    written, separated by commas."""
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0]
+        if separator in line:
+            left, right = line.split(separator, 1)
+            found.append((tuple(w.strip() for w in left.split(",") if w.strip()),
+                          tuple(w.strip() for w in right.split(",") if w.strip())))
+    return found
+
+
 @cache
 def _meanings() -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
     """The glossary's lines: (English words, Spanish words), as written."""
-    found = []
-    for line in SOURCE.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0]
-        if "|" in line:
-            english, spanish = line.split("|", 1)
-            found.append((tuple(w.strip() for w in english.split(",") if w.strip()),
-                          tuple(w.strip() for w in spanish.split(",") if w.strip())))
-    return found
+    return _sides(SOURCE, "|")
 
 
 @cache
@@ -107,16 +113,10 @@ def _either(forms: list[str]) -> re.Pattern[str] | None:
 def _regions() -> dict[str, Region]:
     """Each place (folded): what it lies in."""
     found: dict[str, Region] = {}
-    for line in PLACES.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0]
-        if ">" in line:
-            places, region = line.split(">", 1)
-            forms = [f.strip() for f in region.split(",") if f.strip()]
-            lies = Region(_either([f for f in forms if f.isupper()]),
-                          _either([fold(f) for f in forms if not f.isupper()]))
-            for place in places.split(","):
-                if place.strip():
-                    found[fold(place.strip())] = lies
+    for places, forms in _sides(PLACES, ">"):
+        lies = Region(_either([f for f in forms if f.isupper()]),
+                      _either([fold(f) for f in forms if not f.isupper()]))
+        found.update(dict.fromkeys(map(fold, places), lies))
     return found
 
 

@@ -45,10 +45,10 @@ def _across_languages(rows: list[dict[str, Any]], k: int, asked_in: str,
               - sum(r["language"] not in (asked_in, SIMPLE) for r in chosen))
     if wanted <= 0 or not foreign:
         return chosen
-    own = [r for r in chosen if r["language"] in (asked_in, SIMPLE)]
-    add = foreign[:min(wanted, len(own))]
-    drop = own[len(own) - len(add):]
-    return [r for r in rows if (r in chosen and r not in drop) or r in add]
+    own = [r["id"] for r in chosen if r["language"] in (asked_in, SIMPLE)]
+    add = [r["id"] for r in foreign[:min(wanted, len(own))]]
+    seated = {r["id"] for r in chosen} - set(own[len(own) - len(add):]) | set(add)
+    return [r for r in rows if r["id"] in seated]
 
 
 @dataclass(frozen=True)
