@@ -132,7 +132,8 @@ def with_tool_calls(result: dict[str, Any], tools: Tools) -> dict[str, Any]:
 
 def _answer_so_far(content: str) -> str | None:
     """The text of a plain answer (``{"answer": "..."}``) the engine stopped writing."""
-    for ending in ('"}', '}', '\\"}'):  # cut inside the string, after it, or in an escape
+    # Cut inside the string, after it, in an escape, or whole as the last token came.
+    for ending in ('"}', '}', '\\"}', ''):
         try:
             value = json.loads(content + ending)
         except ValueError:

@@ -74,6 +74,9 @@ def test_json_becomes_a_call_or_an_answer_and_half_a_json_stays_as_written() -> 
     assert answered["finish_reason"] == "stop"
     talking = with_tool_calls(result('{"answer": "It is sunny in Li', "length"), tools())
     assert talking["choices"][0]["message"]["content"] == "It is sunny in Li"
+    # The token limit reached with the closing brace: a whole plain answer, still its text.
+    closed = with_tool_calls(result('{"answer": "It is sunny."}', "length"), tools())
+    assert closed["choices"][0]["message"]["content"] == "It is sunny."
     cut = with_tool_calls(result('{"name": "get_wea', "length"), tools("required"))
     assert cut["choices"][0]["message"]["content"] == '{"name": "get_wea'
     assert cut["choices"][0]["finish_reason"] == "length"
