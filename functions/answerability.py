@@ -9,7 +9,8 @@ title and citation, as the fact check reads them: functions/factcheck.py ``evide
 
 - a name is a capitalised word that does not open the sentence ("Lisboa", "Paris", "HSA"),
   or a word with digits and letters ("SEV2", "401k"); shorter than 3 characters it is too
-  ambiguous to count ("PR", "EE. UU.");
+  ambiguous to count ("PR", "EE. UU."); a place of several words that functions/places.txt
+  lists ("New York", "San Francisco") is one name, found where its words stand together;
 - it is found when a word of the passages starts with the same 5 letters, case and accents
   aside ("Friday" meets "Fridays"); a code when its letters and digits appear in that order
   ("401k" in "401(k)"); an acronym also when capitalised words of the passages begin with its
@@ -53,8 +54,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from functions.factcheck import TOKEN, WORD, evidence, fold, is_name, opens_sentence
-from functions.glossary import lies_in, senses_of, translations
+from functions.factcheck import WORD, evidence, fold, is_name, opens_sentence
+from functions.glossary import lies_in, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
 from shared.knowledge.search import Passage
 
@@ -74,18 +75,21 @@ class Answerability:
 
 
 def names(question: str) -> list[str]:
-    """The question's names and codes, as written, in order, once each. A question written
-    all in capitals names nothing by its case (its codes still count)."""
+    """The question's names and codes, as written, in order, once each; a place of several
+    words that places.txt lists as one ("New York"). A question written all in capitals
+    names nothing by its case (its codes still count)."""
     shouted = question.isupper()
     found: dict[str, None] = {}
-    for m in TOKEN.finditer(question):
-        token = m.group(0)
+    for token, start, place in tokens(question):
         letters = sum(c.isalpha() for c in token)
         digits = any(c.isdigit() for c in token)
-        if digits and letters and len(token) >= MIN_NAME:
+        if place:
+            if not shouted and any(map(is_name, token.split())):
+                found[token] = None
+        elif digits and letters and len(token) >= MIN_NAME:
             found[token] = None  # a code: "SEV2", "401k"
         elif (not digits and not shouted and letters >= MIN_NAME and is_name(token)
-              and not opens_sentence(question, m.start())):
+              and not opens_sentence(question, start)):
             found[token] = None
     return list(found)
 
@@ -135,8 +139,11 @@ class _Said:
         return region is not None and region.named_in(self.raw)
 
     def written(self, folded: str) -> bool:
-        """Every word of ``folded`` (a folded name) is in the passages."""
+        """Every word of ``folded`` (a folded name) is in the passages; the words of a place of
+        several words ("new york") one after the other."""
         words = WORD.findall(folded)
+        if " " in folded.strip():
+            return re.search(r"\b" + r"\W+".join(map(re.escape, words)), self.folded) is not None
         return bool(words) and all(w[:STEM] in self.stems for w in words)
 
     def spelt_otherwise(self, name: str) -> bool:

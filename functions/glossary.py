@@ -18,12 +18,13 @@ questions asked across languages, written apart from it, 8 and 7.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from functions.factcheck import fold
+from functions.factcheck import TOKEN, fold
 from functions.quotes import content_keys
 
 SOURCE = Path(__file__).with_name("glossary.txt")
@@ -123,3 +124,38 @@ def _regions() -> dict[str, Region]:
 def lies_in(name: str) -> Region | None:
     """The region a place lies in, from places.txt; None for a name it does not list."""
     return _regions().get(fold(name))
+
+
+def _plain(text: str) -> str:
+    """``text`` without accents, one character for one: positions in it are positions in
+    ``text``."""
+    return "".join(unicodedata.normalize("NFKD", c)[0] for c in text)
+
+
+@cache
+def _joined() -> re.Pattern[str] | None:
+    """The places of places.txt written in more than one word ("New York", "San Francisco"),
+    any case, any accents, any spaces between their words."""
+    forms = {fold(p) for places, _ in _sides(PLACES, ">") for p in places if " " in p.strip()}
+    alternatives = [r"\s+".join(map(re.escape, f.split())) for f in sorted(forms, key=len)[::-1]]
+    return (re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
+            if alternatives else None)
+
+
+def places_of_words(text: str) -> Iterator[tuple[int, int]]:
+    """Where ``text`` names a place of more than one word that places.txt lists: one name,
+    not "New" and "York" read apart."""
+    pattern = _joined()
+    if pattern is not None:
+        for m in pattern.finditer(_plain(text)):
+            yield m.start(), m.end()
+
+
+def tokens(text: str) -> list[tuple[str, int, bool]]:
+    """``text``'s tokens (functions/factcheck.py ``TOKEN``) as written, in order, each with
+    where it starts and whether it is a place of several words, read as one ("New York")."""
+    joined = list(places_of_words(text))
+    found = [(" ".join(text[start:end].split()), start, True) for start, end in joined]
+    found += [(m.group(0), m.start(), False) for m in TOKEN.finditer(text)
+              if not any(start <= m.start() < end for start, end in joined)]
+    return sorted(found, key=lambda token: token[1])

@@ -122,3 +122,23 @@ def test_a_city_is_found_by_its_country() -> None:
     spain = passage(MADRID, "vacaciones.md", heading="Vacaciones (España)")
     assert answers("¿Cuántos días de vacaciones tiene la gente de la oficina de Lisboa?",
                    [spain]).missing == ("Lisboa",)
+
+
+def test_a_place_of_several_words_is_one_name() -> None:
+    """"New York" is a name, not "New" and "York" apart: a policy for US employees answers
+    a New York question (the city lies in the US), a passage that names it answers too, and
+    one that says "new" and "York" apart does not name "New York" (word by word, it did)."""
+    assert names("How many vacation days do people in the New York office get?") == [
+        "New York"]
+    assert names("New York office: how much is the per diem?") == ["New York"]
+    assert names("¿Cuántos días tiene la gente de la oficina de nueva york?") == []
+    us = passage("Each employee can spend up to $1,500 per year on courses and books.",
+                 "benefits.md", heading="Benefits and Payroll — US Employees")
+    assert answers("I work in New York, how much can I spend on courses per year?",
+                   [us]).answered
+    named = passage("People in the New York office get 25 vacation days a year.")
+    assert answers("How many vacation days does the New York office get?", [named]).answered
+    apart = passage("New hires in the York office get 25 vacation days a year.",
+                    heading="Vacation — UK Employees")
+    assert answers("How many vacation days does the New York office get?",
+                   [apart]).missing == ("New York",)

@@ -70,6 +70,13 @@ def test_what_questions_ask_and_sentences_state() -> None:
     assert asks("Cuando salta un incidente, ¿quién hace de comandante al principio?") == {
         "person": 1.0}
     assert asks("When I'm on call, how much do I get paid?") == {"amount": 1.5}
+    # A limit is an amount; "cuánto dura" a duration.
+    for limit in ("What's the most I can spend per night on a hotel?",
+                  "¿Hasta cuánto se puede gastar en una comida con un cliente?",
+                  "What's the spending limit on the corporate card?",
+                  "Si meto dinero en el plan, ¿cuánto pone la empresa?"):
+        assert "amount" in asks(limit), limit
+    assert "duration" in asks("¿Cuánto dura el periodo de prueba?")
     assert {"amount", "count", "duration"} <= states("A per diem of $75 per day.")
     assert "time" in states("The building opens at 8:00.")
     assert "command" in states("Run `make bootstrap` first.")
@@ -188,3 +195,24 @@ def test_a_city_s_question_gets_the_policy_for_its_country() -> None:
                  "benefits.md", heading="Benefits and Payroll — US Employees", rank=1)
     assert quoted("Trabajo en Boston, ¿cuánto dinero tengo al año para formación?",
                   spain, us).startswith("Each employee can spend up to $1,500")
+
+
+def test_a_place_of_several_words_is_met_by_all_its_words() -> None:
+    """A New York question over a UK policy ranked first that says "new" and a US policy
+    that never says "New York": the US policy's sentence, as for a city of one word."""
+    uk = passage("New starters in the UK office can spend up to 1,000 pounds a year on "
+                 "courses.", "benefits-uk.md", heading="Benefits — UK Employees")
+    us = passage("Each employee can spend up to $1,500 per year on courses and conferences.",
+                 "benefits.md", heading="Benefits and Payroll — US Employees", rank=1)
+    assert quoted("I work in New York, how much can I spend per year on courses?",
+                  uk, us).startswith("Each employee can spend up to $1,500")
+
+
+def test_a_question_asking_the_most_one_may_spend_gets_the_sentence_with_the_amount() -> None:
+    """"The most I can spend" asks an amount: the sentence stating one wins over one that
+    shares more of the question's words and states none."""
+    approval = passage("You can spend on client dinners only with your VP's approval, written "
+                       "in the expense report.")
+    limit = passage("Client dinners may go up to $120 per person.", rank=1)
+    assert quoted("What's the most I can spend on a client dinner?",
+                  approval, limit).startswith("Client dinners may go up to $120")
