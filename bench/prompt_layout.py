@@ -52,10 +52,13 @@ from bench.prompt_layout_layouts import ANSWERS, DESCRIBED, Answerer, quoted, st
 
 def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any, *,
         steps: Iterable[str] = ("1", "2", "3"), cached: bool = False,
-        questions: Path = EVAL / "questions.json") -> None:
+        questions: Path = EVAL / "questions.json", judge_url: str | None = None,
+        judge_model: str | None = None) -> None:
     """The steps named; ``cached``: the passages captured before (step 1 only if there are
     none) and the answers already written are reused. ``questions``: another set than the
-    evaluation set's (its passages captured to a file of their own)."""
+    evaluation set's (its passages captured to a file of their own). ``judge_url``: the
+    OpenAI-compatible server whose model (``judge_model``) step 3's answer judge asks, in
+    place of the bundled one."""
     print("== prompt layout and answerability: the evaluation set, the bundled model",
           flush=True)
     steps = set(steps)
@@ -79,7 +82,14 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any, *,
             if "2" in steps:
                 result["layouts"] = step_layouts(answerer, rows)
             if "3" in steps:
-                result["answerability"] = step_answerability(answerer, rows)
+                judge = (Answerer(judge_url, model=judge_model, remember=False)
+                         if judge_url else None)
+                if judge is not None:
+                    stack.callback(judge.close)
+                result["answerability"] = step_answerability(answerer, rows, judge=judge)
+                result["answerability"]["judge"] = (
+                    f"{judge_model or 'the model'} at {judge_url}" if judge_url
+                    else "the bundled model")
     if "q" in steps:  # the quote alone, no model: how often the sentence chosen carries it
         result["quote"] = quoted([r for r in rows if r["source"] and r["passages"]])
     result["wall_s"] = time.perf_counter() - started
@@ -149,6 +159,10 @@ def _answerability_lines(answerable: dict[str, Any]) -> list[str]:
                      f"{_pct(r['off_refused'])} |")
     lines += ["", f"functions/answerability.answers: p50 {answerable['rule_us_p50']:.0f} µs, "
               f"max {answerable['rule_us_max']:.0f} µs per question."]
+    if answerable.get("judge_s_p50") is not None:
+        lines += [f"The answer judge ({answerable.get('judge', 'the bundled model')}): p50 "
+                  f"{answerable['judge_s_p50'] * 1000:.0f} ms, p95 "
+                  f"{answerable['judge_s_p95'] * 1000:.0f} ms per question."]
     return lines
 
 
@@ -169,10 +183,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="which steps to run (1,2,3; q: the quote alone, no model)")
     parser.add_argument("--questions", type=Path, default=EVAL / "questions.json",
                         help="another question set (as the evaluation set's questions.json)")
+    parser.add_argument("--judge-url", help="step 3's answer judge asks this OpenAI-"
+                        "compatible server (its root, e.g. http://gpu-host:8080) instead of "
+                        "the bundled model")
+    parser.add_argument("--judge-model", help="the model name to send --judge-url")
     args = parser.parse_args(argv)
     out: dict[str, Any] = {}
     run(out, procs.scratch(), procs.Keys(), procs.database, steps=args.steps.split(","),
-        cached=args.cached, questions=args.questions.resolve())
+        cached=args.cached, questions=args.questions.resolve(), judge_url=args.judge_url,
+        judge_model=args.judge_model)
     result = out["prompt_layout"]
     name = ("prompt_layout" if args.questions.resolve() == EVAL / "questions.json"
             else f"prompt_layout-{args.questions.stem}")

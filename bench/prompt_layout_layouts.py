@@ -167,12 +167,17 @@ class Setting:
 
 class Answerer:
     """Asks a llama-server, and keeps every answer in the JSONL file, keyed by what was sent,
-    so that a re-run asks only what it has not asked yet."""
+    so that a re-run asks only what it has not asked yet. ``model``: another server's model
+    (any OpenAI-compatible one: vLLM, TGI, a llama-server of a larger model), asked by name
+    and every time, its answers kept nowhere."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, *, model: str | None = None,
+                 remember: bool = True) -> None:
         self._http = httpx.Client(base_url=url, timeout=600) if url else None
         self._known: dict[str, dict[str, Any]] = {}
-        if ANSWERS.exists():
+        self._model = model
+        self._remember = remember
+        if remember and ANSWERS.exists():
             for line in ANSWERS.read_text().splitlines():
                 row = json.loads(line)
                 self._known[row["key"]] = row
@@ -192,6 +197,9 @@ class Answerer:
             "cache_prompt": False}
         if stop is not None:
             body["stop"] = [stop]
+        if self._model is not None:  # another engine: its model named, nothing llama.cpp's own
+            body["model"] = self._model
+            del body["cache_prompt"]
         key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         if key in self._known:
             return self._known[key]
@@ -211,6 +219,8 @@ class Answerer:
         row = {"key": key, "answer": text, "completion_tokens": data["usage"]["completion_tokens"],
                "prompt_tokens": data["usage"]["prompt_tokens"], "seconds": seconds,
                "finish_reason": data["choices"][0]["finish_reason"]}
+        if not self._remember:
+            return row
         self._known[key] = row
         with ANSWERS.open("a") as out:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")

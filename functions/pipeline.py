@@ -2,9 +2,10 @@
 
     admit        the question passes moderation (or the asker gets the refusal)
     ground       the passages of the documents the asker may read; none relevant, or none
-                 that answers the question (functions/answerability.py): "I don't know",
-                 with the collections searched or the closest sources, and the model is
-                 not asked
+                 that answers the question (functions/answerability.py, and with
+                 CHARLA_ANSWER_JUDGE on, the model asked yes or no: functions/judge.py):
+                 "I don't know", with the collections searched or the closest sources, and
+                 the model is not asked to answer
     lay out      the passages and the question, one layout for every door (functions/layout.py),
                  and, primed, the answer's first words
     ask          the model server (redacted first with CHARLA_REDACT_MODEL_INPUT), fitting
@@ -54,6 +55,7 @@ from typing import Any
 from functions.answer_checks import AnswerChecks, Form, Stop
 from functions.answerability import answers
 from functions.extractive import extract, no_answer
+from functions.judge import judged
 from functions.knowledge import dont_know
 from functions.layout import GROUNDED_STOP, laid_out, lead
 from functions.model_client import ModelClient, ModelServerError
@@ -63,6 +65,7 @@ from functions.sse import StreamRecorder
 from shared.chat import Message, prompt_tokens
 from shared.knowledge.search import Passage
 from shared.redact import redact_messages
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +143,13 @@ class Answer:
     """One answer's way through the pipeline (:meth:`Pipeline.begin` makes one)."""
 
     def __init__(self, moderation: Moderation, model: ModelClient, asked: Asked,
-                 scopes: Sequence[str], *, redact: bool = False, prime: bool = False) -> None:
+                 scopes: Sequence[str], *, redact: bool = False, prime: bool = False,
+                 judge_s: float | None = None) -> None:
         self._moderation = moderation
         self._model = model
         self._redact = redact
         self._prime = prime
+        self._judge_s = judge_s  # the answer judge's timeout; None: no judge
         self.asked = asked
         self.scopes = tuple(scopes)
         self.found: Found | None = None
@@ -172,6 +177,13 @@ class Answer:
         form, self._whom = self.asked.form, whom
         self.answerable = bool(self.found.passages) and answers(
             self.asked.question, self.found.passages).answered
+        if self.answerable and self._judge_s is not None:
+            said = await judged(self._model, self.asked.question, self.found.passages,
+                                sub=self.asked.sub, timeout_s=self._judge_s,
+                                redact=self._redact)
+            if said is False:
+                log.info("the answer judge says the passages do not state the answer")
+                self.answerable = False
         self.checks = AnswerChecks(self._moderation, self.scopes, question=self.asked.question,
                                    passages=self.found.passages, form=form,
                                    named=self.asked.named, hold=form == Form.TOOLS)
@@ -341,13 +353,22 @@ class Pipeline:
     model: ModelClient
     redact: bool = False  # CHARLA_REDACT_MODEL_INPUT: what is sent to the model is redacted
     prime: bool = False  # CHARLA_KB_PRIME_ANSWERS: grounded answers start with their lead
+    judge_s: float | None = None  # CHARLA_ANSWER_JUDGE on: its timeout (functions/judge.py)
+
+    @classmethod
+    def configured(cls, settings: Settings, moderation: Moderation, model: ModelClient
+                   ) -> Pipeline:
+        """The pipeline ``settings`` ask for."""
+        return cls(moderation, model, redact=settings.redact_model_input,
+                   prime=settings.kb_prime_answers,
+                   judge_s=settings.answer_judge_timeout_s if settings.answer_judge else None)
 
     async def begin(self, asked: Asked) -> Answer:
         """Admit ``asked``: its policy scopes, and moderation of what the asker wrote
         (:attr:`Answer.refused` is set when it may not be answered)."""
         scopes = await self.moderation.scopes(list(asked.principals), asked.collections)
         answer = Answer(self.moderation, self.model, asked, scopes, redact=self.redact,
-                        prime=self.prime)
+                        prime=self.prime, judge_s=self.judge_s)
         answer.refused = await self.moderation.check_input(asked.text, scopes, sub=asked.sub)
         if answer.refused is not None:
             answer.ending = Ending(How.WITHHELD, refusal(asked.text), trip=answer.refused)

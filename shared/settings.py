@@ -226,6 +226,10 @@ class Settings:
     # it, for the model to go on from (functions/pipeline.py; the engine must continue a
     # final assistant message, as llama.cpp's server does).
     kb_prime_answers: bool = True
+    # Ask the chat model whether the passages state the answer before it answers from them
+    # (functions/judge.py): for a larger model than the bundled one, measured first.
+    answer_judge: bool = False
+    answer_judge_timeout_s: float = 5.0
     kb_max_upload_bytes: int = 20_000_000
 
     # Where webhooks queue jobs: Postgres (local, or a worker of your own), or SQS (AWS Lambda).
@@ -341,6 +345,8 @@ class Settings:
             kb_passages=r.whole("CHARLA_KB_PASSAGES", 4, minimum=1),
             kb_max_distance=r.number("CHARLA_KB_MAX_DISTANCE", 0.185),
             kb_prime_answers=r.choice("CHARLA_KB_PRIME_ANSWERS", "on", ("off", "on")) == "on",
+            answer_judge=r.choice("CHARLA_ANSWER_JUDGE", "off", ("off", "on")) == "on",
+            answer_judge_timeout_s=r.number("CHARLA_ANSWER_JUDGE_TIMEOUT", 5.0),
             kb_max_upload_bytes=r.whole("CHARLA_KB_MAX_UPLOAD_BYTES", 20_000_000, minimum=1024),
             queue=r.choice("CHARLA_QUEUE", "postgres", ("postgres", "sqs")),
             sqs_queue_url=r.text("CHARLA_SQS_QUEUE_URL"),

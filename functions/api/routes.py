@@ -73,9 +73,7 @@ class ApiContext:
 
     def __post_init__(self) -> None:
         self.moderation = Moderation(self.settings, self.model, self.db)
-        self.pipeline = Pipeline(self.moderation, self.model,
-                                 redact=self.settings.redact_model_input,
-                                 prime=self.settings.kb_prime_answers)
+        self.pipeline = Pipeline.configured(self.settings, self.moderation, self.model)
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` after the response, keeping a reference until it is done."""

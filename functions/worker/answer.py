@@ -71,9 +71,7 @@ class Answerer:
     def __post_init__(self) -> None:
         db = self.knowledge.db if self.knowledge is not None else None
         self._moderation = self.moderation or Moderation(self.settings, self.model, db)
-        self._pipeline = Pipeline(self._moderation, self.model,
-                                  redact=self.settings.redact_model_input,
-                                  prime=self.settings.kb_prime_answers)
+        self._pipeline = Pipeline.configured(self.settings, self._moderation, self.model)
 
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt ``attempt + 1``: doubling, with jitter, capped at a minute."""

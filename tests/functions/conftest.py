@@ -38,19 +38,45 @@ def stateless_bots(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
 @pytest.fixture(scope="module")
 def rewritten(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
               redis_url: str) -> Iterator[tuple[Bots, Rewriter]]:
+    yield from proxied(service_keys, gateway, pg_url, redis_url)
+
+
+@pytest.fixture(scope="module")
+async def stack(rewritten: tuple[Bots, Rewriter]) -> AsyncIterator[Stack]:
+    """The vacation policy, granted to one API client and one Slack channel."""
+    yield await vacation_stack(*rewritten)
+
+
+@pytest.fixture(scope="module")
+def judging(service_keys: tuple[str, str], gateway: Gateway, pg_url: str,
+            redis_url: str) -> Iterator[tuple[Bots, Rewriter]]:
+    """As ``rewritten``, with the answer judge on (CHARLA_ANSWER_JUDGE), and what is sent to
+    the model redacted (CHARLA_REDACT_MODEL_INPUT)."""
+    yield from proxied(service_keys, gateway, pg_url, redis_url, CHARLA_ANSWER_JUDGE="on",
+                       CHARLA_REDACT_MODEL_INPUT="on")
+
+
+def proxied(service_keys: tuple[str, str], gateway: Gateway, pg_url: str, redis_url: str,
+            **extra: str) -> Iterator[tuple[Bots, Rewriter]]:
+    """Bots of their own database that reach the model server through a :class:`Rewriter`,
+    with answers of 24 tokens and the ``extra`` settings."""
     rewriter = Rewriter(gateway.url)
     proxy = ServerThread(rewriter.app()).start()
     bots = start_bots(service_keys, proxy.url, fresh_database(pg_url), redis_url,
-                      CHARLA_BOT_MAX_TOKENS="24")
+                      CHARLA_BOT_MAX_TOKENS="24", **extra)
     yield bots, rewriter
     bots.stop()
     proxy.stop()
 
 
 @pytest.fixture(scope="module")
-async def stack(rewritten: tuple[Bots, Rewriter]) -> AsyncIterator[Stack]:
-    """The vacation policy, granted to one API client and one Slack channel."""
-    bots, rewriter = rewritten
+async def judged_stack(judging: tuple[Bots, Rewriter]) -> AsyncIterator[Stack]:
+    """The vacation policy, granted as for ``stack``, with the answer judge on."""
+    yield await vacation_stack(*judging)
+
+
+async def vacation_stack(bots: Bots, rewriter: Rewriter) -> Stack:
+    """The vacation policy ingested, granted to one API client and one Slack channel."""
     db = Database(make_pool(bots.settings))
     model = ModelClient(bots.settings)
     try:
@@ -66,4 +92,4 @@ async def stack(rewritten: tuple[Bots, Rewriter]) -> AsyncIterator[Stack]:
     finally:
         await model.close()
         await db.close()
-    yield Stack(bots, rewriter, channel, client, name)
+    return Stack(bots, rewriter, channel, client, name)

@@ -8,8 +8,10 @@ channel.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from functions.api.auth import client_signer
+from functions.judge import INSTRUCTION
 from tests.functions.bots import Bots
 
 VACATIONS = b"""# Vacations
@@ -37,7 +40,10 @@ RIGHT = "Every employee of the Lisbon office has 27 days of paid vacation per ye
 class Rewriter:
     """Forwards to the model server; chat answers come back carrying ``answer`` instead of
     the model's text (whole, or streamed a word per event, the model's own pieces emptied),
-    or, whole, ``call`` (a tool's name and arguments) instead of the model's answer."""
+    or, whole, ``call`` (a tool's name and arguments) instead of the model's answer. The
+    answer judge's questions (functions/judge.py) are counted apart, and answered at once
+    with ``verdict`` (None: the model's own word), failed with ``judge_status``, or, with
+    ``judge_held``, not answered until :attr:`release` is set."""
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -45,6 +51,11 @@ class Rewriter:
         self.call: tuple[str, str] | None = None
         self.chats = 0  # chat completions asked of the model server
         self.sent: dict[str, Any] = {}  # the last chat completion's body
+        self.verdict: str | None = None
+        self.judge_status: int | None = None
+        self.judged: list[dict[str, Any]] = []  # the bodies of the judge's questions
+        self.judge_held = False
+        self.release = threading.Event()
 
     def _rewritten(self, raw: bytes) -> bytes:
         if not raw.startswith(b"data:"):
@@ -97,15 +108,28 @@ class Rewriter:
             raw = await request.body()
             headers = {k: v for k, v in request.headers.items()
                        if k.lower() in ("authorization", "content-type")}
-            if request.url.path.endswith("/chat/completions"):
+            chat = request.url.path.endswith("/chat/completions")
+            judging = chat and json.loads(raw)["messages"][0]["content"] == INSTRUCTION
+            if judging:
+                self.judged.append(json.loads(raw))
+                if self.judge_held:
+                    await asyncio.to_thread(self.release.wait, 120)
+                if self.judge_status is not None:
+                    return Response(b'{"error": {"message": "engine unavailable"}}',
+                                    self.judge_status, media_type="application/json")
+                if self.verdict is not None:  # the model's word, without asking it
+                    return Response(json.dumps({"object": "chat.completion", "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {
+                            "role": "assistant", "content": self.verdict}}]}).encode(),
+                        media_type="application/json")
+            elif chat:
                 self.chats += 1
                 self.sent = json.loads(raw)
             async with httpx.AsyncClient(timeout=120) as client:
                 upstream = await client.request(request.method, self.target + request.url.path,
                                                 content=raw, headers=headers)
             content = upstream.content
-            if ((self.answer, self.call) != (None, None)
-                    and request.url.path.endswith("/chat/completions")
+            if (not judging and (self.answer, self.call) != (None, None) and chat
                     and upstream.status_code == 200):
                 content = self._rewritten(content)
             return Response(content, upstream.status_code,

@@ -193,6 +193,7 @@ async def test_the_model_is_asked_with_the_passages_and_the_answers_start(
     assert started == {"role": "assistant", "content": "Every employee of the Lisbon office has"}
     assert sent["temperature"] == 0
     assert body["choices"][0]["message"]["content"].startswith(started["content"])
+    assert stack.rewriter.judged == []  # CHARLA_ANSWER_JUDGE is off by default
     # The bot asks the same way, in Spanish for a question in Spanish.
     spanish = "¿Cuántos días de vacaciones tienen los empleados de Lisboa?"
     await bot_answer(stack, http, spanish)
