@@ -130,6 +130,10 @@ async def test_an_answer_streams_in_with_sources_that_open_as_text(
     hotels = answer.locator(".sources a",
                             has_text=re.compile(r"^\[\d\] handbook\.md › .*Hotels$"))
     await expect(hotels).to_be_visible(timeout=15_000)
+    # Under the source, the sentence of it that supports the answer (the citation's quote).
+    quote = answer.locator(".sources li").filter(has_text="Hotels").locator(".quote")
+    await expect(quote).to_have_text(
+        "A hotel night costs up to 140 euros in Madrid and 220 dollars in Boston.")
     await page.screenshot(path=screenshots / "chat.png")
 
     await hotels.click()

@@ -188,10 +188,14 @@ function messageNode(message, conversation) {
   }
   if (message.error) node.append(errorNode(message, conversation));
   if (citations.length) {
+    // Each source with the sentence of it that supports the answer, as the bots show them;
+    // not under an answer that is itself a quote (the fact check replaced the model's).
+    const quoted = (c) => (typeof c.quote === "string" && c.quote && !message.replaced
+      ? [el("q", { class: "quote", text: c.quote })] : []);
     node.append(el("div", { class: "sources" },
       el("h2", { text: "Sources" }),
       el("ol", {}, citations.map((c) => el("li", {},
-        passageLink(c, `[${c.n}] ${sourceLabel(c)}`, "source"))))));
+        passageLink(c, `[${c.n}] ${sourceLabel(c)}`, "source"), ...quoted(c))))));
   }
   if (message.content && !message.pending) {
     node.append(el("div", { class: "actions" },
@@ -288,6 +292,7 @@ function handleEvent(data, answer) {
     answer.error = { kind: "stream", retry: true,
                      text: `The answer broke off: ${event.error.message ?? "server error"}.` };
   }
+  if (event.fact_check?.replaced) answer.replaced = true;
   if (Array.isArray(event.citations)) {
     answer.citations = event.citations.filter((c) => Number.isInteger(c?.n) &&
                                                      Number.isInteger(c?.chunk_id));
