@@ -27,6 +27,7 @@ ask the model the same thing: one pipeline should then show the same text.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import html
 import json
@@ -161,14 +162,17 @@ async def _ask_slack(api: str, secret: str, slack: FakeSlackServer, channel: str
                        channel=channel)
 
 
-def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> None:
-    print("== answers: the evaluation set through the API, before and after the checks",
+def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any, *,
+        questions_file: Path = EVAL / "questions.json", slack_path: bool = True) -> None:
+    """Each question of ``questions_file`` (the evaluation set's, or another over the same
+    documents: bench/heldout-2.json) through the API and, with ``slack_path``, Slack."""
+    print(f"== answers: {_named(questions_file)} through the API, before and after the checks",
           flush=True)
     from shared.knowledge.search import Passage
 
     pg, database_url = database(logdir, "pgdata-answers")
     secret, asker, writer = prepare(database_url)
-    questions = json.loads((EVAL / "questions.json").read_text())
+    questions = json.loads(questions_file.read_text())
     raw_log = logdir / "model-answers.jsonl"
     rows: list[dict[str, Any]] = []
     slack_secret = "bench-signing-" + secrets.token_hex(12)
@@ -226,7 +230,7 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
                     print(f"   {q['id']} {wall:.1f} s", flush=True)
                 # The same questions through the Slack path: a signed event → the worker →
                 # the fake Slack's message, whole (the sources listed under it set aside).
-                for q, row in zip(questions, rows, strict=True):
+                for q, row in zip(questions if slack_path else [], rows, strict=False):
                     channel = f"C{secrets.token_hex(5).upper()}"
                     asyncio.run(_ask_slack(api, slack_secret, slack, channel, q["question"]))
                     text = _SOURCES.split(bots.answer_in(slack.fake, channel))[0]
@@ -235,7 +239,16 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any) -> N
                     print(f"   slack {q['id']}", flush=True)
     finally:
         pg.stop()
-    out["answers"] = {"rows": rows, "max_tokens": MAX_TOKENS}
+    for row in rows:
+        row.pop("_passages", None)
+    out["answers"] = {"rows": rows, "max_tokens": MAX_TOKENS,
+                      "questions": _named(questions_file)}
+
+
+def _named(questions_file: Path) -> str:
+    if questions_file.resolve() == (EVAL / "questions.json").resolve():
+        return "the evaluation set"
+    return "the questions of " + questions_file.resolve().relative_to(EVAL.parents[2]).as_posix()
 
 
 def _share(rows: list[dict[str, Any]], when: str, key: str) -> str:
@@ -247,7 +260,9 @@ def _share(rows: list[dict[str, Any]], when: str, key: str) -> str:
 
 def report_lines(result: dict[str, Any]) -> list[str]:
     rows = result["rows"]
-    lines = [f"The evaluation set through the API (bundled model, temperature 0, at most "
+    named = result.get("questions", "the evaluation set")
+    lines = [f"{named[0].upper()}{named[1:]} through the API "
+             "(bundled model, temperature 0, at most "
              f"{result['max_tokens']} tokens), each answer as the model wrote it (before) and "
              "as the API shows it (after):", "",
              "| questions | n | carries the fact: before | after | states a fact no passage "
@@ -291,3 +306,29 @@ def report_lines(result: dict[str, Any]) -> list[str]:
                   f"p50 {statistics.median(times):.2f} ms, p95 {p95:.2f} ms ({len(times)} "
                   "answers with citations)."]
     return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.answers [--questions FILE] [--api-only]``: writes
+    bench/results/answers[-FILE's stem].{json,md}."""
+    parser = argparse.ArgumentParser(prog="python -m bench.answers")
+    parser.add_argument("--questions", type=Path, default=EVAL / "questions.json",
+                        help="another question set over the evaluation set's documents")
+    parser.add_argument("--api-only", action="store_true", help="not through Slack too")
+    args = parser.parse_args(argv)
+    out: dict[str, Any] = {}
+    run(out, procs.scratch(), procs.Keys(), procs.database,
+        questions_file=args.questions.resolve(), slack_path=not args.api_only)
+    name = ("answers" if args.questions.resolve() == (EVAL / "questions.json").resolve()
+            else f"answers-{args.questions.stem}")
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(out["answers"], indent=1,
+                                                     ensure_ascii=False))
+    text = "\n".join(report_lines(out["answers"]))
+    (results / f"{name}.md").write_text(text + "\n")
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -11,9 +11,10 @@ chosen by what a reader would check first:
   diem"), worth :data:`TRANSLATED` of a word met as written (within one language the
   glossary's synonyms are not used: "taxis" does not meet "cab");
 - what the question asks for: an amount ("how much", "cuánto me dan", a limit: "the most I
-  can spend", "hasta cuánto"), a time of day, a
-  duration or frequency, a day or date, a count, a command, a person: a sentence stating one
-  of that kind scores (its facts read as the fact check reads them, functions/factcheck.py);
+  can spend", "hasta cuánto"; "70 cents" is one), a time of day, a duration or frequency
+  ("cuánto tarda"), a day or date, a count, a command, a person, a phone number, a chat
+  channel ("#dev-env"): a sentence stating one of that kind scores (its facts read as the
+  fact check reads them, functions/factcheck.py);
 - the question's names (a capitalised word inside it: "Boston", "Madrid"; a place of several
   words that functions/places.txt lists, "New York", all its words): in the sentence, or
   at least in its passage or where that comes from, or for a city, its country
@@ -73,6 +74,7 @@ _ASKS = (
     ("time", 1.5, re.compile(r"\b(a que hora|what time|at what time)\b")),
     ("duration", 1.25, re.compile(
         r"\b(how long|how quickly|how soon|how often|cuanto tiempo|en cuanto tiempo|cuanto dura|"
+        r"cuanto (se )?tarda\w*|"
         r"cada cuanto|con cuanta antelacion|how far in advance|within how)\b")),
     ("day", 1.25, re.compile(
         r"\b(que dia|what day|which day|until when|hasta cuando|hasta que (dia|fecha)|by when|"
@@ -82,6 +84,9 @@ _ASKS = (
         r"\b(comando|command|ejecut\w*|what do i run|which \w+ do i run|que escribo|flag|"
         r"opcion)\b")),
     ("person", 1.0, re.compile(r"\b(who|whom|quien|quienes)\b")),
+    ("phone", 1.5, re.compile(r"\b(phone|telephone|telefono|what number|which number|"
+                              r"que numero|a que numero|do i call|should i call|llamo|llamar)\b")),
+    ("channel", 1.5, re.compile(r"\b(channel|canal)\b")),
 )
 # "When I'm on call, how much…?": the question is what follows the comma.
 _LEADING_CLAUSE = re.compile(
@@ -101,6 +106,8 @@ _DATE = re.compile(r"\b\d{1,2} de [a-z]+|\b\d{1,2}(st|nd|rd|th)\b|\b(dia|day) \d
 _RUN = re.compile(r"\b(run|ejecuta|ejecutar|type|escribe|lanza)\s+[a-z]\w*[-_./][\w./-]*",
                   re.IGNORECASE)
 _PHONE = re.compile(r"\b\d{3} \d{3} \d{3}\b|\+\d[\d ]{7,}")
+_CENTS = re.compile(r"\b\d+(?:[.,]\d+)? (cents?|centimos?)\b")  # "70 cents per mile"
+_CHANNEL = re.compile(r"(?<![\w/#])#[a-z][\w-]*", re.IGNORECASE)  # a chat channel: #dev-env
 RANK_WEIGHT = 2.5  # what being the search's first passage is worth, in shared words
 REGION = 0.5  # a place's country named where its name is not: "US Employees" for Boston
 TRANSLATED = 0.75  # a word met in the other language: less sure than one met as written
@@ -129,7 +136,7 @@ def states(sentence: str) -> set[str]:
     """The kinds of fact ``sentence`` states."""
     folded = fold(sentence)
     found = set()
-    if money_amounts(sentence) or "%" in sentence:
+    if money_amounts(sentence) or "%" in sentence or _CENTS.search(folded):
         found.add("amount")
     if TIME.search(sentence):
         found.add("time")
@@ -142,6 +149,10 @@ def states(sentence: str) -> set[str]:
         found.add("count")
     if BACKTICKED.search(sentence) or OPTION.search(sentence) or _RUN.search(sentence):
         found.add("command")
+    if _PHONE.search(sentence):
+        found.add("phone")
+    if _CHANNEL.search(sentence):
+        found.add("channel")
     if ADDRESS.search(sentence) or _PHONE.search(sentence) or any(
             is_name(m.group(0)) and not opens_sentence(sentence, m.start())
             for m in TOKEN.finditer(sentence)):

@@ -136,6 +136,8 @@ def test_a_place_of_several_words_is_one_name() -> None:
                  "benefits.md", heading="Benefits and Payroll — US Employees")
     assert answers("I work in New York, how much can I spend on courses per year?",
                    [us]).answered
+    assert answers("I'm visiting a client in New Hampshire: how much can I spend on courses?",
+                   [us]).answered  # a state lies in its country too
     named = passage("People in the New York office get 25 vacation days a year.")
     assert answers("How many vacation days does the New York office get?", [named]).answered
     apart = passage("New hires in the York office get 25 vacation days a year.",

@@ -77,6 +77,15 @@ def test_what_questions_ask_and_sentences_state() -> None:
                   "Si meto dinero en el plan, ¿cuánto pone la empresa?"):
         assert "amount" in asks(limit), limit
     assert "duration" in asks("¿Cuánto dura el periodo de prueba?")
+    assert "duration" in asks("¿Cuánto tarda en montarse el entorno de desarrollo?")
+    assert "phone" in asks("Someone stole my laptop. Which phone number do I call?")
+    assert "phone" in asks("¿A qué número llamo si pierdo el portátil?")
+    assert "phone" not in asks("How much do I get paid for a week on call?")
+    assert "channel" in asks("¿En qué canal de Slack pego el log?")
+    assert "phone" in states("Llama al +34 910 555 199 en menos de una hora.")
+    assert "channel" in states("Ask in #dev-env on Slack.")
+    assert "channel" not in states("See ticket #1234, or the C# style guide at wiki/page#top.")
+    assert "amount" in states("Personal car use is reimbursed at 70 cents per mile.")
     assert {"amount", "count", "duration"} <= states("A per diem of $75 per day.")
     assert "time" in states("The building opens at 8:00.")
     assert "command" in states("Run `make bootstrap` first.")
@@ -216,3 +225,13 @@ def test_a_question_asking_the_most_one_may_spend_gets_the_sentence_with_the_amo
     limit = passage("Client dinners may go up to $120 per person.", rank=1)
     assert quoted("What's the most I can spend on a client dinner?",
                   approval, limit).startswith("Client dinners may go up to $120")
+
+
+def test_a_question_asking_for_a_channel_gets_the_sentence_that_names_one() -> None:
+    """"¿En qué canal…?" asks for a channel: the sentence naming "#security-urgent" wins over
+    one that says "canal" and "Slack" as the question does but names none."""
+    runbook = passage("Abre el canal del incidente con el bot de Slack y avisa al equipo.")
+    policy = passage("Report a suspected security incident in #security-urgent on Slack "
+                     "when it cannot wait.", rank=1)
+    assert quoted("Creo que tengo malware y es urgente. ¿En qué canal de Slack lo aviso?",
+                  runbook, policy).startswith("Report a suspected security incident")
