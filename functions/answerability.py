@@ -19,7 +19,9 @@ title and citation, as the fact check reads them: functions/factcheck.py ``evide
   from the glossary (functions/glossary.txt: "Spain" in "España", "Lisbon" in "Lisboa"); a
   city also by the country it lies in (functions/places.txt: "Boston" in a policy for "US
   Employees", where the US is written as documents write it: "US", "EE. UU.", "Estados
-  Unidos", not the word "us").
+  Unidos", not the word "us"); a country by any of those names or by one of its places
+  ("Estados Unidos" where the passages speak of Boston); an acronym's plural is the acronym
+  ("PRs" is "PR", too short to count).
 
 The question must also share at least one content word with the passages (the rule
 factcheck.extract applies), as written or translated by the glossary ("screen" and
@@ -55,7 +57,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from functions.factcheck import WORD, evidence, fold, is_name, opens_sentence
-from functions.glossary import lies_in, senses_of, tokens, translations
+from functions.glossary import country, lies_in, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
 from shared.knowledge.search import Passage
 
@@ -136,7 +138,10 @@ class _Said:
         if any(self.written(fold(other)) for other in translations(name)):
             return True
         region = lies_in(name)  # "Boston" in a policy for "US Employees"
-        return region is not None and region.named_in(self.raw)
+        if region is not None:
+            return region.named_in(self.raw)
+        named = country(name)  # "Estados Unidos" where the passages say "US" or "Boston"
+        return named is not None and named.covers(self.raw)
 
     def written(self, folded: str) -> bool:
         """Every word of ``folded`` (a folded name) is in the passages; the words of a place of

@@ -58,7 +58,7 @@ from functions.factcheck import (
     numbers,
     opens_sentence,
 )
-from functions.glossary import lies_in, senses, senses_of, tokens, translations
+from functions.glossary import country, lies_in, senses, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys, sentences
 from shared.knowledge.language import SIMPLE, SPANISH, detect
 from shared.knowledge.search import Passage
@@ -196,7 +196,11 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     docstring); None when none shares a content word with it or states what it asks for."""
     wanted, kinds, named_as = content_keys(question), asks(question), _name_tokens(question)
     names = [_forms(name) for name in named_as]
-    regions = [lies_in(name) for name in named_as]
+    # Where a passage counts as about each name's place: a city's country named, a
+    # country's name or one of its places ("Boston" for "Estados Unidos").
+    regions = [(city.named_in if city is not None else named.covers if named is not None
+                else None) for name in named_as
+               for city, named in [(lies_in(name), country(name))]]
     candidates = [(rank, position, sentence, passage)
                   for rank, passage in enumerate(passages)
                   for position, sentence in enumerate(sentences(passage.content))]
@@ -219,7 +223,7 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     df = Counter(key for keys in keyed for key in keys)
     # Where each passage comes from, and all it says: read once, not once a sentence.
     whence = [(met(content_keys(f"{p.citation} {p.title or ''}"), other[rank]),
-               _stems(said), [r is not None and r.named_in(said) for r in regions])
+               _stems(said), [about is not None and about(said) for about in regions])
               for rank, p in enumerate(passages)
               for said in [f"{p.citation} {p.title or ''} {p.content}"]]
     best: tuple[float, int, int] | None = None

@@ -98,10 +98,16 @@ class Region:
 
     as_written: re.Pattern[str] | None
     folded: re.Pattern[str] | None
+    places: re.Pattern[str] | None = None  # the places places.txt says lie in it (folded)
 
     def named_in(self, text: str) -> bool:
         return bool((self.as_written and self.as_written.search(text))
                     or (self.folded and self.folded.search(fold(text))))
+
+    def covers(self, text: str) -> bool:
+        """The country is named in ``text``, or one of its places is: a question about the
+        US is about a policy for the Boston office."""
+        return self.named_in(text) or bool(self.places and self.places.search(fold(text)))
 
 
 def _either(forms: list[str]) -> re.Pattern[str] | None:
@@ -110,20 +116,42 @@ def _either(forms: list[str]) -> re.Pattern[str] | None:
     return re.compile(r"\b(?:" + "|".join(alternatives) + r")(?!\w)") if forms else None
 
 
+def _key(form: str) -> str:
+    """A country's name compared letters only: "EE. UU." and "EEUU" alike."""
+    return "".join(re.findall(r"\w+", fold(form)))
+
+
 @cache
-def _regions() -> dict[str, Region]:
-    """Each place (folded): what it lies in."""
-    found: dict[str, Region] = {}
+def _countries() -> list[tuple[tuple[str, ...], list[str]]]:
+    """places.txt's countries: the names documents give each, and every place of its lines."""
+    found: dict[tuple[str, ...], list[str]] = {}
     for places, forms in _sides(PLACES, ">"):
-        lies = Region(_either([f for f in forms if f.isupper()]),
-                      _either([fold(f) for f in forms if not f.isupper()]))
-        found.update(dict.fromkeys(map(fold, places), lies))
-    return found
+        found.setdefault(forms, []).extend(places)
+    return list(found.items())
+
+
+@cache
+def _regions() -> tuple[dict[str, Region], dict[str, Region]]:
+    """Each place (folded): the country it lies in; each country's name (:func:`_key`): it."""
+    places_in: dict[str, Region] = {}
+    named: dict[str, Region] = {}
+    for forms, places in _countries():
+        region = Region(_either([f for f in forms if f.isupper()]),
+                        _either([fold(f) for f in forms if not f.isupper()]),
+                        _either([fold(p) for p in places]))
+        places_in.update(dict.fromkeys(map(fold, places), region))
+        named.update(dict.fromkeys(map(_key, forms), region))
+    return places_in, named
 
 
 def lies_in(name: str) -> Region | None:
     """The region a place lies in, from places.txt; None for a name it does not list."""
-    return _regions().get(fold(name))
+    return _regions()[0].get(fold(name))
+
+
+def country(name: str) -> Region | None:
+    """The country ``name`` names ("Estados Unidos", "USA", "EE. UU."), from places.txt."""
+    return _regions()[1].get(_key(name))
 
 
 def _plain(text: str) -> str:
@@ -134,17 +162,19 @@ def _plain(text: str) -> str:
 
 @cache
 def _joined() -> re.Pattern[str] | None:
-    """The places of places.txt written in more than one word ("New York", "San Francisco"),
-    any case, any accents, any spaces between their words."""
-    forms = {fold(p) for places, _ in _sides(PLACES, ">") for p in places if " " in p.strip()}
-    alternatives = [r"\s+".join(map(re.escape, f.split())) for f in sorted(forms, key=len)[::-1]]
-    return (re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
+    """The places and countries of places.txt written in more than one word ("New York",
+    "Estados Unidos", "EE. UU."), any case, any accents, spaces or dots between their words."""
+    forms = {fold(f) for places, names in _sides(PLACES, ">") for f in (*places, *names)
+             if len(re.findall(r"\w+", f)) > 1}
+    alternatives = [r"\W{0,2}".join(map(re.escape, re.findall(r"\w+", f)))
+                    for f in sorted(forms, key=len)[::-1]]
+    return (re.compile(r"\b(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
             if alternatives else None)
 
 
 def places_of_words(text: str) -> Iterator[tuple[int, int]]:
-    """Where ``text`` names a place of more than one word that places.txt lists: one name,
-    not "New" and "York" read apart."""
+    """Where ``text`` names a place or a country of more than one word that places.txt lists:
+    one name, not "New" and "York" read apart."""
     pattern = _joined()
     if pattern is not None:
         for m in pattern.finditer(_plain(text)):
@@ -153,9 +183,15 @@ def places_of_words(text: str) -> Iterator[tuple[int, int]]:
 
 def tokens(text: str) -> list[tuple[str, int, bool]]:
     """``text``'s tokens (functions/factcheck.py ``TOKEN``) as written, in order, each with
-    where it starts and whether it is a place of several words, read as one ("New York")."""
+    where it starts and whether it is a place or a country of several words, read as one
+    ("New York", "EE. UU."); an acronym's plural as the acronym ("PRs": "PR")."""
     joined = list(places_of_words(text))
     found = [(" ".join(text[start:end].split()), start, True) for start, end in joined]
-    found += [(m.group(0), m.start(), False) for m in TOKEN.finditer(text)
+    found += [(_singular(m.group(0)), m.start(), False) for m in TOKEN.finditer(text)
               if not any(start <= m.start() < end for start, end in joined)]
     return sorted(found, key=lambda token: token[1])
+
+
+def _singular(token: str) -> str:
+    """An acronym's plural as the acronym: "PRs" is "PR", "APIs" "API"."""
+    return token[:-1] if re.fullmatch(r"[A-Z]{2,}s", token) else token

@@ -144,3 +144,29 @@ def test_a_place_of_several_words_is_one_name() -> None:
                     heading="Vacation — UK Employees")
     assert answers("How many vacation days does the New York office get?",
                    [apart]).missing == ("New York",)
+
+
+def test_a_country_is_found_by_any_of_its_names_or_its_places() -> None:
+    """"Estados Unidos" and "EE. UU." are one name each (places.txt's names for the US), found
+    where the passages name the US in any form or one of its places (the VPN's Boston exit);
+    not in a Madrid passage."""
+    assert names("Estoy de viaje en Estados Unidos, ¿cómo conecto la VPN?") == [
+        "Estados Unidos", "VPN"]
+    assert names("Estoy en EE. UU.: ¿a partir de qué importe hace falta el recibo?") == ["EE. UU"]
+    boston = passage("Para salir por Boston, conecta la VPN con acme-vpn up --region bos.")
+    assert answers("Estoy de viaje en Estados Unidos, ¿cómo conecto la VPN?", [boston]).answered
+    us = passage("Itemized receipts are required for anything of $25 or more.",
+                 heading="Travel and Expenses — US Employees")
+    assert answers("Estoy en EE. UU.: ¿a partir de qué importe hace falta el recibo?",
+                   [us]).answered
+    assert answers("Estoy en EE. UU.: ¿a partir de qué importe hace falta el recibo?",
+                   [passage(MADRID, "vacaciones-madrid.md")]).missing == ("EE. UU",)
+
+
+def test_an_acronym_s_plural_is_the_acronym() -> None:
+    """"PRs" is "PR" (too short to count as a name), "APIs" is "API": a plural is not a name
+    the passages must write with its "s"."""
+    assert names("Is there a size limit for PRs?") == []
+    assert names("How many APIs does the team own?") == ["API"]
+    reviews = passage("A pull request over 400 changed lines is split before review.")
+    assert answers("Is there a size limit for PRs? How many lines max?", [reviews]).answered

@@ -235,3 +235,14 @@ def test_a_question_asking_for_a_channel_gets_the_sentence_that_names_one() -> N
                      "when it cannot wait.", rank=1)
     assert quoted("Creo que tengo malware y es urgente. ¿En qué canal de Slack lo aviso?",
                   runbook, policy).startswith("Report a suspected security incident")
+
+
+def test_a_country_s_question_gets_the_policy_for_that_country() -> None:
+    """"EE. UU." named: the US policy's sentence, over a Spanish one ranked first that shares
+    more words as written."""
+    spain = passage("Los tickets de gastos se suben a Gastia con el importe y la foto del "
+                    "recibo.", "gastos.md", heading="Gastos (España)")
+    us = passage("Itemized receipts are required for anything of $25 or more.",
+                 "travel-us.md", heading="Travel and Expenses — US Employees", rank=1)
+    assert quoted("Estoy en EE. UU.: ¿a partir de qué importe hace falta el recibo?",
+                  spain, us).startswith("Itemized receipts")
