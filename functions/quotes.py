@@ -86,14 +86,21 @@ QUOTE_CHARS = 160  # the longest quote shown under an answer or on a citation
 
 def supporting(answer: str, question: str, passage: Passage) -> str | None:
     """The sentence of ``passage`` that best supports ``answer``: the most numbers and
-    content words in common with it, then with ``question``; None when it shares none.
-    Shortened at a word to :data:`QUOTE_CHARS`, with "…"."""
-    said, asked, values = content_keys(answer), content_keys(question), numbers(answer)
+    content words in common with it, then with ``question``; None when it shares none, or,
+    for an answer that states figures, when it states none of them (a passage giving 1.000 €
+    does not support an answer of $1,500). Shortened at a word to :data:`QUOTE_CHARS`, with
+    "…"."""
+    # The answer's figures, not its references to sources ("[1]").
+    said, asked = content_keys(answer), content_keys(question)
+    values = numbers(re.sub(r"\[\d{1,3}\]", " ", answer))
     best: tuple[int, int, int] | None = None
     found = None
     for position, sentence in enumerate(sentences(passage.content)):
         keys = content_keys(sentence)
-        key = (len(values & numbers(sentence)) + len(said & keys), len(asked & keys), -position)
+        figures = len(values & numbers(sentence))
+        if values and not figures:
+            continue
+        key = (figures + len(said & keys), len(asked & keys), -position)
         if key[0] + key[1] == 0:
             continue
         if best is None or key > best:

@@ -243,6 +243,16 @@ def test_the_supporting_sentence_is_the_one_with_the_answers_figures_and_words()
     assert supporting("", "Where do I send my vacation requests?", found) == (
         "Vacation requests go through the HR portal.")
     assert supporting("Bring a dog.", "Pets?", found) is None
+    # An answer with a figure is supported by no sentence stating another one.
+    madrid = passage("Cada persona tiene un presupuesto de 1.000 € al año para cursos y "
+                     "conferencias.")
+    assert supporting("Each employee can spend up to $1,500 per year on conferences.",
+                      "¿Cuánto tengo al año para formación?", madrid) is None
+    assert supporting("Tienes 1.000 € al año para cursos.", "¿Cuánto para formación?",
+                      madrid) == madrid.content
+    courses = passage("El presupuesto cubre cursos y conferencias.")
+    assert supporting("The budget covers courses and conferences [1].", "", courses) == (
+        courses.content)  # a reference to a source is not a figure
 
 
 def test_a_long_quote_is_shortened_at_a_word() -> None:
