@@ -7,10 +7,11 @@ names something (a place, an office, a product, a code) that none of its passage
 So before the model is asked, the question's names are looked for in the passages (their text,
 title and citation, as the fact check reads them: functions/factcheck.py ``evidence``):
 
-- a name is a capitalised word that does not open the sentence ("Lisboa", "Paris", "HSA"),
-  or a word with digits and letters ("SEV2", "401k"); shorter than 3 characters it is too
-  ambiguous to count ("PR", "EE. UU."); a place of several words that functions/places.txt
-  lists ("New York", "San Francisco") is one name, found where its words stand together;
+- a name is a capitalised word that does not open the sentence ("Lisboa", "Paris", "HSA"; not
+  a weekday or a month, which English capitalises), or a word with digits and letters
+  ("SEV2", "401k"); shorter than 3 characters it is too ambiguous to count ("PR"); a place
+  or a country of several words that functions/places.txt lists ("New York", "EE. UU.") is
+  one name, found where its words stand together;
 - it is found when a word of the passages starts with the same 5 letters, case and accents
   aside ("Friday" meets "Fridays"); a code when its letters and digits appear in that order
   ("401k" in "401(k)"); an acronym also when capitalised words of the passages begin with its
@@ -57,7 +58,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from functions.factcheck import WORD, evidence, fold, is_name, opens_sentence
+from functions.factcheck import WORD, calendar, evidence, fold, is_name, opens_sentence
 from functions.glossary import country, lies_in, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
 from shared.knowledge.search import Passage
@@ -92,7 +93,7 @@ def names(question: str) -> list[str]:
         elif digits and letters and len(token) >= MIN_NAME:
             found[token] = None  # a code: "SEV2", "401k"
         elif (not digits and not shouted and letters >= MIN_NAME and is_name(token)
-              and not opens_sentence(question, start)):
+              and not opens_sentence(question, start) and not calendar(token)):
             found[token] = None
     return list(found)
 

@@ -15,9 +15,9 @@ chosen by what a reader would check first:
   ("cuánto tarda"), a day or date, a count, a command, a person, a phone number, a chat
   channel ("#dev-env"): a sentence stating one of that kind scores (its facts read as the
   fact check reads them, functions/factcheck.py);
-- the question's names (a capitalised word inside it: "Boston", "Madrid"; a place of several
-  words that functions/places.txt lists, "New York", all its words): in the sentence, or
-  at least in its passage or where that comes from, or for a city, its country
+- the question's names (a capitalised word inside it: "Boston", "Madrid", not "Monday"; a
+  place of several words that functions/places.txt lists, "New York", all its words): in the
+  sentence, or at least in its passage or where that comes from, or for a city, its country
   (functions/places.txt: a US policy for a Boston question, worth :data:`REGION`); a sentence
   whose passage names none of them is about something else (Madrid's rule for a Boston
   question);
@@ -167,7 +167,7 @@ def _name_tokens(question: str) -> list[str]:
     return [token for token, start, place in tokens(question)
             if (place and any(map(is_name, token.split())))
             or (not place and sum(c.isalpha() for c in token) >= 3 and is_name(token)
-                and not opens_sentence(question, start))]
+                and not opens_sentence(question, start) and not calendar(token))]
 
 
 def _forms(name: str) -> tuple[frozenset[str], ...]:

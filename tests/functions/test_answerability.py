@@ -170,3 +170,13 @@ def test_an_acronym_s_plural_is_the_acronym() -> None:
     assert names("How many APIs does the team own?") == ["API"]
     reviews = passage("A pull request over 400 changed lines is split before review.")
     assert answers("Is there a size limit for PRs? How many lines max?", [reviews]).answered
+
+
+def test_a_weekday_or_a_month_is_not_a_name() -> None:
+    """English capitalises "Monday" and "March": they say when, not what the passages must
+    name. A Monday question over a passage that never says "lunes" is still answered."""
+    assert names("What time should I show up at the Madrid office on Monday in March?") == [
+        "Madrid"]
+    reception = passage("Te esperamos a las 9:30 en la recepción de la oficina de Madrid.")
+    assert answers("What time should I show up at the Madrid office on Monday?",
+                   [reception]).answered

@@ -246,3 +246,13 @@ def test_a_country_s_question_gets_the_policy_for_that_country() -> None:
                  "travel-us.md", heading="Travel and Expenses — US Employees", rank=1)
     assert quoted("Estoy en EE. UU.: ¿a partir de qué importe hace falta el recibo?",
                   spain, us).startswith("Itemized receipts")
+
+
+def test_a_weekday_is_not_a_name_the_sentence_must_hold() -> None:
+    """"Monday" says when the asker starts, not what the answer is about: the welcome's 9:30,
+    not the building's opening hours because they say "lunes"."""
+    welcome = passage("Te esperamos a las 9:30 en la recepción el primer día.", "bienvenida.docx")
+    building = passage("El edificio abre de 8:00 a 20:00 de lunes a viernes.", "oficina.html",
+                       rank=1)
+    assert quoted("What time should I show up at reception on my first day, a Monday?",
+                  welcome, building).startswith("Te esperamos a las 9:30")
