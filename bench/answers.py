@@ -230,17 +230,15 @@ def run(out: dict[str, Any], logdir: Path, keys: procs.Keys, database: Any, *,
                     print(f"   {q['id']} {wall:.1f} s", flush=True)
                 # The same questions through the Slack path: a signed event → the worker →
                 # the fake Slack's message, whole (the sources listed under it set aside).
-                for q, row in zip(questions if slack_path else [], rows, strict=False):
-                    channel = f"C{secrets.token_hex(5).upper()}"
-                    asyncio.run(_ask_slack(api, slack_secret, slack, channel, q["question"]))
-                    text = _SOURCES.split(bots.answer_in(slack.fake, channel))[0]
-                    passages = row.pop("_passages")
-                    row["slack"] = _judged(q, html.unescape(text), passages)
-                    print(f"   slack {q['id']}", flush=True)
+                for q, row in zip(questions, rows, strict=True):
+                    if slack_path:
+                        row["slack"] = _slack_judged(api, slack_secret, slack, q,
+                                                     row["_passages"])
+                        print(f"   slack {q['id']}", flush=True)
     finally:
         pg.stop()
     for row in rows:
-        row.pop("_passages", None)
+        del row["_passages"]
     out["answers"] = {"rows": rows, "max_tokens": MAX_TOKENS,
                       "questions": _named(questions_file)}
 
@@ -249,6 +247,15 @@ def _named(questions_file: Path) -> str:
     if questions_file.resolve() == (EVAL / "questions.json").resolve():
         return "the evaluation set"
     return "the questions of " + questions_file.resolve().relative_to(EVAL.parents[2]).as_posix()
+
+
+def _slack_judged(api: str, secret: str, slack: FakeSlackServer, q: dict[str, Any],
+                  passages: list[Any]) -> dict[str, Any]:
+    """``q`` asked in a channel of its own through the Slack path, its answer judged."""
+    channel = f"C{secrets.token_hex(5).upper()}"
+    asyncio.run(_ask_slack(api, secret, slack, channel, q["question"]))
+    text = _SOURCES.split(bots.answer_in(slack.fake, channel))[0]
+    return _judged(q, html.unescape(text), passages)
 
 
 def _share(rows: list[dict[str, Any]], when: str, key: str) -> str:

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from functions.factcheck import WORD, calendar, evidence, fold, is_name, opens_sentence
-from functions.glossary import country, lies_in, senses_of, tokens, translations
+from functions.glossary import about, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
 from shared.knowledge.search import Passage
 
@@ -139,11 +139,9 @@ class _Said:
             return True
         if any(self.written(fold(other)) for other in translations(name)):
             return True
-        region = lies_in(name)  # "Boston" in a policy for "US Employees"
-        if region is not None:
-            return region.named_in(self.raw)
-        named = country(name)  # "Estados Unidos" where the passages say "US" or "Boston"
-        return named is not None and named.covers(self.raw)
+        # "Boston" in a policy for "US Employees", "Estados Unidos" where they say "Boston"
+        place = about(name)
+        return place is not None and place(self.raw)
 
     def written(self, folded: str) -> bool:
         """Every word of ``folded`` (a folded name) is in the passages; the words of a place of

@@ -59,7 +59,7 @@ from functions.factcheck import (
     numbers,
     opens_sentence,
 )
-from functions.glossary import country, lies_in, senses, senses_of, tokens, translations
+from functions.glossary import about, senses, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys, sentences
 from shared.knowledge.language import SIMPLE, SPANISH, detect
 from shared.knowledge.search import Passage
@@ -197,11 +197,7 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     docstring); None when none shares a content word with it or states what it asks for."""
     wanted, kinds, named_as = content_keys(question), asks(question), _name_tokens(question)
     names = [_forms(name) for name in named_as]
-    # Where a passage counts as about each name's place: a city's country named, a
-    # country's name or one of its places ("Boston" for "Estados Unidos").
-    regions = [(city.named_in if city is not None else named.covers if named is not None
-                else None) for name in named_as
-               for city, named in [(lies_in(name), country(name))]]
+    regions = [about(name) for name in named_as]  # a city's country, a country's places
     candidates = [(rank, position, sentence, passage)
                   for rank, passage in enumerate(passages)
                   for position, sentence in enumerate(sentences(passage.content))]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -152,6 +152,17 @@ def lies_in(name: str) -> Region | None:
 def country(name: str) -> Region | None:
     """The country ``name`` names ("Estados Unidos", "USA", "EE. UU."), from places.txt."""
     return _regions()[1].get(_key(name))
+
+
+def about(name: str) -> Callable[[str], bool] | None:
+    """How to tell that a text is about the place ``name`` names: a city's country named in
+    it ("US" for Boston), a country named in any form or one of its places ("Boston" for
+    "Estados Unidos"); None for a name places.txt does not list."""
+    city = lies_in(name)
+    if city is not None:
+        return city.named_in
+    named = country(name)
+    return named.covers if named is not None else None
 
 
 def _plain(text: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from functions.factcheck import WORD, fold, listed, numbers
+from functions.factcheck import CITATION, WORD, fold, listed, numbers
 from shared.knowledge.search import Passage
 
 STOP_WORDS = frozenset(fold(w) for w in listed(
@@ -92,7 +92,7 @@ def supporting(answer: str, question: str, passage: Passage) -> str | None:
     "…"."""
     # The answer's figures, not its references to sources ("[1]").
     said, asked = content_keys(answer), content_keys(question)
-    values = numbers(re.sub(r"\[\d{1,3}\]", " ", answer))
+    values = numbers(CITATION.sub(" ", answer))
     best: tuple[int, int, int] | None = None
     found = None
     for position, sentence in enumerate(sentences(passage.content)):

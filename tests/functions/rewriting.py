@@ -109,9 +109,10 @@ class Rewriter:
             headers = {k: v for k, v in request.headers.items()
                        if k.lower() in ("authorization", "content-type")}
             chat = request.url.path.endswith("/chat/completions")
-            judging = chat and json.loads(raw)["messages"][0]["content"] == INSTRUCTION
+            body = json.loads(raw) if chat else {}
+            judging = chat and body["messages"][0]["content"] == INSTRUCTION
             if judging:
-                self.judged.append(json.loads(raw))
+                self.judged.append(body)
                 if self.judge_held:
                     await asyncio.to_thread(self.release.wait, 120)
                 if self.judge_status is not None:
@@ -124,7 +125,7 @@ class Rewriter:
                         media_type="application/json")
             elif chat:
                 self.chats += 1
-                self.sent = json.loads(raw)
+                self.sent = body
             async with httpx.AsyncClient(timeout=120) as client:
                 upstream = await client.request(request.method, self.target + request.url.path,
                                                 content=raw, headers=headers)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, expect
+from playwright.async_api import BrowserContext, Locator, Page, expect
 
 from shared.db import Database, make_pool
 from shared.knowledge.store import KnowledgeStore
@@ -57,16 +57,22 @@ async def reader(rewritten_site: tuple[Site, Rewriter]) -> AsyncIterator[str]:
     yield sub
 
 
-async def test_a_kept_answer_shows_each_source_with_its_supporting_sentence(
-    context: BrowserContext, rewritten_site: tuple[Site, Rewriter], reader: str
-) -> None:
-    site, rewriter = rewritten_site
-    rewriter.answer = "A hotel night in Madrid costs up to 140 euros [1]."
+async def asked(context: BrowserContext, site: Site, reader: str) -> tuple[Page, Locator]:
+    """The page, signed in as ``reader``, once the hotel question is answered; the answer."""
     page = await open_signed_in(context, site, reader)
     await page.locator("#question").fill(QUESTION)
     await page.keyboard.press("Enter")
     answer = page.locator(".msg.assistant").last
     await expect(answer.locator(".copy")).to_be_visible(timeout=60_000)
+    return page, answer
+
+
+async def test_a_kept_answer_shows_each_source_with_its_supporting_sentence(
+    context: BrowserContext, rewritten_site: tuple[Site, Rewriter], reader: str
+) -> None:
+    site, rewriter = rewritten_site
+    rewriter.answer = "A hotel night in Madrid costs up to 140 euros [1]."
+    page, answer = await asked(context, site, reader)
     await expect(answer.locator(".body")).to_have_text(rewriter.answer)
     await expect(answer.locator(".sources li .quote")).to_have_text([SENTENCE])
     # Kept with the conversation: the quote is still there after a reload.
@@ -79,11 +85,7 @@ async def test_an_answer_replaced_by_a_quote_shows_none_under_its_sources(
 ) -> None:
     site, rewriter = rewritten_site
     rewriter.answer = "A hotel night in Madrid costs up to 999 euros [1]."
-    page = await open_signed_in(context, site, reader)
-    await page.locator("#question").fill(QUESTION)
-    await page.keyboard.press("Enter")
-    answer = page.locator(".msg.assistant").last
-    await expect(answer.locator(".copy")).to_be_visible(timeout=60_000)
+    _, answer = await asked(context, site, reader)
     await expect(answer.locator(".body")).to_contain_text(SENTENCE)  # the quote, in its place
     await expect(answer.locator(".body")).not_to_contain_text("999")
     await expect(answer.locator(".sources a.source")).not_to_have_count(0)
