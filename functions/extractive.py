@@ -8,8 +8,8 @@ chosen by what a reader would check first:
   (IDF), those only in where its passage comes from (document, section) counting half; in a
   passage written in the other language than the question, a word also meets its translation
   from the glossary (functions/glossary.txt: "pantalla" for "screen", "dietas" for "per
-  diem"), worth :data:`TRANSLATED` of a word met as written (within one language the
-  glossary's synonyms are not used: "taxis" does not meet "cab");
+  diem"), worth as much as a word met as written, less only to break a tie (within one
+  language the glossary's synonyms are not used: "taxis" does not meet "cab");
 - what the question asks for: an amount ("how much", "cuánto me dan", a limit: "the most I
   can spend", "hasta cuánto"; "70 cents" is one), a time of day, a duration or frequency
   ("cuánto tarda"), a day or date, a count, a command, a person, a phone number, a chat
@@ -75,7 +75,7 @@ _ASKS = (
     ("time", 1.5, re.compile(r"\b(a que hora|what time|at what time)\b")),
     ("duration", 1.25, re.compile(
         r"\b(how long|how quickly|how soon|how often|cuanto tiempo|en cuanto tiempo|cuanto dura|"
-        r"cuanto (se )?tarda\w*|"
+        r"cuanto (\w+ )?tarda\w*|"
         r"cada cuanto|con cuanta antelacion|how far in advance|within how)\b")),
     ("day", 1.25, re.compile(
         r"\b(que dia|what day|which day|until when|hasta cuando|hasta que (dia|fecha)|by when|"
@@ -111,7 +111,8 @@ _CENTS = re.compile(r"\b\d+(?:[.,]\d+)? (cents?|centimos?)\b")  # "70 cents per 
 _CHANNEL = re.compile(r"(?<![\w/#])#[a-z][\w-]*", re.IGNORECASE)  # a chat channel: #dev-env
 RANK_WEIGHT = 2.5  # what being the search's first passage is worth, in shared words
 REGION = 0.5  # a place's country named where its name is not: "US Employees" for Boston
-TRANSLATED = 0.75  # a word met in the other language: less sure than one met as written
+# A word met in the other language: worth a word met as written, which only wins a tie.
+TRANSLATED = 0.99
 
 
 @dataclass(frozen=True)
@@ -227,9 +228,10 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     found: Extract | None = None
     for (rank, position, sentence, passage), keys in zip(candidates, keyed, strict=True):
         where_keys, said_where, in_region = whence[rank]
-        shared = sum(worth * math.log(1 + len(candidates) / (1 + df[k]))
-                     for k, worth in keys.items())
-        shared += 0.5 * sum(worth for k, worth in where_keys.items() if k not in keys)
+        # fsum: the same total in any order of the words (a set's order changes by process)
+        shared = math.fsum(worth * math.log(1 + len(candidates) / (1 + df[k]))
+                           for k, worth in keys.items())
+        shared += 0.5 * math.fsum(worth for k, worth in where_keys.items() if k not in keys)
         answered = sum(weight for kind, weight in kinds.items() if kind in states(sentence))
         said = _stems(sentence)
         if shared == 0 and answered == 0 and not any(_meets(n, said) for n in names):

@@ -78,6 +78,7 @@ def test_what_questions_ask_and_sentences_state() -> None:
         assert "amount" in asks(limit), limit
     assert "duration" in asks("¿Cuánto dura el periodo de prueba?")
     assert "duration" in asks("¿Cuánto tarda en montarse el entorno de desarrollo?")
+    assert "duration" in asks("¿Cuánto suele tardar el bootstrap en un portátil nuevo?")
     assert "phone" in asks("Someone stole my laptop. Which phone number do I call?")
     assert "phone" in asks("¿A qué número llamo si pierdo el portátil?")
     assert "phone" not in asks("How much do I get paid for a week on call?")
@@ -171,6 +172,30 @@ def test_a_word_met_as_written_counts_more_than_one_met_translated() -> None:
             "of the canary climbs, deployctl rolls it back.")
     assert quoted("¿Qué pasa si el canario de un despliegue empieza a dar muchos errores?",
                   passage(text, "code-review-and-deploys.md")).startswith("If the error rate")
+
+
+def test_a_word_met_translated_is_worth_one_met_as_written() -> None:
+    """"milla" and "coche" are "mile" and "car": the US policy's sentence states the rate per
+    mile asked for, over the Spanish policy ranked first, which shares as many words as
+    written but is not about New Hampshire (held-out 2, g02: at three quarters of a word met
+    as written, a word met translated lost it)."""
+    spanish = passage("- Tren: AVE o Alvia en clase Estándar.\n- Avión: clase turista. Solo en "
+                      "vuelos de más de seis horas se admite turista premium.\n- Coche propio: "
+                      "se pagan 0,26 € por kilómetro, más peajes y aparcamiento con ticket.\n- "
+                      "Taxi o VTC: cuando no haya transporte público razonable o después de las "
+                      "22:00.", "gastos-y-viajes.md", heading="Gastos y viajes (España)")
+    on_call = passage("Cada semana de guardia se paga con 150 € brutos, más 40 € por cada "
+                      "incidente atendido fuera de horario. Si tienes que intervenir entre las "
+                      "00:00 y las 07:00, te corresponde medio día libre al día siguiente.",
+                      "guardias-madrid.md", rank=1)
+    us = passage("- Fly economy. Flights longer than five hours may be booked in premium economy."
+                 "\n- Between Boston and New York, take the Amtrak Acela; business class is "
+                 "allowed on it.\n- Personal car use is reimbursed at the IRS standard mileage "
+                 "rate, 70 cents per mile in 2025.\n- Rideshare and taxis are fine for trips to "
+                 "and from airports and client sites.", "travel-and-expenses-us.md",
+                 heading="Travel and Expenses — US Employees", rank=2)
+    assert quoted("Tengo que ir en mi coche a ver a un cliente en New Hampshire. ¿Cuánto me "
+                  "pagan por milla?", spanish, on_call, us).startswith("Personal car use")
 
 
 def test_an_acronym_asked_in_capitals_meets_it_written_in_lower_case() -> None:
