@@ -26,7 +26,8 @@ title and citation, as the fact check reads them: functions/factcheck.py ``evide
 
 The question must also share at least one content word with the passages (the rule
 factcheck.extract applies), as written or translated by the glossary ("screen" and
-"pantalla"): passages that share none answer another question.
+"pantalla"), or one of its codes ("When will my W-2 show up for tax season?" over "W-2s are
+posted by January 31"): passages that share none answer another question.
 
 Numbers are not looked for: a question's "$15 cab ride" is a case, not a fact the passages
 must state. Nothing here asks a model; :func:`answers` runs in microseconds.
@@ -167,7 +168,10 @@ def answers(question: str, passages: Sequence[Passage]) -> Answerability:
     if missing:
         return Answerability(False, missing)
     wanted = content_keys(question)
-    if (wanted and not wanted & said.keys and not any(map(said.spelt_otherwise, named))
+    # A code the passages hold ("W-2", "SEV2"), or an acronym they spell otherwise, is a word
+    # in common: content words are letters only.
+    shares_a_name = any(said.spelt_otherwise(n) or any(c.isdigit() for c in n) for n in named)
+    if (wanted and not wanted & said.keys and not shares_a_name
             and not senses_of(wanted) & said.senses):
         return Answerability(False, tuple(
             w for w in WORD.findall(question)
