@@ -67,11 +67,16 @@ from shared.knowledge.search import Passage
 # What a question asks for, read from its words (folded: no accents, lower case), and how much
 # a sentence stating a fact of that kind is worth (a count is the least telling: most
 # sentences hold a number).
+# Money as what a question is about ("recibos de sueldo", "a paid side project"), and money as
+# what it asks: an amount is asked outright only with the second or with "how much", "cuánto".
+_PAID = (r"paid|pay|salary|sueldo|cobr\w*|dinero|"
+         r"pag(a|as|an|o|amos|ado|ada|ados|adas|ar|ara|aran|ue|uen|ando)")  # not "PagerDuty"
+_SPENT = (r"how much|cuesta|cost\w*|allowance|budget|presupuesto|dietas?|reimburs\w*|stipend|"
+          r"match|spend|spending|gastar|limit|limite|maximo|maximum|the most|hasta cuanto|"
+          r"cuanto (pone|aporta)")
+_AMOUNT_OUTRIGHT = re.compile(rf"\b({_SPENT}|cuant[oa])\b")
 _ASKS = (
-    ("amount", 1.5, re.compile(
-        r"\b(how much|paid|pay|salary|sueldo|cobr\w*|pag\w*|dinero|cuesta|cost\w*|allowance|"
-        r"budget|presupuesto|dietas?|reimburs\w*|stipend|match|spend|spending|gastar|"
-        r"limit|limite|maximo|maximum|the most|hasta cuanto|cuanto (pone|aporta))\b")),
+    ("amount", 1.5, re.compile(rf"\b({_SPENT}|{_PAID})\b")),
     ("time", 1.5, re.compile(r"\b(a que hora|what time|at what time)\b")),
     ("duration", 1.25, re.compile(
         r"\b(how long|how quickly|how soon|how often|cuanto tiempo|en cuanto tiempo|cuanto dura|"
@@ -102,6 +107,9 @@ _EVERY = re.compile(r"\b(cada|every|each) (dia|semana|mes|ano|trimestre|day|week
                     r"quarter|lunes|martes|miercoles|jueves|viernes|monday|tuesday|wednesday|"
                     r"thursday|friday)\b|\b(daily|weekly|monthly|yearly|annually|diari[ao]s?|"
                     r"semanal(es)?|mensual(es)?|anual(es)?)\b")
+# One of a unit, a figure in words: "un plazo de un mes", "half an hour", "once a week".
+_ONE_UNIT = re.compile(r"\b(un|una|one|an?|medi[oa]|half an?)\s+(minut[oe]|hora|hour|dia|day|"
+                       r"semana|week|mes|month|ano|year|trimestre|quarter)s?\b")
 _DATE = re.compile(r"\b\d{1,2} de [a-z]+|\b\d{1,2}(st|nd|rd|th)\b|\b(dia|day) \d{1,2}\b")
 # A command run in a sentence without backticks: "ejecuta acme-vpn doctor", "run make-env.sh".
 _RUN = re.compile(r"\b(run|ejecuta|ejecutar|type|escribe|lanza)\s+[a-z]\w*[-_./][\w./-]*",
@@ -121,17 +129,29 @@ class Extract:
     passage: Passage
 
 
+def _asking(question: str) -> str:
+    """The question itself, folded: in Spanish what follows the last "¿", in either language
+    what follows a leading "when…," or "if…," clause."""
+    folded = fold(question).rsplit("¿", 1)[-1]
+    clause = _LEADING_CLAUSE.match(folded)
+    return folded[clause.end():] if clause else folded
+
+
 def asks(question: str) -> dict[str, float]:
     """The kinds of fact ``question`` asks for, each with its weight, read from the question
-    itself: in Spanish what follows the last "¿", in either language what follows a leading
-    "when…," or "if…," clause ("Cuando salta un incidente, ¿quién…?" asks for a person, not
-    a day)."""
-    folded = fold(question)
-    folded = folded.rsplit("¿", 1)[-1]
-    clause = _LEADING_CLAUSE.match(folded)
-    if clause:
-        folded = folded[clause.end():]
+    itself ("Cuando salta un incidente, ¿quién…?" asks for a person, not a day)."""
+    folded = _asking(question)
     return {kind: weight for kind, weight, words in _ASKS if words.search(folded)}
+
+
+def asks_outright(question: str) -> set[str]:
+    """The kinds :func:`asks` finds, an amount only where asked outright: "how much",
+    "cuánto" or a word of what is spent or allowed, not a word of pay alone ("¿En qué
+    plataforma descargo mis recibos de sueldo?" asks for a name)."""
+    kinds = set(asks(question))
+    if "amount" in kinds and not _AMOUNT_OUTRIGHT.search(_asking(question)):
+        kinds.discard("amount")
+    return kinds
 
 
 def states(sentence: str) -> set[str]:
@@ -143,7 +163,7 @@ def states(sentence: str) -> set[str]:
     if TIME.search(sentence):
         found.add("time")
     values = numbers(sentence)
-    if (values and _UNITS.search(folded)) or _EVERY.search(folded):
+    if (values and _UNITS.search(folded)) or _EVERY.search(folded) or _ONE_UNIT.search(folded):
         found.add("duration")
     if calendar(sentence) or _DATE.search(folded):
         found.add("day")

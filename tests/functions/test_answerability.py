@@ -188,3 +188,32 @@ def test_a_weekday_or_a_month_is_not_a_name() -> None:
     reception = passage("Te esperamos a las 9:30 en la recepción de la oficina de Madrid.")
     assert answers("What time should I show up at the Madrid office on Monday?",
                    [reception]).answered
+
+
+GARAGE = ("There is no parking for staff in the building; the closest garage offers a discounted "
+          "monthly rate if you show your Acme badge.")
+
+
+def test_a_question_whose_best_sentence_lacks_the_kind_of_fact_asked_is_not_answered() -> None:
+    """The passage names the garage and its monthly rate, but states no amount: "how much" is
+    not answered from it (the evaluation set's q73), while a passage that states one is."""
+    question = "How much is the monthly rate at the garage near the office?"
+    verdict = answers(question, [passage(GARAGE)])
+    assert not verdict.answered and verdict.unstated == ("amount",)
+    assert answers(question, [passage(GARAGE + " The rate is $180 a month.")]).answered
+
+
+def test_when_is_answered_by_a_lapse_as_by_a_date() -> None:
+    text = ("Cuando un cliente da de baja su contrato, sus datos se borran de producción a los 90 "
+            "días.")
+    assert answers("Un cliente ha cancelado el contrato, ¿cuándo se borran sus datos?",
+                   [passage(text)]).answered
+    assert answers("How quickly do we answer a deletion request?", [passage(
+        "Deletion requests are answered within one month of arriving.")]).answered
+
+
+def test_pay_as_the_topic_of_a_question_is_not_an_amount_asked() -> None:
+    """"pay stubs" is what the question is about; it asks where, and no amount need be stated."""
+    stubs = passage("Pay stubs and W-2 forms are in PayHarbor, the payroll portal.")
+    assert answers("Where do I download my pay stubs?", [stubs]).answered
+    assert not answers("How much do I get paid?", [stubs]).answered

@@ -79,6 +79,10 @@ def test_what_questions_ask_and_sentences_state() -> None:
     assert "duration" in asks("¿Cuánto dura el periodo de prueba?")
     assert "duration" in asks("¿Cuánto tarda en montarse el entorno de desarrollo?")
     assert "duration" in asks("¿Cuánto suele tardar el bootstrap en un portátil nuevo?")
+    # Pay is a verb, not every word that starts like it: "PagerDuty", "página".
+    assert "amount" not in asks("What's the PagerDuty service for the Madrid on-call rota?")
+    assert "amount" not in asks("¿Cada cuánto se actualiza la página de estado?")
+    assert "amount" in asks("¿Me pagan las horas extra?")
     assert "phone" in asks("Someone stole my laptop. Which phone number do I call?")
     assert "phone" in asks("¿A qué número llamo si pierdo el portátil?")
     assert "phone" not in asks("How much do I get paid for a week on call?")
