@@ -63,8 +63,7 @@ beyond matching words. About 0.2 ms a question (4 passages).
 The kind of fact asked, measured on 2026-12-07 on passages captured through the API (18:20,
 ``python -m bench.prompt_layout --steps 1``): near-topic questions refused 6 of 24 on the
 evaluation set (from 3), 4 of 12 and 3 of 12 on held-out 2 and 3 (from 1 and 2), 1 of 12 on
-held-out 4 (from 0, its misses not read); 7 of 24 and 5 of 12 on the first two since a person
-is named by a name, not an acronym, a place or a month ("USB", "SEV2", "Madrid"); answerable questions kept 48 of 48, 22 of 24, 33 of
+held-out 4 (from 0, its misses not read); answerable questions kept 48 of 48, 22 of 24, 33 of
 36, 35 of 36 (from 48, 23, 35, 36), and every one of those it refuses had a best sentence
 that did not carry the fact: no answer whose quote was right is lost. Off-topic: 2 of 6 as
 before. Tried with every clause that names the question's names (the Fenway room beside the

@@ -177,8 +177,6 @@ def states(sentence: str) -> set[str]:
         found.add("channel")
     if ADDRESS.search(sentence) or _PHONE.search(sentence) or any(
             is_name(m.group(0)) and not opens_sentence(sentence, m.start())
-            and not m.group(0).isupper() and about(m.group(0)) is None
-            and not calendar(m.group(0))  # a name: not "USB", "SEV2", "Madrid", "March"
             for m in TOKEN.finditer(sentence)):
         found.add("person")
     return found

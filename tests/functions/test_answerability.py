@@ -217,13 +217,3 @@ def test_pay_as_the_topic_of_a_question_is_not_an_amount_asked() -> None:
     stubs = passage("Pay stubs and W-2 forms are in PayHarbor, the payroll portal.")
     assert answers("Where do I download my pay stubs?", [stubs]).answered
     assert not answers("How much do I get paid?", [stubs]).answered
-
-
-def test_who_is_answered_by_a_name_not_by_an_acronym_or_a_place() -> None:
-    """"USB", "Madrid", "March" and "SEV2" are capitalised, and name no one who could approve
-    anything."""
-    usb = passage("Removable media and USB storage devices are blocked on all company laptops "
-                  "in Madrid and Boston since March; a breach is a SEV2.")
-    assert not answers("Who can approve an exception to the USB block?", [usb]).answered
-    assert answers("Who can approve an exception to the USB block?", [passage(
-        usb.content + " Only Marta Gil can approve an exception.")]).answered
