@@ -63,6 +63,9 @@ async def test_ask_is_deferred_at_once_then_answered(bots: Bots, http: httpx.Asy
     # Every message went out with mentions switched off.
     sent = [c.json for c in bots.discord.calls if body["token"] in c.path and c.json]
     assert sent and all(m["allowed_mentions"] == {"parse": []} for m in sent)
+    # The exchange is stored after the last edit goes out: read it once the job is done.
+    await eventually(lambda: [s for s, *_ in bots.job_state("discord", body["id"])] == ["done"],
+                     timeout=60)
     key = f"{body['guild_id']}:{body['channel_id']}:{user_id(body)}"
     assert bots.turns("discord", key)[0] == ("user", "What colour is grass? 🌱")
 
