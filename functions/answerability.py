@@ -39,7 +39,8 @@ and shares every word, but states no amount. Pay as what a question is about ("Â
 plataforma descargo mis recibos de sueldo?") is not an amount asked.
 
 Numbers are not looked for: a question's "$15 cab ride" is a case, not a fact the passages
-must state. Nothing here asks a model; :func:`answers` runs in microseconds.
+must state. Nothing here asks a model; :func:`answers` runs in a millisecond or two, most of it
+choosing the best sentence.
 
 Measured on the evaluation set's captured passages (bench/prompt_layout.py, step 3, 78
 questions): 48 of 48 answerable questions kept ("GDPR" over a Spanish passage that says
@@ -68,6 +69,8 @@ held-out 4 (from 0, its misses not read); answerable questions kept 48 of 48, 22
 that did not carry the fact: no answer whose quote was right is lost. Off-topic: 2 of 6 as
 before. Tried with every clause that names the question's names (the Fenway room beside the
 Harbor room's 10 seats) and not adopted: 6 near-topic questions more for 10 answerable ones.
+With it, :func:`answers` takes 1.9 ms at p50 and 3.2 ms at p95 over the evaluation set's
+captured passages (from about 0.2 ms), measured while ``make test`` ran beside it.
 """
 
 from __future__ import annotations

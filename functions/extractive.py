@@ -64,9 +64,6 @@ from functions.quotes import ACRONYM, acronym_key, content_keys, sentences
 from shared.knowledge.language import SIMPLE, SPANISH, detect
 from shared.knowledge.search import Passage
 
-# What a question asks for, read from its words (folded: no accents, lower case), and how much
-# a sentence stating a fact of that kind is worth (a count is the least telling: most
-# sentences hold a number).
 # Money as what a question is about ("recibos de sueldo", "a paid side project"), and money as
 # what it asks: an amount is asked outright only with the second or with "how much", "cuánto".
 _PAID = (r"paid|pay|salary|sueldo|cobr\w*|dinero|"
@@ -75,6 +72,9 @@ _SPENT = (r"how much|cuesta|cost\w*|allowance|budget|presupuesto|dietas?|reimbur
           r"match|spend|spending|gastar|limit|limite|maximo|maximum|the most|hasta cuanto|"
           r"cuanto (pone|aporta)")
 _AMOUNT_OUTRIGHT = re.compile(rf"\b({_SPENT}|cuant[oa])\b")
+# What a question asks for, read from its words (folded: no accents, lower case), and how much
+# a sentence stating a fact of that kind is worth (a count is the least telling: most
+# sentences hold a number).
 _ASKS = (
     ("amount", 1.5, re.compile(rf"\b({_SPENT}|{_PAID})\b")),
     ("time", 1.5, re.compile(r"\b(a que hora|what time|at what time)\b")),
