@@ -69,8 +69,10 @@ held-out 4 (from 0, its misses not read); answerable questions kept 48 of 48, 22
 that did not carry the fact: no answer whose quote was right is lost. Off-topic: 2 of 6 as
 before. Tried with every clause that names the question's names (the Fenway room beside the
 Harbor room's 10 seats) and not adopted: 6 near-topic questions more for 10 answerable ones.
-With it, :func:`answers` takes 1.9 ms at p50 and 3.2 ms at p95 over the evaluation set's
-captured passages (from about 0.2 ms), measured while ``make test`` ran beside it.
+With it, :func:`answers` takes 2.0 ms at p50 and 3.3 ms at p95 over the evaluation set's
+captured passages (from about 0.2 ms; 2 cores, Intel Xeon, nothing else running), most of it
+choosing the best sentence (:func:`extract`, 1.7 ms at p50): the one a primed answer starts
+from, returned as ``best`` so that the pipeline does not choose it a second time.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from functions.extractive import asks_outright, extract, states
+from functions.extractive import Extract, asks_outright, extract, states
 from functions.factcheck import WORD, calendar, evidence, fold, is_name, opens_sentence
 from functions.glossary import about, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
@@ -105,6 +107,7 @@ class Answerability:
     answered: bool
     missing: tuple[str, ...] = ()  # the names no passage has, or the question's words
     unstated: tuple[str, ...] = ()  # the kinds of fact asked that the best sentence lacks
+    best: Extract | None = None  # answered: the sentence that best answers it, if any
 
 
 def names(question: str) -> list[str]:
@@ -204,10 +207,10 @@ def answers(question: str, passages: Sequence[Passage]) -> Answerability:
         return Answerability(False, tuple(
             w for w in WORD.findall(question)
             if content_keys(w) and not content_keys(w) & said.keys))
+    found = extract(question, passages)
     asked = asks_outright(question)
     if asked:
-        found = extract(question, passages)
         stated = states(found.sentence) if found is not None else set()
         if not any(ANSWERED_BY.get(kind, {kind}) & stated for kind in asked):
             return Answerability(False, unstated=tuple(sorted(asked)))
-    return Answerability(True)
+    return Answerability(True, best=found)

@@ -54,7 +54,7 @@ from typing import Any
 
 from functions.answer_checks import AnswerChecks, Form, Stop
 from functions.answerability import answers
-from functions.extractive import extract, no_answer
+from functions.extractive import Extract, no_answer
 from functions.judge import judged
 from functions.knowledge import dont_know
 from functions.layout import GROUNDED_STOP, laid_out, lead
@@ -160,6 +160,7 @@ class Answer:
         self.refused: Trip | None = None  # set by Pipeline.begin: the question was withheld
         self.answerable = True  # the passages found answer the question
         self._whom = ""  # who could read the collections searched (for "I don't know")
+        self._best: Extract | None = None  # the sentence that best answers the question
 
     @property
     def passages(self) -> list[Passage]:
@@ -175,8 +176,10 @@ class Answer:
         if self.found is None:
             return None
         form, self._whom = self.asked.form, whom
-        self.answerable = bool(self.found.passages) and answers(
-            self.asked.question, self.found.passages).answered
+        verdict = (answers(self.asked.question, self.found.passages)
+                   if self.found.passages else None)
+        self.answerable = verdict is not None and verdict.answered
+        self._best = verdict.best if verdict is not None else None
         if self.answerable and self._judge_s is not None:
             said = await judged(self._model, self.asked.question, self.found.passages,
                                 sub=self.asked.sub, timeout_s=self._judge_s,
@@ -208,7 +211,7 @@ class Answer:
         if laid is not question:
             self._laid = (laid, question)
             if self._prime and not self.asked.structured:
-                found = extract(self.asked.question, self.passages)
+                found = self._best  # chosen once, by the answerability rule
                 self.lead = lead(found)
                 if found is not None and self.lead:
                     self.checks.primed(found, self.lead)

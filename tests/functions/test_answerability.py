@@ -200,7 +200,9 @@ def test_a_question_whose_best_sentence_lacks_the_kind_of_fact_asked_is_not_answ
     question = "How much is the monthly rate at the garage near the office?"
     verdict = answers(question, [passage(GARAGE)])
     assert not verdict.answered and verdict.unstated == ("amount",)
-    assert answers(question, [passage(GARAGE + " The rate is $180 a month.")]).answered
+    verdict = answers(question, [passage(GARAGE + " The rate is $180 a month.")])
+    assert verdict.answered
+    assert verdict.best is not None and verdict.best.sentence == "The rate is $180 a month."
 
 
 def test_when_is_answered_by_a_lapse_as_by_a_date() -> None:
