@@ -21,7 +21,9 @@ title and citation, as the fact check reads them: functions/factcheck.py ``evide
   city also by the country it lies in (functions/places.txt: "Boston" in a policy for "US
   Employees", where the US is written as documents write it: "US", "EE. UU.", "Estados
   Unidos", not the word "us"); a country by any of those names or by one of its places
-  ("Estados Unidos" where the passages speak of Boston); an acronym's plural is the acronym
+  ("Estados Unidos" where the passages speak of Boston), or by the union it belongs to
+  (functions/unions.txt: "Italy" in a rule for "otro país de la Unión Europea"; a city is
+  not: the Lisbon office's vacation days are no European rule); an acronym's plural is the acronym
   ("PRs" is "PR", too short to count).
 
 The question must also share at least one content word with the passages (the rule
@@ -30,13 +32,14 @@ factcheck.extract applies), as written or translated by the glossary ("screen" a
 posted by January 31"): passages that share none answer another question.
 
 Last, a question that asks outright for a kind of fact (an amount: "how much", "cuánto", a
-limit; a time, a duration, a day, a count, a command, a person, a phone number, a channel:
-functions/extractive.py ``asks_outright``) is answered only when the sentence that best
-answers it (``extract``, the sentence an answer is quoted or started from) states a fact of
-that kind; "when?" also by a lapse ("se borran a los 90 días"). "How much is the monthly rate
-at the garage?" over "the closest garage offers a discounted monthly rate" names nothing new
-and shares every word, but states no amount. Pay as what a question is about ("¿en qué
-plataforma descargo mis recibos de sueldo?") is not an amount asked.
+limit, a percentage; a time, a duration, a day or a month, a count, a command, a person, a
+phone number, a channel: functions/extractive.py ``asks_outright``) is answered only when
+the sentence that best answers it (``extract``, the sentence an answer is quoted or started
+from) states a fact of that kind; "when?" also by a lapse ("se borran a los 90 días"). "How
+much is the monthly rate at the garage?" over "the closest garage offers a discounted
+monthly rate" names nothing new and shares every word, but states no amount. Pay as what a
+question is about ("¿en qué plataforma descargo mis recibos de sueldo?") is not an amount
+asked.
 
 Numbers are not looked for: a question's "$15 cab ride" is a case, not a fact the passages
 must state. Nothing here asks a model; :func:`answers` runs in a millisecond or two, most of it

@@ -11,10 +11,10 @@ chosen by what a reader would check first:
   diem"), worth as much as a word met as written, less only to break a tie (within one
   language the glossary's synonyms are not used: "taxis" does not meet "cab");
 - what the question asks for: an amount ("how much", "cuánto me dan", a limit: "the most I
-  can spend", "hasta cuánto"; "70 cents" is one), a time of day, a duration or frequency
-  ("cuánto tarda"), a day or date, a count, a command, a person, a phone number, a chat
-  channel ("#dev-env"): a sentence stating one of that kind scores (its facts read as the
-  fact check reads them, functions/factcheck.py);
+  can spend", "hasta cuánto", a percentage; "70 cents" is one), a time of day, a duration or
+  frequency ("cuánto tarda"), a day or date ("¿en qué mes…?" too), a count, a command, a
+  person, a phone number, a chat channel ("#dev-env"): a sentence stating one of that kind
+  scores (its facts read as the fact check reads them, functions/factcheck.py);
 - the question's names (a capitalised word inside it: "Boston", "Madrid", not "Monday"; a
   place of several words that functions/places.txt lists, "New York", all its words): in the
   sentence, or at least in its passage or where that comes from, or for a city, its country
@@ -70,7 +70,7 @@ _PAID = (r"paid|pay|salary|sueldo|cobr\w*|dinero|"
          r"pag(a|as|an|o|amos|ado|ada|ados|adas|ar|ara|aran|ue|uen|ando)")  # not "PagerDuty"
 _SPENT = (r"how much|cuesta|cost\w*|allowance|budget|presupuesto|dietas?|reimburs\w*|stipend|"
           r"match|spend|spending|gastar|limit|limite|maximo|maximum|the most|hasta cuanto|"
-          r"cuanto (pone|aporta)")
+          r"cuanto (pone|aporta)|porcentaje|percentage|what percent|que tanto por ciento")
 _AMOUNT_OUTRIGHT = re.compile(rf"\b({_SPENT}|cuant[oa])\b")
 # What a question asks for, read from its words (folded: no accents, lower case), and how much
 # a sentence stating a fact of that kind is worth (a count is the least telling: most
@@ -84,7 +84,8 @@ _ASKS = (
         r"cada cuanto|con cuanta antelacion|how far in advance|within how)\b")),
     ("day", 1.25, re.compile(
         r"\b(que dia|what day|which day|until when|hasta cuando|hasta que (dia|fecha)|by when|"
-        r"what date|que fecha)\b|^\W*(when|cuando)\b|\bwhen (does|do|is|are|can|should|must)\b")),
+        r"what date|que fecha|que mes|(what|which) month)\b|^\W*(when|cuando)\b|"
+        r"\bwhen (does|do|is|are|can|should|must)\b")),
     ("count", 0.75, re.compile(r"\b(cuant[oa]s|how many)\b")),
     ("command", 1.5, re.compile(
         r"\b(comando|command|ejecut\w*|what do i run|which \w+ do i run|que escribo|flag|"

@@ -154,14 +154,33 @@ def country(name: str) -> Region | None:
     return _regions()[1].get(_key(name))
 
 
+UNIONS = Path(__file__).with_name("unions.txt")
+
+
+@cache
+def _unions() -> dict[str, Region]:
+    """Each country of unions.txt (:func:`_key`): the union it belongs to."""
+    found: dict[str, Region] = {}
+    for countries, forms in _sides(UNIONS, ">"):
+        union = Region(_either([f for f in forms if f.isupper()]),
+                       _either([fold(f) for f in forms if not f.isupper()]))
+        found.update(dict.fromkeys(map(_key, countries), union))
+    return found
+
+
 def about(name: str) -> Callable[[str], bool] | None:
     """How to tell that a text is about the place ``name`` names: a city's country named in
     it ("US" for Boston), a country named in any form or one of its places ("Boston" for
-    "Estados Unidos"); None for a name places.txt does not list."""
+    "Estados Unidos") or the union it belongs to (unions.txt: "Unión Europea" for Italy);
+    None for a name places.txt and unions.txt do not list."""
     city = lies_in(name)
     if city is not None:
         return city.named_in
-    named = country(name)
+    named, union = country(name), _unions().get(_key(name))
+    if named is not None and union is not None:
+        return lambda text: named.covers(text) or union.named_in(text)
+    if union is not None:
+        return union.named_in
     return named.covers if named is not None else None
 
 

@@ -219,3 +219,40 @@ def test_pay_as_the_topic_of_a_question_is_not_an_amount_asked() -> None:
     stubs = passage("Pay stubs and W-2 forms are in PayHarbor, the payroll portal.")
     assert answers("Where do I download my pay stubs?", [stubs]).answered
     assert not answers("How much do I get paid?", [stubs]).answered
+
+
+def test_a_question_asking_which_month_or_what_percentage_needs_one_stated() -> None:
+    """"¿En qué mes…?" over a sentence with no month, "¿con qué porcentaje…?" over one with no
+    percentage: "I don't know" rather than a sentence about something else (held-out 4's
+    fs10 and fx01); the sentence that states it is answered from."""
+    plan = passage("Si aportas al plan de pensiones de empresa, Acme aporta otra parte de tu "
+                   "salario.", "beneficios.md")
+    month = "Quiero subir lo que aporto al plan de pensiones, ¿en qué mes se puede cambiar?"
+    verdict = answers(month, [plan])
+    assert not verdict.answered and verdict.unstated == ("day",)
+    assert answers(month, [passage(plan.content + " Se puede cambiar una vez al año, en "
+                                   "noviembre.", "beneficios.md")]).answered
+    percentage = "¿Con qué porcentaje de mi salario aporto al plan de pensiones si no elijo nada?"
+    verdict = answers(percentage, [plan])
+    assert not verdict.answered and verdict.unstated == ("amount",)
+    assert answers(percentage, [passage(plan.content + " Si no eliges nada, aportas un 3 % de "
+                                        "tu salario.", "beneficios.md")]).answered
+
+
+def test_a_country_is_found_by_the_union_it_belongs_to() -> None:
+    """"Italy" over a rule for "otro país de la Unión Europea" (functions/unions.txt):
+    answered. Only a country named counts, not a city in it (the Lisbon office's vacation
+    days are not a European rule), and a country outside the union is still missing."""
+    eu = passage("Se permite trabajar hasta 20 días laborables al año desde otro país de la "
+                 "Unión Europea.", "teletrabajo-madrid.md")
+    asked = "I'm on the Madrid team: how many days a year may I work from {}?"
+    for country in ("Italy", "Portugal", "Francia", "Austria"):  # Austria: unions.txt only
+        verdict = answers(asked.format(country), [eu])
+        assert verdict.answered, (country, verdict.missing)
+    assert answers(asked.format("Mexico"), [eu]).missing == ("Mexico",)
+    assert answers("How many days may I work from Lisbon?", [eu]).missing == ("Lisbon",)
+    english = passage("Employees may work from another EU country for up to 20 days a year.")
+    assert answers("How many days a year may I work from Italy?", [english]).answered
+    assert answers("How many days may I work from Italy?", [passage(
+        "Employees may work from another country for up to 20 days a year.")]).missing == (
+        "Italy",)

@@ -6,7 +6,7 @@ alone gets wrong; each fails if its rule in functions/extractive.py is taken out
 
 from __future__ import annotations
 
-from functions.extractive import asks, extract, states
+from functions.extractive import asks, asks_outright, extract, states
 from shared.knowledge.search import Passage
 
 
@@ -87,6 +87,15 @@ def test_what_questions_ask_and_sentences_state() -> None:
     assert "phone" in asks("¿A qué número llamo si pierdo el portátil?")
     assert "phone" not in asks("How much do I get paid for a week on call?")
     assert "channel" in asks("¿En qué canal de Slack pego el log?")
+    # A month is a day asked; a percentage an amount, asked outright.
+    for month in ("¿En qué mes se puede cambiar lo que aporto al plan?",
+                  "Which month is open enrolment in?", "In what month do reviews start?"):
+        assert "day" in asks_outright(month), month
+    for percentage in ("¿Con qué porcentaje me apuntan al 401(k) si no elijo nada?",
+                       "What percentage of my salary does the company match?",
+                       "What percent is the default contribution?"):
+        assert "amount" in asks_outright(percentage), percentage
+    assert "amount" in states("New hires are enrolled at 3% unless they choose otherwise.")
     assert "phone" in states("Llama al +34 910 555 199 en menos de una hora.")
     assert "channel" in states("Ask in #dev-env on Slack.")
     assert "channel" not in states("See ticket #1234, or the C# style guide at wiki/page#top.")

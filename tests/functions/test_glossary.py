@@ -3,7 +3,21 @@ English words, then Spanish ones, each found from the other."""
 
 from __future__ import annotations
 
-from functions.glossary import PLACES, SOURCE, _meanings, lies_in, senses, senses_of, translations
+from pathlib import Path
+
+import pytest
+
+from functions.glossary import (
+    PLACES,
+    SOURCE,
+    UNIONS,
+    _meanings,
+    about,
+    lies_in,
+    senses,
+    senses_of,
+    translations,
+)
 from functions.quotes import content_keys
 
 
@@ -31,8 +45,10 @@ def test_words_of_one_meaning_share_it_and_unrelated_words_do_not() -> None:
     assert not senses_of(content_keys("pantalla")) & senses_of(content_keys("wedding"))
 
 
-def test_every_line_of_places_names_places_and_their_country() -> None:
-    lines = [line.split("#", 1)[0] for line in PLACES.read_text("utf-8").splitlines()]
+@pytest.mark.parametrize("path", [PLACES, UNIONS], ids=["places", "unions"])
+def test_every_line_names_places_then_what_they_lie_in(path: Path) -> None:
+    """places.txt: cities, then their country; unions.txt: countries, then their union."""
+    lines = [line.split("#", 1)[0] for line in path.read_text("utf-8").splitlines()]
     worded = [line for line in lines if line.strip()]
     assert worded and all(line.count(">") == 1 for line in worded)
     for line in worded:
@@ -60,3 +76,15 @@ def test_a_short_word_and_its_plural_have_one_key() -> None:
         assert content_keys(one) == content_keys(more), (one, more)
     assert content_keys("bus") == {"bus"}  # 3 letters: no plural cut
     assert content_keys("vacaciones") == content_keys("vacación") == {"vacac"}
+
+
+def test_a_country_is_about_its_union_and_a_city_is_not() -> None:
+    italy = about("Italia")
+    assert italy is not None
+    for text in ("desde otro país de la Unión Europea", "within the EU", "la UE", "Roma"):
+        assert italy(text), text
+    assert not italy("Europe is large") and not italy("eu")  # "EU" only as written
+    lisbon = about("Lisbon")
+    assert lisbon is not None and not lisbon("la Unión Europea") and lisbon("Portugal")
+    spain = about("Spain")
+    assert spain is not None and spain("Gastos (España)") and spain("la Unión Europea")
