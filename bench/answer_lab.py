@@ -13,6 +13,8 @@ started from (functions/extractive.py). Per set it prints:
   fact is carried within one or two of this count, docs/benchmarks.md), how many are refused;
 - near-topic and off-topic questions: how many are refused.
 
+A miss is an answerable question not answered with its fact, or a near-topic one answered.
+
 Measuring a change to retrieval or to those rules here first costs a minute; the model's
 answers are measured through the API afterwards (``python -m bench.answers``). Misses are
 printed only for the sets named with ``--misses``: a held-out set kept unread stays a test.
@@ -85,6 +87,10 @@ def judge(tally: Tally, question: dict[str, Any], passages: Sequence[Any]) -> No
     elif question.get("near"):
         tally.near += 1
         tally.near_refused += not verdict.answered
+        if verdict.answered:
+            said = verdict.best.sentence if verdict.best else "-"
+            tally.misses.append(f"{question['id']} (near-topic): {question['question']} | "
+                                f"answered with {said!r}")
     else:
         tally.off += 1
         tally.off_refused += not verdict.answered

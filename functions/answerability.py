@@ -39,7 +39,10 @@ from) states a fact of that kind; "when?" also by a lapse ("se borran a los 90 d
 much is the monthly rate at the garage?" over "the closest garage offers a discounted
 monthly rate" names nothing new and shares every word, but states no amount. Pay as what a
 question is about ("¿en qué plataforma descargo mis recibos de sueldo?") is not an amount
-asked.
+asked. Nor is a best sentence about a sibling of what the question names an answer
+(functions/siblings.py): "For SEV1, … every 30 minutes" for a SEV2 question, "in 2025" for
+2024, "Full-time employees" for part-time ones, "Fenway and Harbor; Harbor seats 10" for the
+Fenway room (``instead`` says what it speaks of).
 
 Numbers are not looked for: a question's "$15 cab ride" is a case, not a fact the passages
 must state. Nothing here asks a model; :func:`answers` runs in a millisecond or two, most of it
@@ -61,8 +64,8 @@ read, found on its misses). Of the rules measured beside it that keep 90% of
 the answerable questions (content-word overlap, e5 cosine, the search's distance, the model
 asked yes or no), none refused more near-topic ones. Most near-topic questions of that set
 name nothing new: "How many people fit in the Fenway room?" over a passage that names the
-room and gives another room's size passes, since whether the passages state what is asked is
-beyond matching words. About 0.2 ms a question (4 passages).
+room and gives another room's size passes (until siblings were read, above). About 0.2 ms a
+question (4 passages).
 
 The kind of fact asked, measured on 2026-12-07 on passages captured through the API (18:20,
 ``python -m bench.prompt_layout --steps 1``): near-topic questions refused 6 of 24 on the
@@ -89,6 +92,7 @@ from functions.extractive import Extract, asks_outright, extract, states
 from functions.factcheck import WORD, calendar, evidence, fold, is_name, opens_sentence
 from functions.glossary import about, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
+from functions.siblings import instead
 from shared.knowledge.search import Passage
 
 STEM = 5  # letters compared: "vacaciones" meets "vacación", "Fridays" meets "Friday"
@@ -110,6 +114,7 @@ class Answerability:
     answered: bool
     missing: tuple[str, ...] = ()  # the names no passage has, or the question's words
     unstated: tuple[str, ...] = ()  # the kinds of fact asked that the best sentence lacks
+    instead: tuple[str, ...] = ()  # what the best sentence speaks of in place of the asked
     best: Extract | None = None  # answered: the sentence that best answers it, if any
 
 
@@ -216,4 +221,9 @@ def answers(question: str, passages: Sequence[Passage]) -> Answerability:
         stated = states(found.sentence) if found is not None else set()
         if not any(ANSWERED_BY.get(kind, {kind}) & stated for kind in asked):
             return Answerability(False, unstated=tuple(sorted(asked)))
+    if found is not None:
+        kinds = {k for kind in asked for k in ANSWERED_BY.get(kind, {kind})}
+        other = instead(question, named, found.sentence, kinds)
+        if other:
+            return Answerability(False, instead=other)
     return Answerability(True, best=found)

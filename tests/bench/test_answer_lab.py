@@ -36,6 +36,17 @@ def test_refusals_are_counted_by_the_kind_of_question() -> None:
                   "source": "oncall.md", "fact": "$250"}, [STIPEND])
     assert (tally.near, tally.near_refused, tally.off, tally.off_refused) == (1, 1, 1, 1)
     assert (tally.answerable, tally.refused, tally.quoted) == (1, 1, 0)
+    assert [miss.split(":")[0] for miss in tally.misses] == ["c"]
+
+
+def test_a_near_topic_question_answered_is_a_miss() -> None:
+    tally = Tally()
+    judge(tally, {"id": "n", "question": "How much is the on-call stipend for managers?",
+                  "source": None, "near": "oncall.md"}, [STIPEND])
+    assert (tally.near, tally.near_refused) == (1, 0)
+    assert tally.misses == ["n (near-topic): How much is the on-call stipend for managers? | "
+                            "answered with 'Engineers on call receive a stipend of $250 per "
+                            "week.'"]
 
 
 def test_every_question_set_is_measured() -> None:

