@@ -8,7 +8,8 @@ same kind. Two forms are told by their words alone:
   for a SEV2 question ("For SEV1, … updates it every 30 minutes"), 2025 for 2024 ("70 cents
   per mile in 2025"), "full-time" for "part-time" ("Full-time employees accrue 18 PTO days").
   Siblings share a shape: a code's letters with other digits ("pg-mad-02" for "pg-mad-01"),
-  a year, or a hyphenated compound's second word with another first ("part-" and "full-time");
+  a year, or a hyphenated compound's second word with an opposite first (:data:`OPPOSED`:
+  "part-" and "full-time", not "two-" and "multi-factor");
 - it names the question's name beside another ("Fenway and Harbor", "Retiro y Prado") and
   then states the kind of fact asked only in clauses that name the other and not it: "The
   two large rooms are Fenway and Harbor; Harbor seats 10" does not say how many fit in
@@ -29,7 +30,11 @@ from functions.factcheck import fold
 
 _CODE = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[\w-]{3,}\b")  # letters and digits: SEV2
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
-_COMPOUND = re.compile(r"\b[^\W\d_]{3,}-([^\W\d_]{3,})\b")  # "part-time": its second word
+_COMPOUND = re.compile(r"\b([^\W\d_]{3,})-([^\W\d_]{3,})\b")  # "part-time"
+# A compound's first words that name opposite cases of its second: "part-time" and "full-time"
+# are siblings, "two-factor" and "multi-factor" one thing said twice.
+OPPOSED = (frozenset({"part", "full"}), frozenset({"short", "long"}), frozenset({"pre", "post"}),
+           frozenset({"read", "write"}), frozenset({"high", "low"}))
 _CLAUSES = re.compile(r"[;:]|,\s")
 _COORDINATED = r",? (?:and|or|y|o|e|u) "  # "Fenway and Harbor", "Retiro y Prado"
 
@@ -43,14 +48,25 @@ def _kin(text: str) -> dict[str, dict[str, str]]:
     for m in _YEAR.finditer(text):
         found.setdefault("year", {})[m.group(0)] = m.group(0)
     for m in _COMPOUND.finditer(text):
-        found.setdefault("-" + fold(m.group(1)), {})[fold(m.group(0))] = m.group(0)
+        found.setdefault("-" + fold(m.group(2)), {})[fold(m.group(0))] = m.group(0)
     return found
+
+
+def _apart(shape: str, asked: set[str], there: set[str]) -> bool:
+    """Whether ``there`` holds siblings of ``asked`` (neither among the other): any other code
+    or year; for a compound, one whose first word is the opposite of the asked one's."""
+    if asked & there:
+        return False
+    if not shape.startswith("-"):
+        return True
+    return any(frozenset({a.split("-")[0], t.split("-")[0]}) in OPPOSED
+               for a in asked for t in there)
 
 
 def _siblings(question: str, sentence: str) -> list[str]:
     said = _kin(sentence)
     return [written for shape, asked in _kin(question).items()
-            if (there := said.get(shape)) and not asked.keys() & there.keys()
+            if (there := said.get(shape)) and _apart(shape, set(asked), set(there))
             for written in there.values()]
 
 
