@@ -4,12 +4,13 @@ The sentence that best answers a question (functions/extractive.py ``extract``) 
 question's words and the kind of fact it asks for, and still be about something else of the
 same kind. Two forms are told by their words alone:
 
-- it names a sibling of the question's code, year or compound, and not the one asked: "SEV1"
+- it names a sibling of the question's code, year, compound or role, and not the one asked: "SEV1"
   for a SEV2 question ("For SEV1, … updates it every 30 minutes"), 2025 for 2024 ("70 cents
   per mile in 2025"), "full-time" for "part-time" ("Full-time employees accrue 18 PTO days").
   Siblings share a shape: a code's letters with other digits ("pg-mad-02" for "pg-mad-01"),
   a year, or a hyphenated compound's second word with an opposite first (:data:`OPPOSED`:
-  "part-" and "full-time", not "two-" and "multi-factor");
+  "part-" and "full-time", not "two-" and "multi-factor"), or a word for people on other
+  terms (:data:`ROLES`: "US employees are paid…" for contractors);
 - it names the question's name beside another ("Fenway and Harbor", "Retiro y Prado") and
   then states the kind of fact asked only in clauses that name the other and not it: "The
   two large rooms are Fenway and Harbor; Harbor seats 10" does not say how many fit in
@@ -39,6 +40,15 @@ _CLAUSES = re.compile(r"[;:]|,\s")
 _COORDINATED = r",? (?:and|or|y|o|e|u) "  # "Fenway and Harbor", "Retiro y Prado"
 
 
+# Words for people by the terms they work on, each term in English and Spanish: a sentence
+# about employees does not say what contractors get.
+ROLES = (("employee", "employees", "empleado", "empleados", "empleada", "empleadas"),
+         ("contractor", "contractors", "contratista", "contratistas", "autonomo", "autonomos",
+          "autonoma", "autonomas", "freelancer", "freelancers"),
+         ("intern", "interns", "becario", "becarios", "becaria", "becarias"))
+_ROLE = {word: number for number, words in enumerate(ROLES) for word in words}
+
+
 def _kin(text: str) -> dict[str, dict[str, str]]:
     """``text``'s codes, years and compounds by shape, each folded, to it as written."""
     found: dict[str, dict[str, str]] = {}
@@ -47,6 +57,9 @@ def _kin(text: str) -> dict[str, dict[str, str]]:
             m.group(0))
     for m in _YEAR.finditer(text):
         found.setdefault("year", {})[m.group(0)] = m.group(0)
+    for m in re.finditer(r"\w+", fold(text)):
+        if m.group(0) in _ROLE:
+            found.setdefault("role", {})[str(_ROLE[m.group(0)])] = m.group(0)
     for m in _COMPOUND.finditer(text):
         found.setdefault("-" + fold(m.group(2)), {})[fold(m.group(0))] = m.group(0)
     return found

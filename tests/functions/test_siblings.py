@@ -1,6 +1,6 @@
 """A best sentence about a sibling of what the question names is no answer to it
-(functions/siblings.py): the evaluation set's Fenway, Prado and SEV2 questions, held-out 4's
-2024 mileage rate, held-out 3's part-time PTO days."""
+(functions/siblings.py): the evaluation set's Fenway, Prado, SEV2 and contractors' questions,
+held-out 4's 2024 mileage rate, held-out 3's part-time PTO days."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def passage(content: str, source: str = "handbook.md") -> Passage:
     ("How many PTO days do part-time employees get per year?", PTO, ("Full-time",)),
     ("How much does long-term disability cover?",
      "Short-term disability covers 60% of salary for up to 12 weeks.", ("Short-term",)),
+    ("When do contractors in the US get paid?",
+     "US employees are paid semi-monthly, on the 15th and on the last business day.",
+     ("employees",)),
+    ("Soy autónoma, ¿qué día se pagan las facturas?",
+     "Los empleados cobran la nómina el día 27 de cada mes.", ("empleados",)),
 ])
 def test_a_sentence_about_a_sibling_is_not_an_answer(question: str, text: str,
                                                      other: tuple[str, ...]) -> None:
@@ -54,6 +59,10 @@ def test_a_sentence_about_a_sibling_is_not_an_answer(question: str, text: str,
      "For SEV1 and SEV2, the status page is updated every 30 minutes."),
     ("How many people fit in the Fenway room?",
      "The large rooms are Fenway and Harbor; Fenway seats 12 and Harbor seats 10."),
+    ("When do contractors in the US get paid?",
+     "US employees and contractors are paid on the 15th and on the last business day."),
+    ("When do employees in the US get paid?",
+     "US employees are paid semi-monthly, on the 15th and on the last business day."),
     # Compounds are siblings only with opposite first words: these say one thing twice.
     ("How do I turn on two-factor authentication for the VPN?",
      "Multi-factor authentication is required for the VPN: enable it in the Okta app."),
