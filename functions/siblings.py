@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from functions.extractive import states
 from functions.factcheck import fold
 
-_CODE = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[\w-]{3,}\b")  # letters and digits: SEV2
+_TOKEN = re.compile(r"[\w-]+")  # a code is one with letters and digits: SEV2, pg-mad-01
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 _COMPOUND = re.compile(r"\b([^\W\d_]{3,})-([^\W\d_]{3,})\b")  # "part-time"
 # A compound's first words that name opposite cases of its second: "part-time" and "full-time"
@@ -52,9 +52,11 @@ _ROLE = {word: number for number, words in enumerate(ROLES) for word in words}
 def _kin(text: str) -> dict[str, dict[str, str]]:
     """``text``'s codes, years and compounds by shape, each folded, to it as written."""
     found: dict[str, dict[str, str]] = {}
-    for m in _CODE.finditer(text):
-        found.setdefault(re.sub(r"\d+", "#", fold(m.group(0))), {})[fold(m.group(0))] = (
-            m.group(0))
+    for m in _TOKEN.finditer(text):  # read token by token: linear in the text's length
+        code = m.group(0).strip("-_")
+        if (len(code) >= 3 and any(c.isdigit() for c in code)
+                and any(c.isalpha() for c in code)):
+            found.setdefault(re.sub(r"\d+", "#", fold(code)), {})[fold(code)] = code
     for m in _YEAR.finditer(text):
         found.setdefault("year", {})[m.group(0)] = m.group(0)
     for m in re.finditer(r"\w+", fold(text)):

@@ -70,3 +70,13 @@ def test_a_sentence_about_a_sibling_is_not_an_answer(question: str, text: str,
 def test_a_sentence_about_what_is_asked_is_an_answer(question: str, text: str) -> None:
     verdict = answers(question, [passage(text)])
     assert verdict.answered and verdict.instead == (), verdict
+
+
+@pytest.mark.timeout(60)
+def test_a_long_question_of_codes_is_read_in_linear_time() -> None:
+    """The question is client input, up to the request body's limit: reading its codes must
+    not go back over the text from every hyphen (a 32,000-character "a-a-a-…" took 9 s, one of
+    a megabyte would take hours)."""
+    for filler in ("a-", "1-", "a1 "):
+        question = "For a SEV2, how often? " + filler * 300_000
+        assert not answers(question, [passage(STATUS)]).answered
