@@ -70,6 +70,7 @@ def judge(tally: Tally, question: dict[str, Any], passages: Sequence[Any]) -> No
     from functions.answerability import answers
 
     verdict = answers(question["question"], passages)
+    said = verdict.best.sentence if verdict.best else "-"
     if question.get("source"):
         tally.answerable += 1
         held = any(carries(p.content, question["fact"]) for p in passages)
@@ -79,7 +80,6 @@ def judge(tally: Tally, question: dict[str, Any], passages: Sequence[Any]) -> No
         tally.quoted += good
         tally.refused += not verdict.answered
         if not good:
-            said = verdict.best.sentence if verdict.best else "-"
             tally.misses.append(
                 f"{question['id']}: {question['question']} | fact {question['fact']!r} "
                 f"{'in passages' if held else 'not in passages'}; "
@@ -88,7 +88,6 @@ def judge(tally: Tally, question: dict[str, Any], passages: Sequence[Any]) -> No
         tally.near += 1
         tally.near_refused += not verdict.answered
         if verdict.answered:
-            said = verdict.best.sentence if verdict.best else "-"
             tally.misses.append(f"{question['id']} (near-topic): {question['question']} | "
                                 f"answered with {said!r}")
     else:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 
 from functions.extractive import states
-from functions.factcheck import fold
+from functions.factcheck import WORD, fold
 
 _TOKEN = re.compile(r"[\w-]+")  # a code is one with letters and digits: SEV2, pg-mad-01
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
@@ -59,9 +59,9 @@ def _kin(text: str) -> dict[str, dict[str, str]]:
             found.setdefault(re.sub(r"\d+", "#", fold(code)), {})[fold(code)] = code
     for m in _YEAR.finditer(text):
         found.setdefault("year", {})[m.group(0)] = m.group(0)
-    for m in re.finditer(r"\w+", fold(text)):
-        if m.group(0) in _ROLE:
-            found.setdefault("role", {})[str(_ROLE[m.group(0)])] = m.group(0)
+    for word in WORD.findall(fold(text)):
+        if word in _ROLE:
+            found.setdefault("role", {})[str(_ROLE[word])] = word
     for m in _COMPOUND.finditer(text):
         found.setdefault("-" + fold(m.group(2)), {})[fold(m.group(0))] = m.group(0)
     return found
