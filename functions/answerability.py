@@ -42,7 +42,14 @@ question is about ("¿en qué plataforma descargo mis recibos de sueldo?") is no
 asked. Nor is a best sentence about a sibling of what the question names an answer
 (functions/siblings.py): "For SEV1, … every 30 minutes" for a SEV2 question, "in 2025" for
 2024, "Full-time employees" for part-time ones, "Fenway and Harbor; Harbor seats 10" for the
-Fenway room (``instead`` says what it speaks of).
+Fenway room, a team ("Engineers on call receive…" for support folks), or a list item's label
+that shares no word with the question ("Matrimonio…: 15 días naturales" for "permiso de
+lactancia"): ``instead`` says what it speaks of). Nor one that does not measure what the
+question counts (functions/units.py): days asked and "40 horas semanales" stated, "how many
+hours" and no quantity of time ("after your first month"), "how many feature flags" and a
+figure of days, "¿en qué mes?" and "el día 27 de cada mes", a rate "por comensal" asked and
+one "por kilómetro" stated, a monthly cost asked where neither the sentence nor its passage
+names a period.
 
 Numbers are not looked for: a question's "$15 cab ride" is a case, not a fact the passages
 must state. Nothing here asks a model; :func:`answers` runs in a millisecond or two, most of it
@@ -93,6 +100,15 @@ from functions.factcheck import WORD, calendar, evidence, fold, is_name, opens_s
 from functions.glossary import about, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
 from functions.siblings import instead
+from functions.units import (
+    counted,
+    counts,
+    month_asked,
+    names_a_month,
+    per,
+    quantities,
+    unit_asked,
+)
 from shared.knowledge.search import Passage
 
 STEM = 5  # letters compared: "vacaciones" meets "vacación", "Fridays" meets "Friday"
@@ -221,9 +237,37 @@ def answers(question: str, passages: Sequence[Passage]) -> Answerability:
         stated = states(found.sentence) if found is not None else set()
         if not any(ANSWERED_BY.get(kind, {kind}) & stated for kind in asked):
             return Answerability(False, unstated=tuple(sorted(asked)))
+    unmeasured = _measures(question, asked, found)
+    if unmeasured is not None:
+        return unmeasured
     if found is not None:
         kinds = {k for kind in asked for k in ANSWERED_BY.get(kind, {kind})}
         other = instead(question, named, found.sentence, kinds)
         if other:
             return Answerability(False, instead=other)
     return Answerability(True, best=found)
+
+
+def _measures(question: str, asked: set[str], found: Extract | None) -> Answerability | None:
+    """"I don't know" when the best sentence does not measure what ``question`` counts
+    (functions/units.py): days asked and hours stated, a figure for no parking spot, a rate
+    per kilometre for one per diner, a monthly rate asked where its passage names none, a
+    day of every month for "which month"; None when it does, or when nothing is counted."""
+    said = found.sentence if found is not None else ""
+    unit = unit_asked(question)
+    if unit is not None and unit not in quantities(said):
+        return Answerability(False, unstated=(f"{unit}s",))
+    things = counted(question)
+    if things and not counts(said, things):
+        return Answerability(False, unstated=("count",))
+    if month_asked(question) and not names_a_month(said):
+        return Answerability(False, unstated=("month",))
+    asked_per = per(question) if "amount" in asked else set()
+    if asked_per and found is not None:
+        stated = per(said)
+        if stated and not asked_per & stated:
+            return Answerability(False, instead=tuple(sorted(stated)))
+        whole = f"{found.passage.title or ''} {found.passage.content}"
+        if not stated and not asked_per & per(whole):
+            return Answerability(False, unstated=tuple(sorted(asked_per)))
+    return None

@@ -61,6 +61,7 @@ from functions.factcheck import (
 )
 from functions.glossary import about, senses, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys, sentences
+from functions.units import lasts
 from shared.knowledge.language import SIMPLE, SPANISH, detect
 from shared.knowledge.search import Passage
 
@@ -68,8 +69,9 @@ from shared.knowledge.search import Passage
 # what it asks: an amount is asked outright only with the second or with "how much", "cuánto".
 _PAID = (r"paid|pay|salary|sueldo|cobr\w*|dinero|"
          r"pag(a|as|an|o|amos|ado|ada|ados|adas|ar|ara|aran|ue|uen|ando)")  # not "PagerDuty"
-_SPENT = (r"how much|cuesta|cost\w*|allowance|budget|presupuesto|dietas?|reimburs\w*|stipend|"
-          r"match|spend|spending|gastar|limit|limite|maximo|maximum|the most|hasta cuanto|"
+_SPENT = (r"how much|cuesta|cost\w*|price|precio|deductible|franquicia|copay|copago|allowance|"
+          r"budget|presupuesto|dietas?|reimburs\w*|stipend|match|spend|spending|gastar|limit|"
+          r"limite|tope|maximo|maximum|the most|hasta cuanto|"
           r"cuanto (pone|aporta)|porcentaje|percentage|what percent|que tanto por ciento")
 _AMOUNT_OUTRIGHT = re.compile(rf"\b({_SPENT}|cuant[oa])\b")
 # What a question asks for, read from its words (folded: no accents, lower case), and how much
@@ -100,17 +102,11 @@ _LEADING_CLAUSE = re.compile(
     r"^\W*(when|if|cuando|si)\b[^,?]*,\s*(?=(who|whom|what|how|which|where|when|why|do|does|"
     r"is|are|can|should|quien|que|cual|como|donde|cuando|cuanto|cuanta|cuantos|cuantas|"
     r"puedo|hay|tengo)\b)")
-_UNITS = re.compile(r"\b(minut\w*|min|horas?|hours?|dias?|days?|seman\w*|weeks?|mes(es)?|"
-                    r"months?|anos?|years?|trimestr\w*|quarters?|laborables?|business|weekly|"
-                    r"daily|diari\w*|cada|every)\b")
 # How often, without a figure: "el primer lunes de cada mes", "every week", "monthly".
 _EVERY = re.compile(r"\b(cada|every|each) (dia|semana|mes|ano|trimestre|day|week|month|year|"
                     r"quarter|lunes|martes|miercoles|jueves|viernes|monday|tuesday|wednesday|"
                     r"thursday|friday)\b|\b(daily|weekly|monthly|yearly|annually|diari[ao]s?|"
                     r"semanal(es)?|mensual(es)?|anual(es)?)\b")
-# One of a unit, a figure in words: "un plazo de un mes", "half an hour", "once a week".
-_ONE_UNIT = re.compile(r"\b(un|una|one|an?|medi[oa]|half an?)\s+(minut[oe]|hora|hour|dia|day|"
-                       r"semana|week|mes|month|ano|year|trimestre|quarter)s?\b")
 _DATE = re.compile(r"\b\d{1,2} de [a-z]+|\b\d{1,2}(st|nd|rd|th)\b|\b(dia|day) \d{1,2}\b")
 # A command run in a sentence without backticks: "ejecuta acme-vpn doctor", "run make-env.sh".
 _RUN = re.compile(r"\b(run|ejecuta|ejecutar|type|escribe|lanza)\s+[a-z]\w*[-_./][\w./-]*",
@@ -164,7 +160,7 @@ def states(sentence: str) -> set[str]:
     if TIME.search(sentence):
         found.add("time")
     values = numbers(sentence)
-    if (values and _UNITS.search(folded)) or _EVERY.search(folded) or _ONE_UNIT.search(folded):
+    if lasts(sentence) or _EVERY.search(folded):  # "within five business days", "weekly"
         found.add("duration")
     if calendar(sentence) or _DATE.search(folded):
         found.add("day")

@@ -42,7 +42,7 @@ def listed(words: str) -> list[str]:
     return words.split()
 
 
-_NUMBER_WORDS = {
+NUMBER_WORDS = {
     "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
     "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
@@ -122,8 +122,8 @@ def numbers(text: str) -> set[Fraction]:
     values: set[Fraction] = set()
     for m in _NUMBER.finditer(text):
         values |= number_values(m.group(1))
-    return values | {Fraction(_NUMBER_WORDS[w]) for w in WORD.findall(fold(text))
-                     if w in _NUMBER_WORDS}
+    return values | {Fraction(NUMBER_WORDS[w]) for w in WORD.findall(fold(text))
+                     if w in NUMBER_WORDS}
 
 
 def calendar(text: str) -> set[str]:
@@ -167,7 +167,7 @@ class _Evidence:
         for m in _NUMBER.finditer(raw):
             evidence.numbers |= number_values(m.group(1))
         for word in evidence.words:
-            value = _NUMBER_WORDS.get(word) or _ONE_WORDS.get(word)
+            value = NUMBER_WORDS.get(word) or _ONE_WORDS.get(word)
             if value:
                 evidence.numbers.add(Fraction(value))
             if word in _CALENDAR:
@@ -332,8 +332,8 @@ def _check(answer: str, evidence: _Evidence, *, value: bool = False) -> Verdict:
         if "/" in token.strip("/") and not any(c.isdigit() for c in token):
             fact(token, folded in evidence.text)  # a path: "payments/", "auth/x"
             continue
-        if folded in _NUMBER_WORDS:
-            fact(token, Fraction(_NUMBER_WORDS[folded]) in evidence.numbers)
+        if folded in NUMBER_WORDS:
+            fact(token, Fraction(NUMBER_WORDS[folded]) in evidence.numbers)
         elif folded in _CALENDAR and (folded not in _LOWER_NOT_CALENDAR or token[0].isupper()):
             fact(token, _CALENDAR[folded] in evidence.calendar)
         elif is_name(token) and (value or not opens_sentence(text, m.start())):

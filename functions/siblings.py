@@ -2,7 +2,7 @@
 
 The sentence that best answers a question (functions/extractive.py ``extract``) may hold the
 question's words and the kind of fact it asks for, and still be about something else of the
-same kind. Two forms are told by their words alone:
+same kind. Three forms are told by their words alone:
 
 - it names a sibling of the question's code, year, compound or role, and not the one asked: "SEV1"
   for a SEV2 question ("For SEV1, … updates it every 30 minutes"), 2025 for 2024 ("70 cents
@@ -10,7 +10,12 @@ same kind. Two forms are told by their words alone:
   Siblings share a shape: a code's letters with other digits ("pg-mad-02" for "pg-mad-01"),
   a year, or a hyphenated compound's second word with an opposite first (:data:`OPPOSED`:
   "part-" and "full-time", not "two-" and "multi-factor"), or a word for people on other
-  terms (:data:`ROLES`: "US employees are paid…" for contractors);
+  terms (:data:`ROLES`: "US employees are paid…" for contractors) or in another team
+  (:data:`TEAMS`: "Engineers on call receive $250 per week" for support folks);
+- it is a list item ("Label: value"), its label of at most :data:`LABEL_WORDS` words and no
+  figure, and the label shares no content word with the question, as written or by the
+  glossary's meanings: "Matrimonio o registro de pareja de hecho: 15 días naturales." says
+  nothing of "permiso de lactancia"; it does of a wedding ("boda", "wedding");
 - it names the question's name beside another ("Fenway and Harbor", "Retiro y Prado") and
   then states the kind of fact asked only in clauses that name the other and not it: "The
   two large rooms are Fenway and Harbor; Harbor seats 10" does not say how many fit in
@@ -28,6 +33,8 @@ from collections.abc import Iterable
 
 from functions.extractive import states
 from functions.factcheck import WORD, fold
+from functions.glossary import senses_of
+from functions.quotes import content_keys
 
 _TOKEN = re.compile(r"[\w-]+")  # a code is one with letters and digits: SEV2, pg-mad-01
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
@@ -47,6 +54,14 @@ ROLES = (("employee", "employees", "empleado", "empleados", "empleada", "emplead
           "autonoma", "autonomas", "freelancer", "freelancers"),
          ("intern", "interns", "becario", "becarios", "becaria", "becarias"))
 _ROLE = {word: number for number, words in enumerate(ROLES) for word in words}
+# Words for people by the team they work in: what engineers on call get is not what support does.
+TEAMS = (("engineer", "engineers", "engineering", "ingeniero", "ingenieros", "ingeniera",
+          "ingenieras", "ingenieria"),
+         ("support", "soporte"),
+         ("sales", "ventas", "comercial", "comerciales"),
+         ("finance", "finanzas"),
+         ("design", "designer", "designers", "diseno", "disenador", "disenadores", "disenadora"))
+_TEAM = {word: number for number, words in enumerate(TEAMS) for word in words}
 
 
 def _kin(text: str) -> dict[str, dict[str, str]]:
@@ -62,6 +77,8 @@ def _kin(text: str) -> dict[str, dict[str, str]]:
     for word in WORD.findall(fold(text)):
         if word in _ROLE:
             found.setdefault("role", {})[str(_ROLE[word])] = word
+        if word in _TEAM:
+            found.setdefault("team", {})[str(_TEAM[word])] = word
     for m in _COMPOUND.finditer(text):
         found.setdefault("-" + fold(m.group(2)), {})[fold(m.group(0))] = m.group(0)
     return found
@@ -99,10 +116,31 @@ def _beside(names: Iterable[str], sentence: str, kinds: set[str]) -> list[str]:
     return []
 
 
+# A list item: a label of at most :data:`LABEL_WORDS` words without a figure, a colon, a short
+# value ("Matrimonio o registro de pareja de hecho: 15 días naturales.").
+_LABEL = re.compile(r"\s*([^:\d]{3,120}):\s*(.{1,60})", re.DOTALL)
+LABEL_WORDS = 12
+
+
+def _labelled(question: str, sentence: str) -> list[str]:
+    """A list item's label, when ``sentence`` is one and the label shares no content word with
+    ``question``, as written or by the glossary's meanings ("matrimonio" for "wedding"): the
+    value is said of the label ("Fallecimiento…: cinco días laborables" does not say how many
+    days come with five years at the company)."""
+    m = _LABEL.fullmatch(sentence)
+    if m is None or len(m.group(1).split()) > LABEL_WORDS:
+        return []
+    label, wanted = content_keys(m.group(1)), content_keys(question)
+    if not label or label & wanted or senses_of(label) & senses_of(wanted):
+        return []
+    return [m.group(1).strip()]
+
+
 def instead(question: str, names: Iterable[str], sentence: str,
             kinds: set[str]) -> tuple[str, ...]:
     """What ``sentence`` speaks of in place of what ``question`` names (its ``names``; the
     ``kinds`` of fact it asks for outright, as :func:`functions.extractive.states` names
     them); empty when it speaks of what was asked."""
     return tuple(_siblings(question, sentence) or (_beside(names, sentence, kinds)
-                                                   if kinds else []))
+                                                   if kinds else [])
+                 or _labelled(question, sentence))

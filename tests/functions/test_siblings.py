@@ -39,6 +39,17 @@ def passage(content: str, source: str = "handbook.md") -> Passage:
      ("employees",)),
     ("Soy autónoma, ¿qué día se pagan las facturas?",
      "Los empleados cobran la nómina el día 27 de cada mes.", ("empleados",)),
+    # a team: what engineers on call get is not what support folks do
+    ("How much do support folks in Boston get paid for a week on call?",
+     "Boston engineers on call receive a stipend of $250 per week.", ("engineers",)),
+    # a list item says its value of its label
+    ("Acabo de ser madre, ¿cuántos días de permiso de lactancia me corresponden?",
+     "Matrimonio o registro de pareja de hecho: 15 días naturales.",
+     ("Matrimonio o registro de pareja de hecho",)),
+    ("¿Cuántos días extra de vacaciones me dan por antigüedad cuando cumplo cinco años?",
+     "Fallecimiento, accidente u hospitalización de un familiar hasta segundo grado: cinco "
+     "días laborables.",
+     ("Fallecimiento, accidente u hospitalización de un familiar hasta segundo grado",)),
 ])
 def test_a_sentence_about_a_sibling_is_not_an_answer(question: str, text: str,
                                                      other: tuple[str, ...]) -> None:
@@ -63,6 +74,17 @@ def test_a_sentence_about_a_sibling_is_not_an_answer(question: str, text: str,
      "US employees and contractors are paid on the 15th and on the last business day."),
     ("When do employees in the US get paid?",
      "US employees are paid semi-monthly, on the 15th and on the last business day."),
+    ("How much do engineers in Boston get paid for a week on call?",
+     "Boston engineers on call receive a stipend of $250 per week."),
+    # A list item whose label shares a word with the question, as written or by meaning.
+    ("Getting married! How many days of paid leave do Madrid employees get for a wedding?",
+     "Matrimonio o registro de pareja de hecho (Madrid): 15 días naturales."),
+    ("Me han convocado como jurado popular, ¿cuántos días me siguen pagando?",
+     "Jury duty: full pay for up to 10 business days of service."),
+    # A long sentence with a colon is no list item.
+    ("¿Cuántos días de lactancia me corresponden?",
+     "Para cualquier ausencia que se pida con antelación en Portal Gente y con el visto bueno "
+     "del responsable del equipo: 15 días naturales."),
     # Compounds are siblings only with opposite first words: these say one thing twice.
     ("How do I turn on two-factor authentication for the VPN?",
      "Multi-factor authentication is required for the VPN: enable it in the Okta app."),
