@@ -114,6 +114,7 @@ _RUN = re.compile(r"\b(run|ejecuta|ejecutar|type|escribe|lanza)\s+[a-z]\w*[-_./]
 _PHONE = re.compile(r"\b\d{3} \d{3} \d{3}\b|\+\d[\d ]{7,}")
 _CENTS = re.compile(r"\b\d+(?:[.,]\d+)? (cents?|centimos?)\b")  # "70 cents per mile"
 _CHANNEL = re.compile(r"(?<![\w/#])#[a-z][\w-]*", re.IGNORECASE)  # a chat channel: #dev-env
+CODE_WEIGHT = 1.0  # a question's code in the sentence, beside what its names are worth
 RANK_WEIGHT = 2.5  # what being the search's first passage is worth, in shared words
 REGION = 0.5  # a place's country named where its name is not: "US Employees" for Boston
 # A word met in the other language: worth a word met as written, which only wins a tie.
@@ -210,11 +211,27 @@ def _stems(text: str) -> set[str]:
             | {acronym_key(a) for a in ACRONYM.findall(text)})
 
 
+_CODE_RUN = re.compile(r"[\w()-]+")  # read run by run: linear in the question's length
+
+
+def _squash(text: str) -> str:
+    """``text`` folded, letters and digits only: "401(k)" is "401k", "W-2s" is "w2s"."""
+    return re.sub(r"\W|_", "", fold(text))
+
+
+def _codes(question: str) -> set[str]:
+    """The question's codes, letters and digits together, squashed ("401k", "w2", "sev2")."""
+    return {code for m in _CODE_RUN.finditer(question)
+            if len(code := _squash(m.group(0))) >= 2
+            and any(c.isalpha() for c in code) and any(c.isdigit() for c in code)}
+
+
 def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
     """The sentence of ``passages`` that best answers ``question`` (see the module's
     docstring); None when none shares a content word with it or states what it asks for."""
     wanted, kinds, named_as = content_keys(question), asks(question), _name_tokens(question)
     names = [_forms(name) for name in named_as]
+    codes = _codes(question)
     regions = [about(name) for name in named_as]  # a city's country, a country's places
     candidates = [(rank, position, sentence, passage)
                   for rank, passage in enumerate(passages)
@@ -256,6 +273,9 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
         named = sum(1.5 if _meets(n, said) else 1.0 if _meets(n, said_where)
                     else REGION if region else -2.0
                     for n, region in zip(names, in_region, strict=True))
+        if codes:  # a code counts where the sentence holds it ("W-2s are posted by…")
+            squashed = _squash(sentence)
+            named += CODE_WEIGHT * sum(code in squashed for code in codes)
         score = (shared + 2 * answered + named + RANK_WEIGHT / (1 + rank)
                  + (0.3 if any(c.isdigit() for c in sentence) else 0.0))
         key = (score, -rank, -position)

@@ -294,3 +294,17 @@ def test_a_weekday_is_not_a_name_the_sentence_must_hold() -> None:
                        rank=1)
     assert quoted("What time should I show up at reception on my first day, a Monday?",
                   welcome, building).startswith("Te esperamos a las 9:30")
+
+
+def test_a_sentence_holding_the_question_s_code_wins() -> None:
+    """Held-out 3's W-2 question: the payroll sentence states a day too and comes first; the
+    one that holds the code, as the document writes it ("W-2s"), answers."""
+    text = ("US employees are paid semi-monthly, on the 15th and on the last business day of "
+            "each month, by direct deposit through PayHarbor. Year-end tax forms: W-2s are "
+            "available in PayHarbor by January 31.")
+    assert quoted("When will my W-2 show up for tax season?", passage(text)).startswith(
+        "Year-end tax forms: W-2s")
+    assert quoted("¿Con qué porcentaje me apuntan al 401(k) si no elijo nada?", passage(
+        "Si aportas al plan de pensiones de empresa al menos un 2 % de tu salario, Acme aporta "
+        "otro 2 %. New hires are enrolled in the 401(k) at 3% unless they choose otherwise."),
+    ).startswith("New hires are enrolled")
