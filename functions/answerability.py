@@ -24,7 +24,10 @@ title and citation, as the fact check reads them: functions/factcheck.py ``evide
   ("Estados Unidos" where the passages speak of Boston), or by the union it belongs to
   (functions/unions.txt: "Italy" in a rule for "otro país de la Unión Europea"; a city is
   not: the Lisbon office's vacation days are no European rule); an acronym's plural is the acronym
-  ("PRs" is "PR", too short to count).
+  ("PRs" is "PR", too short to count);
+- a team or the terms people work on, though written in lower case (functions/siblings.py
+  ``groups``: "la gente de soporte", "soy autónomo", "interns"), is found by any of its words
+  in either language; employees, whom most policies are for, need not be named.
 
 The question must also share at least one content word with the passages (the rule
 factcheck.extract applies), as written or translated by the glossary ("screen" and
@@ -99,7 +102,7 @@ from functions.extractive import Extract, asks_outright, extract, states
 from functions.factcheck import WORD, calendar, evidence, fold, is_name, opens_sentence
 from functions.glossary import about, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
-from functions.siblings import instead
+from functions.siblings import EMPLOYEES, groups, instead
 from functions.units import (
     counted,
     counts,
@@ -172,6 +175,10 @@ class _Said:
         return senses_of(self.keys)
 
     @cached_property
+    def groups(self) -> dict[str, str]:
+        return groups(self.folded)
+
+    @cached_property
     def squashed(self) -> str:
         return re.sub(r"\W|_", "", self.folded)
 
@@ -220,6 +227,10 @@ def answers(question: str, passages: Sequence[Passage]) -> Answerability:
     said = _Said(passages)
     named = names(question)
     missing = tuple(n for n in named if not said.has(n))
+    # A team or a role is named in lower case: "la gente de soporte", "soy autónomo", where
+    # the passages speak of no such people (functions/siblings.py: not employees, the default).
+    missing += tuple(word for group, word in groups(question).items()
+                     if group != EMPLOYEES and group not in said.groups)
     if missing:
         return Answerability(False, missing)
     wanted = content_keys(question)

@@ -13,8 +13,9 @@ chosen by what a reader would check first:
 - what the question asks for: an amount ("how much", "cuánto me dan", a limit: "the most I
   can spend", "hasta cuánto", a percentage; "70 cents" is one), a time of day, a duration or
   frequency ("cuánto tarda"), a day or date ("¿en qué mes…?" too), a count, a command, a
-  person, a phone number, a chat channel ("#dev-env"): a sentence stating one of that kind
-  scores (its facts read as the fact check reads them, functions/factcheck.py);
+  person (a name or a role, "the on-call engineer"; not an acronym, "USB"), a phone number,
+  a chat channel ("#dev-env"): a sentence stating one of that kind scores (its facts read as
+  the fact check reads them, functions/factcheck.py);
 - the question's names (a capitalised word inside it: "Boston", "Madrid", not "Monday"; a
   place of several words that functions/places.txt lists, "New York", all its words): in the
   sentence, or at least in its passage or where that comes from, or for a city, its country
@@ -115,6 +116,10 @@ _PHONE = re.compile(r"\b\d{3} \d{3} \d{3}\b|\+\d[\d ]{7,}")
 _CENTS = re.compile(r"\b\d+(?:[.,]\d+)? (cents?|centimos?)\b")  # "70 cents per mile"
 _CHANNEL = re.compile(r"(?<![\w/#])#[a-z][\w-]*", re.IGNORECASE)  # a chat channel: #dev-env
 CODE_WEIGHT = 1.0  # a question's code in the sentence, beside what its names are worth
+# Who is named by a role as often as by a name: "the on-call engineer", "el responsable".
+_ROLE_NOUN = re.compile(r"\b(engineers?|managers?|leads?|commanders?|owners?|admins?|"
+                        r"administrators?|ingenier[oa]s?|responsables?|jef[ea]s?|lider|"
+                        r"director[a]?)\b")
 RANK_WEIGHT = 2.5  # what being the search's first passage is worth, in shared words
 REGION = 0.5  # a place's country named where its name is not: "US Employees" for Boston
 # A word met in the other language: worth a word met as written, which only wins a tie.
@@ -173,9 +178,12 @@ def states(sentence: str) -> set[str]:
         found.add("phone")
     if _CHANNEL.search(sentence):
         found.add("channel")
-    if ADDRESS.search(sentence) or _PHONE.search(sentence) or any(
-            is_name(m.group(0)) and not opens_sentence(sentence, m.start())
-            for m in TOKEN.finditer(sentence)):
+    # a person: a role, or a capitalised word inside the sentence that is no acronym or code
+    # ("USB storage devices are blocked" names no one who approves an exception)
+    if ADDRESS.search(sentence) or _PHONE.search(sentence) or _ROLE_NOUN.search(folded) or any(
+            is_name(word) and not opens_sentence(sentence, m.start())
+            and not ACRONYM.fullmatch(word) and not any(c.isdigit() for c in word)
+            for m in TOKEN.finditer(sentence) for word in [m.group(0)]):
         found.add("person")
     return found
 

@@ -63,6 +63,20 @@ TEAMS = (("engineer", "engineers", "engineering", "ingeniero", "ingenieros", "in
          ("design", "designer", "designers", "diseno", "disenador", "disenadores", "disenadora"))
 _TEAM = {word: number for number, words in enumerate(TEAMS) for word in words}
 
+EMPLOYEES = "role0"  # the terms most people work on: a question naming them names no one apart
+
+
+def groups(text: str) -> dict[str, str]:
+    """The roles and teams ``text`` names, each by its kind and number in :data:`ROLES` or
+    :data:`TEAMS` ("role1" for contractors, "team1" for support), to a word naming it."""
+    found = {}
+    for word in WORD.findall(fold(text)):
+        if word in _ROLE:
+            found[f"role{_ROLE[word]}"] = word
+        if word in _TEAM:
+            found[f"team{_TEAM[word]}"] = word
+    return found
+
 
 def _kin(text: str) -> dict[str, dict[str, str]]:
     """``text``'s codes, years and compounds by shape, each folded, to it as written."""
@@ -74,11 +88,8 @@ def _kin(text: str) -> dict[str, dict[str, str]]:
             found.setdefault(re.sub(r"\d+", "#", fold(code)), {})[fold(code)] = code
     for m in _YEAR.finditer(text):
         found.setdefault("year", {})[m.group(0)] = m.group(0)
-    for word in WORD.findall(fold(text)):
-        if word in _ROLE:
-            found.setdefault("role", {})[str(_ROLE[word])] = word
-        if word in _TEAM:
-            found.setdefault("team", {})[str(_TEAM[word])] = word
+    for group, word in groups(text).items():  # "role1": kind "role", number "1"
+        found.setdefault(group[:4], {})[group[4:]] = word
     for m in _COMPOUND.finditer(text):
         found.setdefault("-" + fold(m.group(2)), {})[fold(m.group(0))] = m.group(0)
     return found

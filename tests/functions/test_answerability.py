@@ -256,3 +256,36 @@ def test_a_country_is_found_by_the_union_it_belongs_to() -> None:
     assert answers("How many days may I work from Italy?", [passage(
         "Employees may work from another country for up to 20 days a year.")]).missing == (
         "Italy",)
+
+
+def test_a_team_or_role_no_passage_speaks_of_is_missing() -> None:
+    """Named in lower case, a team or the terms one works on are names all the same: the
+    Madrid platform team's on-call pay does not say what support gets, nor a policy for
+    employees when contractors are paid."""
+    oncall = passage("Guardias del equipo de plataforma. Cada semana de guardia se paga con "
+                     "150 € brutos, más 40 € por cada incidente.", "guardias-madrid.md")
+    verdict = answers("¿Cuánto cobra por semana de guardia la gente de soporte?", [oncall])
+    assert not verdict.answered and verdict.missing == ("soporte",)
+    sick = passage("Acme complementa la prestación hasta el 100 % del salario desde el primer "
+                   "día y durante un máximo de seis meses.", "nominas.md")
+    verdict = answers("Soy autónomo y le facturo a Acme, ¿qué día me pagan las facturas?", [sick])
+    assert not verdict.answered and verdict.missing == ("autonomo",)
+
+
+def test_a_team_or_role_the_passages_speak_of_is_found_in_either_language() -> None:
+    onboarding = passage("Para las ingenieras e ingenieros nuevos, el entorno de desarrollo se "
+                         "monta con make bootstrap en unos 20 minutos.", "onboarding.md")
+    assert answers("I'm a new engineer: how long does the dev environment take to set up?",
+                   [onboarding]).answered
+    # Employees are who most policies are for: a question naming them names no one apart.
+    assert answers("¿Cuántos días de vacaciones tienen los empleados?", [passage(MADRID)]).answered
+
+
+def test_who_is_answered_by_a_name_or_a_role_not_by_an_acronym() -> None:
+    usb = passage("Removable media and personal phones: USB storage devices are blocked on all "
+                  "company laptops.", "security.md")
+    verdict = answers("Who can approve an exception to the USB block on my laptop?", [usb])
+    assert not verdict.answered and verdict.unstated == ("person",)
+    roles = passage("Every SEV1 and SEV2 has an incident commander, who coordinates and "
+                    "decides; the on-call engineer takes the role first.", "incidents.md")
+    assert answers("When an incident starts, who is the commander at first?", [roles]).answered

@@ -308,3 +308,11 @@ def test_a_sentence_holding_the_question_s_code_wins() -> None:
         "Si aportas al plan de pensiones de empresa al menos un 2 % de tu salario, Acme aporta "
         "otro 2 %. New hires are enrolled in the 401(k) at 3% unless they choose otherwise."),
     ).startswith("New hires are enrolled")
+
+
+def test_a_person_is_a_name_or_a_role_not_an_acronym_or_a_code() -> None:
+    assert "person" in states("Complete the course, then ask Tom Becker in #sre-access.")
+    assert "person" in states("The on-call engineer takes the role first.")
+    assert "person" in states("Lo aprueba el responsable de tu equipo.")
+    assert "person" not in states("Removable media and USB storage devices are blocked.")
+    assert "person" not in states("Both SEV1 and SEV2 open a channel.")

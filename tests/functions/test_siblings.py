@@ -35,13 +35,16 @@ def passage(content: str, source: str = "handbook.md") -> Passage:
     ("How much does long-term disability cover?",
      "Short-term disability covers 60% of salary for up to 12 weeks.", ("Short-term",)),
     ("When do contractors in the US get paid?",
-     "US employees are paid semi-monthly, on the 15th and on the last business day.",
-     ("employees",)),
+     "US employees are paid semi-monthly, on the 15th and on the last business day. Contractors "
+     "send their invoices through the vendor portal.", ("employees",)),
     ("Soy autónoma, ¿qué día se pagan las facturas?",
-     "Los empleados cobran la nómina el día 27 de cada mes.", ("empleados",)),
-    # a team: what engineers on call get is not what support folks do
+     "Los empleados cobran la nómina el día 27 de cada mes. Las autónomas envían sus facturas "
+     "por el portal de proveedores.", ("empleados",)),
+    # a team: what engineers on call get is not what support folks do (a team or a role that
+    # no passage names is missing: functions/answerability.py; here the passage names both)
     ("How much do support folks in Boston get paid for a week on call?",
-     "Boston engineers on call receive a stipend of $250 per week.", ("engineers",)),
+     "Boston engineers on call receive a stipend of $250 per week. Support has a rotation of "
+     "its own.", ("engineers",)),
     # a list item says its value of its label
     ("Acabo de ser madre, ¿cuántos días de permiso de lactancia me corresponden?",
      "Matrimonio o registro de pareja de hecho: 15 días naturales.",
