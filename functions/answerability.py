@@ -102,7 +102,7 @@ from functions.extractive import Extract, asks_outright, extract, states
 from functions.factcheck import WORD, calendar, evidence, fold, is_name, opens_sentence
 from functions.glossary import about, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
-from functions.siblings import EMPLOYEES, groups, instead
+from functions.siblings import EMPLOYEES, asked_about, groups, instead
 from functions.units import (
     counted,
     counts,
@@ -228,8 +228,9 @@ def answers(question: str, passages: Sequence[Passage]) -> Answerability:
     named = names(question)
     missing = tuple(n for n in named if not said.has(n))
     # A team or a role is named in lower case: "la gente de soporte", "soy autónomo", where
-    # the passages speak of no such people (functions/siblings.py: not employees, the default).
-    missing += tuple(word for group, word in groups(question).items()
+    # the passages speak of no such people (functions/siblings.py: not employees, the default,
+    # nor the team of who asks: "I'm a new engineer, how do I…?").
+    missing += tuple(word for group, word in asked_about(question).items()
                      if group != EMPLOYEES and group not in said.groups)
     if missing:
         return Answerability(False, missing)

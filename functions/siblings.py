@@ -64,6 +64,8 @@ TEAMS = (("engineer", "engineers", "engineering", "ingeniero", "ingenieros", "in
 _TEAM = {word: number for number, words in enumerate(TEAMS) for word in words}
 
 EMPLOYEES = "role0"  # the terms most people work on: a question naming them names no one apart
+# "I'm a new engineer", "soy de soporte": who asks, not whom the answer is about.
+_SELF = re.compile(r"\b(?:soy|i'?m|i am|como|as an?)\b((?:\W+\w+){1,3})")
 
 
 def groups(text: str) -> dict[str, str]:
@@ -76,6 +78,16 @@ def groups(text: str) -> dict[str, str]:
         if word in _TEAM:
             found[f"team{_TEAM[word]}"] = word
     return found
+
+
+def asked_about(question: str) -> dict[str, str]:
+    """The roles and teams a question asks about (:func:`groups`), leaving out a team that
+    only says who asks ("I'm a new engineer, how do I…?"); a role is kept: what a contractor
+    gets is not what an employee does, whoever asks."""
+    folded = fold(question)
+    own = {word for m in _SELF.finditer(folded) for word in WORD.findall(m.group(1))}
+    return {group: word for group, word in groups(folded).items()
+            if group.startswith("role") or word not in own}
 
 
 def _kin(text: str) -> dict[str, dict[str, str]]:

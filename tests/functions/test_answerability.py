@@ -279,6 +279,12 @@ def test_a_team_or_role_the_passages_speak_of_is_found_in_either_language() -> N
                    [onboarding]).answered
     # Employees are who most policies are for: a question naming them names no one apart.
     assert answers("¿Cuántos días de vacaciones tienen los empleados?", [passage(MADRID)]).answered
+    # Who asks is not whom the answer is about: the VPN rule is everyone's.
+    vpn = passage("Run acme-vpn connect and touch your YubiKey; a session lasts 12 hours.",
+                  "vpn.txt")
+    for question in ("I'm a new engineer, how long does a VPN session last?",
+                     "Soy de soporte, ¿cuánto dura una sesión de la VPN?"):
+        assert answers(question, [vpn]).answered, question
 
 
 def test_who_is_answered_by_a_name_or_a_role_not_by_an_acronym() -> None:
