@@ -59,9 +59,10 @@ _QUANTITY = re.compile(
 _HOW_MANY = re.compile(r"\b(?:how many|cuant[oa]s)((?:\s+[^\W\d_]+){1,3})")
 # A figure and the words after it ("12 plazas de garaje"); not a floor's "-1".
 _FIGURE_OF = re.compile(rf"(?<![\w.,-])(?:{_FIGURE})(?:[\s-]+(?:[^\W\d_]+)){{1,3}}")
-# People are counted in many ways ("Harbor seats 10", "a 10-person room"): not by a figure
-# before the word.
-_PEOPLE = frozenset({"people", "person", "persons", "personas", "persona", "gente"})
+# People are counted in many ways ("Harbor seats 10", "a 10-person room"), and times in words
+# ("twice", "una vez al año"): not by a figure before the word.
+_PEOPLE = frozenset({"people", "person", "persons", "personas", "persona", "gente", "times",
+                     "veces"})
 _MONTH_ASKED = re.compile(r"\b(?:que mes|(?:what|which) month)\b")
 
 # What an amount is counted per, each word to its unit.

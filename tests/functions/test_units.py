@@ -59,6 +59,7 @@ def test_what_a_count_question_counts() -> None:
     assert counted("How many parking spots does Acme have?") == {"parki", "spot"}
     assert counted("How many people fit in the Fenway room?") == set()  # "seats 10"
     assert counted("How many days off do I get?") == set()  # a unit: unit_asked's
+    assert counted("How many times a year can I work from abroad?") == set()  # "twice"
     assert counts("El garaje del edificio tiene 12 plazas para Acme.", {"parki", "spot"})
     assert not counts("Hay un cuarto en la planta -1 con cargadores para patinetes.",
                       {"carga"})
