@@ -98,7 +98,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from functions.extractive import Extract, asks_outright, extract, states
+from functions.extractive import Extract, asks_outright, extract, squash, states
 from functions.factcheck import WORD, calendar, evidence, fold, is_name, opens_sentence
 from functions.glossary import about, senses_of, tokens, translations
 from functions.quotes import ACRONYM, acronym_key, content_keys
@@ -180,7 +180,7 @@ class _Said:
 
     @cached_property
     def squashed(self) -> str:
-        return re.sub(r"\W|_", "", self.folded)
+        return squash(self.folded)
 
     @cached_property
     def acronyms(self) -> set[str]:
@@ -194,7 +194,7 @@ class _Said:
     def has(self, name: str) -> bool:
         folded = fold(name)
         if any(c.isdigit() for c in name):
-            return re.sub(r"\W|_", "", folded) in self.squashed
+            return squash(folded) in self.squashed
         if self.written(folded):
             return True
         if name.isupper() and (any(folded in run for run in self.initials)
@@ -265,18 +265,18 @@ def _measures(question: str, asked: set[str], found: Extract | None) -> Answerab
     (functions/units.py): days asked and hours stated, a figure for no parking spot, a rate
     per kilometre for one per diner, a monthly rate asked where its passage names none, a
     day of every month for "which month"; None when it does, or when nothing is counted."""
-    said = found.sentence if found is not None else ""
+    sentence = found.sentence if found is not None else ""
     unit = unit_asked(question)
-    if unit is not None and unit not in quantities(said):
+    if unit is not None and unit not in quantities(sentence):
         return Answerability(False, unstated=(f"{unit}s",))
     things = counted(question)
-    if things and not counts(said, things):
+    if things and not counts(sentence, things):
         return Answerability(False, unstated=("count",))
-    if month_asked(question) and not names_a_month(said):
+    if month_asked(question) and not names_a_month(sentence):
         return Answerability(False, unstated=("month",))
     asked_per = per(question) if "amount" in asked else set()
     if asked_per and found is not None:
-        stated = per(said)
+        stated = per(sentence)
         if stated and not asked_per & stated:
             return Answerability(False, instead=tuple(sorted(stated)))
         whole = f"{found.passage.title or ''} {found.passage.content}"

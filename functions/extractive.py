@@ -222,7 +222,7 @@ def _stems(text: str) -> set[str]:
 _CODE_RUN = re.compile(r"[\w()-]+")  # read run by run: linear in the question's length
 
 
-def _squash(text: str) -> str:
+def squash(text: str) -> str:
     """``text`` folded, letters and digits only: "401(k)" is "401k", "W-2s" is "w2s"."""
     return re.sub(r"\W|_", "", fold(text))
 
@@ -230,7 +230,7 @@ def _squash(text: str) -> str:
 def _codes(question: str) -> set[str]:
     """The question's codes, letters and digits together, squashed ("401k", "w2", "sev2")."""
     return {code for m in _CODE_RUN.finditer(question)
-            if len(code := _squash(m.group(0))) >= 2
+            if len(code := squash(m.group(0))) >= 2
             and any(c.isalpha() for c in code) and any(c.isdigit() for c in code)}
 
 
@@ -282,7 +282,7 @@ def extract(question: str, passages: Sequence[Passage]) -> Extract | None:
                     else REGION if region else -2.0
                     for n, region in zip(names, in_region, strict=True))
         if codes:  # a code counts where the sentence holds it ("W-2s are posted by…")
-            squashed = _squash(sentence)
+            squashed = squash(sentence)
             named += CODE_WEIGHT * sum(code in squashed for code in codes)
         score = (shared + 2 * answered + named + RANK_WEIGHT / (1 + rank)
                  + (0.3 if any(c.isdigit() for c in sentence) else 0.0))

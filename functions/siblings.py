@@ -141,7 +141,7 @@ def _beside(names: Iterable[str], sentence: str, kinds: set[str]) -> list[str]:
 
 # A list item: a label of at most :data:`LABEL_WORDS` words without a figure, a colon, a short
 # value ("Matrimonio o registro de pareja de hecho: 15 días naturales.").
-_LABEL = re.compile(r"\s*([^:\d]{3,120}):\s*(.{1,60})", re.DOTALL)
+_LABEL = re.compile(r"([^:\d]{3,120}):\s*(.{1,60})", re.DOTALL)
 LABEL_WORDS = 12
 
 

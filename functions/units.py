@@ -61,8 +61,8 @@ _HOW_MANY = re.compile(r"\b(?:how many|cuant[oa]s)((?:\s+[^\W\d_]+){1,3})")
 _FIGURE_OF = re.compile(rf"(?<![\w.,-])(?:{_FIGURE})(?:[\s-]+(?:[^\W\d_]+)){{1,3}}")
 # People are counted in many ways ("Harbor seats 10", "a 10-person room"), and times in words
 # ("twice", "una vez al año"): not by a figure before the word.
-_PEOPLE = frozenset({"people", "person", "persons", "personas", "persona", "gente", "times",
-                     "veces"})
+_NOT_BY_FIGURE = frozenset({"people", "person", "persons", "personas", "persona", "gente",
+                            "times", "veces"})
 _MONTH_ASKED = re.compile(r"\b(?:que mes|(?:what|which) month)\b")
 
 # What an amount is counted per, each word to its unit.
@@ -79,8 +79,9 @@ PER = {
     **dict.fromkeys(("kilometro", "kilometros", "km", "kilometer", "kilometre", "mile",
                      "miles", "milla", "millas"), "distance"),
 }
-_RATE_WORDS = frozenset(w for w, unit in PER.items() if w not in _UNIT_OF and unit != "person"
-                        and unit != "distance")  # "monthly", "anual": a rate on their own
+# "monthly", "anual": a rate on their own, without "per" or "al"
+_RATE_WORDS = frozenset(w for w, unit in PER.items()
+                        if w not in _UNIT_OF and unit not in ("person", "distance"))
 _PER = re.compile(rf"\b(?:per|por|each|every|cada|al|a la|a|an)\s+({_either(PER)})\b"
                   rf"|\b({_either(_RATE_WORDS)})\b")
 
@@ -112,7 +113,7 @@ def counted(question: str) -> set[str]:
     "parki", "spot" for "How many parking spots…?"); empty for a count of time or of
     people, and for any other question."""
     words = [w for w in _counting(question) if w not in STOP_WORDS and len(w) > 2]
-    if any(w in _UNIT_OF or w in _PEOPLE for w in words):
+    if any(w in _UNIT_OF or w in _NOT_BY_FIGURE for w in words):
         return set()
     return {content_key(w) for w in words}
 
